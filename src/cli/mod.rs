@@ -1,0 +1,10 @@
+//! The `keygate` command line (SPEC §8). The binary is a thin shell over
+//! [`run`]; everything here is the library's public API underneath.
+
+mod args;
+mod database;
+mod run;
+
+pub use args::{Cli, Command, CreateArgs, KeysCommand};
+pub use database::{Opened, PEPPER_FILE, SetupError, open};
+pub use run::run;

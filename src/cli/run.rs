@@ -1,0 +1,385 @@
+//! Carrying out a parsed command line.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use serde_json::json;
+use time::format_description::well_known::Rfc3339;
+
+use super::args::{Cli, Command, CreateArgs, KeysCommand};
+use super::database::{self, SetupError};
+use crate::key::ApiKey;
+use crate::keygate::Keygate;
+use crate::keys::{CreatedKey, KeyError, NewKey, parse_duration};
+use crate::scope::Requirement;
+use crate::store::ListQuery;
+use crate::token::{Environment, KeyId};
+use crate::validator::VerifyError;
+
+/// The reminder printed on stderr next to a new token.
+const SHOWN_ONCE: &str = "Store this key now: it will not be shown again.";
+
+/// A failed command: its exit status and what to say.
+struct Failure {
+    status: u8,
+    code: &'static str,
+    message: String,
+    field: Option<&'static str>,
+}
+
+impl Failure {
+    fn refused(code: &'static str, message: impl Into<String>) -> Failure {
+        Failure {
+            status: 1,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            status: 2,
+            code: "bad_usage",
+            message: message.into(),
+            field: None,
+        }
+    }
+}
+
+impl From<KeyError> for Failure {
+    fn from(e: KeyError) -> Failure {
+        let message = match &e {
+            KeyError::Store(inner) => format!("{e}: {}", error_chain(inner)),
+            _ => e.to_string(),
+        };
+        Failure {
+            status: 1,
+            code: e.code(),
+            field: e.field(),
+            message,
+        }
+    }
+}
+
+impl From<SetupError> for Failure {
+    fn from(e: SetupError) -> Failure {
+        let status = if matches!(e, SetupError::UnsupportedUrl) {
+            2
+        } else {
+            1
+        };
+        Failure {
+            status,
+            code: "unavailable",
+            message: error_chain(&e),
+            field: None,
+        }
+    }
+}
+
+/// `error: cause: cause`, one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Runs the command line and returns the process exit status.
+pub async fn run(cli: Cli) -> ExitCode {
+    let json = cli.json;
+    match dispatch(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) if f.message.is_empty() => ExitCode::from(f.status),
+        Err(f) => {
+            if json {
+                let mut body = json!({"error": f.code, "message": f.message});
+                if let Some(field) = f.field {
+                    body["field"] = json!(field);
+                }
+                println!("{body}");
+            } else {
+                eprintln!("error: {}", f.message);
+            }
+            ExitCode::from(f.status)
+        }
+    }
+}
+
+async fn keygate(url: &str) -> Result<Keygate, Failure> {
+    let opened = database::open(url).await?;
+    Keygate::builder(opened.store)
+        .pepper(opened.pepper)
+        .build()
+        .map_err(|e| Failure::refused("bad_request", e.to_string()))
+}
+
+fn key_id(text: &str) -> Result<KeyId, Failure> {
+    // Accept the display prefix too: `kg_live_<id>`.
+    let id = text.rsplit('_').next().unwrap_or(text);
+    KeyId::parse(id).map_err(|_| Failure::refused("not_found", format!("no key with id {text:?}")))
+}
+
+async fn dispatch(cli: Cli) -> Result<(), Failure> {
+    let json = cli.json;
+    match cli.command {
+        Command::Init => init(&keygate(&cli.database_url).await?, json).await,
+        Command::Keys(command) => keys(&keygate(&cli.database_url).await?, command, json).await,
+        Command::Verify { token, require } => {
+            let requirement = require
+                .as_deref()
+                .map(Requirement::parse)
+                .transpose()
+                .map_err(|e| Failure::usage(format!("--require: {e}")))?;
+            verify(
+                &keygate(&cli.database_url).await?,
+                &token,
+                requirement,
+                json,
+            )
+            .await
+        }
+    }
+}
+
+async fn init(gate: &Keygate, json: bool) -> Result<(), Failure> {
+    let any = gate
+        .keys()
+        .list(&ListQuery {
+            include_revoked: true,
+            limit: 1,
+            ..ListQuery::default()
+        })
+        .await?;
+    if !any.keys.is_empty() {
+        return Err(Failure::refused(
+            "conflict",
+            "the database already holds keys; init only bootstraps an empty database",
+        ));
+    }
+    let created = bootstrap(gate).await?;
+    print_created(&created, json);
+    Ok(())
+}
+
+/// Creates the bootstrap admin key: owner `admin`, scope `*:*`, no expiry.
+pub(crate) async fn bootstrap(gate: &Keygate) -> Result<CreatedKey, KeyError> {
+    gate.keys()
+        .create(
+            NewKey::new("admin", "bootstrap")
+                .scopes(["*:*"])
+                .expires_in("never")
+                .description("bootstrap admin key created by keygate"),
+        )
+        .await
+}
+
+fn print_created(created: &CreatedKey, json: bool) {
+    if json {
+        println!(
+            "{}",
+            json!({"key": created.token.expose(), "api_key": created.key})
+        );
+    } else {
+        println!("{}", created.token.expose());
+    }
+    eprintln!("{SHOWN_ONCE}");
+}
+
+fn new_key(args: CreateArgs) -> Result<NewKey, Failure> {
+    let mut new = NewKey::new(args.owner, args.name)
+        .scopes(args.scopes)
+        .ip_allow(args.ip_allow)
+        .ip_deny(args.ip_deny);
+    if let Some(env) = args.environment {
+        let env = if env == "test" {
+            Environment::Test
+        } else {
+            Environment::Live
+        };
+        new = new.environment(env);
+    }
+    if let Some(d) = args.description {
+        new = new.description(d);
+    }
+    if let Some(o) = args.organization {
+        new = new.organization(o);
+    }
+    if let Some(e) = args.expires_in {
+        new = new.expires_in(e);
+    }
+    if let Some(e) = args.expires_at {
+        new = new.expires_at_text(e);
+    }
+    if let Some(m) = args.metadata {
+        let value: serde_json::Value = serde_json::from_str(&m).map_err(|e| Failure {
+            status: 1,
+            code: "bad_request",
+            message: format!("metadata: not valid JSON ({e})"),
+            field: Some("metadata"),
+        })?;
+        new = new.metadata(value);
+    }
+    Ok(new)
+}
+
+async fn keys(gate: &Keygate, command: KeysCommand, json: bool) -> Result<(), Failure> {
+    let keys = gate.keys();
+    match command {
+        KeysCommand::Create(args) => {
+            let created = keys.create(new_key(args)?).await?;
+            print_created(&created, json);
+        }
+        KeysCommand::List {
+            owner,
+            organization,
+            include_revoked,
+        } => {
+            let mut query = ListQuery {
+                owner,
+                organization,
+                include_revoked,
+                ..ListQuery::default()
+            };
+            let mut all = Vec::new();
+            loop {
+                let page = keys.list(&query).await?;
+                all.extend(page.keys);
+                match page.next_cursor {
+                    Some(cursor) => query.cursor = Some(cursor),
+                    None => break,
+                }
+            }
+            if json {
+                println!("{}", json!({"keys": all, "next_cursor": null}));
+            } else {
+                print_table(&all);
+            }
+        }
+        KeysCommand::Show { id } => {
+            let key = keys.get(&key_id(&id)?).await?;
+            print_key(&key, json);
+        }
+        KeysCommand::Revoke { id, reason } => {
+            let key = keys.revoke(&key_id(&id)?, reason.as_deref()).await?;
+            if json {
+                println!("{}", json!(key));
+            } else {
+                println!("revoked {}", key.display_prefix);
+            }
+        }
+        KeysCommand::Rotate { id, grace } => {
+            let grace = parse_duration(&grace).map_err(|m| Failure {
+                status: 1,
+                code: "bad_request",
+                message: format!("grace: {m}"),
+                field: Some("grace"),
+            })?;
+            let created = keys.rotate(&key_id(&id)?, grace).await?;
+            print_created(&created, json);
+        }
+        KeysCommand::Delete { id } => {
+            let id = key_id(&id)?;
+            keys.delete(&id).await?;
+            if json {
+                println!("{}", json!({"deleted": id}));
+            } else {
+                println!("deleted {id}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn time_text(t: Option<time::OffsetDateTime>) -> String {
+    t.and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| "-".into())
+}
+
+fn print_table(keys: &[ApiKey]) {
+    let now = time::OffsetDateTime::now_utc();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "{:<16}  {:<8}  {:<20}  {:<20}  {:<20}  SCOPES",
+        "ID", "STATUS", "OWNER", "NAME", "EXPIRES"
+    );
+    for k in keys {
+        let _ = writeln!(
+            out,
+            "{:<16}  {:<8}  {:<20}  {:<20}  {:<20}  {}",
+            k.id,
+            k.status_at(now).as_str(),
+            k.owner,
+            k.name,
+            time_text(k.expires_at),
+            k.scopes
+        );
+    }
+}
+
+fn print_key(key: &ApiKey, json: bool) {
+    if json {
+        println!("{}", json!(key));
+        return;
+    }
+    let value = json!(key);
+    let mut out = std::io::stdout().lock();
+    if let Some(map) = value.as_object() {
+        for (field, v) in map {
+            let text = match v {
+                serde_json::Value::Null => "-".to_string(),
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let _ = writeln!(out, "{field:<15} {text}");
+        }
+    }
+}
+
+async fn verify(
+    gate: &Keygate,
+    token: &str,
+    requirement: Option<Requirement>,
+    json: bool,
+) -> Result<(), Failure> {
+    let (code, key) = match gate.verify(token).await {
+        Ok(key) => match &requirement {
+            Some(req) if !key.scopes().satisfies(req) => ("insufficient_scope", Some(key)),
+            _ => ("valid", Some(key)),
+        },
+        Err(VerifyError::Invalid(reason)) => {
+            tracing::debug!(reason = reason.as_str(), "token refused");
+            ("invalid_token", None)
+        }
+        Err(VerifyError::Unavailable(e)) => {
+            return Err(Failure::refused(
+                "unavailable",
+                format!("the key store is unavailable: {}", error_chain(&e)),
+            ));
+        }
+    };
+    let valid = code == "valid";
+    if json {
+        let mut body = json!({"valid": valid, "code": code});
+        if let Some(key) = &key {
+            body["api_key"] = json!(key.record());
+        }
+        println!("{body}");
+    } else if let Some(key) = &key {
+        println!("{code}: {} (owner {})", key.display_prefix(), key.owner());
+    } else {
+        println!("{code}");
+    }
+    if valid {
+        Ok(())
+    } else {
+        // Already reported on stdout: exit 1 without a second message.
+        Err(Failure::refused(code, String::new()))
+    }
+}

@@ -1,0 +1,315 @@
+//! The key record (SPEC §5): everything known about a key except its secret.
+//!
+//! # Example
+//!
+//! ```
+//! use keygate::{ApiKey, KeyStatus};
+//! use time::OffsetDateTime;
+//!
+//! # fn check(key: &ApiKey) {
+//! if key.status_at(OffsetDateTime::now_utc()) == KeyStatus::Active {
+//!     println!("{} may be used", key.display_prefix);
+//! }
+//! # }
+//! ```
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::scope::ScopeSet;
+use crate::secret::TokenMac;
+use crate::token::{Environment, KeyId};
+
+/// Whether a key can be used now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStatus {
+    /// Neither revoked nor expired.
+    Active,
+    /// Past its `expires_at`.
+    Expired,
+    /// Revoked (revocation wins over expiry).
+    Revoked,
+}
+
+impl KeyStatus {
+    /// The lowercase name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "active",
+            KeyStatus::Expired => "expired",
+            KeyStatus::Revoked => "revoked",
+        }
+    }
+}
+
+/// A key's record. It never holds the token or its MAC.
+///
+/// Serialized (SPEC §5) with a computed `status` field and RFC 3339 UTC
+/// timestamps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiKey {
+    /// Public, unique id: the lookup key.
+    pub id: KeyId,
+    /// `kg_live_<id>`: what listings and logs show.
+    pub display_prefix: String,
+    /// Human name, unique per owner among active keys.
+    pub name: String,
+    /// Free text, at most 1024 characters.
+    pub description: Option<String>,
+    /// Who the key belongs to.
+    pub owner: String,
+    /// Optional organization of the owner.
+    pub organization: Option<String>,
+    /// `live` or `test`.
+    pub environment: Environment,
+    /// Granted scopes.
+    pub scopes: ScopeSet,
+    /// Addresses allowed to use the key; empty allows every address.
+    pub ip_allow: Vec<IpNet>,
+    /// Addresses refused; deny wins over allow.
+    pub ip_deny: Vec<IpNet>,
+    /// A JSON object of at most 4 KiB.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+    /// Last change to the record (usage tracking does not count).
+    pub updated_at: OffsetDateTime,
+    /// The first second at which the key is refused; `None` never expires.
+    pub expires_at: Option<OffsetDateTime>,
+    /// Last authenticated use, written in the background.
+    pub last_used_at: Option<OffsetDateTime>,
+    /// Client address of the last use.
+    pub last_used_ip: Option<IpAddr>,
+    /// When the key was revoked.
+    pub revoked_at: Option<OffsetDateTime>,
+    /// Why it was revoked.
+    pub revoked_reason: Option<String>,
+    /// The key that replaced this one in a rotation.
+    pub superseded_by: Option<KeyId>,
+}
+
+impl ApiKey {
+    /// The key's status at `now`.
+    pub fn status_at(&self, now: OffsetDateTime) -> KeyStatus {
+        if self.revoked_at.is_some() {
+            KeyStatus::Revoked
+        } else if self.expires_at.is_some_and(|at| now >= at) {
+            KeyStatus::Expired
+        } else {
+            KeyStatus::Active
+        }
+    }
+
+    /// Whether `ip` may use this key: not in a deny range, and inside an
+    /// allow range when the allow list is not empty.
+    pub fn allows_ip(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        if self.ip_deny.iter().any(|net| net.contains(&ip)) {
+            return false;
+        }
+        self.ip_allow.is_empty() || self.ip_allow.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Whether the key counts against name uniqueness and the per-owner
+    /// limit: active and not superseded by a rotation.
+    pub fn is_current(&self, now: OffsetDateTime) -> bool {
+        self.status_at(now) == KeyStatus::Active && self.superseded_by.is_none()
+    }
+}
+
+/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is matched as IPv4.
+pub(crate) fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
+/// A record as stores keep it: the public record, the token's MAC and a
+/// revision counter for optimistic concurrency.
+#[derive(Clone, PartialEq)]
+pub struct StoredKey {
+    /// The public record.
+    pub key: ApiKey,
+    /// HMAC-SHA256 of the token under the pepper.
+    pub mac: TokenMac,
+    /// Bumped by every change except usage tracking.
+    pub revision: i64,
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("key", &self.key)
+            .field("mac", &"[redacted]")
+            .field("revision", &self.revision)
+            .finish()
+    }
+}
+
+#[derive(Serialize)]
+struct ApiKeyJson<'a> {
+    id: &'a KeyId,
+    display_prefix: &'a str,
+    name: &'a str,
+    description: &'a Option<String>,
+    owner: &'a str,
+    organization: &'a Option<String>,
+    environment: Environment,
+    scopes: &'a ScopeSet,
+    ip_allow: &'a [IpNet],
+    ip_deny: &'a [IpNet],
+    metadata: &'a serde_json::Map<String, serde_json::Value>,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    updated_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    expires_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    last_used_at: Option<OffsetDateTime>,
+    last_used_ip: Option<IpAddr>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    revoked_at: Option<OffsetDateTime>,
+    revoked_reason: &'a Option<String>,
+    superseded_by: &'a Option<KeyId>,
+    status: KeyStatus,
+}
+
+impl Serialize for ApiKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        ApiKeyJson {
+            id: &self.id,
+            display_prefix: &self.display_prefix,
+            name: &self.name,
+            description: &self.description,
+            owner: &self.owner,
+            organization: &self.organization,
+            environment: self.environment,
+            scopes: &self.scopes,
+            ip_allow: &self.ip_allow,
+            ip_deny: &self.ip_deny,
+            metadata: &self.metadata,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            expires_at: self.expires_at,
+            last_used_at: self.last_used_at,
+            last_used_ip: self.last_used_ip,
+            revoked_at: self.revoked_at,
+            revoked_reason: &self.revoked_reason,
+            superseded_by: &self.superseded_by,
+            status: self.status_at(OffsetDateTime::now_utc()),
+        }
+        .serialize(serializer)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use time::Duration;
+
+    pub(crate) fn sample(now: OffsetDateTime) -> ApiKey {
+        let id = KeyId::parse("0123456789abcdef").unwrap();
+        ApiKey {
+            id,
+            display_prefix: format!("kg_live_{id}"),
+            name: "ci".into(),
+            description: None,
+            owner: "alice".into(),
+            organization: None,
+            environment: Environment::Live,
+            scopes: ScopeSet::parse(["workspaces:read"]).unwrap(),
+            ip_allow: vec![],
+            ip_deny: vec![],
+            metadata: serde_json::Map::new(),
+            created_at: now,
+            updated_at: now,
+            expires_at: None,
+            last_used_at: None,
+            last_used_ip: None,
+            revoked_at: None,
+            revoked_reason: None,
+            superseded_by: None,
+        }
+    }
+
+    #[test]
+    fn key_expires_at_the_exact_second() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let mut key = sample(now);
+        key.expires_at = Some(now + Duration::seconds(10));
+        assert_eq!(
+            key.status_at(now + Duration::milliseconds(9_999)),
+            KeyStatus::Active
+        );
+        assert_eq!(
+            key.status_at(now + Duration::seconds(10)),
+            KeyStatus::Expired
+        );
+        key.revoked_at = Some(now);
+        assert_eq!(key.status_at(now), KeyStatus::Revoked);
+    }
+
+    #[test]
+    fn deny_wins_over_allow_and_empty_allow_allows_all() {
+        let now = OffsetDateTime::now_utc();
+        let mut key = sample(now);
+        assert!(key.allows_ip("203.0.113.9".parse().unwrap()));
+        key.ip_allow = vec!["10.0.0.0/8".parse().unwrap()];
+        key.ip_deny = vec!["10.1.0.0/16".parse().unwrap()];
+        assert!(key.allows_ip("10.2.3.4".parse().unwrap()));
+        assert!(!key.allows_ip("10.1.3.4".parse().unwrap()));
+        assert!(!key.allows_ip("192.168.0.1".parse().unwrap()));
+        assert!(key.allows_ip("::ffff:10.2.3.4".parse().unwrap()));
+        assert!(!key.allows_ip("::ffff:10.1.3.4".parse().unwrap()));
+    }
+
+    #[test]
+    fn json_has_spec_fields_rfc3339_and_status() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let key = sample(now);
+        let json = serde_json::to_value(&key).unwrap();
+        let fields: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        for f in [
+            "id",
+            "display_prefix",
+            "name",
+            "description",
+            "owner",
+            "organization",
+            "environment",
+            "scopes",
+            "ip_allow",
+            "ip_deny",
+            "metadata",
+            "created_at",
+            "updated_at",
+            "expires_at",
+            "last_used_at",
+            "last_used_ip",
+            "revoked_at",
+            "revoked_reason",
+            "superseded_by",
+            "status",
+        ] {
+            assert!(fields.contains(&f), "missing {f}");
+        }
+        assert_eq!(fields.len(), 20);
+        assert_eq!(json["created_at"], "2027-01-15T08:00:00Z");
+        assert_eq!(json["status"], "active");
+        assert_eq!(json["scopes"], serde_json::json!(["workspaces:read"]));
+    }
+}

@@ -1,0 +1,76 @@
+//! [`KeyError`]: why a management operation was refused.
+
+use crate::store::StoreError;
+
+/// Why a key-management call was refused or failed. Nothing is written when
+/// an error is returned.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// A field breaks a rule of SPEC §5 (HTTP 400 `bad_request`).
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The offending field, as named in JSON.
+        field: &'static str,
+        /// One sentence saying what is wrong.
+        message: String,
+    },
+    /// The operation conflicts with existing state, e.g. a duplicate name
+    /// (HTTP 409 `conflict`).
+    #[error("{field}: {message}")]
+    Conflict {
+        /// The offending field, as named in JSON.
+        field: &'static str,
+        /// One sentence saying what is wrong.
+        message: String,
+    },
+    /// The owner already holds the maximum number of active keys
+    /// (HTTP 409 `key_limit_reached`).
+    #[error("owner already has the maximum of {limit} active keys")]
+    KeyLimitReached {
+        /// The configured maximum.
+        limit: u32,
+    },
+    /// No such key (HTTP 404 `not_found`).
+    #[error("no such key")]
+    NotFound,
+    /// The store failed or cannot be reached.
+    #[error("the key store failed")]
+    Store(#[source] StoreError),
+}
+
+impl KeyError {
+    pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> KeyError {
+        KeyError::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn conflict(field: &'static str, message: impl Into<String>) -> KeyError {
+        KeyError::Conflict {
+            field,
+            message: message.into(),
+        }
+    }
+
+    /// The JSON field this error is about, when it is about one.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            KeyError::Invalid { field, .. } | KeyError::Conflict { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
+    /// The machine-readable code of SPEC §9: `bad_request`, `conflict`,
+    /// `key_limit_reached`, `not_found` or `unavailable`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            KeyError::Invalid { .. } => "bad_request",
+            KeyError::Conflict { .. } => "conflict",
+            KeyError::KeyLimitReached { .. } => "key_limit_reached",
+            KeyError::NotFound => "not_found",
+            KeyError::Store(_) => "unavailable",
+        }
+    }
+}

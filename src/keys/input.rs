@@ -1,0 +1,219 @@
+//! What callers send to create or change a key: [`NewKey`] and [`KeyUpdate`].
+//!
+//! Both hold the caller's raw values; every rule is checked when the
+//! manager applies them, so a refusal can name the JSON field at fault.
+//! Both deserialize strictly (unknown fields are an error) for the HTTP API.
+
+use serde::Deserialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::token::Environment;
+
+/// The fields of a key to create (SPEC §5).
+///
+/// # Example
+///
+/// ```
+/// use keygate::NewKey;
+///
+/// let new = NewKey::new("alice", "ci")
+///     .scopes(["workspaces:read"])
+///     .expires_in("30d")
+///     .description("CI pipeline");
+/// # let _ = new;
+/// ```
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    pub(crate) owner: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) description: Option<String>,
+    pub(crate) organization: Option<String>,
+    pub(crate) environment: Option<Environment>,
+    #[serde(default)]
+    pub(crate) scopes: Vec<String>,
+    pub(crate) expires_in: Option<String>,
+    pub(crate) expires_at: Option<String>,
+    #[serde(default)]
+    pub(crate) ip_allow: Vec<String>,
+    #[serde(default)]
+    pub(crate) ip_deny: Vec<String>,
+    pub(crate) metadata: Option<serde_json::Value>,
+}
+
+impl NewKey {
+    /// A key named `name` for `owner`, with no scopes, the `live`
+    /// environment and the default lifetime (90 days unless configured).
+    pub fn new(owner: impl Into<String>, name: impl Into<String>) -> NewKey {
+        NewKey {
+            owner: Some(owner.into()),
+            name: Some(name.into()),
+            ..NewKey::default()
+        }
+    }
+
+    /// Sets the owner (the HTTP API defaults it to the caller's owner).
+    pub fn owner(mut self, owner: impl Into<String>) -> NewKey {
+        self.owner = Some(owner.into());
+        self
+    }
+
+    /// Whether an owner was given.
+    pub fn has_owner(&self) -> bool {
+        self.owner.is_some()
+    }
+
+    /// The owner given, if any.
+    pub fn owner_name(&self) -> Option<&str> {
+        self.owner.as_deref()
+    }
+
+    /// Free text, at most 1024 characters.
+    pub fn description(mut self, description: impl Into<String>) -> NewKey {
+        self.description = Some(description.into());
+        self
+    }
+
+    /// The owner's organization.
+    pub fn organization(mut self, organization: impl Into<String>) -> NewKey {
+        self.organization = Some(organization.into());
+        self
+    }
+
+    /// `live` (default) or `test`.
+    pub fn environment(mut self, environment: Environment) -> NewKey {
+        self.environment = Some(environment);
+        self
+    }
+
+    /// Replaces the scopes (at most 64, `resource:action`).
+    pub fn scopes<I, S>(mut self, scopes: I) -> NewKey
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Lifetime from now: `30m`, `12h`, `30d`, `1w`, `1y` or `never`.
+    pub fn expires_in(mut self, lifetime: impl Into<String>) -> NewKey {
+        self.expires_in = Some(lifetime.into());
+        self.expires_at = None;
+        self
+    }
+
+    /// Absolute expiry; must be in the future.
+    pub fn expires_at(mut self, at: OffsetDateTime) -> NewKey {
+        self.expires_at = at.format(&Rfc3339).ok();
+        self.expires_in = None;
+        self
+    }
+
+    /// Absolute expiry as RFC 3339 text (checked at creation).
+    pub fn expires_at_text(mut self, at: impl Into<String>) -> NewKey {
+        self.expires_at = Some(at.into());
+        self.expires_in = None;
+        self
+    }
+
+    /// Addresses or CIDR ranges allowed to use the key (at most 64).
+    pub fn ip_allow<I, S>(mut self, nets: I) -> NewKey
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.ip_allow = nets.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Addresses or CIDR ranges refused (at most 64); deny wins over allow.
+    pub fn ip_deny<I, S>(mut self, nets: I) -> NewKey
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.ip_deny = nets.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// A JSON object of at most 4 KiB.
+    pub fn metadata(mut self, metadata: serde_json::Value) -> NewKey {
+        self.metadata = Some(metadata);
+        self
+    }
+}
+
+/// Changes to an existing key. Absent fields are left as they are.
+///
+/// Scopes may only narrow: each new scope must be allowed by the current ones.
+///
+/// # Example
+///
+/// ```
+/// use keygate::KeyUpdate;
+///
+/// let update = KeyUpdate::default().name("ci-2").scopes(["workspaces:read"]);
+/// # let _ = update;
+/// ```
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyUpdate {
+    pub(crate) name: Option<String>,
+    pub(crate) description: Option<String>,
+    pub(crate) metadata: Option<serde_json::Value>,
+    pub(crate) ip_allow: Option<Vec<String>>,
+    pub(crate) ip_deny: Option<Vec<String>>,
+    pub(crate) scopes: Option<Vec<String>>,
+}
+
+impl KeyUpdate {
+    /// A new name (unique per owner among active keys).
+    pub fn name(mut self, name: impl Into<String>) -> KeyUpdate {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// A new description; an empty string clears it.
+    pub fn description(mut self, description: impl Into<String>) -> KeyUpdate {
+        self.description = Some(description.into());
+        self
+    }
+
+    /// New metadata, replacing the old object.
+    pub fn metadata(mut self, metadata: serde_json::Value) -> KeyUpdate {
+        self.metadata = Some(metadata);
+        self
+    }
+
+    /// A new allow list, replacing the old one.
+    pub fn ip_allow<I, S>(mut self, nets: I) -> KeyUpdate
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.ip_allow = Some(nets.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// A new deny list, replacing the old one.
+    pub fn ip_deny<I, S>(mut self, nets: I) -> KeyUpdate
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.ip_deny = Some(nets.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Narrower scopes: each must be allowed by the key's current scopes.
+    pub fn scopes<I, S>(mut self, scopes: I) -> KeyUpdate
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scopes = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+}

@@ -1,0 +1,480 @@
+//! [`Keys`]: the management operations.
+
+use time::{Duration, OffsetDateTime};
+
+use super::input::{KeyUpdate, NewKey};
+use super::{KeyError, rules};
+use crate::key::{ApiKey, KeyStatus, StoredKey};
+use crate::keygate::Keygate;
+use crate::scope::ScopeSet;
+use crate::secret::SecretToken;
+use crate::store::{Cursor, InsertRules, ListQuery, StoreError};
+use crate::token::{Environment, KeyId};
+
+/// How often a compare-and-set update is retried when another writer got
+/// there first.
+const MAX_ATTEMPTS: usize = 8;
+
+/// A key just created or rotated, with its token — shown this once.
+#[derive(Clone, Debug)]
+pub struct CreatedKey {
+    /// The full token. Hand it to the user; it cannot be recovered later.
+    pub token: SecretToken,
+    /// The new key's record.
+    pub key: ApiKey,
+}
+
+/// One page of [`Keys::list`].
+#[derive(Clone, Debug)]
+pub struct KeyPage {
+    /// Keys in creation order.
+    pub keys: Vec<ApiKey>,
+    /// Pass to [`ListQuery::cursor`] for the next page; `None` on the last.
+    pub next_cursor: Option<Cursor>,
+}
+
+/// Key management on a [`Keygate`]. See the [module docs](crate::keys).
+#[derive(Clone, Copy, Debug)]
+pub struct Keys<'a> {
+    gate: &'a Keygate,
+}
+
+fn from_store(e: StoreError, limit: u32) -> KeyError {
+    match e {
+        StoreError::NameConflict => {
+            KeyError::conflict("name", "the owner already has an active key with this name")
+        }
+        StoreError::KeyLimitReached => KeyError::KeyLimitReached { limit },
+        StoreError::NotFound => KeyError::NotFound,
+        other => KeyError::Store(other),
+    }
+}
+
+impl<'a> Keys<'a> {
+    pub(crate) fn new(gate: &'a Keygate) -> Keys<'a> {
+        Keys { gate }
+    }
+
+    fn limit(&self) -> u32 {
+        self.gate.inner.policy.max_keys_per_owner
+    }
+
+    fn err(&self, e: StoreError) -> KeyError {
+        from_store(e, self.limit())
+    }
+
+    /// Creates a key with any valid scopes: for trusted callers (the CLI,
+    /// your own code).
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::Invalid`] naming the field for any rule of SPEC §5,
+    /// [`KeyError::Conflict`] for a duplicate name,
+    /// [`KeyError::KeyLimitReached`], or [`KeyError::Store`].
+    pub async fn create(&self, new: NewKey) -> Result<CreatedKey, KeyError> {
+        self.create_within(new, None).await
+    }
+
+    /// Creates a key on behalf of a caller holding `grants`: every requested
+    /// scope must be within them (a key never mints a scope it does not hold).
+    ///
+    /// # Errors
+    ///
+    /// As [`Keys::create`]; a scope beyond `grants` is [`KeyError::Invalid`]
+    /// on `scopes`.
+    pub async fn create_as(&self, grants: &ScopeSet, new: NewKey) -> Result<CreatedKey, KeyError> {
+        self.create_within(new, Some(grants)).await
+    }
+
+    async fn create_within(
+        &self,
+        new: NewKey,
+        ceiling: Option<&ScopeSet>,
+    ) -> Result<CreatedKey, KeyError> {
+        let inner = &self.gate.inner;
+        let now = Keygate::now();
+        let owner = rules::identity(
+            "owner",
+            new.owner
+                .as_deref()
+                .ok_or_else(|| KeyError::invalid("owner", "owner is required"))?,
+        )?;
+        let name = rules::name(
+            new.name
+                .as_deref()
+                .ok_or_else(|| KeyError::invalid("name", "name is required"))?,
+        )?;
+        let organization = new
+            .organization
+            .as_deref()
+            .map(|o| rules::identity("organization", o))
+            .transpose()?;
+        let description = new
+            .description
+            .as_deref()
+            .map(|d| rules::text("description", d))
+            .transpose()?;
+        let scopes = rules::scopes(&new.scopes, inner.policy.catalog.as_ref(), ceiling)?;
+        let expires_at = rules::expiry(
+            new.expires_in.as_deref(),
+            new.expires_at.as_deref(),
+            &inner.policy,
+            now,
+        )?;
+        let ip_allow = rules::ip_list("ip_allow", &new.ip_allow)?;
+        let ip_deny = rules::ip_list("ip_deny", &new.ip_deny)?;
+        let metadata = rules::metadata(new.metadata.as_ref())?;
+        let environment = new.environment.unwrap_or_default();
+
+        let id = KeyId::generate();
+        let key = ApiKey {
+            id,
+            display_prefix: inner.format.display_prefix(environment, id),
+            name,
+            description,
+            owner,
+            organization,
+            environment,
+            scopes,
+            ip_allow,
+            ip_deny,
+            metadata,
+            created_at: now,
+            updated_at: now,
+            expires_at,
+            last_used_at: None,
+            last_used_ip: None,
+            revoked_at: None,
+            revoked_reason: None,
+            superseded_by: None,
+        };
+        let (token, stored) = self.mint(key, environment);
+        inner
+            .store
+            .insert(
+                &stored,
+                InsertRules {
+                    max_keys_per_owner: self.limit(),
+                    now,
+                },
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        tracing::info!(key_id = %id, owner = %stored.key.owner, "key created");
+        Ok(CreatedKey {
+            token,
+            key: stored.key,
+        })
+    }
+
+    /// A fresh token for `key` (whose id it carries) and the record to store.
+    fn mint(&self, key: ApiKey, environment: Environment) -> (SecretToken, StoredKey) {
+        let inner = &self.gate.inner;
+        let token = inner.format.generate_with_id(environment, key.id);
+        let mac = inner.pepper.mac(token.expose());
+        (
+            token,
+            StoredKey {
+                key,
+                mac,
+                revision: 0,
+            },
+        )
+    }
+
+    async fn load(&self, id: &KeyId) -> Result<StoredKey, KeyError> {
+        self.gate
+            .inner
+            .store
+            .get(id)
+            .await
+            .map_err(|e| self.err(e))?
+            .ok_or(KeyError::NotFound)
+    }
+
+    /// The key with this id.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::NotFound`] or [`KeyError::Store`].
+    pub async fn get(&self, id: &KeyId) -> Result<ApiKey, KeyError> {
+        Ok(self.load(id).await?.key)
+    }
+
+    /// A page of keys in creation order.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::Store`].
+    pub async fn list(&self, query: &ListQuery) -> Result<KeyPage, KeyError> {
+        let page = self
+            .gate
+            .inner
+            .store
+            .list(query)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(KeyPage {
+            keys: page.keys.into_iter().map(|k| k.key).collect(),
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    /// Reads the key, applies `change` and writes it back if nobody changed
+    /// it in between; retries otherwise.
+    async fn modify<F>(&self, id: &KeyId, mut change: F) -> Result<ApiKey, KeyError>
+    where
+        F: FnMut(&mut ApiKey, OffsetDateTime) -> Result<bool, KeyError>,
+    {
+        for _ in 0..MAX_ATTEMPTS {
+            let mut stored = self.load(id).await?;
+            let now = Keygate::now();
+            if !change(&mut stored.key, now)? {
+                return Ok(stored.key);
+            }
+            stored.key.updated_at = now;
+            match self.gate.inner.store.replace(&stored, now).await {
+                Ok(()) => return Ok(stored.key),
+                Err(StoreError::Stale) => continue,
+                Err(e) => return Err(self.err(e)),
+            }
+        }
+        Err(KeyError::conflict(
+            "id",
+            "the key kept changing concurrently; try again",
+        ))
+    }
+
+    /// Changes name, description, metadata, IP lists, or narrows scopes.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::Invalid`] naming the field (a scope the key does not
+    /// already hold is refused), [`KeyError::Conflict`] for a duplicate
+    /// name, [`KeyError::NotFound`], or [`KeyError::Store`].
+    pub async fn update(&self, id: &KeyId, update: KeyUpdate) -> Result<ApiKey, KeyError> {
+        let catalog = self.gate.inner.policy.catalog.as_ref();
+        // Validate what does not depend on the stored record once, up front.
+        let name = update.name.as_deref().map(rules::name).transpose()?;
+        let description = update
+            .description
+            .as_deref()
+            .map(|d| rules::text("description", d))
+            .transpose()?;
+        let metadata = update
+            .metadata
+            .as_ref()
+            .map(|m| rules::metadata(Some(m)))
+            .transpose()?;
+        let ip_allow = update
+            .ip_allow
+            .as_deref()
+            .map(|l| rules::ip_list("ip_allow", l))
+            .transpose()?;
+        let ip_deny = update
+            .ip_deny
+            .as_deref()
+            .map(|l| rules::ip_list("ip_deny", l))
+            .transpose()?;
+        let key = self
+            .modify(id, |key, _now| {
+                if let Some(raw) = &update.scopes {
+                    key.scopes =
+                        rules::scopes(raw, catalog, Some(&key.scopes)).map_err(|e| match e {
+                            KeyError::Invalid { message, .. } => KeyError::invalid(
+                                "scopes",
+                                message.replace(
+                                    "the creating key's own scopes",
+                                    "the key's current scopes (scopes may only narrow)",
+                                ),
+                            ),
+                            other => other,
+                        })?;
+                }
+                if let Some(name) = &name {
+                    key.name.clone_from(name);
+                }
+                if let Some(d) = &description {
+                    key.description = (!d.is_empty()).then(|| d.clone());
+                }
+                if let Some(m) = &metadata {
+                    key.metadata.clone_from(m);
+                }
+                if let Some(l) = &ip_allow {
+                    key.ip_allow.clone_from(l);
+                }
+                if let Some(l) = &ip_deny {
+                    key.ip_deny.clone_from(l);
+                }
+                Ok(true)
+            })
+            .await?;
+        tracing::info!(key_id = %id, "key updated");
+        Ok(key)
+    }
+
+    /// Revokes a key: it is refused from the next request on. Revoking a
+    /// revoked key changes nothing and returns it.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::Invalid`] on `reason` (over 1024 characters or control
+    /// characters), [`KeyError::NotFound`], or [`KeyError::Store`].
+    pub async fn revoke(&self, id: &KeyId, reason: Option<&str>) -> Result<ApiKey, KeyError> {
+        let reason = reason
+            .map(|r| rules::text("reason", r))
+            .transpose()?
+            .filter(|r| !r.is_empty());
+        let key = self
+            .modify(id, |key, now| {
+                if key.revoked_at.is_some() {
+                    return Ok(false);
+                }
+                key.revoked_at = Some(now);
+                key.revoked_reason.clone_from(&reason);
+                Ok(true)
+            })
+            .await?;
+        tracing::info!(key_id = %id, "key revoked");
+        Ok(key)
+    }
+
+    /// Rotates a key: a new key with the same attributes, name and lifetime
+    /// length; the old one gets `superseded_by` and expires at
+    /// `min(old expiry, now + grace)`.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::Conflict`] on `id` when the key is revoked, expired or
+    /// already rotated; [`KeyError::Invalid`] on `grace` when negative;
+    /// [`KeyError::NotFound`]; [`KeyError::Store`].
+    pub async fn rotate(&self, id: &KeyId, grace: Duration) -> Result<CreatedKey, KeyError> {
+        self.rotate_within(id, grace, None).await
+    }
+
+    /// Rotates on behalf of a caller holding `grants`: refused unless the
+    /// key's scopes are within them, since rotation hands out a token.
+    ///
+    /// # Errors
+    ///
+    /// As [`Keys::rotate`]; a key with scopes beyond `grants` is
+    /// [`KeyError::Invalid`] on `scopes`.
+    pub async fn rotate_as(
+        &self,
+        grants: &ScopeSet,
+        id: &KeyId,
+        grace: Duration,
+    ) -> Result<CreatedKey, KeyError> {
+        self.rotate_within(id, grace, Some(grants)).await
+    }
+
+    async fn rotate_within(
+        &self,
+        id: &KeyId,
+        grace: Duration,
+        ceiling: Option<&ScopeSet>,
+    ) -> Result<CreatedKey, KeyError> {
+        if grace < Duration::ZERO {
+            return Err(KeyError::invalid("grace", "grace must not be negative"));
+        }
+        let inner = &self.gate.inner;
+        for _ in 0..MAX_ATTEMPTS {
+            let old = self.load(id).await?;
+            let now = Keygate::now();
+            match old.key.status_at(now) {
+                KeyStatus::Active if old.key.superseded_by.is_none() => {}
+                KeyStatus::Active => {
+                    return Err(KeyError::conflict("id", "the key was already rotated"));
+                }
+                KeyStatus::Revoked => {
+                    return Err(KeyError::conflict("id", "a revoked key cannot be rotated"));
+                }
+                KeyStatus::Expired => {
+                    return Err(KeyError::conflict("id", "an expired key cannot be rotated"));
+                }
+            }
+            if let Some(grants) = ceiling
+                && let Err(scope) = grants.check_can_mint(&old.key.scopes)
+            {
+                return Err(KeyError::invalid(
+                    "scopes",
+                    format!("the key holds {scope}, which the caller does not"),
+                ));
+            }
+            let new_id = KeyId::generate();
+            let mut fresh = old.key.clone();
+            fresh.id = new_id;
+            fresh.display_prefix = inner.format.display_prefix(fresh.environment, new_id);
+            fresh.created_at = now;
+            fresh.updated_at = now;
+            fresh.expires_at = old.key.expires_at.map(|at| {
+                let lifetime = at - old.key.created_at;
+                let lifetime = inner
+                    .policy
+                    .max_lifetime
+                    .map_or(lifetime, |max| lifetime.min(max));
+                now + lifetime
+            });
+            fresh.last_used_at = None;
+            fresh.last_used_ip = None;
+            let environment = fresh.environment;
+            let (token, new) = self.mint(fresh, environment);
+
+            let mut superseded = old.clone();
+            superseded.key.superseded_by = Some(new_id);
+            superseded.key.updated_at = now;
+            let cutoff = now + grace;
+            superseded.key.expires_at =
+                Some(old.key.expires_at.map_or(cutoff, |at| at.min(cutoff)));
+            match inner.store.rotate(&superseded, &new, now).await {
+                Ok(()) => {
+                    tracing::info!(key_id = %id, new_key_id = %new_id, "key rotated");
+                    return Ok(CreatedKey {
+                        token,
+                        key: new.key,
+                    });
+                }
+                Err(StoreError::Stale) => continue,
+                Err(e) => return Err(self.err(e)),
+            }
+        }
+        Err(KeyError::conflict(
+            "id",
+            "the key kept changing concurrently; try again",
+        ))
+    }
+
+    /// Deletes a key's record.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::NotFound`] or [`KeyError::Store`].
+    pub async fn delete(&self, id: &KeyId) -> Result<(), KeyError> {
+        let existed = self
+            .gate
+            .inner
+            .store
+            .delete(id)
+            .await
+            .map_err(|e| self.err(e))?;
+        if !existed {
+            return Err(KeyError::NotFound);
+        }
+        tracing::info!(key_id = %id, "key deleted");
+        Ok(())
+    }
+
+    /// Number of active, non-superseded keys of `owner`.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::Store`].
+    pub async fn count_active(&self, owner: &str) -> Result<u64, KeyError> {
+        self.gate
+            .inner
+            .store
+            .count_current(owner, Keygate::now())
+            .await
+            .map_err(|e| self.err(e))
+    }
+}

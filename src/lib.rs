@@ -1,0 +1,72 @@
+//! # keygate
+//!
+//! API-key authentication for Rust services: prefixed, checksummed keys of
+//! which only a peppered HMAC-SHA256 is stored; `resource:action` scopes;
+//! expiry, revocation, rotation, IP allow/deny lists and metadata; stores in
+//! memory and SQLite.
+//!
+//! The data path reads top-down: a presented token is parsed ([`token`]),
+//! looked up by id in a [`KeyStore`] ([`store`]), its MAC compared in
+//! constant time ([`secret`], [`validator`]), and its scopes checked
+//! ([`scope`]). Keys are managed through [`Keygate::keys`] ([`keys`]).
+//!
+//! # Example
+//!
+//! ```
+//! use keygate::{Keygate, MemoryStore, NewKey, Pepper, Requirement};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let keygate = Keygate::builder(MemoryStore::new())
+//!     .pepper(Pepper::insecure_fixed_for_tests()) // Pepper::from_env()? in production
+//!     .build()?;
+//!
+//! let created = keygate
+//!     .keys()
+//!     .create(NewKey::new("alice", "ci").scopes(["workspaces:read"]))
+//!     .await?;
+//! let token = created.token.expose(); // shown once
+//!
+//! let key = keygate.verify(token).await?;
+//! assert_eq!(key.owner(), "alice");
+//! assert!(key.scopes().satisfies(&Requirement::parse("workspaces:read")?));
+//! assert!(!key.scopes().satisfies(&Requirement::parse("workspaces:write")?));
+//!
+//! keygate.keys().revoke(&key.id(), Some("leaked")).await?;
+//! assert!(keygate.verify(token).await.is_err());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Feature flags
+//!
+//! | feature  | default | what it adds                                   |
+//! |----------|---------|------------------------------------------------|
+//! | `sqlite` | yes     | [`SqliteStore`], the embedded store            |
+//! | `axum`   | yes     | axum integration (extractors, routers)         |
+//! | `postgres` | no    | reserved for the PostgreSQL store              |
+
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+pub mod key;
+pub mod keygate;
+pub mod keys;
+pub mod scope;
+pub mod secret;
+pub mod store;
+pub mod token;
+pub mod validator;
+
+#[doc(hidden)]
+pub mod cli;
+
+pub use crate::key::{ApiKey, KeyStatus, StoredKey};
+pub use crate::keygate::{ConfigError, Keygate, KeygateBuilder};
+pub use crate::keys::{CreatedKey, KeyError, KeyPage, KeyUpdate, Keys, NewKey};
+pub use crate::scope::{Requirement, Scope, ScopeCatalog, ScopeSet};
+pub use crate::secret::{Pepper, PepperError, SecretToken};
+#[cfg(feature = "sqlite")]
+pub use crate::store::SqliteStore;
+pub use crate::store::{KeyStore, ListQuery, MemoryStore, StoreError};
+pub use crate::token::{Environment, KeyId};
+pub use crate::validator::{AuthenticatedKey, InvalidReason, VerifyError};

@@ -1,0 +1,314 @@
+//! Secrets: the server-side [`Pepper`], the MAC stored in place of a token,
+//! and [`SecretToken`], the one-time view of a freshly minted token.
+//!
+//! Neither type prints its contents in `Debug` or `Display`; the only way to
+//! the bytes is a method named `expose`.
+//!
+//! # Example
+//!
+//! ```
+//! use keygate::Pepper;
+//!
+//! let pepper = Pepper::from_hex(&"ab".repeat(32)).unwrap();
+//! assert_eq!(format!("{pepper:?}"), "Pepper([redacted])");
+//! assert!(Pepper::from_hex("abcd").is_err()); // shorter than 32 bytes
+//! ```
+
+use std::fmt;
+use std::path::Path;
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+/// Minimum pepper length, in bytes.
+pub const MIN_PEPPER_LEN: usize = 32;
+
+/// The environment variable [`Pepper::from_env`] reads.
+pub const PEPPER_ENV: &str = "KEYGATE_PEPPER";
+
+/// The HMAC-SHA256 of a token under the pepper: what stores keep.
+pub type TokenMac = [u8; 32];
+
+/// The server-side secret keying the HMAC of every token (SPEC §2).
+///
+/// It is never stored in the database. Keep it in `KEYGATE_PEPPER` or a file
+/// readable only by the service.
+#[derive(Clone)]
+pub struct Pepper {
+    // The keyed HMAC state, ready to clone for each token.
+    mac: Hmac<Sha256>,
+}
+
+impl Pepper {
+    /// A pepper from raw bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`PepperError::TooShort`] for fewer than 32 bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Pepper, PepperError> {
+        if bytes.len() < MIN_PEPPER_LEN {
+            return Err(PepperError::TooShort);
+        }
+        let mac = Hmac::<Sha256>::new_from_slice(bytes).map_err(|_| PepperError::TooShort)?;
+        Ok(Pepper { mac })
+    }
+
+    /// A pepper from hex text (surrounding whitespace ignored).
+    ///
+    /// # Errors
+    ///
+    /// [`PepperError::Encoding`] for bad hex, [`PepperError::TooShort`] for
+    /// fewer than 32 bytes.
+    pub fn from_hex(text: &str) -> Result<Pepper, PepperError> {
+        let bytes = hex::decode(text.trim()).map_err(|_| PepperError::Encoding)?;
+        Pepper::from_bytes(&bytes)
+    }
+
+    /// A pepper from hex or base64 (standard or URL-safe, padded or not) text.
+    ///
+    /// # Errors
+    ///
+    /// [`PepperError::Encoding`] when the text is neither, [`PepperError::TooShort`]
+    /// for fewer than 32 bytes.
+    pub fn parse(text: &str) -> Result<Pepper, PepperError> {
+        let text = text.trim();
+        if let Ok(bytes) = hex::decode(text) {
+            return Pepper::from_bytes(&bytes);
+        }
+        let engines = [
+            &base64::engine::general_purpose::STANDARD,
+            &base64::engine::general_purpose::STANDARD_NO_PAD,
+            &base64::engine::general_purpose::URL_SAFE,
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        ];
+        for engine in engines {
+            if let Ok(bytes) = engine.decode(text) {
+                return Pepper::from_bytes(&bytes);
+            }
+        }
+        Err(PepperError::Encoding)
+    }
+
+    /// The pepper in `KEYGATE_PEPPER` (hex or base64, at least 32 bytes).
+    ///
+    /// # Errors
+    ///
+    /// [`PepperError::Missing`] when the variable is unset, or the errors of
+    /// [`Pepper::parse`].
+    pub fn from_env() -> Result<Pepper, PepperError> {
+        match std::env::var(PEPPER_ENV) {
+            Ok(text) => Pepper::parse(&text),
+            Err(_) => Err(PepperError::Missing),
+        }
+    }
+
+    /// Reads the pepper file at `path`, or creates it with 32 random bytes
+    /// (mode 0600 on Unix) when it does not exist.
+    ///
+    /// The file holds the raw bytes. An existing file that is not readable,
+    /// or shorter than 32 bytes, is an error: it is never overwritten.
+    ///
+    /// # Errors
+    ///
+    /// [`PepperError::Io`] on a file-system error, [`PepperError::TooShort`]
+    /// for a truncated file.
+    pub fn load_or_create(path: &Path) -> Result<Pepper, PepperError> {
+        match std::fs::read(path) {
+            Ok(bytes) => Pepper::from_bytes(&bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut bytes = [0u8; MIN_PEPPER_LEN];
+                getrandom::fill(&mut bytes).map_err(|_| PepperError::Random)?;
+                write_new_private_file(path, &bytes).map_err(PepperError::Io)?;
+                Pepper::from_bytes(&bytes)
+            }
+            Err(e) => Err(PepperError::Io(e)),
+        }
+    }
+
+    /// A fixed, publicly known pepper. **Insecure: for tests only.**
+    pub fn insecure_fixed_for_tests() -> Pepper {
+        Pepper::from_bytes(b"keygate-insecure-test-pepper-do-not-use-in-production")
+            .unwrap_or_else(|_| unreachable!("the fixed test pepper is longer than 32 bytes"))
+    }
+
+    /// HMAC-SHA256 of `token` under this pepper.
+    pub fn mac(&self, token: &str) -> TokenMac {
+        let mut mac = self.mac.clone();
+        mac.update(token.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Whether `token` has the MAC `expected`, compared in constant time.
+    pub fn verify(&self, token: &str, expected: &TokenMac) -> bool {
+        self.mac(token).ct_eq(expected).into()
+    }
+}
+
+impl fmt::Debug for Pepper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pepper([redacted])")
+    }
+}
+
+#[cfg(unix)]
+fn write_new_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_new_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Why a pepper could not be obtained.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PepperError {
+    /// `KEYGATE_PEPPER` is not set.
+    #[error("KEYGATE_PEPPER is not set")]
+    Missing,
+    /// The text is neither hex nor base64.
+    #[error("the pepper is neither hex nor base64")]
+    Encoding,
+    /// Fewer than 32 bytes.
+    #[error("the pepper must be at least 32 bytes")]
+    TooShort,
+    /// The OS random number generator failed.
+    #[error("the OS random number generator failed")]
+    Random,
+    /// Reading or writing the pepper file failed.
+    #[error("cannot read or create the pepper file")]
+    Io(#[source] std::io::Error),
+}
+
+/// A full token, shown exactly once: when a key is created or rotated.
+///
+/// `Debug` and `Display` print `[redacted]`; call [`SecretToken::expose`] to
+/// hand it to the user. It deliberately implements no `Serialize`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretToken(Box<str>);
+
+impl SecretToken {
+    pub(crate) fn new(token: String) -> SecretToken {
+        SecretToken(token.into_boxed_str())
+    }
+
+    /// The token itself. Show it to its owner once; never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretToken([redacted])")
+    }
+}
+
+impl fmt::Display for SecretToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pepper_accepts_hex_and_base64_of_32_bytes() {
+        let bytes = [7u8; 32];
+        let hex_text = hex::encode(bytes);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+        let b64url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([0xfbu8; 40]);
+        let a = Pepper::parse(&hex_text).unwrap();
+        let b = Pepper::parse(&format!(" {b64}\n")).unwrap();
+        assert_eq!(a.mac("x"), b.mac("x"));
+        assert!(Pepper::parse(&b64url).is_ok());
+    }
+
+    #[test]
+    fn short_or_garbled_peppers_are_refused() {
+        assert!(matches!(
+            Pepper::parse(&hex::encode([1u8; 31])),
+            Err(PepperError::TooShort)
+        ));
+        assert!(matches!(
+            Pepper::parse("not a pepper!"),
+            Err(PepperError::Encoding)
+        ));
+        assert!(matches!(
+            Pepper::from_bytes(&[]),
+            Err(PepperError::TooShort)
+        ));
+    }
+
+    #[test]
+    fn mac_is_hmac_sha256_and_depends_on_the_pepper() {
+        // RFC 4231 test case 2 shape: key "Jefe" is too short for us, so check
+        // against an independent computation instead.
+        let key = [0x0bu8; 32];
+        let pepper = Pepper::from_bytes(&key).unwrap();
+        let mut reference = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+        reference.update(b"kg_live_token");
+        let expected: TokenMac = reference.finalize().into_bytes().into();
+        assert_eq!(pepper.mac("kg_live_token"), expected);
+        assert!(pepper.verify("kg_live_token", &expected));
+        assert!(!pepper.verify("kg_live_tokem", &expected));
+        let other = Pepper::from_bytes(&[0x0cu8; 32]).unwrap();
+        assert_ne!(other.mac("kg_live_token"), expected);
+    }
+
+    #[test]
+    fn pepper_file_is_created_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keygate.pepper");
+        let first = Pepper::load_or_create(&path).unwrap();
+        let second = Pepper::load_or_create(&path).unwrap();
+        assert_eq!(first.mac("t"), second.mac("t"));
+        assert_eq!(std::fs::read(&path).unwrap().len(), 32);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn truncated_pepper_file_is_an_error_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keygate.pepper");
+        std::fs::write(&path, [1u8; 5]).unwrap();
+        assert!(matches!(
+            Pepper::load_or_create(&path),
+            Err(PepperError::TooShort)
+        ));
+        assert_eq!(std::fs::read(&path).unwrap(), [1u8; 5]);
+    }
+
+    #[test]
+    fn debug_and_display_redact() {
+        let token = SecretToken::new("kg_live_supersecret".into());
+        assert_eq!(format!("{token:?}"), "SecretToken([redacted])");
+        assert_eq!(token.to_string(), "[redacted]");
+        let pepper = Pepper::insecure_fixed_for_tests();
+        assert!(!format!("{pepper:?}").contains("insecure"));
+    }
+}

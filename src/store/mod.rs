@@ -1,0 +1,278 @@
+//! Storage of key records: the [`KeyStore`] trait and its backends.
+//!
+//! A store is a plain repository: it keeps [`StoredKey`]s and enforces the
+//! two invariants that must hold under concurrency — a name is unique per
+//! owner among current keys, and an owner holds at most a configured number
+//! of current keys — inside its own transactions, never by a read followed
+//! by a separate write. Caching is layered on top by [`Keygate`](crate::Keygate),
+//! not built into stores.
+//!
+//! Backends: [`MemoryStore`] (tests, single process) and [`SqliteStore`]
+//! (feature `sqlite`, the default).
+//!
+//! # Example
+//!
+//! ```
+//! use keygate::{KeyStore, MemoryStore};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let store = MemoryStore::new();
+//! assert!(store.ping().await.is_ok());
+//! # }
+//! ```
+
+mod memory;
+#[cfg(feature = "sqlite")]
+mod sql;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
+
+use std::net::IpAddr;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::key::StoredKey;
+use crate::token::KeyId;
+
+/// Why a store refused or failed an operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Another current key of the same owner has this name.
+    #[error("the owner already has an active key with this name")]
+    NameConflict,
+    /// The owner already holds the maximum number of current keys.
+    #[error("the owner has reached the maximum number of active keys")]
+    KeyLimitReached,
+    /// No key with this id.
+    #[error("no such key")]
+    NotFound,
+    /// The record changed since it was read (its revision moved on), or a
+    /// rotation found the key already superseded.
+    #[error("the key was changed concurrently")]
+    Stale,
+    /// The backend cannot be reached.
+    #[error("the key store is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The backend failed or returned data that cannot be decoded.
+    #[error("the key store failed")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// What to list: one owner's keys, or an organization's, or every key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only keys of this owner.
+    pub owner: Option<String>,
+    /// Only keys of this organization.
+    pub organization: Option<String>,
+    /// Include revoked keys (excluded by default).
+    pub include_revoked: bool,
+    /// Page size; 0 means [`DEFAULT_PAGE_SIZE`], capped at [`MAX_PAGE_SIZE`].
+    pub limit: u32,
+    /// Continue after this position (from a previous [`Page::next_cursor`]).
+    pub cursor: Option<Cursor>,
+}
+
+/// Largest page a store returns.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+/// Page size used when [`ListQuery::limit`] is 0.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+
+impl ListQuery {
+    /// The effective page size: `limit`, or [`DEFAULT_PAGE_SIZE`] for 0,
+    /// capped at [`MAX_PAGE_SIZE`].
+    pub fn page_size(&self) -> u32 {
+        match self.limit {
+            0 => DEFAULT_PAGE_SIZE,
+            n => n.min(MAX_PAGE_SIZE),
+        }
+    }
+
+    /// Whether `key` belongs in this listing (ignoring the cursor).
+    pub fn matches(&self, key: &crate::ApiKey) -> bool {
+        self.owner.as_ref().is_none_or(|o| *o == key.owner)
+            && self
+                .organization
+                .as_ref()
+                .is_none_or(|o| key.organization.as_ref() == Some(o))
+            && (self.include_revoked || key.revoked_at.is_none())
+    }
+}
+
+/// A position in the listing order (creation time, then id). Opaque text in
+/// APIs: `<unix seconds>.<id>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cursor {
+    /// Creation time of the last key returned, in Unix seconds.
+    pub created_at: i64,
+    /// Id of the last key returned.
+    pub id: KeyId,
+}
+
+impl Cursor {
+    /// The cursor just after `key`.
+    pub fn after(key: &crate::ApiKey) -> Cursor {
+        Cursor {
+            created_at: key.created_at.unix_timestamp(),
+            id: key.id,
+        }
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.created_at, self.id)
+    }
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = InvalidCursor;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (secs, id) = s.split_once('.').ok_or(InvalidCursor)?;
+        Ok(Cursor {
+            created_at: secs.parse().map_err(|_| InvalidCursor)?,
+            id: KeyId::parse(id).map_err(|_| InvalidCursor)?,
+        })
+    }
+}
+
+/// A cursor string that was not produced by keygate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("invalid cursor")]
+pub struct InvalidCursor;
+
+/// One page of a listing.
+#[derive(Clone, Debug, Default)]
+pub struct Page {
+    /// Keys in creation order (then id).
+    pub keys: Vec<StoredKey>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_cursor: Option<Cursor>,
+}
+
+/// One use of a key, for [`KeyStore::record_usage`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Usage {
+    /// The key used.
+    pub id: KeyId,
+    /// When.
+    pub at: OffsetDateTime,
+    /// From where, when known.
+    pub ip: Option<IpAddr>,
+}
+
+/// Limits a store enforces atomically when inserting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InsertRules {
+    /// Maximum current keys per owner; 0 is unlimited.
+    pub max_keys_per_owner: u32,
+    /// The time that decides which keys are current (not expired).
+    pub now: OffsetDateTime,
+}
+
+/// Persistent storage of key records.
+///
+/// Object safe: [`Keygate`](crate::Keygate) holds an `Arc<dyn KeyStore>`.
+/// Implementations must make [`insert`](KeyStore::insert),
+/// [`replace`](KeyStore::replace) and [`rotate`](KeyStore::rotate) atomic with
+/// their checks. "Current" keys are those neither revoked, expired at
+/// `rules.now`, nor superseded (see [`ApiKey::is_current`](crate::ApiKey::is_current)).
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
+    /// Inserts a new key.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NameConflict`] when a current key of the same owner has
+    /// the same name; [`StoreError::KeyLimitReached`] when the owner already
+    /// has `max_keys_per_owner` current keys. Nothing is written then.
+    async fn insert(&self, key: &StoredKey, rules: InsertRules) -> Result<(), StoreError>;
+
+    /// The key with this id, if any.
+    async fn get(&self, id: &KeyId) -> Result<Option<StoredKey>, StoreError>;
+
+    /// A page of keys in creation order.
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
+
+    /// Replaces the record with `key.key.id`, if its stored revision is still
+    /// `key.revision`; the stored revision becomes `key.revision + 1`. The
+    /// MAC and the usage fields are left as they are.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`], [`StoreError::Stale`] when the revision
+    /// moved on, [`StoreError::NameConflict`] when a new name collides with
+    /// another current key of the owner.
+    async fn replace(&self, key: &StoredKey, now: OffsetDateTime) -> Result<(), StoreError>;
+
+    /// Rotation in one transaction: replaces `old` as [`replace`](KeyStore::replace)
+    /// does (it carries `superseded_by` and its shortened expiry) and inserts
+    /// `new`, which may share the old key's name.
+    ///
+    /// # Errors
+    ///
+    /// As [`replace`](KeyStore::replace); nothing is written on error.
+    async fn rotate(
+        &self,
+        old: &StoredKey,
+        new: &StoredKey,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+
+    /// Removes a key. Returns whether it existed.
+    async fn delete(&self, id: &KeyId) -> Result<bool, StoreError>;
+
+    /// Number of current keys of `owner` at `now`.
+    async fn count_current(&self, owner: &str, now: OffsetDateTime) -> Result<u64, StoreError>;
+
+    /// Writes `last_used_at` / `last_used_ip` for a batch of uses, keeping
+    /// the latest per key. Unknown ids are ignored. Does not bump revisions.
+    async fn record_usage(&self, batch: &[Usage]) -> Result<(), StoreError>;
+
+    /// Whether the backend answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+impl<T: KeyStore + ?Sized> KeyStore for std::sync::Arc<T> {
+    async fn insert(&self, key: &StoredKey, rules: InsertRules) -> Result<(), StoreError> {
+        (**self).insert(key, rules).await
+    }
+    async fn get(&self, id: &KeyId) -> Result<Option<StoredKey>, StoreError> {
+        (**self).get(id).await
+    }
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        (**self).list(query).await
+    }
+    async fn replace(&self, key: &StoredKey, now: OffsetDateTime) -> Result<(), StoreError> {
+        (**self).replace(key, now).await
+    }
+    async fn rotate(
+        &self,
+        old: &StoredKey,
+        new: &StoredKey,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        (**self).rotate(old, new, now).await
+    }
+    async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
+        (**self).delete(id).await
+    }
+    async fn count_current(&self, owner: &str, now: OffsetDateTime) -> Result<u64, StoreError> {
+        (**self).count_current(owner, now).await
+    }
+    async fn record_usage(&self, batch: &[Usage]) -> Result<(), StoreError> {
+        (**self).record_usage(batch).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        (**self).ping().await
+    }
+}

@@ -1,0 +1,363 @@
+//! [`SqliteStore`]: the embedded default backend.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row as _, SqlitePool};
+use time::OffsetDateTime;
+
+use super::sql::{Row, store_error};
+use super::{InsertRules, KeyStore, ListQuery, Page, StoreError, Usage};
+use crate::key::StoredKey;
+use crate::store::Cursor;
+use crate::token::KeyId;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Keys in an SQLite database, through sqlx.
+///
+/// [`SqliteStore::open`] creates the database file if it is missing, applies
+/// the embedded migrations and turns on WAL journaling. Name uniqueness and
+/// the per-owner limit are checked inside `BEGIN IMMEDIATE` transactions,
+/// which SQLite runs one at a time.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url`, e.g.
+    /// `sqlite://keygate.db` or `sqlite::memory:`, and migrates it.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when the file cannot be opened or created,
+    /// [`StoreError::Backend`] for a bad URL or a failed migration.
+    pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Backend(Box::new(e)))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let pool = if in_memory {
+            // Every connection to `:memory:` is a separate database: keep one, forever.
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(options)
+                .await
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(8)
+                .connect_with(options)
+                .await
+        }
+        .map_err(store_error)?;
+        SqliteStore::from_pool(pool).await
+    }
+
+    /// Wraps an existing pool and applies the migrations.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] when a migration fails.
+    pub async fn from_pool(pool: SqlitePool) -> Result<SqliteStore, StoreError> {
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// The underlying pool.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn immediate(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(store_error)
+    }
+}
+
+fn decode(row: &SqliteRow) -> Result<StoredKey, StoreError> {
+    let raw = (|| {
+        Ok::<_, sqlx::Error>(Row {
+            id: row.try_get("id")?,
+            mac: row.try_get("mac")?,
+            display_prefix: row.try_get("display_prefix")?,
+            name: row.try_get("name")?,
+            description: row.try_get("description")?,
+            owner: row.try_get("owner")?,
+            organization: row.try_get("organization")?,
+            environment: row.try_get("environment")?,
+            scopes: row.try_get("scopes")?,
+            ip_allow: row.try_get("ip_allow")?,
+            ip_deny: row.try_get("ip_deny")?,
+            metadata: row.try_get("metadata")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            expires_at: row.try_get("expires_at")?,
+            last_used_at: row.try_get("last_used_at")?,
+            last_used_ip: row.try_get("last_used_ip")?,
+            revoked_at: row.try_get("revoked_at")?,
+            revoked_reason: row.try_get("revoked_reason")?,
+            superseded_by: row.try_get("superseded_by")?,
+            revision: row.try_get("revision")?,
+        })
+    })()
+    .map_err(store_error)?;
+    raw.into_stored()
+}
+
+/// Checks name uniqueness (and the limit, when given) for `key` among the
+/// owner's current keys other than `ignore`, inside the caller's transaction.
+async fn check_current(
+    conn: &mut sqlx::SqliteConnection,
+    key: &StoredKey,
+    ignore: &str,
+    max_keys_per_owner: u32,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    if !key.key.is_current(now) {
+        return Ok(());
+    }
+    let row = sqlx::query(
+        "SELECT COALESCE(SUM(name = ?2), 0) AS same_name, COUNT(*) AS current \
+         FROM keygate_keys \
+         WHERE owner = ?1 AND id <> ?3 AND revoked_at IS NULL AND superseded_by IS NULL \
+           AND (expires_at IS NULL OR expires_at > ?4)",
+    )
+    .bind(&key.key.owner)
+    .bind(&key.key.name)
+    .bind(ignore)
+    .bind(now.unix_timestamp())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(store_error)?;
+    let same_name: i64 = row.try_get("same_name").map_err(store_error)?;
+    let current: i64 = row.try_get("current").map_err(store_error)?;
+    if same_name > 0 {
+        return Err(StoreError::NameConflict);
+    }
+    if max_keys_per_owner > 0 && current >= i64::from(max_keys_per_owner) {
+        return Err(StoreError::KeyLimitReached);
+    }
+    Ok(())
+}
+
+async fn insert_row(conn: &mut sqlx::SqliteConnection, key: &StoredKey) -> Result<(), StoreError> {
+    let r = Row::from_stored(key);
+    sqlx::query(
+        "INSERT INTO keygate_keys (id, mac, display_prefix, name, description, owner, \
+         organization, environment, scopes, ip_allow, ip_deny, metadata, created_at, updated_at, \
+         expires_at, last_used_at, last_used_ip, revoked_at, revoked_reason, superseded_by, revision) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(r.id)
+    .bind(r.mac)
+    .bind(r.display_prefix)
+    .bind(r.name)
+    .bind(r.description)
+    .bind(r.owner)
+    .bind(r.organization)
+    .bind(r.environment)
+    .bind(r.scopes)
+    .bind(r.ip_allow)
+    .bind(r.ip_deny)
+    .bind(r.metadata)
+    .bind(r.created_at)
+    .bind(r.updated_at)
+    .bind(r.expires_at)
+    .bind(r.last_used_at)
+    .bind(r.last_used_ip)
+    .bind(r.revoked_at)
+    .bind(r.revoked_reason)
+    .bind(r.superseded_by)
+    .bind(r.revision)
+    .execute(conn)
+    .await
+    .map_err(store_error)?;
+    Ok(())
+}
+
+/// Compare-and-set update of the mutable columns; `Stale`/`NotFound` when
+/// the revision moved on or the row is gone.
+async fn update_row(conn: &mut sqlx::SqliteConnection, key: &StoredKey) -> Result<(), StoreError> {
+    let r = Row::from_stored(key);
+    let done = sqlx::query(
+        "UPDATE keygate_keys SET name = ?, description = ?, organization = ?, scopes = ?, \
+         ip_allow = ?, ip_deny = ?, metadata = ?, updated_at = ?, expires_at = ?, \
+         revoked_at = ?, revoked_reason = ?, superseded_by = ?, revision = revision + 1 \
+         WHERE id = ? AND revision = ?",
+    )
+    .bind(r.name)
+    .bind(r.description)
+    .bind(r.organization)
+    .bind(r.scopes)
+    .bind(r.ip_allow)
+    .bind(r.ip_deny)
+    .bind(r.metadata)
+    .bind(r.updated_at)
+    .bind(r.expires_at)
+    .bind(r.revoked_at)
+    .bind(r.revoked_reason)
+    .bind(r.superseded_by)
+    .bind(&r.id)
+    .bind(r.revision)
+    .execute(&mut *conn)
+    .await
+    .map_err(store_error)?;
+    if done.rows_affected() == 1 {
+        return Ok(());
+    }
+    let exists = sqlx::query("SELECT 1 FROM keygate_keys WHERE id = ?")
+        .bind(&r.id)
+        .fetch_optional(conn)
+        .await
+        .map_err(store_error)?;
+    Err(if exists.is_some() {
+        StoreError::Stale
+    } else {
+        StoreError::NotFound
+    })
+}
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn insert(&self, key: &StoredKey, rules: InsertRules) -> Result<(), StoreError> {
+        let mut tx = self.immediate().await?;
+        check_current(&mut tx, key, "", rules.max_keys_per_owner, rules.now).await?;
+        insert_row(&mut tx, key).await?;
+        tx.commit().await.map_err(store_error)
+    }
+
+    async fn get(&self, id: &KeyId) -> Result<Option<StoredKey>, StoreError> {
+        let row = sqlx::query("SELECT * FROM keygate_keys WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let size = query.page_size();
+        let rows = sqlx::query(
+            "SELECT * FROM keygate_keys \
+             WHERE (?1 IS NULL OR owner = ?1) AND (?2 IS NULL OR organization = ?2) \
+               AND (?3 OR revoked_at IS NULL) \
+               AND (?4 IS NULL OR created_at > ?4 OR (created_at = ?4 AND id > ?5)) \
+             ORDER BY created_at, id LIMIT ?6",
+        )
+        .bind(query.owner.as_deref())
+        .bind(query.organization.as_deref())
+        .bind(query.include_revoked)
+        .bind(query.cursor.map(|c| c.created_at))
+        .bind(query.cursor.map(|c| c.id.to_string()))
+        .bind(i64::from(size) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        let mut keys = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if keys.len() > size as usize {
+            keys.truncate(size as usize);
+            keys.last().map(|k| Cursor::after(&k.key))
+        } else {
+            None
+        };
+        Ok(Page { keys, next_cursor })
+    }
+
+    async fn replace(&self, key: &StoredKey, now: OffsetDateTime) -> Result<(), StoreError> {
+        let mut tx = self.immediate().await?;
+        check_current(&mut tx, key, key.key.id.as_str(), 0, now).await?;
+        update_row(&mut tx, key).await?;
+        tx.commit().await.map_err(store_error)
+    }
+
+    async fn rotate(
+        &self,
+        old: &StoredKey,
+        new: &StoredKey,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.immediate().await?;
+        let superseded: Option<Option<String>> =
+            sqlx::query_scalar("SELECT superseded_by FROM keygate_keys WHERE id = ?")
+                .bind(old.key.id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        match superseded {
+            None => return Err(StoreError::NotFound),
+            Some(Some(_)) => return Err(StoreError::Stale),
+            Some(None) => {}
+        }
+        update_row(&mut tx, old).await?;
+        check_current(&mut tx, new, old.key.id.as_str(), 0, now).await?;
+        insert_row(&mut tx, new).await?;
+        tx.commit().await.map_err(store_error)
+    }
+
+    async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM keygate_keys WHERE id = ?")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn count_current(&self, owner: &str, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM keygate_keys WHERE owner = ? AND revoked_at IS NULL \
+             AND superseded_by IS NULL AND (expires_at IS NULL OR expires_at > ?)",
+        )
+        .bind(owner)
+        .bind(now.unix_timestamp())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    async fn record_usage(&self, batch: &[Usage]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        for usage in batch {
+            sqlx::query(
+                "UPDATE keygate_keys SET last_used_at = ?1, last_used_ip = ?2 \
+                 WHERE id = ?3 AND (last_used_at IS NULL OR last_used_at <= ?1)",
+            )
+            .bind(usage.at.unix_timestamp())
+            .bind(usage.ip.map(|ip| ip.to_string()))
+            .bind(usage.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        }
+        tx.commit().await.map_err(store_error)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+}
