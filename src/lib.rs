@@ -48,6 +48,11 @@
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+/// The README's code blocks, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub mod key;
 pub mod keygate;
 pub mod keys;

@@ -43,10 +43,11 @@ const BODY_LEN: usize = ID_LEN + SECRET_LEN + CHECKSUM_LEN;
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// The environment a key belongs to: `live` or `test`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Environment {
     /// Production keys, `kg_live_…`. The default.
+    #[default]
     Live,
     /// Test keys, `kg_test_…`.
     Test,
@@ -59,12 +60,6 @@ impl Environment {
             Environment::Live => "live",
             Environment::Test => "test",
         }
-    }
-}
-
-impl Default for Environment {
-    fn default() -> Self {
-        Environment::Live
     }
 }
 
@@ -488,7 +483,8 @@ mod tests {
             let parsed = f.parse(token.expose()).unwrap();
             prop_assert_eq!(parsed.environment(), env);
             prop_assert_eq!(parsed.raw(), token.expose());
-            prop_assert_eq!(parsed.id().as_str(), &token.expose()[prefix.len() + 6..prefix.len() + 6 + ID_LEN]);
+            let id = parsed.id();
+            prop_assert_eq!(id.as_str(), &token.expose()[prefix.len() + 6..prefix.len() + 6 + ID_LEN]);
         }
 
         #[test]

@@ -46,7 +46,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Create a key and print its token once.
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List keys.
     List {
         /// Only this owner's keys.

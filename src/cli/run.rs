@@ -232,7 +232,7 @@ async fn keys(gate: &Keygate, command: KeysCommand, json: bool) -> Result<(), Fa
     let keys = gate.keys();
     match command {
         KeysCommand::Create(args) => {
-            let created = keys.create(new_key(args)?).await?;
+            let created = keys.create(new_key(*args)?).await?;
             print_created(&created, json);
         }
         KeysCommand::List {

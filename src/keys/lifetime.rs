@@ -131,7 +131,7 @@ mod tests {
         }
 
         #[test]
-        fn number_and_unit_round_trip(n in 1i64..10_000, unit in "[smhdwy]") {
+        fn number_and_unit_round_trip(n in 1i64..1_000, unit in "[smhdwy]") {
             let d = parse_duration(&format!("{n}{unit}")).unwrap();
             prop_assert_eq!(parse_duration(&format_duration(d)).unwrap(), d);
         }

@@ -1,0 +1,491 @@
+//! The store conformance suite: every [`KeyStore`] backend must pass it.
+//!
+//! Each check is an async function over a fresh, empty store; the
+//! [`conformance_suite!`] macro instantiates all of them for one backend.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use keygate::store::{Cursor, InsertRules, ListQuery, StoreError, Usage};
+use keygate::{ApiKey, Environment, KeyId, KeyStore, ScopeSet, StoredKey};
+use time::{Duration, OffsetDateTime};
+
+pub fn now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(0).unwrap()
+}
+
+fn rules() -> InsertRules {
+    InsertRules {
+        max_keys_per_owner: 0,
+        now: now(),
+    }
+}
+
+fn limit(max: u32) -> InsertRules {
+    InsertRules {
+        max_keys_per_owner: max,
+        now: now(),
+    }
+}
+
+static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A fresh id: unique across the whole test run.
+pub fn fresh_id() -> KeyId {
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos() as u64;
+    KeyId::parse(&format!(
+        "{:08x}{:08x}",
+        n as u32,
+        (nanos ^ (n << 32)) as u32
+    ))
+    .unwrap()
+}
+
+pub fn key(owner: &str, name: &str) -> StoredKey {
+    let id = fresh_id();
+    let t = now();
+    StoredKey {
+        key: ApiKey {
+            id,
+            display_prefix: format!("kg_live_{id}"),
+            name: name.into(),
+            description: Some("a description".into()),
+            owner: owner.into(),
+            organization: Some("acme".into()),
+            environment: Environment::Live,
+            scopes: ScopeSet::parse(["workspaces:read", "templates:*"]).unwrap(),
+            ip_allow: vec!["10.0.0.0/8".parse().unwrap()],
+            ip_deny: vec![
+                "10.1.0.0/16".parse().unwrap(),
+                "2001:db8::/32".parse().unwrap(),
+            ],
+            metadata: serde_json::json!({"team": "ci", "n": 3})
+                .as_object()
+                .unwrap()
+                .clone(),
+            created_at: t,
+            updated_at: t,
+            expires_at: Some(t + Duration::days(30)),
+            last_used_at: None,
+            last_used_ip: None,
+            revoked_at: None,
+            revoked_reason: None,
+            superseded_by: None,
+        },
+        mac: [7u8; 32],
+        revision: 0,
+    }
+}
+
+pub async fn insert_then_get_round_trips_every_field(store: &dyn KeyStore) {
+    let mut k = key("alice", "ci");
+    k.key.environment = Environment::Test;
+    k.key.description = None;
+    k.key.organization = None;
+    k.key.expires_at = None;
+    k.mac = [0xa5; 32];
+    store.insert(&k, rules()).await.unwrap();
+    assert_eq!(store.get(&k.key.id).await.unwrap(), Some(k.clone()));
+
+    let full = key("alice", "full");
+    store.insert(&full, rules()).await.unwrap();
+    assert_eq!(store.get(&full.key.id).await.unwrap(), Some(full));
+}
+
+pub async fn get_of_unknown_id_is_none(store: &dyn KeyStore) {
+    assert!(store.get(&fresh_id()).await.unwrap().is_none());
+}
+
+pub async fn duplicate_current_name_for_one_owner_is_refused(store: &dyn KeyStore) {
+    store.insert(&key("alice", "ci"), rules()).await.unwrap();
+    let err = store
+        .insert(&key("alice", "ci"), rules())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NameConflict), "{err:?}");
+    // Another owner may use the name.
+    store.insert(&key("bob", "ci"), rules()).await.unwrap();
+    let page = store
+        .list(&ListQuery {
+            include_revoked: true,
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.keys.len(), 2, "the refused insert wrote nothing");
+}
+
+pub async fn name_is_free_again_once_the_key_is_revoked_expired_or_superseded(
+    store: &dyn KeyStore,
+) {
+    let mut revoked = key("alice", "revoked");
+    revoked.key.revoked_at = Some(now());
+    store.insert(&revoked, rules()).await.unwrap();
+    store
+        .insert(&key("alice", "revoked"), rules())
+        .await
+        .unwrap();
+
+    let mut expired = key("alice", "expired");
+    expired.key.expires_at = Some(now() - Duration::seconds(1));
+    store.insert(&expired, rules()).await.unwrap();
+    store
+        .insert(&key("alice", "expired"), rules())
+        .await
+        .unwrap();
+
+    let mut superseded = key("alice", "rotated");
+    superseded.key.superseded_by = Some(fresh_id());
+    store.insert(&superseded, rules()).await.unwrap();
+    store
+        .insert(&key("alice", "rotated"), rules())
+        .await
+        .unwrap();
+}
+
+pub async fn key_expiring_exactly_now_no_longer_counts(store: &dyn KeyStore) {
+    let mut k = key("alice", "edge");
+    let t = now();
+    k.key.expires_at = Some(t);
+    store
+        .insert(
+            &k,
+            InsertRules {
+                max_keys_per_owner: 0,
+                now: t,
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .insert(
+            &key("alice", "edge"),
+            InsertRules {
+                max_keys_per_owner: 1,
+                now: t,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.count_current("alice", t).await.unwrap(), 1);
+}
+
+pub async fn per_owner_limit_counts_only_current_keys(store: &dyn KeyStore) {
+    store.insert(&key("alice", "a"), limit(2)).await.unwrap();
+    store.insert(&key("alice", "b"), limit(2)).await.unwrap();
+    let err = store
+        .insert(&key("alice", "c"), limit(2))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::KeyLimitReached), "{err:?}");
+    store.insert(&key("bob", "c"), limit(2)).await.unwrap();
+    let mut revoked = key("alice", "old");
+    revoked.key.revoked_at = Some(now());
+    store.insert(&revoked, limit(0)).await.unwrap();
+    assert_eq!(store.count_current("alice", now()).await.unwrap(), 2);
+    // Unlimited when 0.
+    for i in 0..5 {
+        store
+            .insert(&key("carol", &format!("k{i}")), limit(0))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.count_current("carol", now()).await.unwrap(), 5);
+}
+
+pub async fn list_filters_by_owner_organization_and_revocation(store: &dyn KeyStore) {
+    let a = key("alice", "a");
+    let mut b = key("alice", "b");
+    b.key.revoked_at = Some(now());
+    let mut c = key("bob", "c");
+    c.key.organization = Some("globex".into());
+    for k in [&a, &b, &c] {
+        store.insert(k, rules()).await.unwrap();
+    }
+    let ids = |page: keygate::store::Page| {
+        let mut ids: Vec<KeyId> = page.keys.into_iter().map(|k| k.key.id).collect();
+        ids.sort();
+        ids
+    };
+    let sorted = |mut v: Vec<KeyId>| {
+        v.sort();
+        v
+    };
+    let q = |owner: Option<&str>, org: Option<&str>, revoked: bool| ListQuery {
+        owner: owner.map(Into::into),
+        organization: org.map(Into::into),
+        include_revoked: revoked,
+        ..ListQuery::default()
+    };
+    assert_eq!(
+        ids(store.list(&q(Some("alice"), None, false)).await.unwrap()),
+        vec![a.key.id]
+    );
+    assert_eq!(
+        ids(store.list(&q(Some("alice"), None, true)).await.unwrap()),
+        sorted(vec![a.key.id, b.key.id])
+    );
+    assert_eq!(
+        ids(store.list(&q(None, Some("globex"), true)).await.unwrap()),
+        vec![c.key.id]
+    );
+    assert_eq!(
+        ids(store.list(&q(None, None, false)).await.unwrap()),
+        sorted(vec![a.key.id, c.key.id])
+    );
+    assert!(
+        store
+            .list(&q(Some("nobody"), None, true))
+            .await
+            .unwrap()
+            .keys
+            .is_empty()
+    );
+}
+
+pub async fn cursor_pages_return_every_key_once_in_creation_order(store: &dyn KeyStore) {
+    let base = now() - Duration::hours(1);
+    let mut inserted = Vec::new();
+    for i in 0..23 {
+        let mut k = key("alice", &format!("k{i}"));
+        // Several keys share a second, so ties are broken by id.
+        k.key.created_at = base + Duration::seconds(i / 4);
+        store.insert(&k, rules()).await.unwrap();
+        inserted.push(Cursor::after(&k.key));
+    }
+    inserted.sort();
+    let mut seen = Vec::new();
+    let mut query = ListQuery {
+        owner: Some("alice".into()),
+        limit: 5,
+        ..ListQuery::default()
+    };
+    let mut pages = 0;
+    loop {
+        let page = store.list(&query).await.unwrap();
+        pages += 1;
+        assert!(page.keys.len() <= 5);
+        seen.extend(page.keys.iter().map(|k| Cursor::after(&k.key)));
+        match page.next_cursor {
+            Some(c) => query.cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, inserted);
+    assert_eq!(pages, 5);
+}
+
+pub async fn replace_is_compare_and_set_on_the_revision(store: &dyn KeyStore) {
+    let k = key("alice", "ci");
+    store.insert(&k, rules()).await.unwrap();
+    store
+        .record_usage(&[Usage {
+            id: k.key.id,
+            at: now(),
+            ip: Some("10.2.3.4".parse().unwrap()),
+        }])
+        .await
+        .unwrap();
+
+    let mut changed = k.clone();
+    changed.key.name = "renamed".into();
+    changed.key.revoked_at = Some(now());
+    changed.key.revoked_reason = Some("leaked".into());
+    changed.mac = [9u8; 32]; // must be ignored
+    store.replace(&changed, now()).await.unwrap();
+
+    let stored = store.get(&k.key.id).await.unwrap().unwrap();
+    assert_eq!(stored.revision, 1);
+    assert_eq!(stored.key.name, "renamed");
+    assert_eq!(stored.key.revoked_reason.as_deref(), Some("leaked"));
+    assert_eq!(stored.mac, k.mac, "replace never changes the MAC");
+    assert!(stored.key.last_used_at.is_some(), "replace keeps usage");
+
+    // The old revision is stale now.
+    let err = store.replace(&changed, now()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Stale), "{err:?}");
+    let err = store
+        .replace(&key("alice", "ghost"), now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+}
+
+pub async fn rename_onto_a_current_name_is_a_conflict(store: &dyn KeyStore) {
+    let a = key("alice", "a");
+    let b = key("alice", "b");
+    store.insert(&a, rules()).await.unwrap();
+    store.insert(&b, rules()).await.unwrap();
+    let mut renamed = b.clone();
+    renamed.key.name = "a".into();
+    let err = store.replace(&renamed, now()).await.unwrap_err();
+    assert!(matches!(err, StoreError::NameConflict), "{err:?}");
+    assert_eq!(store.get(&b.key.id).await.unwrap().unwrap().key.name, "b");
+    // Keeping its own name is not a conflict with itself.
+    let mut same = b.clone();
+    same.key.description = Some("new".into());
+    store.replace(&same, now()).await.unwrap();
+}
+
+pub async fn rotate_supersedes_and_inserts_atomically(store: &dyn KeyStore) {
+    let old = key("alice", "ci");
+    store.insert(&old, limit(1)).await.unwrap();
+    let mut new = key("alice", "ci");
+    new.mac = [8u8; 32];
+    let mut superseded = old.clone();
+    superseded.key.superseded_by = Some(new.key.id);
+    superseded.key.expires_at = Some(now() + Duration::minutes(5));
+    store.rotate(&superseded, &new, now()).await.unwrap();
+
+    let got_old = store.get(&old.key.id).await.unwrap().unwrap();
+    assert_eq!(got_old.key.superseded_by, Some(new.key.id));
+    assert_eq!(got_old.key.expires_at, superseded.key.expires_at);
+    assert_eq!(got_old.revision, 1);
+    assert_eq!(store.get(&new.key.id).await.unwrap(), Some(new.clone()));
+    assert_eq!(store.count_current("alice", now()).await.unwrap(), 1);
+
+    // A second rotation of the same (now superseded) key fails and writes nothing.
+    let mut again = got_old.clone();
+    let other = key("alice", "ci");
+    again.key.superseded_by = Some(other.key.id);
+    let err = store.rotate(&again, &other, now()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Stale), "{err:?}");
+    assert!(store.get(&other.key.id).await.unwrap().is_none());
+}
+
+pub async fn delete_removes_the_record(store: &dyn KeyStore) {
+    let k = key("alice", "ci");
+    store.insert(&k, rules()).await.unwrap();
+    assert!(store.delete(&k.key.id).await.unwrap());
+    assert!(store.get(&k.key.id).await.unwrap().is_none());
+    assert!(!store.delete(&k.key.id).await.unwrap());
+}
+
+pub async fn usage_keeps_the_latest_use_and_leaves_the_revision(store: &dyn KeyStore) {
+    let k = key("alice", "ci");
+    store.insert(&k, rules()).await.unwrap();
+    let t = now();
+    let batch = [
+        Usage {
+            id: k.key.id,
+            at: t,
+            ip: Some("10.0.0.2".parse().unwrap()),
+        },
+        Usage {
+            id: k.key.id,
+            at: t - Duration::seconds(10),
+            ip: Some("10.0.0.1".parse().unwrap()),
+        },
+        Usage {
+            id: fresh_id(),
+            at: t,
+            ip: None,
+        },
+    ];
+    store.record_usage(&batch).await.unwrap();
+    let stored = store.get(&k.key.id).await.unwrap().unwrap();
+    assert_eq!(stored.key.last_used_at, Some(t));
+    assert_eq!(stored.key.last_used_ip, Some("10.0.0.2".parse().unwrap()));
+    assert_eq!(stored.revision, 0);
+    assert_eq!(stored.key.updated_at, k.key.updated_at);
+    store.record_usage(&[]).await.unwrap();
+}
+
+pub async fn concurrent_creates_of_one_name_admit_exactly_one(store: Arc<dyn KeyStore>) {
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.insert(&key("alice", "race"), rules()).await })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(StoreError::NameConflict) => {}
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    assert_eq!(store.count_current("alice", now()).await.unwrap(), 1);
+}
+
+pub async fn concurrent_creates_never_exceed_the_owner_limit(store: Arc<dyn KeyStore>) {
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .insert(&key("alice", &format!("k{i}")), limit(3))
+                    .await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(StoreError::KeyLimitReached) => {}
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+    }
+    assert_eq!(ok, 3);
+    assert_eq!(store.count_current("alice", now()).await.unwrap(), 3);
+}
+
+pub async fn ping_answers(store: &dyn KeyStore) {
+    store.ping().await.unwrap();
+}
+
+/// Instantiates every conformance check for one backend. `$make` is an async
+/// block yielding `(store, guard)`; the guard lives as long as the test.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            #[allow(unused_imports)]
+            use super::*;
+            use std::sync::Arc;
+            use $crate::common::conformance as c;
+
+            macro_rules! check {
+                ($name:ident) => {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        let (store, _guard) = $make.await;
+                        c::$name(&store).await;
+                    }
+                };
+            }
+            macro_rules! check_shared {
+                ($name:ident) => {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        let (store, _guard) = $make.await;
+                        c::$name(Arc::new(store)).await;
+                    }
+                };
+            }
+
+            check!(insert_then_get_round_trips_every_field);
+            check!(get_of_unknown_id_is_none);
+            check!(duplicate_current_name_for_one_owner_is_refused);
+            check!(name_is_free_again_once_the_key_is_revoked_expired_or_superseded);
+            check!(key_expiring_exactly_now_no_longer_counts);
+            check!(per_owner_limit_counts_only_current_keys);
+            check!(list_filters_by_owner_organization_and_revocation);
+            check!(cursor_pages_return_every_key_once_in_creation_order);
+            check!(replace_is_compare_and_set_on_the_revision);
+            check!(rename_onto_a_current_name_is_a_conflict);
+            check!(rotate_supersedes_and_inserts_atomically);
+            check!(delete_removes_the_record);
+            check!(usage_keeps_the_latest_use_and_leaves_the_revision);
+            check!(ping_answers);
+            check_shared!(concurrent_creates_of_one_name_admit_exactly_one);
+            check_shared!(concurrent_creates_never_exceed_the_owner_limit);
+        }
+    };
+}
