@@ -1,5 +1,5 @@
 //! The `keygate` command line (SPEC §8). The binary is a thin shell over
-//! [`run`]; everything here is the library's public API underneath.
+//! `run`. It is hidden from the docs: its API may change between releases.
 
 mod args;
 mod database;
