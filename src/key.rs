@@ -93,6 +93,35 @@ pub struct ApiKey {
 }
 
 impl ApiKey {
+    /// A record for `owner` with every other field empty: no scopes, the
+    /// `live` environment, no expiry, created now. For custom
+    /// [`KeyValidator`](crate::KeyValidator)s, which then set the public
+    /// fields they need.
+    pub fn new(id: KeyId, owner: impl Into<String>) -> ApiKey {
+        let now = OffsetDateTime::now_utc();
+        ApiKey {
+            id,
+            display_prefix: id.to_string(),
+            name: String::new(),
+            description: None,
+            owner: owner.into(),
+            organization: None,
+            environment: Environment::Live,
+            scopes: ScopeSet::default(),
+            ip_allow: Vec::new(),
+            ip_deny: Vec::new(),
+            metadata: serde_json::Map::new(),
+            created_at: now,
+            updated_at: now,
+            expires_at: None,
+            last_used_at: None,
+            last_used_ip: None,
+            revoked_at: None,
+            revoked_reason: None,
+            superseded_by: None,
+        }
+    }
+
     /// The key's status at `now`.
     pub fn status_at(&self, now: OffsetDateTime) -> KeyStatus {
         if self.revoked_at.is_some() {

@@ -1,17 +1,28 @@
 //! [`Keygate`], the handle everything hangs off, and its builder.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration as StdDuration;
 
+use ipnet::IpNet;
 use time::{Duration, OffsetDateTime};
 
+use crate::cache::{CacheConfig, KeyCache};
+use crate::credentials::CredentialSource;
 use crate::keys::{KeyPolicy, Keys};
-use crate::scope::ScopeCatalog;
+use crate::layer::ApiKeyLayer;
+use crate::rejection::{DefaultResponder, InvalidRealm, Rejection, RejectionResponder};
+use crate::require::RequireScopeLayer;
+use crate::scope::{Requirement, RequirementError, ScopeCatalog};
 use crate::secret::Pepper;
 use crate::store::KeyStore;
-use crate::token::{InvalidPrefix, TokenFormat};
+use crate::token::{Environment, InvalidPrefix, KeyId, TokenFormat};
+use crate::usage::UsageRecorder;
+use crate::validator::{AuthenticatedKey, KeyValidator, VerifyError};
 
-/// The keygate engine: a store, the pepper, the token format and the key
-/// policy. Cheap to clone (an `Arc` inside).
+/// The keygate engine: store, pepper, token format, key policy, the
+/// validation cache and the request-side settings. Cheap to clone (an `Arc`
+/// inside); clones share the cache.
 ///
 /// # Example
 ///
@@ -39,14 +50,27 @@ pub(crate) struct Inner {
     pub(crate) pepper: Pepper,
     pub(crate) format: TokenFormat,
     pub(crate) policy: KeyPolicy,
+    pub(crate) cache: KeyCache,
+    pub(crate) validator: Option<Arc<dyn KeyValidator>>,
+    pub(crate) environments: Vec<Environment>,
+    pub(crate) sources: Vec<CredentialSource>,
+    pub(crate) trusted_proxies: Vec<IpNet>,
+    pub(crate) responder: Arc<dyn RejectionResponder>,
+    pub(crate) usage: Option<Arc<UsageRecorder>>,
 }
 
 impl std::fmt::Debug for Keygate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = &self.inner;
         f.debug_struct("Keygate")
-            .field("pepper", &self.inner.pepper)
-            .field("format", &self.inner.format)
-            .field("policy", &self.inner.policy)
+            .field("pepper", &inner.pepper)
+            .field("format", &inner.format)
+            .field("policy", &inner.policy)
+            .field("cache", &inner.cache)
+            .field("custom_validator", &inner.validator.is_some())
+            .field("environments", &inner.environments)
+            .field("sources", &inner.sources)
+            .field("trusted_proxies", &inner.trusted_proxies)
             .finish_non_exhaustive()
     }
 }
@@ -59,15 +83,43 @@ impl Keygate {
             pepper: None,
             prefix: crate::token::DEFAULT_PREFIX.to_owned(),
             max_lifetime: None,
-            default_lifetime: Some(std::time::Duration::from_secs(90 * 86_400)),
+            default_lifetime: Some(StdDuration::from_secs(90 * 86_400)),
             max_keys_per_owner: 0,
             catalog: None,
+            cache: CacheConfig::default(),
+            validator: None,
+            environments: vec![Environment::Live, Environment::Test],
+            sources: CredentialSource::defaults(),
+            trusted_proxies: Vec::new(),
+            realm: "keygate".to_owned(),
+            expose_reason: false,
+            responder: None,
+            usage_interval: Some(StdDuration::from_secs(30)),
         }
     }
 
     /// Key management: create, list, update, revoke, rotate, delete.
     pub fn keys(&self) -> Keys<'_> {
         Keys::new(self)
+    }
+
+    /// The middleware authenticating every request (SPEC §3).
+    pub fn layer(&self) -> ApiKeyLayer {
+        ApiKeyLayer::new(self.clone())
+    }
+
+    /// A route layer refusing keys whose scopes do not satisfy `expr`
+    /// (403 `insufficient_scope`). Put it inside [`Keygate::layer`].
+    ///
+    /// # Errors
+    ///
+    /// [`RequirementError`] when `expr` does not parse.
+    pub fn require(&self, expr: &str) -> Result<RequireScopeLayer, RequirementError> {
+        let requirement = Requirement::parse(expr)?;
+        Ok(RequireScopeLayer::new(
+            Arc::new(requirement),
+            self.inner.responder.clone(),
+        ))
     }
 
     /// The store behind this keygate.
@@ -85,6 +137,66 @@ impl Keygate {
         self.inner.policy.catalog.as_ref()
     }
 
+    /// The response builder for rejections.
+    pub fn responder(&self) -> &Arc<dyn RejectionResponder> {
+        &self.inner.responder
+    }
+
+    /// Drops the cached entries of key `id` at once. [`Keygate::keys`] calls
+    /// it on every change; call it yourself when keys change behind
+    /// keygate's back.
+    pub async fn invalidate(&self, id: KeyId) {
+        self.inner.cache.invalidate(id).await;
+    }
+
+    /// Drops every cached entry.
+    pub fn invalidate_all(&self) {
+        self.inner.cache.clear();
+    }
+
+    /// Writes pending usage (`last_used_at` / `last_used_ip`) now. Call it
+    /// on graceful shutdown; returns how many keys were written.
+    pub async fn flush_usage(&self) -> usize {
+        match &self.inner.usage {
+            Some(usage) => usage.flush().await,
+            None => 0,
+        }
+    }
+
+    /// Entries in the validation cache (after pending maintenance).
+    pub async fn cached_entries(&self) -> u64 {
+        self.inner.cache.run_pending_tasks().await;
+        self.inner.cache.entry_count()
+    }
+
+    /// Authenticates a credential from `client`: verification, then the
+    /// key's IP lists, then usage tracking. Everything the middleware does
+    /// except extracting the credential and checking route scopes.
+    pub(crate) async fn authenticate(
+        &self,
+        token: &str,
+        client: Option<IpAddr>,
+    ) -> Result<AuthenticatedKey, Rejection> {
+        let key = self.verify(token).await.map_err(|e| match e {
+            VerifyError::Invalid(reason) => Rejection::InvalidToken(reason),
+            VerifyError::Unavailable(error) => {
+                tracing::warn!(%error, "key store unavailable");
+                Rejection::Unavailable
+            }
+        })?;
+        let record = key.record();
+        if !(record.ip_allow.is_empty() && record.ip_deny.is_empty()) {
+            // Unknown client address with IP lists: fail closed.
+            if !client.is_some_and(|ip| record.allows_ip(ip)) {
+                return Err(Rejection::IpNotAllowed);
+            }
+        }
+        if let Some(usage) = &self.inner.usage {
+            usage.record(key.id(), client);
+        }
+        Ok(key)
+    }
+
     /// The current time, truncated to whole seconds (the resolution of
     /// every stored timestamp).
     pub(crate) fn now() -> OffsetDateTime {
@@ -100,10 +212,19 @@ pub struct KeygateBuilder {
     store: Arc<dyn KeyStore>,
     pepper: Option<Pepper>,
     prefix: String,
-    max_lifetime: Option<std::time::Duration>,
-    default_lifetime: Option<std::time::Duration>,
+    max_lifetime: Option<StdDuration>,
+    default_lifetime: Option<StdDuration>,
     max_keys_per_owner: u32,
     catalog: Option<ScopeCatalog>,
+    cache: CacheConfig,
+    validator: Option<Arc<dyn KeyValidator>>,
+    environments: Vec<Environment>,
+    sources: Vec<CredentialSource>,
+    trusted_proxies: Vec<IpNet>,
+    realm: String,
+    expose_reason: bool,
+    responder: Option<Arc<dyn RejectionResponder>>,
+    usage_interval: Option<StdDuration>,
 }
 
 impl std::fmt::Debug for KeygateBuilder {
@@ -114,6 +235,10 @@ impl std::fmt::Debug for KeygateBuilder {
             .field("max_lifetime", &self.max_lifetime)
             .field("default_lifetime", &self.default_lifetime)
             .field("max_keys_per_owner", &self.max_keys_per_owner)
+            .field("cache", &self.cache)
+            .field("environments", &self.environments)
+            .field("sources", &self.sources)
+            .field("realm", &self.realm)
             .finish_non_exhaustive()
     }
 }
@@ -133,14 +258,14 @@ impl KeygateBuilder {
 
     /// The longest lifetime a key may be given. Default: none (unlimited,
     /// and `never` is allowed).
-    pub fn max_lifetime(mut self, max: std::time::Duration) -> Self {
+    pub fn max_lifetime(mut self, max: StdDuration) -> Self {
         self.max_lifetime = Some(max);
         self
     }
 
     /// The lifetime of keys created without `expires_in`/`expires_at`;
     /// `None` means they never expire. Default: 90 days.
-    pub fn default_lifetime(mut self, lifetime: Option<std::time::Duration>) -> Self {
+    pub fn default_lifetime(mut self, lifetime: Option<StdDuration>) -> Self {
         self.default_lifetime = lifetime;
         self
     }
@@ -158,38 +283,146 @@ impl KeygateBuilder {
         self
     }
 
+    /// Most entries in the validation cache (valid and unknown keys
+    /// together). Default: 100 000.
+    pub fn cache_capacity(mut self, entries: u64) -> Self {
+        self.cache.capacity = entries;
+        self
+    }
+
+    /// How long a validated key is cached; never past its `expires_at`.
+    /// Default: 30 s. Revocations through this process take effect at once
+    /// regardless; this bounds how long a change made elsewhere can go
+    /// unseen.
+    pub fn cache_ttl(mut self, ttl: StdDuration) -> Self {
+        self.cache.positive_ttl = ttl;
+        self
+    }
+
+    /// How long an unknown key id is remembered as unknown. Default: 5 s.
+    pub fn negative_cache_ttl(mut self, ttl: StdDuration) -> Self {
+        self.cache.negative_ttl = ttl;
+        self
+    }
+
+    /// Validate tokens with `validator` instead of the store. Default: the
+    /// store. Management through [`Keygate::keys`] still uses the store.
+    pub fn validator(mut self, validator: impl KeyValidator) -> Self {
+        self.validator = Some(Arc::new(validator));
+        self
+    }
+
+    /// The environments accepted on requests; keys of others are
+    /// `invalid_token`. Default: `live` and `test`.
+    pub fn environments(mut self, environments: impl IntoIterator<Item = Environment>) -> Self {
+        self.environments = environments.into_iter().collect();
+        self
+    }
+
+    /// Where credentials are looked for. Default: Bearer, then `X-API-Key`.
+    pub fn credential_sources(
+        mut self,
+        sources: impl IntoIterator<Item = CredentialSource>,
+    ) -> Self {
+        self.sources = sources.into_iter().collect();
+        self
+    }
+
+    /// Proxies whose `X-Forwarded-For` is believed. Default: none — the TCP
+    /// peer is the client.
+    pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = IpNet>) -> Self {
+        self.trusted_proxies = proxies.into_iter().collect();
+        self
+    }
+
+    /// The realm in `WWW-Authenticate`. Default: `keygate`.
+    pub fn realm(mut self, realm: impl Into<String>) -> Self {
+        self.realm = realm.into();
+        self
+    }
+
+    /// Adds the precise cause (`expired`, `revoked`, …) to `invalid_token`
+    /// bodies. Default: off. **Development only**: it tells callers which
+    /// key ids exist.
+    pub fn expose_reason(mut self, expose: bool) -> Self {
+        self.expose_reason = expose;
+        self
+    }
+
+    /// Replaces the rejection responses. Default: [`DefaultResponder`]
+    /// (SPEC §3); `realm` and `expose_reason` then have no effect.
+    pub fn responder(mut self, responder: impl RejectionResponder) -> Self {
+        self.responder = Some(Arc::new(responder));
+        self
+    }
+
+    /// How often usage (`last_used_at`/`last_used_ip`) is written; `None`
+    /// turns usage tracking off. Default: 30 s.
+    pub fn usage_flush_interval(mut self, interval: Option<StdDuration>) -> Self {
+        self.usage_interval = interval;
+        self
+    }
+
     /// Checks the configuration and builds the keygate.
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] when the pepper is missing, the prefix is invalid, or
-    /// the default lifetime is `never` or longer than the maximum.
+    /// [`ConfigError`] when the pepper is missing, the prefix or realm is
+    /// invalid, the lifetimes contradict each other, or a size or interval
+    /// is zero.
     pub fn build(self) -> Result<Keygate, ConfigError> {
         let pepper = self.pepper.ok_or(ConfigError::MissingPepper)?;
         let format = TokenFormat::new(&self.prefix)?;
-        let to_time = |d: std::time::Duration| {
-            Duration::try_from(d).map_err(|_| ConfigError::Lifetime("lifetime is too large"))
+        let to_time = |d: StdDuration| {
+            Duration::try_from(d).map_err(|_| ConfigError::Invalid("lifetime is too large"))
         };
         let max_lifetime = self.max_lifetime.map(to_time).transpose()?;
         let default_lifetime = self.default_lifetime.map(to_time).transpose()?;
         match (default_lifetime, max_lifetime) {
             (None, Some(_)) => {
-                return Err(ConfigError::Lifetime(
+                return Err(ConfigError::Invalid(
                     "a default lifetime of never is not allowed with a maximum lifetime",
                 ));
             }
             (Some(d), Some(max)) if d > max => {
-                return Err(ConfigError::Lifetime(
+                return Err(ConfigError::Invalid(
                     "the default lifetime exceeds the maximum lifetime",
                 ));
             }
             (Some(d), _) if d < Duration::SECOND => {
-                return Err(ConfigError::Lifetime(
+                return Err(ConfigError::Invalid(
                     "the default lifetime must be at least one second",
                 ));
             }
             _ => {}
         }
+        if self.cache.capacity == 0 {
+            return Err(ConfigError::Invalid(
+                "the cache capacity must be at least 1",
+            ));
+        }
+        if self.sources.is_empty() {
+            return Err(ConfigError::Invalid(
+                "at least one credential source is needed",
+            ));
+        }
+        if self.environments.is_empty() {
+            return Err(ConfigError::Invalid(
+                "at least one environment must be accepted",
+            ));
+        }
+        if self.usage_interval.is_some_and(|i| i.is_zero()) {
+            return Err(ConfigError::Invalid(
+                "the usage flush interval must not be zero",
+            ));
+        }
+        let responder = match self.responder {
+            Some(responder) => responder,
+            None => Arc::new(DefaultResponder::new(&self.realm)?.expose_reason(self.expose_reason)),
+        };
+        let usage = self
+            .usage_interval
+            .map(|interval| UsageRecorder::new(self.store.clone(), interval));
         Ok(Keygate {
             inner: Arc::new(Inner {
                 store: self.store,
@@ -201,6 +434,13 @@ impl KeygateBuilder {
                     max_keys_per_owner: self.max_keys_per_owner,
                     catalog: self.catalog,
                 },
+                cache: KeyCache::new(self.cache),
+                validator: self.validator,
+                environments: self.environments,
+                sources: self.sources,
+                trusted_proxies: self.trusted_proxies,
+                responder,
+                usage,
             }),
         })
     }
@@ -216,9 +456,12 @@ pub enum ConfigError {
     /// The token prefix is invalid.
     #[error(transparent)]
     Prefix(#[from] InvalidPrefix),
-    /// The lifetimes contradict each other.
+    /// The realm cannot be used in a header.
+    #[error(transparent)]
+    Realm(#[from] InvalidRealm),
+    /// Settings that contradict each other or are out of range.
     #[error("{0}")]
-    Lifetime(&'static str),
+    Invalid(&'static str),
 }
 
 #[cfg(test)]
@@ -245,7 +488,11 @@ mod tests {
             builder().prefix("Bad!").build(),
             Err(ConfigError::Prefix(_))
         ));
-        let day = std::time::Duration::from_secs(86_400);
+        assert!(matches!(
+            builder().realm("a\"b").build(),
+            Err(ConfigError::Realm(_))
+        ));
+        let day = StdDuration::from_secs(86_400);
         assert!(
             builder().max_lifetime(day).build().is_err(),
             "90d default > 1d max"
@@ -260,7 +507,16 @@ mod tests {
         assert!(builder().max_lifetime(day * 100).build().is_ok());
         assert!(
             builder()
-                .default_lifetime(Some(std::time::Duration::ZERO))
+                .default_lifetime(Some(StdDuration::ZERO))
+                .build()
+                .is_err()
+        );
+        assert!(builder().cache_capacity(0).build().is_err());
+        assert!(builder().credential_sources([]).build().is_err());
+        assert!(builder().environments([]).build().is_err());
+        assert!(
+            builder()
+                .usage_flush_interval(Some(StdDuration::ZERO))
                 .build()
                 .is_err()
         );

@@ -53,25 +53,41 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+pub mod body;
+mod cache;
+pub mod client_ip;
+pub mod credentials;
+#[cfg(feature = "axum")]
+pub mod extract;
 pub mod key;
 pub mod keygate;
 pub mod keys;
+pub mod layer;
+pub mod rejection;
+pub mod require;
 pub mod scope;
 pub mod secret;
 pub mod store;
 pub mod token;
+mod usage;
 pub mod validator;
 
 #[doc(hidden)]
 pub mod cli;
 
+pub use crate::body::AuthBody;
+pub use crate::client_ip::PeerAddr;
+pub use crate::credentials::CredentialSource;
 pub use crate::key::{ApiKey, KeyStatus, StoredKey};
 pub use crate::keygate::{ConfigError, Keygate, KeygateBuilder};
 pub use crate::keys::{CreatedKey, KeyError, KeyPage, KeyUpdate, Keys, NewKey};
+pub use crate::layer::{ApiKeyAuth, ApiKeyLayer};
+pub use crate::rejection::{Rejection, RejectionResponder};
+pub use crate::require::{RequireScope, RequireScopeLayer};
 pub use crate::scope::{Requirement, Scope, ScopeCatalog, ScopeSet};
 pub use crate::secret::{Pepper, PepperError, SecretToken};
 #[cfg(feature = "sqlite")]
 pub use crate::store::SqliteStore;
 pub use crate::store::{KeyStore, ListQuery, MemoryStore, StoreError};
 pub use crate::token::{Environment, KeyId};
-pub use crate::validator::{AuthenticatedKey, InvalidReason, VerifyError};
+pub use crate::validator::{AuthenticatedKey, InvalidReason, KeyValidator, VerifyError};

@@ -127,6 +127,19 @@ impl Pepper {
         }
     }
 
+    /// A fresh random pepper from the OS CSPRNG, for stores that live no
+    /// longer than the process (in-memory databases, examples). Tokens
+    /// minted under it stop working when it is gone.
+    ///
+    /// # Errors
+    ///
+    /// [`PepperError::Random`] when the OS random number generator fails.
+    pub fn random() -> Result<Pepper, PepperError> {
+        let mut bytes = [0u8; MIN_PEPPER_LEN];
+        getrandom::fill(&mut bytes).map_err(|_| PepperError::Random)?;
+        Pepper::from_bytes(&bytes)
+    }
+
     /// A fixed, publicly known pepper. **Insecure: for tests only.**
     pub fn insecure_fixed_for_tests() -> Pepper {
         Pepper::from_bytes(b"keygate-insecure-test-pepper-do-not-use-in-production")

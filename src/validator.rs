@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+use crate::cache::{CacheKey, Record};
 use crate::key::{ApiKey, KeyStatus};
 use crate::keygate::Keygate;
 use crate::scope::ScopeSet;
@@ -160,51 +161,191 @@ impl AuthenticatedKey {
     }
 }
 
+/// The pluggable source of keys: any async function from a presented
+/// token to the key it belongs to.
+///
+/// The built-in validator looks tokens up in the [`KeyStore`](crate::KeyStore);
+/// set another with [`KeygateBuilder::validator`](crate::KeygateBuilder::validator).
+/// A custom validator sees the token as presented (at most 255 bytes of
+/// visible ASCII) and returns `Ok(None)` when it is not valid. Its answers
+/// share keygate's cache, keyed by the token's MAC and invalidated by key id;
+/// revocation, expiry and environment in the returned record are enforced as
+/// for stored keys. Closures
+/// `Fn(String) -> impl Future<Output = Result<Option<ApiKey>, E>>` implement it.
+///
+/// # Example
+///
+/// ```
+/// use keygate::{ApiKey, KeyId, Keygate, MemoryStore, Pepper};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let keygate = Keygate::builder(MemoryStore::new())
+///     .pepper(Pepper::insecure_fixed_for_tests())
+///     .validator(|token: String| async move {
+///         Ok::<_, std::convert::Infallible>((token == "let-me-in").then(|| {
+///             ApiKey::new(KeyId::parse("legacy0000000001").unwrap(), "legacy-client")
+///         }))
+///     })
+///     .build()
+///     .unwrap();
+/// assert_eq!(keygate.verify("let-me-in").await.unwrap().owner(), "legacy-client");
+/// assert!(keygate.verify("wrong").await.is_err());
+/// # }
+/// ```
+#[async_trait::async_trait]
+pub trait KeyValidator: Send + Sync + 'static {
+    /// The key `token` belongs to, or `None`.
+    ///
+    /// # Errors
+    ///
+    /// Any error means "cannot tell now" and becomes a 503 `unavailable`.
+    async fn validate(&self, token: &str) -> Result<Option<ApiKey>, ValidatorError>;
+}
+
+/// An error from a [`KeyValidator`]: the validator could not answer.
+pub type ValidatorError = Box<dyn std::error::Error + Send + Sync>;
+
+#[async_trait::async_trait]
+impl<F, Fut, E> KeyValidator for F
+where
+    F: Fn(String) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Option<ApiKey>, E>> + Send,
+    E: Into<ValidatorError>,
+{
+    async fn validate(&self, token: &str) -> Result<Option<ApiKey>, ValidatorError> {
+        self(token.to_owned()).await.map_err(Into::into)
+    }
+}
+
 impl Keygate {
-    /// Verifies a presented token against the store.
+    /// Verifies a presented token: offline checks, then the cache, then (on
+    /// a miss) the store or the custom validator.
     ///
     /// # Errors
     ///
     /// [`VerifyError::Invalid`] with the precise reason, or
-    /// [`VerifyError::Unavailable`] when the store fails.
+    /// [`VerifyError::Unavailable`] when the store fails and the key is not
+    /// cached.
     pub async fn verify(&self, token: &str) -> Result<AuthenticatedKey, VerifyError> {
+        let key = match &self.inner.validator {
+            Some(validator) => self.verify_custom(validator, token).await?,
+            None => self.verify_stored(token).await?,
+        };
+        Ok(AuthenticatedKey::new(key))
+    }
+
+    async fn verify_stored(&self, token: &str) -> Result<Arc<ApiKey>, VerifyError> {
         let inner = &self.inner;
         let parsed = inner
             .format
             .parse(token)
             .map_err(|e| VerifyError::Invalid(e.into()))?;
-        let stored = inner
-            .store
-            .get(&parsed.id())
+        let id = parsed.id();
+        let entry = inner
+            .cache
+            .get_or_load(CacheKey::Id(id), || async move {
+                let stored = inner.store.get(&id).await?;
+                Ok::<_, StoreError>(stored.map(|stored| {
+                    Arc::new(Record {
+                        key: Arc::new(stored.key),
+                        mac: Some(stored.mac),
+                    })
+                }))
+            })
             .await
-            .map_err(VerifyError::Unavailable)?;
-        let Some(stored) = stored else {
+            .map_err(|e| {
+                VerifyError::Unavailable(StoreError::Unavailable(SharedError::boxed(e)))
+            })?;
+        let Some(record) = entry.record else {
             // Spend the same MAC as a known id would, so timing does not
             // tell unknown ids from wrong secrets.
             std::hint::black_box(inner.pepper.verify(parsed.raw(), &[0u8; 32]));
             return Err(VerifyError::Invalid(InvalidReason::UnknownId));
         };
-        if !inner.pepper.verify(parsed.raw(), &stored.mac) {
+        let mac = record.mac.unwrap_or([0u8; 32]);
+        if !inner.pepper.verify(parsed.raw(), &mac) {
             return Err(VerifyError::Invalid(InvalidReason::WrongSecret));
         }
-        check_usable(&stored.key, parsed.environment(), OffsetDateTime::now_utc())
-            .map_err(VerifyError::Invalid)?;
-        Ok(AuthenticatedKey::new(Arc::new(stored.key)))
+        if record.key.environment != parsed.environment() {
+            return Err(VerifyError::Invalid(InvalidReason::WrongEnvironment));
+        }
+        self.check_usable(&record.key)?;
+        Ok(record.key.clone())
+    }
+
+    async fn verify_custom(
+        &self,
+        validator: &Arc<dyn KeyValidator>,
+        token: &str,
+    ) -> Result<Arc<ApiKey>, VerifyError> {
+        let inner = &self.inner;
+        if token.len() > crate::token::MAX_TOKEN_LEN {
+            return Err(VerifyError::Invalid(InvalidReason::TooLong));
+        }
+        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(VerifyError::Invalid(InvalidReason::Malformed));
+        }
+        let digest = inner.pepper.mac(token);
+        let entry = inner
+            .cache
+            .get_or_load(CacheKey::Digest(digest), || async move {
+                let key = validator.validate(token).await.map_err(ValidatorFailure)?;
+                Ok::<_, ValidatorFailure>(key.map(|key| {
+                    Arc::new(Record {
+                        key: Arc::new(key),
+                        mac: None,
+                    })
+                }))
+            })
+            .await
+            .map_err(|e| {
+                VerifyError::Unavailable(StoreError::Unavailable(SharedError::boxed(e)))
+            })?;
+        let Some(record) = entry.record else {
+            return Err(VerifyError::Invalid(InvalidReason::UnknownId));
+        };
+        self.check_usable(&record.key)?;
+        Ok(record.key.clone())
+    }
+
+    /// Environment, revocation and expiry, at the current instant (never
+    /// trusting how long the record has been cached).
+    fn check_usable(&self, key: &ApiKey) -> Result<(), VerifyError> {
+        if !self.inner.environments.contains(&key.environment) {
+            return Err(VerifyError::Invalid(InvalidReason::WrongEnvironment));
+        }
+        match key.status_at(OffsetDateTime::now_utc()) {
+            KeyStatus::Active => Ok(()),
+            KeyStatus::Revoked => Err(VerifyError::Invalid(InvalidReason::Revoked)),
+            KeyStatus::Expired => Err(VerifyError::Invalid(InvalidReason::Expired)),
+        }
     }
 }
 
-/// The status checks after the secret matched.
-pub(crate) fn check_usable(
-    key: &ApiKey,
-    presented: Environment,
-    now: OffsetDateTime,
-) -> Result<(), InvalidReason> {
-    if key.environment != presented {
-        return Err(InvalidReason::WrongEnvironment);
+/// A custom validator's error, as a concrete error type.
+#[derive(Debug, thiserror::Error)]
+#[error("the key validator failed")]
+struct ValidatorFailure(#[source] ValidatorError);
+
+/// An error shared between every waiter of one cache load.
+#[derive(Debug)]
+struct SharedError<E>(Arc<E>);
+
+impl<E: std::fmt::Display> std::fmt::Display for SharedError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
     }
-    match key.status_at(now) {
-        KeyStatus::Active => Ok(()),
-        KeyStatus::Revoked => Err(InvalidReason::Revoked),
-        KeyStatus::Expired => Err(InvalidReason::Expired),
+}
+
+impl<E: std::error::Error> std::error::Error for SharedError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl<E> SharedError<E> {
+    fn boxed(e: Arc<E>) -> Box<SharedError<E>> {
+        Box::new(SharedError(e))
     }
 }

@@ -77,10 +77,7 @@ async fn open_sqlite(url: &str, env_pepper: Option<Pepper>) -> Result<Opened, Se
         (Some(pepper), _) => pepper,
         (None, None) => {
             // An in-memory database dies with the process; so may its pepper.
-            let mut bytes = [0u8; 32];
-            getrandom::fill(&mut bytes)
-                .map_err(|_| SetupError::Pepper("the OS random number generator failed".into()))?;
-            Pepper::from_bytes(&bytes).map_err(|e| SetupError::Pepper(e.to_string()))?
+            Pepper::random().map_err(|e| SetupError::Pepper(e.to_string()))?
         }
         (None, Some(db)) => {
             let path = pepper_path(&db);

@@ -234,7 +234,10 @@ impl<'a> Keys<'a> {
             }
             stored.key.updated_at = now;
             match self.gate.inner.store.replace(&stored, now).await {
-                Ok(()) => return Ok(stored.key),
+                Ok(()) => {
+                    self.gate.invalidate(*id).await;
+                    return Ok(stored.key);
+                }
                 Err(StoreError::Stale) => continue,
                 Err(e) => return Err(self.err(e)),
             }
@@ -428,6 +431,7 @@ impl<'a> Keys<'a> {
                 Some(old.key.expires_at.map_or(cutoff, |at| at.min(cutoff)));
             match inner.store.rotate(&superseded, &new, now).await {
                 Ok(()) => {
+                    self.gate.invalidate(*id).await;
                     tracing::info!(key_id = %id, new_key_id = %new_id, "key rotated");
                     return Ok(CreatedKey {
                         token,
@@ -457,6 +461,7 @@ impl<'a> Keys<'a> {
             .delete(id)
             .await
             .map_err(|e| self.err(e))?;
+        self.gate.invalidate(*id).await;
         if !existed {
             return Err(KeyError::NotFound);
         }

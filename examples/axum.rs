@@ -1,0 +1,77 @@
+//! An axum service protected by keygate: the SPEC §7 snippet, runnable.
+//!
+//! Run it with `cargo run --example axum`, then use the token it prints:
+//!
+//! ```text
+//! curl -i -H "Authorization: Bearer <token>" http://127.0.0.1:3000/workspaces   # 200
+//! curl -i http://127.0.0.1:3000/workspaces                                      # 401
+//! ```
+//!
+//! Keys live in an in-memory SQLite database and a random pepper, so they
+//! vanish when the example stops. `KEYGATE_EXAMPLE_ADDR` changes the address.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::routing::get;
+use keygate::{AuthenticatedKey, Keygate, NewKey, Pepper, SqliteStore};
+
+async fn list(key: AuthenticatedKey) -> String {
+    format!("workspaces of {}\n", key.owner())
+}
+
+async fn whoami(key: Option<AuthenticatedKey>) -> String {
+    match key {
+        Some(key) => format!("{} ({})\n", key.owner(), key.display_prefix()),
+        None => "anonymous\n".to_string(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,keygate=debug".into()),
+        )
+        .init();
+
+    let store = SqliteStore::open("sqlite::memory:").await?;
+    let keygate = Keygate::builder(store).pepper(Pepper::random()?).build()?;
+
+    let created = keygate
+        .keys()
+        .create(NewKey::new("alice", "ci").scopes(["workspaces:read"]))
+        .await?;
+    println!("token (shown once): {}", created.token.expose());
+
+    let app = Router::new()
+        .route(
+            "/workspaces",
+            get(list).route_layer(keygate.require("workspaces:read")?),
+        )
+        .route(
+            "/workspaces/new",
+            get(list).route_layer(keygate.require("workspaces:create")?),
+        )
+        .layer(keygate.layer())
+        .merge(
+            Router::new()
+                .route("/whoami", get(whoami))
+                .layer(keygate.layer().optional()),
+        );
+
+    let addr = std::env::var("KEYGATE_EXAMPLE_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    keygate.flush_usage().await;
+    Ok(())
+}

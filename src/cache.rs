@@ -1,0 +1,207 @@
+//! The validation cache: moka, bounded, with per-entry expiry and
+//! invalidation by key id that no in-flight load can undo.
+//!
+//! Entries are keyed by key id (the built-in store validator) or by the
+//! token's MAC (custom validators, which see opaque tokens). A positive
+//! entry lives at most the positive TTL and never past the key's
+//! `expires_at`; a negative entry (unknown id) lives the negative TTL.
+//! Concurrent misses for one entry share one load (`try_get_with`).
+//!
+//! Invalidation must win against a load that started before it: such a load
+//! may have read the old record and insert it after the invalidation. Every
+//! entry therefore records the invalidation epoch at which its load began,
+//! and a hit is discarded when its key id was invalidated at a later epoch.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+
+use crate::key::ApiKey;
+use crate::secret::TokenMac;
+use crate::token::KeyId;
+
+/// Cache sizes and lifetimes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CacheConfig {
+    pub capacity: u64,
+    pub positive_ttl: Duration,
+    pub negative_ttl: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            capacity: 100_000,
+            positive_ttl: Duration::from_secs(30),
+            negative_ttl: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What a cache entry is found under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum CacheKey {
+    /// The store validator: the key id.
+    Id(KeyId),
+    /// A custom validator: the token's MAC under the pepper.
+    Digest(TokenMac),
+}
+
+/// A validated record: the key and, for store entries, the MAC to compare.
+#[derive(Debug)]
+pub(crate) struct Record {
+    pub key: Arc<ApiKey>,
+    /// `Some` for store entries (compared on every request); `None` for
+    /// custom-validator entries, whose key already matched the token digest.
+    pub mac: Option<TokenMac>,
+}
+
+/// A cache entry.
+#[derive(Clone, Debug)]
+pub(crate) struct Entry {
+    /// `None`: no key for this id or token (a negative entry).
+    pub record: Option<Arc<Record>>,
+    /// The invalidation epoch when the load that produced it began.
+    epoch: u64,
+}
+
+/// Per-entry lifetimes for moka.
+struct Expiry {
+    config: CacheConfig,
+}
+
+impl moka::Expiry<CacheKey, Entry> for Expiry {
+    fn expire_after_create(
+        &self,
+        _key: &CacheKey,
+        value: &Entry,
+        _at: Instant,
+    ) -> Option<Duration> {
+        let Some(record) = &value.record else {
+            return Some(self.config.negative_ttl);
+        };
+        let ttl = self.config.positive_ttl;
+        let Some(expires_at) = record.key.expires_at else {
+            return Some(ttl);
+        };
+        let left = expires_at - OffsetDateTime::now_utc();
+        Some(
+            Duration::try_from(left)
+                .map(|left| left.min(ttl))
+                .unwrap_or(Duration::ZERO),
+        )
+    }
+}
+
+/// The shared validation cache.
+pub(crate) struct KeyCache {
+    entries: moka::future::Cache<CacheKey, Entry>,
+    /// Bumped by every invalidation.
+    epoch: AtomicU64,
+    /// Entries loaded before this epoch were cleared wholesale.
+    cleared: AtomicU64,
+    /// Key id → epoch of its latest invalidation, remembered long enough to
+    /// outlive any entry loaded before it.
+    invalidated: moka::sync::Cache<KeyId, u64>,
+}
+
+impl std::fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyCache")
+            .field("entries", &self.entries.entry_count())
+            .field("epoch", &self.epoch.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// A load failed; the error is shared by every waiter of that load.
+pub(crate) type LoadError<E> = Arc<E>;
+
+impl KeyCache {
+    pub(crate) fn new(config: CacheConfig) -> KeyCache {
+        // An entry loaded before an invalidation lives at most the positive
+        // TTL after its insertion; keep the invalidation well past that.
+        let remember = config.positive_ttl.max(config.negative_ttl) * 2 + Duration::from_secs(60);
+        KeyCache {
+            entries: moka::future::Cache::builder()
+                .max_capacity(config.capacity)
+                .expire_after(Expiry { config })
+                .build(),
+            epoch: AtomicU64::new(0),
+            cleared: AtomicU64::new(0),
+            invalidated: moka::sync::Cache::builder()
+                .max_capacity(config.capacity.max(1024))
+                .time_to_live(remember)
+                .build(),
+        }
+    }
+
+    /// Whether a hit is still good: no invalidation of its key since its
+    /// load began.
+    fn is_fresh(&self, entry: &Entry) -> bool {
+        if entry.epoch == self.epoch.load(Ordering::Acquire) {
+            return true;
+        }
+        if entry.epoch < self.cleared.load(Ordering::Acquire) {
+            return false;
+        }
+        let Some(record) = &entry.record else {
+            return true;
+        };
+        self.invalidated
+            .get(&record.key.id)
+            .is_none_or(|at| at <= entry.epoch)
+    }
+
+    /// The entry for `key`, loading it with `load` on a miss. Concurrent
+    /// misses share one load. Errors are not cached.
+    pub(crate) async fn get_or_load<F, Fut, E>(
+        &self,
+        key: CacheKey,
+        load: F,
+    ) -> Result<Entry, LoadError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<Arc<Record>>, E>>,
+        E: Send + Sync + 'static,
+    {
+        if let Some(entry) = self.entries.get(&key).await {
+            if self.is_fresh(&entry) {
+                return Ok(entry);
+            }
+            self.entries.invalidate(&key).await;
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
+        self.entries
+            .try_get_with(key, async move {
+                load().await.map(|record| Entry { record, epoch })
+            })
+            .await
+    }
+
+    /// Drops every entry of key `id`, now and against any load in flight.
+    pub(crate) async fn invalidate(&self, id: KeyId) {
+        let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        self.invalidated.insert(id, epoch);
+        self.entries.invalidate(&CacheKey::Id(id)).await;
+    }
+
+    /// Drops every entry.
+    pub(crate) fn clear(&self) {
+        let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        self.cleared.fetch_max(epoch, Ordering::AcqRel);
+        self.entries.invalidate_all();
+    }
+
+    /// Number of entries (approximate until pending maintenance runs).
+    pub(crate) fn entry_count(&self) -> u64 {
+        self.entries.entry_count()
+    }
+
+    /// Runs moka's pending maintenance (evictions, expirations).
+    pub(crate) async fn run_pending_tasks(&self) {
+        self.entries.run_pending_tasks().await;
+    }
+}

@@ -1,0 +1,409 @@
+//! Finding the credential on a request (SPEC §3).
+//!
+//! Sources, by default: `Authorization: Bearer <token>` (scheme
+//! case-insensitive, one or more spaces) and `X-API-Key: <token>`. A cookie
+//! and a query parameter can be added. A credential in two sources, two
+//! `Authorization` headers, an empty Bearer value, a value with inner
+//! whitespace or with bytes outside visible ASCII are `invalid_request`;
+//! no credential at all (or only a non-Bearer `Authorization` scheme) is
+//! `missing_token`. Nothing here touches a store.
+
+use http::header::{AUTHORIZATION, COOKIE, HeaderName};
+use http::{HeaderMap, HeaderValue, Uri};
+
+/// Where a credential may be found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CredentialSource {
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+    /// A header holding the bare token, such as `X-API-Key`.
+    Header(HeaderName),
+    /// A cookie of this name. Opt-in.
+    Cookie(String),
+    /// A query parameter of this name. Opt-in: URLs end up in logs.
+    Query(String),
+}
+
+impl CredentialSource {
+    /// The default sources: Bearer, then `X-API-Key`.
+    pub fn defaults() -> Vec<CredentialSource> {
+        vec![
+            CredentialSource::Bearer,
+            CredentialSource::Header(HeaderName::from_static("x-api-key")),
+        ]
+    }
+}
+
+/// Why no usable credential was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CredentialError {
+    /// Nothing in any source.
+    Missing,
+    /// Ambiguous or malformed.
+    InvalidRequest,
+}
+
+/// A credential borrowed from the request, kept without copying: header
+/// values are reference-counted bytes.
+#[derive(Clone)]
+pub(crate) struct Credential {
+    value: HeaderValue,
+    start: usize,
+    end: usize,
+}
+
+impl Credential {
+    fn header(value: &HeaderValue, start: usize, end: usize) -> Credential {
+        Credential {
+            value: value.clone(),
+            start,
+            end,
+        }
+    }
+
+    fn owned(text: &str) -> Result<Credential, CredentialError> {
+        let value = HeaderValue::from_str(text).map_err(|_| CredentialError::InvalidRequest)?;
+        let end = text.len();
+        Ok(Credential {
+            value,
+            start: 0,
+            end,
+        })
+    }
+
+    /// The token text.
+    pub(crate) fn as_str(&self) -> &str {
+        // Checked to be visible ASCII when extracted.
+        self.value
+            .to_str()
+            .ok()
+            .and_then(|s| s.get(self.start..self.end))
+            .unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credential([redacted])")
+    }
+}
+
+fn is_ows(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// The only value of header `name`, or `InvalidRequest` when it repeats.
+fn single<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<&'a HeaderValue>, CredentialError> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(CredentialError::InvalidRequest);
+    }
+    Ok(first)
+}
+
+/// Every byte visible ASCII, space or tab.
+fn is_text(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .all(|&b| (0x20..0x7f).contains(&b) || b == b'\t')
+}
+
+/// The token in `bytes[start..end]`: trimmed of surrounding whitespace,
+/// non-empty, without inner whitespace. Returns its byte range.
+fn trimmed(
+    bytes: &[u8],
+    mut start: usize,
+    mut end: usize,
+) -> Result<(usize, usize), CredentialError> {
+    while start < end && is_ows(bytes[start]) {
+        start += 1;
+    }
+    while end > start && is_ows(bytes[end - 1]) {
+        end -= 1;
+    }
+    if start == end || bytes[start..end].iter().any(|&b| is_ows(b)) {
+        return Err(CredentialError::InvalidRequest);
+    }
+    Ok((start, end))
+}
+
+fn bearer(headers: &HeaderMap) -> Result<Option<Credential>, CredentialError> {
+    let Some(value) = single(headers, &AUTHORIZATION)? else {
+        return Ok(None);
+    };
+    let bytes = value.as_bytes();
+    if !is_text(bytes) {
+        return Err(CredentialError::InvalidRequest);
+    }
+    let scheme_end = bytes.iter().position(|&b| b == b' ').unwrap_or(bytes.len());
+    if !bytes[..scheme_end].eq_ignore_ascii_case(b"bearer") {
+        // Another scheme (Basic, Digest…) is not ours to judge.
+        return Ok(None);
+    }
+    let (start, end) = trimmed(bytes, scheme_end, bytes.len())?;
+    Ok(Some(Credential::header(value, start, end)))
+}
+
+fn header(headers: &HeaderMap, name: &HeaderName) -> Result<Option<Credential>, CredentialError> {
+    let Some(value) = single(headers, name)? else {
+        return Ok(None);
+    };
+    let bytes = value.as_bytes();
+    if !is_text(bytes) {
+        return Err(CredentialError::InvalidRequest);
+    }
+    let (start, end) = trimmed(bytes, 0, bytes.len())?;
+    Ok(Some(Credential::header(value, start, end)))
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Result<Option<Credential>, CredentialError> {
+    let mut found: Option<Credential> = None;
+    for value in headers.get_all(COOKIE) {
+        let bytes = value.as_bytes();
+        let mut offset = 0;
+        for pair in bytes.split(|&b| b == b';') {
+            let pair_start = offset;
+            offset += pair.len() + 1;
+            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+                continue;
+            };
+            let key = pair[..eq].trim_ascii();
+            if key != name.as_bytes() {
+                continue;
+            }
+            if found.is_some() || !is_text(pair) {
+                return Err(CredentialError::InvalidRequest);
+            }
+            let (mut start, mut end) =
+                trimmed(bytes, pair_start + eq + 1, pair_start + pair.len())?;
+            // RFC 6265 allows a double-quoted cookie value.
+            if end - start >= 2 && bytes[start] == b'"' && bytes[end - 1] == b'"' {
+                (start, end) = trimmed(bytes, start + 1, end - 1)?;
+            }
+            found = Some(Credential::header(value, start, end));
+        }
+    }
+    Ok(found)
+}
+
+fn query(uri: &Uri, name: &str) -> Result<Option<Credential>, CredentialError> {
+    let Some(query) = uri.query() else {
+        return Ok(None);
+    };
+    let mut found = None;
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key != name {
+            continue;
+        }
+        if found.is_some() || value.is_empty() {
+            return Err(CredentialError::InvalidRequest);
+        }
+        found = Some(Credential::owned(value)?);
+    }
+    Ok(found)
+}
+
+/// The one credential on a request, per the configured sources.
+pub(crate) fn extract(
+    headers: &HeaderMap,
+    uri: &Uri,
+    sources: &[CredentialSource],
+) -> Result<Credential, CredentialError> {
+    let mut found: Option<Credential> = None;
+    for source in sources {
+        let credential = match source {
+            CredentialSource::Bearer => bearer(headers)?,
+            CredentialSource::Header(name) => header(headers, name)?,
+            CredentialSource::Cookie(name) => cookie(headers, name)?,
+            CredentialSource::Query(name) => query(uri, name)?,
+        };
+        if let Some(credential) = credential {
+            if found.is_some() {
+                return Err(CredentialError::InvalidRequest);
+            }
+            found = Some(credential);
+        }
+    }
+    found.ok_or(CredentialError::Missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn run(
+        headers: &[(&str, &[u8])],
+        uri: &str,
+        sources: &[CredentialSource],
+    ) -> Result<String, CredentialError> {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(value).unwrap(),
+            );
+        }
+        extract(&map, &uri.parse().unwrap(), sources).map(|c| c.as_str().to_owned())
+    }
+
+    fn defaults(headers: &[(&str, &[u8])]) -> Result<String, CredentialError> {
+        run(headers, "/", &CredentialSource::defaults())
+    }
+
+    fn all() -> Vec<CredentialSource> {
+        let mut s = CredentialSource::defaults();
+        s.push(CredentialSource::Cookie("kg".into()));
+        s.push(CredentialSource::Query("api_key".into()));
+        s
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_with_one_or_more_spaces() {
+        for value in ["Bearer tok", "bearer tok", "BEARER   tok", "Bearer tok  "] {
+            assert_eq!(
+                defaults(&[("authorization", value.as_bytes())]).unwrap(),
+                "tok",
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn x_api_key_header_is_read() {
+        assert_eq!(defaults(&[("x-api-key", b"tok")]).unwrap(), "tok");
+        assert_eq!(defaults(&[("X-Api-Key", b" tok ")]).unwrap(), "tok");
+    }
+
+    #[test]
+    fn nothing_or_only_another_scheme_is_missing() {
+        assert_eq!(defaults(&[]), Err(CredentialError::Missing));
+        assert_eq!(
+            defaults(&[("authorization", b"Basic YWxhZGRpbjpvcGVu")]),
+            Err(CredentialError::Missing)
+        );
+        assert_eq!(
+            defaults(&[("authorization", b"Bearertok")]),
+            Err(CredentialError::Missing)
+        );
+        assert_eq!(
+            defaults(&[("cookie", b"kg=tok")]),
+            Err(CredentialError::Missing),
+            "cookies are opt-in"
+        );
+        assert_eq!(
+            run(&[], "/?api_key=tok", &CredentialSource::defaults()),
+            Err(CredentialError::Missing)
+        );
+    }
+
+    #[test]
+    fn ambiguous_or_malformed_credentials_are_invalid_requests() {
+        let bad: &[&[(&str, &[u8])]] = &[
+            &[
+                ("authorization", b"Bearer a"),
+                ("authorization", b"Bearer a"),
+            ],
+            &[("authorization", b"Bearer a"), ("x-api-key", b"a")],
+            &[("x-api-key", b"a"), ("x-api-key", b"b")],
+            &[("authorization", b"Bearer")],
+            &[("authorization", b"Bearer   ")],
+            &[("authorization", b"Bearer a b")],
+            &[("authorization", b"Bearer a\tb")],
+            &[("authorization", b"Bearer tok\xff")],
+            &[("x-api-key", b"")],
+            &[("x-api-key", b"a b")],
+            &[("x-api-key", b"\xc3\xa9")],
+            &[("authorization", b"Basic \xff")],
+        ];
+        for headers in bad {
+            assert_eq!(
+                defaults(headers),
+                Err(CredentialError::InvalidRequest),
+                "{headers:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn basic_auth_next_to_an_api_key_is_not_ambiguous() {
+        assert_eq!(
+            defaults(&[("authorization", b"Basic eDp5"), ("x-api-key", b"tok")]).unwrap(),
+            "tok"
+        );
+    }
+
+    #[test]
+    fn opt_in_cookie_and_query_sources() {
+        assert_eq!(
+            run(&[("cookie", b"a=1; kg=tok; b=2")], "/", &all()).unwrap(),
+            "tok"
+        );
+        assert_eq!(
+            run(&[("cookie", b"kg=\"tok\"")], "/", &all()).unwrap(),
+            "tok"
+        );
+        assert_eq!(run(&[], "/x?a=1&api_key=tok", &all()).unwrap(), "tok");
+        assert_eq!(
+            run(&[("cookie", b"kg=a; kg=b")], "/", &all()),
+            Err(CredentialError::InvalidRequest)
+        );
+        assert_eq!(
+            run(&[("cookie", b"kg=")], "/", &all()),
+            Err(CredentialError::InvalidRequest)
+        );
+        assert_eq!(
+            run(&[], "/?api_key=a&api_key=b", &all()),
+            Err(CredentialError::InvalidRequest)
+        );
+        assert_eq!(
+            run(&[], "/?api_key=", &all()),
+            Err(CredentialError::InvalidRequest)
+        );
+        assert_eq!(
+            run(&[("x-api-key", b"tok")], "/?api_key=tok", &all()),
+            Err(CredentialError::InvalidRequest)
+        );
+        assert_eq!(
+            run(
+                &[("cookie", b"kg=tok"), ("authorization", b"Bearer tok")],
+                "/",
+                &all()
+            ),
+            Err(CredentialError::InvalidRequest)
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_the_credential() {
+        let c = Credential::owned("secret-token").unwrap();
+        assert!(!format!("{c:?}").contains("secret"));
+    }
+
+    proptest! {
+        #[test]
+        fn extraction_never_panics(
+            auth in proptest::collection::vec(any::<u8>(), 0..80),
+            key in proptest::collection::vec(any::<u8>(), 0..80),
+            cookie in "[ -~]{0,60}",
+            q in "[a-z=&_]{0,40}",
+        ) {
+            let mut map = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_bytes(&auth) { map.append(AUTHORIZATION, v); }
+            if let Ok(v) = HeaderValue::from_bytes(&key) { map.append("x-api-key", v); }
+            if let Ok(v) = HeaderValue::from_str(&cookie) { map.append(COOKIE, v); }
+            let uri: Uri = format!("/p?{q}").parse().unwrap_or_default();
+            if let Ok(c) = extract(&map, &uri, &all()) {
+                let s = c.as_str();
+                prop_assert!(!s.is_empty());
+                prop_assert!(!s.contains(' ') && !s.contains('\t'));
+            }
+        }
+    }
+}

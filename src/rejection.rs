@@ -1,0 +1,315 @@
+//! Rejections and the one place that turns them into responses (SPEC §3).
+//!
+//! Every auth error is JSON `{"error": "<code>", "message": "<sentence>"}`
+//! with `Cache-Control: no-store`; 401s and the scope 403 carry
+//! `WWW-Authenticate` (RFC 6750). Every `invalid_token` response is
+//! byte-identical whatever the cause, unless the development-only
+//! `expose_reason` setting adds a `reason` field.
+//!
+//! # Example
+//!
+//! ```
+//! use keygate::rejection::{DefaultResponder, Rejection, RejectionResponder};
+//!
+//! let responder = DefaultResponder::new("keygate").unwrap();
+//! let response = responder.respond(&Rejection::MissingToken);
+//! assert_eq!(response.status(), 401);
+//! assert_eq!(response.headers()["www-authenticate"], "Bearer realm=\"keygate\"");
+//! ```
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response, StatusCode};
+
+use crate::scope::Requirement;
+use crate::validator::InvalidReason;
+
+/// Why a request was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// No credential in any source (401).
+    MissingToken,
+    /// Credentials in two sources, or a malformed credential header (400).
+    InvalidRequest,
+    /// The token is not valid; the reason is for logs only (401).
+    InvalidToken(InvalidReason),
+    /// The client address is outside the key's IP lists (403).
+    IpNotAllowed,
+    /// The key's scopes do not satisfy the route's requirement (403).
+    InsufficientScope(Arc<Requirement>),
+    /// The store cannot be reached and the key is not cached (503).
+    Unavailable,
+}
+
+impl Rejection {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Rejection::MissingToken | Rejection::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Rejection::InvalidRequest => StatusCode::BAD_REQUEST,
+            Rejection::IpNotAllowed | Rejection::InsufficientScope(_) => StatusCode::FORBIDDEN,
+            Rejection::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The `error` code of the body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::MissingToken => "missing_token",
+            Rejection::InvalidRequest => "invalid_request",
+            Rejection::InvalidToken(_) => "invalid_token",
+            Rejection::IpNotAllowed => "ip_not_allowed",
+            Rejection::InsufficientScope(_) => "insufficient_scope",
+            Rejection::Unavailable => "unavailable",
+        }
+    }
+
+    /// The one-sentence `message` of the body.
+    pub fn message(&self) -> &'static str {
+        match self {
+            Rejection::MissingToken => "An API key is required.",
+            Rejection::InvalidRequest => {
+                "The request must carry exactly one well-formed credential."
+            }
+            Rejection::InvalidToken(_) => "The API key is invalid, expired or revoked.",
+            Rejection::IpNotAllowed => "This API key may not be used from this address.",
+            Rejection::InsufficientScope(_) => {
+                "The API key lacks the scopes this request requires."
+            }
+            Rejection::Unavailable => "Authentication is temporarily unavailable.",
+        }
+    }
+}
+
+/// Builds the response for a rejection. Replace it with
+/// [`KeygateBuilder::responder`](crate::KeygateBuilder::responder); closures
+/// `Fn(&Rejection) -> Response<Bytes>` implement it.
+pub trait RejectionResponder: Send + Sync + 'static {
+    /// The response for `rejection`.
+    fn respond(&self, rejection: &Rejection) -> Response<Bytes>;
+}
+
+impl<F> RejectionResponder for F
+where
+    F: Fn(&Rejection) -> Response<Bytes> + Send + Sync + 'static,
+{
+    fn respond(&self, rejection: &Rejection) -> Response<Bytes> {
+        self(rejection)
+    }
+}
+
+/// The configured responder, left in the extensions of requests that an
+/// optional layer let through without a key.
+#[derive(Clone)]
+pub(crate) struct ResponderHandle(pub(crate) Arc<dyn RejectionResponder>);
+
+/// The responses of SPEC §3.
+#[derive(Clone, Debug)]
+pub struct DefaultResponder {
+    expose_reason: bool,
+    missing: HeaderValue,
+    invalid_request: HeaderValue,
+    invalid_token: HeaderValue,
+    realm: Arc<str>,
+}
+
+/// A realm that cannot sit in a quoted-string.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the realm must be 1 to 128 visible ASCII characters without '\"' or '\\'")]
+pub struct InvalidRealm;
+
+impl DefaultResponder {
+    /// Responses for `realm`.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidRealm`] unless the realm is 1–128 visible ASCII characters
+    /// (spaces allowed) without `"` or `\`.
+    pub fn new(realm: &str) -> Result<DefaultResponder, InvalidRealm> {
+        let ok = (1..=128).contains(&realm.len())
+            && realm
+                .bytes()
+                .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\');
+        if !ok {
+            return Err(InvalidRealm);
+        }
+        let challenge = |error: Option<&str>| {
+            let text = match error {
+                None => format!("Bearer realm=\"{realm}\""),
+                Some(e) => format!("Bearer realm=\"{realm}\", error=\"{e}\""),
+            };
+            HeaderValue::from_str(&text).map_err(|_| InvalidRealm)
+        };
+        Ok(DefaultResponder {
+            expose_reason: false,
+            missing: challenge(None)?,
+            invalid_request: challenge(Some("invalid_request"))?,
+            invalid_token: challenge(Some("invalid_token"))?,
+            realm: realm.into(),
+        })
+    }
+
+    /// Adds `"reason"` (e.g. `expired`) to `invalid_token` bodies.
+    /// **For development only**: it tells an attacker which ids exist.
+    pub fn expose_reason(mut self, expose: bool) -> DefaultResponder {
+        self.expose_reason = expose;
+        self
+    }
+
+    fn body(&self, rejection: &Rejection) -> Bytes {
+        let mut body = serde_json::json!({
+            "error": rejection.code(),
+            "message": rejection.message(),
+        });
+        match rejection {
+            Rejection::InsufficientScope(required) => {
+                body["required"] = serde_json::Value::String(required.to_string());
+            }
+            Rejection::InvalidToken(reason) if self.expose_reason => {
+                body["reason"] = serde_json::Value::String(reason.as_str().to_owned());
+            }
+            _ => {}
+        }
+        Bytes::from(body.to_string())
+    }
+}
+
+impl RejectionResponder for DefaultResponder {
+    fn respond(&self, rejection: &Rejection) -> Response<Bytes> {
+        let mut response = Response::new(self.body(rejection));
+        *response.status_mut() = rejection.status();
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        let challenge = match rejection {
+            Rejection::MissingToken => Some(self.missing.clone()),
+            Rejection::InvalidRequest => Some(self.invalid_request.clone()),
+            Rejection::InvalidToken(_) => Some(self.invalid_token.clone()),
+            Rejection::InsufficientScope(required) => {
+                let scopes: Vec<&str> = required.scopes().iter().map(|s| s.as_str()).collect();
+                HeaderValue::from_str(&format!(
+                    "Bearer realm=\"{}\", error=\"insufficient_scope\", scope=\"{}\"",
+                    self.realm,
+                    scopes.join(" ")
+                ))
+                .ok()
+            }
+            Rejection::IpNotAllowed | Rejection::Unavailable => None,
+        };
+        if let Some(challenge) = challenge {
+            headers.insert(WWW_AUTHENTICATE, challenge);
+        }
+        if matches!(rejection, Rejection::Unavailable) {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn responder() -> DefaultResponder {
+        DefaultResponder::new("keygate").unwrap()
+    }
+
+    fn json(r: &Response<Bytes>) -> serde_json::Value {
+        serde_json::from_slice(r.body()).unwrap()
+    }
+
+    #[test]
+    fn each_rejection_has_its_status_challenge_and_code() {
+        let required = Arc::new(
+            Requirement::parse("workspaces:read and (templates:use or templates:*)").unwrap(),
+        );
+        let cases = [
+            (
+                Rejection::MissingToken,
+                401,
+                Some("Bearer realm=\"keygate\""),
+            ),
+            (
+                Rejection::InvalidRequest,
+                400,
+                Some("Bearer realm=\"keygate\", error=\"invalid_request\""),
+            ),
+            (
+                Rejection::InvalidToken(InvalidReason::Expired),
+                401,
+                Some("Bearer realm=\"keygate\", error=\"invalid_token\""),
+            ),
+            (Rejection::IpNotAllowed, 403, None),
+            (
+                Rejection::InsufficientScope(required),
+                403,
+                Some(
+                    "Bearer realm=\"keygate\", error=\"insufficient_scope\", scope=\"workspaces:read templates:use templates:*\"",
+                ),
+            ),
+            (Rejection::Unavailable, 503, None),
+        ];
+        for (rejection, status, challenge) in cases {
+            let r = responder().respond(&rejection);
+            assert_eq!(r.status(), status, "{rejection:?}");
+            assert_eq!(
+                r.headers()
+                    .get(WWW_AUTHENTICATE)
+                    .map(|v| v.to_str().unwrap()),
+                challenge,
+                "{rejection:?}"
+            );
+            assert_eq!(r.headers()[CACHE_CONTROL], "no-store");
+            assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
+            let body = json(&r);
+            assert_eq!(body["error"], rejection.code());
+            assert!(body["message"].as_str().unwrap().ends_with('.'));
+        }
+        let r = responder().respond(&Rejection::Unavailable);
+        assert_eq!(r.headers()[RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn insufficient_scope_body_names_the_requirement() {
+        let required = Arc::new(Requirement::parse("a:b OR c:d").unwrap());
+        let body = json(&responder().respond(&Rejection::InsufficientScope(required)));
+        assert_eq!(body["required"], "a:b or c:d");
+    }
+
+    #[test]
+    fn invalid_token_responses_are_identical_whatever_the_reason() {
+        let reasons = [
+            InvalidReason::Malformed,
+            InvalidReason::BadChecksum,
+            InvalidReason::UnknownId,
+            InvalidReason::WrongSecret,
+            InvalidReason::Revoked,
+            InvalidReason::Expired,
+            InvalidReason::WrongEnvironment,
+            InvalidReason::TooLong,
+        ];
+        let first = responder().respond(&Rejection::InvalidToken(reasons[0]));
+        for reason in reasons {
+            let r = responder().respond(&Rejection::InvalidToken(reason));
+            assert_eq!(r.body(), first.body());
+            assert_eq!(r.headers(), first.headers());
+        }
+        let dev = responder().expose_reason(true);
+        let body = json(&dev.respond(&Rejection::InvalidToken(InvalidReason::Revoked)));
+        assert_eq!(body["reason"], "revoked");
+    }
+
+    #[test]
+    fn realms_that_break_the_header_are_refused() {
+        for bad in ["", "a\"b", "a\\b", "tab\there", "é", &"r".repeat(129)] {
+            assert!(DefaultResponder::new(bad).is_err(), "{bad:?}");
+        }
+        let r = DefaultResponder::new("My API")
+            .unwrap()
+            .respond(&Rejection::MissingToken);
+        assert_eq!(r.headers()[WWW_AUTHENTICATE], "Bearer realm=\"My API\"");
+    }
+}
