@@ -156,29 +156,43 @@ impl KeyCache {
     }
 
     /// The entry for `key`, loading it with `load` on a miss. Concurrent
-    /// misses share one load. Errors are not cached.
+    /// misses share one load. Errors are not cached. An entry whose key was
+    /// invalidated after its load began — found in the cache, or produced by
+    /// a shared load that started before the invalidation — is dropped and
+    /// loaded again.
     pub(crate) async fn get_or_load<F, Fut, E>(
         &self,
         key: CacheKey,
         load: F,
     ) -> Result<Entry, LoadError<E>>
     where
-        F: FnOnce() -> Fut,
+        F: Fn() -> Fut,
         Fut: Future<Output = Result<Option<Arc<Record>>, E>>,
         E: Send + Sync + 'static,
     {
-        if let Some(entry) = self.entries.get(&key).await {
+        for _ in 0..3 {
+            if let Some(entry) = self.entries.get(&key).await {
+                if self.is_fresh(&entry) {
+                    return Ok(entry);
+                }
+                self.entries.invalidate(&key).await;
+            }
+            let epoch = self.epoch.load(Ordering::Acquire);
+            let entry = self
+                .entries
+                .try_get_with(key, async {
+                    load().await.map(|record| Entry { record, epoch })
+                })
+                .await?;
             if self.is_fresh(&entry) {
                 return Ok(entry);
             }
             self.entries.invalidate(&key).await;
         }
+        // Invalidations keep racing this key: answer from the store directly.
         let epoch = self.epoch.load(Ordering::Acquire);
-        self.entries
-            .try_get_with(key, async move {
-                load().await.map(|record| Entry { record, epoch })
-            })
-            .await
+        let record = load().await.map_err(Arc::new)?;
+        Ok(Entry { record, epoch })
     }
 
     /// Drops every entry of key `id`, now and against any load in flight.

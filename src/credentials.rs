@@ -106,11 +106,10 @@ fn single<'a>(
     Ok(first)
 }
 
-/// Every byte visible ASCII, space or tab.
+/// Every byte visible ASCII or a space. A tab is neither: SPEC §3 wants
+/// one or more *spaces* after `Bearer`, and visible ASCII otherwise.
 fn is_text(bytes: &[u8]) -> bool {
-    bytes
-        .iter()
-        .all(|&b| (0x20..0x7f).contains(&b) || b == b'\t')
+    bytes.iter().all(|&b| (0x20..0x7f).contains(&b))
 }
 
 /// The token in `bytes[start..end]`: trimmed of surrounding whitespace,
@@ -316,6 +315,9 @@ mod tests {
             &[("authorization", b"Bearer   ")],
             &[("authorization", b"Bearer a b")],
             &[("authorization", b"Bearer a\tb")],
+            &[("authorization", b"Bearer\ttok")],
+            &[("authorization", b"Bearer \ttok")],
+            &[("x-api-key", b"\ttok")],
             &[("authorization", b"Bearer tok\xff")],
             &[("x-api-key", b"")],
             &[("x-api-key", b"a b")],

@@ -1,3 +1,6 @@
 //! Shared test support.
 
+#![allow(dead_code)]
+
 pub mod conformance;
+pub mod counting;
