@@ -1,14 +1,19 @@
 //! # keygate
 //!
-//! API-key authentication for Rust services: prefixed, checksummed keys of
-//! which only a peppered HMAC-SHA256 is stored; `resource:action` scopes;
-//! expiry, revocation, rotation, IP allow/deny lists and metadata; stores in
-//! memory and SQLite.
+//! API-key authentication for Rust services: a tower middleware
+//! ([`ApiKeyLayer`]) for any axum or hyper service, backed by a bounded moka
+//! cache; prefixed, checksummed keys of which only a peppered HMAC-SHA256 is
+//! stored; `resource:action` scopes; expiry, revocation, rotation, IP
+//! allow/deny lists, metadata and usage tracking; stores in memory and
+//! SQLite.
 //!
-//! The data path reads top-down: a presented token is parsed ([`token`]),
-//! looked up by id in a [`KeyStore`] ([`store`]), its MAC compared in
-//! constant time ([`secret`], [`validator`]), and its scopes checked
-//! ([`scope`]). Keys are managed through [`Keygate::keys`] ([`keys`]).
+//! The data path reads top-down: a request's credential is extracted
+//! ([`credentials`]) and parsed ([`token`]), looked up in the cache and, on
+//! a miss, by id in a [`KeyStore`] ([`store`]); its MAC is compared in
+//! constant time ([`secret`], [`validator`]); the key's IP lists are checked
+//! against the client address ([`client_ip`]); route scopes are enforced by
+//! [`require`]; refusals become responses in [`rejection`]. The middleware
+//! itself is [`layer`]. Keys are managed through [`Keygate::keys`] ([`keys`]).
 //!
 //! # Example
 //!
@@ -43,7 +48,7 @@
 //! | feature  | default | what it adds                                   |
 //! |----------|---------|------------------------------------------------|
 //! | `sqlite` | yes     | [`SqliteStore`], the embedded store            |
-//! | `axum`   | yes     | axum integration (extractors, routers)         |
+//! | `axum`   | yes     | `AuthenticatedKey` extractors for axum         |
 //! | `postgres` | no    | reserved for the PostgreSQL store              |
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
