@@ -423,7 +423,7 @@ impl KeygateBuilder {
         let usage = self
             .usage_interval
             .map(|interval| UsageRecorder::new(self.store.clone(), interval));
-        Ok(Keygate {
+        let gate = Keygate {
             inner: Arc::new(Inner {
                 store: self.store,
                 pepper,
@@ -442,7 +442,13 @@ impl KeygateBuilder {
                 responder,
                 usage,
             }),
-        })
+        };
+        gate.inner
+            .store
+            .watch_invalidations(crate::store::InvalidationSink {
+                gate: Arc::downgrade(&gate.inner),
+            });
+        Ok(gate)
     }
 }
 

@@ -239,6 +239,63 @@ pub trait KeyStore: Send + Sync + 'static {
 
     /// Whether the backend answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Starts delivering changes made by *other* processes to `sink`, for
+    /// stores shared between instances (PostgreSQL `LISTEN`). Called once by
+    /// [`KeygateBuilder::build`](crate::KeygateBuilder::build), inside a
+    /// tokio runtime. The default does nothing: single-process stores see
+    /// every change through [`Keygate::keys`](crate::Keygate::keys).
+    fn watch_invalidations(&self, sink: InvalidationSink) {
+        let _ = sink;
+    }
+}
+
+/// Where a store delivers invalidations from other processes: the cache of
+/// one [`Keygate`](crate::Keygate). Holds it weakly, so a forgotten
+/// listener does not keep a keygate alive.
+#[derive(Clone)]
+pub struct InvalidationSink {
+    pub(crate) gate: std::sync::Weak<crate::keygate::Inner>,
+}
+
+impl std::fmt::Debug for InvalidationSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InvalidationSink")
+            .field("alive", &self.is_alive())
+            .finish()
+    }
+}
+
+impl InvalidationSink {
+    /// Drops the cached entries of key `id`. Returns `false` once the
+    /// keygate is gone (the listener should then stop).
+    pub async fn invalidate(&self, id: KeyId) -> bool {
+        match self.gate.upgrade() {
+            Some(inner) => {
+                inner.cache.invalidate(id).await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops every cached entry (e.g. after losing the listener connection,
+    /// when changes may have been missed). Returns `false` once the keygate
+    /// is gone.
+    pub fn invalidate_all(&self) -> bool {
+        match self.gate.upgrade() {
+            Some(inner) => {
+                inner.cache.clear();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the keygate still exists.
+    pub fn is_alive(&self) -> bool {
+        self.gate.strong_count() > 0
+    }
 }
 
 #[async_trait]
@@ -274,5 +331,8 @@ impl<T: KeyStore + ?Sized> KeyStore for std::sync::Arc<T> {
     }
     async fn ping(&self) -> Result<(), StoreError> {
         (**self).ping().await
+    }
+    fn watch_invalidations(&self, sink: InvalidationSink) {
+        (**self).watch_invalidations(sink);
     }
 }
