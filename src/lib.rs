@@ -64,6 +64,8 @@ pub mod client_ip;
 pub mod credentials;
 #[cfg(feature = "axum")]
 pub mod extract;
+#[cfg(feature = "axum")]
+pub mod gateway;
 pub mod key;
 pub mod keygate;
 pub mod keys;

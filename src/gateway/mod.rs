@@ -1,0 +1,19 @@
+//! The gateway (SPEC §10): route rules, forward auth for nginx / Traefik /
+//! Envoy, and an authenticating reverse proxy — keygate in front of
+//! services in any language.
+//!
+//! [`Rules`] say which requests are public and which scopes others need;
+//! [`Gateway::decide`] applies them with a [`Keygate`](crate::Keygate);
+//! [`forward_auth`] answers auth subrequests; [`proxy`] forwards allowed
+//! requests upstream with the credential removed and `X-Keygate-*`
+//! identity headers set.
+
+mod decision;
+pub mod forward_auth;
+mod rules;
+
+pub use decision::{
+    Decision, ENVIRONMENT_HEADER, Gateway, IDENTITY_HEADERS, KEY_ID_HEADER, OWNER_HEADER,
+    SCOPES_HEADER,
+};
+pub use rules::{Access, Rules, RulesError};
