@@ -184,17 +184,28 @@ impl Keygate {
                 Rejection::Unavailable
             }
         })?;
-        let record = key.record();
-        if !(record.ip_allow.is_empty() && record.ip_deny.is_empty()) {
-            // Unknown client address with IP lists: fail closed.
-            if !client.is_some_and(|ip| record.allows_ip(ip)) {
-                return Err(Rejection::IpNotAllowed);
-            }
+        if !self.ip_allowed(&key, client) {
+            return Err(Rejection::IpNotAllowed);
         }
+        self.note_use(&key, client);
+        Ok(key)
+    }
+
+    /// Whether `key` may be used from `client`. A key with IP lists and an
+    /// unknown client address fails closed.
+    pub(crate) fn ip_allowed(&self, key: &AuthenticatedKey, client: Option<IpAddr>) -> bool {
+        let record = key.record();
+        if record.ip_allow.is_empty() && record.ip_deny.is_empty() {
+            return true;
+        }
+        client.is_some_and(|ip| record.allows_ip(ip))
+    }
+
+    /// Notes a successful use for background usage tracking.
+    pub(crate) fn note_use(&self, key: &AuthenticatedKey, client: Option<IpAddr>) {
         if let Some(usage) = &self.inner.usage {
             usage.record(key.id(), client);
         }
-        Ok(key)
     }
 
     /// The current time, truncated to whole seconds (the resolution of

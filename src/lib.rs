@@ -49,7 +49,7 @@
 //! |----------|---------|------------------------------------------------|
 //! | `sqlite` | yes     | [`SqliteStore`], the embedded store            |
 //! | `axum`   | yes     | `AuthenticatedKey` extractors for axum         |
-//! | `postgres` | no    | reserved for the PostgreSQL store              |
+//! | `postgres` | no    | `PostgresStore`, shared by many instances, with push invalidation |
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
@@ -58,6 +58,8 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+#[cfg(feature = "axum")]
+pub mod admin;
 pub mod body;
 mod cache;
 pub mod client_ip;
@@ -93,6 +95,8 @@ pub use crate::rejection::{Rejection, RejectionResponder};
 pub use crate::require::{RequireScope, RequireScopeLayer};
 pub use crate::scope::{Requirement, Scope, ScopeCatalog, ScopeSet};
 pub use crate::secret::{Pepper, PepperError, SecretToken};
+#[cfg(feature = "postgres")]
+pub use crate::store::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use crate::store::SqliteStore;
 pub use crate::store::{KeyStore, ListQuery, MemoryStore, StoreError};

@@ -32,6 +32,9 @@ pub enum Command {
     /// Manage keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Serve the HTTP API (and, with --upstream, an authenticating reverse proxy).
+    #[cfg(feature = "axum")]
+    Serve(Box<ServeArgs>),
     /// Verify a token: exit 0 when valid (and allowed by --require), 1 otherwise.
     Verify {
         /// The token to check.
@@ -123,4 +126,28 @@ pub struct CreateArgs {
     /// A JSON object of at most 4 KiB.
     #[arg(long)]
     pub metadata: Option<String>,
+}
+
+/// `keygate serve …`
+#[cfg(feature = "axum")]
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address of the HTTP API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Forward authenticated requests to this http:// URL.
+    #[arg(long)]
+    pub upstream: Option<String>,
+    /// Address of the proxy listener (with --upstream).
+    #[arg(long, default_value = "127.0.0.1:8000", requires = "upstream")]
+    pub proxy_listen: String,
+    /// Route rules (TOML) for forward auth and the proxy.
+    #[arg(long)]
+    pub rules: Option<std::path::PathBuf>,
+    /// A proxy whose X-Forwarded-* / X-Original-* headers are believed; repeat for more. Default: loopback.
+    #[arg(long = "trusted-proxy")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Log format on stderr.
+    #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+    pub log_format: String,
 }

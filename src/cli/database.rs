@@ -13,7 +13,10 @@ pub const PEPPER_FILE: &str = "keygate.pepper";
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     /// The URL names no backend this build supports.
-    #[error("unsupported database URL (expected sqlite://FILE or sqlite::memory:)")]
+    #[error(
+        "unsupported database URL (expected sqlite://FILE, sqlite::memory: or, \
+         with the postgres feature, postgres://USER@HOST/DB)"
+    )]
     UnsupportedUrl,
     /// The store failed to open or migrate.
     #[error("cannot open the database: {0}")]
@@ -61,7 +64,30 @@ pub async fn open(url: &str) -> Result<Opened, SetupError> {
         #[cfg(feature = "sqlite")]
         return open_sqlite(url, env_pepper).await;
     }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        #[cfg(feature = "postgres")]
+        return open_postgres(url, env_pepper).await;
+    }
     Err(SetupError::UnsupportedUrl)
+}
+
+/// PostgreSQL: the pepper must come from `KEYGATE_PEPPER` — there is no
+/// file beside the database to keep one in, and every instance sharing the
+/// database needs the same one. Checked before connecting.
+#[cfg(feature = "postgres")]
+async fn open_postgres(url: &str, env_pepper: Option<Pepper>) -> Result<Opened, SetupError> {
+    let pepper = env_pepper.ok_or_else(|| {
+        SetupError::Pepper(format!(
+            "{PEPPER_ENV} must be set for a PostgreSQL database (every instance sharing \
+             the database needs the same pepper; generate one with `openssl rand -hex 32`)"
+        ))
+    })?;
+    let store: Arc<dyn KeyStore> = Arc::new(
+        crate::store::PostgresStore::connect(url)
+            .await
+            .map_err(SetupError::Store)?,
+    );
+    Ok(Opened { store, pepper })
 }
 
 #[cfg(feature = "sqlite")]

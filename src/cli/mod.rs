@@ -4,7 +4,11 @@
 mod args;
 mod database;
 mod run;
+#[cfg(feature = "axum")]
+mod serve;
 
+#[cfg(feature = "axum")]
+pub use args::ServeArgs;
 pub use args::{Cli, Command, CreateArgs, KeysCommand};
 pub use database::{Opened, PEPPER_FILE, SetupError, open};
 pub use run::run;

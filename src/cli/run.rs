@@ -90,8 +90,31 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// Sets up logging on stderr: `RUST_LOG`, else `info` for `serve` and
+/// `warn` for the other commands; JSON lines with `serve --log-format json`.
+fn init_logging(cli: &Cli) {
+    #[cfg(feature = "axum")]
+    let (default, json) = match &cli.command {
+        Command::Serve(args) => ("info", args.log_format == "json"),
+        _ => ("warn", false),
+    };
+    #[cfg(not(feature = "axum"))]
+    let (default, json) = ("warn", false);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
 /// Runs the command line and returns the process exit status.
 pub async fn run(cli: Cli) -> ExitCode {
+    init_logging(&cli);
     let json = cli.json;
     match dispatch(cli).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -130,6 +153,10 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Init => init(&keygate(&cli.database_url).await?, json).await,
         Command::Keys(command) => keys(&keygate(&cli.database_url).await?, command, json).await,
+        #[cfg(feature = "axum")]
+        Command::Serve(args) => super::serve::serve(&cli.database_url, *args)
+            .await
+            .map_err(|e| Failure::refused("unavailable", e)),
         Command::Verify { token, require } => {
             let requirement = require
                 .as_deref()
@@ -169,6 +196,7 @@ async fn init(gate: &Keygate, json: bool) -> Result<(), Failure> {
 
 /// Creates the bootstrap admin key: owner `admin`, scope `*:*`, no expiry.
 pub(crate) async fn bootstrap(gate: &Keygate) -> Result<CreatedKey, KeyError> {
+    tracing::info!("creating the bootstrap admin key");
     gate.keys()
         .create(
             NewKey::new("admin", "bootstrap")

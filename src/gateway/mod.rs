@@ -10,6 +10,7 @@
 
 mod decision;
 pub mod forward_auth;
+pub mod proxy;
 mod rules;
 
 pub use decision::{

@@ -24,21 +24,34 @@ use crate::token::Environment;
 /// # let _ = new;
 /// ```
 #[derive(Clone, Debug, Default, Deserialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
+    /// Who the key belongs to (the HTTP API defaults it to the caller's owner).
     pub(crate) owner: Option<String>,
+    /// 1–128 characters, unique per owner among active keys.
     pub(crate) name: Option<String>,
+    /// At most 1024 characters.
     pub(crate) description: Option<String>,
+    /// The owner's organization.
     pub(crate) organization: Option<String>,
+    /// `live` (default) or `test`.
     pub(crate) environment: Option<Environment>,
+    /// At most 64 `resource:action` scopes.
     #[serde(default)]
     pub(crate) scopes: Vec<String>,
+    /// `30m`, `12h`, `30d`, `1w`, `1y` or `never`.
     pub(crate) expires_in: Option<String>,
+    /// RFC 3339, in the future.
     pub(crate) expires_at: Option<String>,
+    /// At most 64 addresses or CIDR ranges.
     #[serde(default)]
     pub(crate) ip_allow: Vec<String>,
+    /// At most 64 addresses or CIDR ranges; deny wins over allow.
     #[serde(default)]
     pub(crate) ip_deny: Vec<String>,
+    /// A JSON object of at most 4 KiB.
+    #[cfg_attr(feature = "axum", schema(value_type = Option<Object>))]
     pub(crate) metadata: Option<serde_json::Value>,
 }
 
@@ -158,13 +171,21 @@ impl NewKey {
 /// # let _ = update;
 /// ```
 #[derive(Clone, Debug, Default, Deserialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct KeyUpdate {
+    /// A new name.
     pub(crate) name: Option<String>,
+    /// A new description; empty clears it.
     pub(crate) description: Option<String>,
+    /// New metadata, replacing the old object.
+    #[cfg_attr(feature = "axum", schema(value_type = Option<Object>))]
     pub(crate) metadata: Option<serde_json::Value>,
+    /// A new allow list.
     pub(crate) ip_allow: Option<Vec<String>>,
+    /// A new deny list.
     pub(crate) ip_deny: Option<Vec<String>>,
+    /// Narrower scopes.
     pub(crate) scopes: Option<Vec<String>>,
 }
 

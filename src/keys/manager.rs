@@ -114,6 +114,10 @@ impl<'a> Keys<'a> {
             .as_deref()
             .map(|d| rules::text("description", d))
             .transpose()?;
+        let ceiling = ceiling.map(|grants| rules::Ceiling {
+            grants,
+            holder: "the creating key's own scopes",
+        });
         let scopes = rules::scopes(&new.scopes, inner.policy.catalog.as_ref(), ceiling)?;
         let expires_at = rules::expiry(
             new.expires_in.as_deref(),
@@ -282,17 +286,11 @@ impl<'a> Keys<'a> {
         let key = self
             .modify(id, |key, _now| {
                 if let Some(raw) = &update.scopes {
-                    key.scopes =
-                        rules::scopes(raw, catalog, Some(&key.scopes)).map_err(|e| match e {
-                            KeyError::Invalid { message, .. } => KeyError::invalid(
-                                "scopes",
-                                message.replace(
-                                    "the creating key's own scopes",
-                                    "the key's current scopes (scopes may only narrow)",
-                                ),
-                            ),
-                            other => other,
-                        })?;
+                    let ceiling = rules::Ceiling {
+                        grants: &key.scopes,
+                        holder: "the key's current scopes (scopes may only narrow)",
+                    };
+                    key.scopes = rules::scopes(raw, catalog, Some(ceiling))?;
                 }
                 if let Some(name) = &name {
                     key.name.clone_from(name);

@@ -80,12 +80,19 @@ pub(crate) fn text(field: &'static str, value: &str) -> Result<String, KeyError>
     Ok(value.to_owned())
 }
 
+/// The ceiling a new scope set must stay within, and how to name it.
+pub(crate) struct Ceiling<'a> {
+    pub grants: &'a ScopeSet,
+    /// Completes "scope X is not within …".
+    pub holder: &'static str,
+}
+
 /// Scopes: at most 64, each valid, in the catalog when there is one, and
-/// within `ceiling` (the creator's grants) when given.
+/// within `ceiling` when given.
 pub(crate) fn scopes(
     raw: &[String],
     catalog: Option<&ScopeCatalog>,
-    ceiling: Option<&ScopeSet>,
+    ceiling: Option<Ceiling<'_>>,
 ) -> Result<ScopeSet, KeyError> {
     if raw.len() > MAX_SCOPES {
         return Err(KeyError::invalid(
@@ -108,11 +115,11 @@ pub(crate) fn scopes(
     }
     let set = ScopeSet::new(parsed);
     if let Some(ceiling) = ceiling
-        && let Err(scope) = ceiling.check_can_mint(&set)
+        && let Err(scope) = ceiling.grants.check_can_mint(&set)
     {
         return Err(KeyError::invalid(
             "scopes",
-            format!("scope {scope} is not within the creating key's own scopes"),
+            format!("scope {scope} is not within {}", ceiling.holder),
         ));
     }
     Ok(set)
@@ -289,8 +296,14 @@ mod tests {
         assert!(scopes(&raw(&["workspaces:*"]), Some(&catalog), None).is_ok());
         assert!(scopes(&raw(&["templates:use"]), Some(&catalog), None).is_err());
         let grants = ScopeSet::parse(["workspaces:*"]).unwrap();
-        assert!(scopes(&raw(&["workspaces:read"]), None, Some(&grants)).is_ok());
-        let err = scopes(&raw(&["*:read"]), None, Some(&grants)).unwrap_err();
+        let ceiling = || {
+            Some(Ceiling {
+                grants: &grants,
+                holder: "the test grants",
+            })
+        };
+        assert!(scopes(&raw(&["workspaces:read"]), None, ceiling()).is_ok());
+        let err = scopes(&raw(&["*:read"]), None, ceiling()).unwrap_err();
         assert!(err.to_string().contains("*:read"), "{err}");
     }
 

@@ -7,8 +7,9 @@
 //! by a separate write. Caching is layered on top by [`Keygate`](crate::Keygate),
 //! not built into stores.
 //!
-//! Backends: [`MemoryStore`] (tests, single process) and [`SqliteStore`]
-//! (feature `sqlite`, the default).
+//! Backends: [`MemoryStore`] (tests, single process), [`SqliteStore`]
+//! (feature `sqlite`, the default) and `PostgresStore` (feature `postgres`,
+//! shared by many instances).
 //!
 //! # Example
 //!
@@ -23,12 +24,16 @@
 //! ```
 
 mod memory;
-#[cfg(feature = "sqlite")]
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 

@@ -4,3 +4,5 @@
 
 pub mod conformance;
 pub mod counting;
+#[cfg(feature = "postgres")]
+pub mod postgres;

@@ -1,0 +1,189 @@
+//! Micro-benchmarks of the authentication hot path, each next to its floor.
+//!
+//! Run: `cargo bench --bench auth`. Groups:
+//! - `token_parse`: `TokenFormat::parse` of a valid token;
+//! - `mac`: HMAC-SHA256 of a token under the pepper, and the constant-time
+//!   verify against a stored MAC;
+//! - `cached_validation/{1000,100000}`: `Keygate::verify` of random cached
+//!   keys, next to `floor` — the same HMAC, a constant-time compare and a
+//!   `HashMap` lookup by id, i.e. the least any store-backed check can do;
+//! - `requirement`: evaluating a requirement expression against a key's
+//!   scopes.
+//!
+//! Results and ratios: BENCHMARKS.md.
+
+#![allow(missing_docs)] // criterion's macros generate undocumented items
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use keygate::store::{InsertRules, ListQuery, Page, StoreError, Usage};
+use keygate::{
+    ApiKey, Environment, KeyId, KeyStore, Keygate, Pepper, Requirement, ScopeSet, SecretToken,
+    StoredKey, token::TokenFormat,
+};
+use time::OffsetDateTime;
+
+/// A read-only map of keys: lets the benchmark hold 100 000 keys without
+/// paying for inserts through a real store.
+struct MapStore(Arc<HashMap<KeyId, StoredKey>>);
+
+#[async_trait]
+impl KeyStore for MapStore {
+    async fn insert(&self, _: &StoredKey, _: InsertRules) -> Result<(), StoreError> {
+        Err(StoreError::Backend("read-only benchmark store".into()))
+    }
+    async fn get(&self, id: &KeyId) -> Result<Option<StoredKey>, StoreError> {
+        Ok(self.0.get(id).cloned())
+    }
+    async fn list(&self, _: &ListQuery) -> Result<Page, StoreError> {
+        Ok(Page::default())
+    }
+    async fn replace(&self, _: &StoredKey, _: OffsetDateTime) -> Result<(), StoreError> {
+        Err(StoreError::Backend("read-only benchmark store".into()))
+    }
+    async fn rotate(
+        &self,
+        _: &StoredKey,
+        _: &StoredKey,
+        _: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::Backend("read-only benchmark store".into()))
+    }
+    async fn delete(&self, _: &KeyId) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    async fn count_current(&self, _: &str, _: OffsetDateTime) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+    async fn record_usage(&self, _: &[Usage]) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// `n` keys with their tokens, as a store would hold them.
+fn keys(n: usize, pepper: &Pepper) -> (HashMap<KeyId, StoredKey>, Vec<SecretToken>) {
+    let format = TokenFormat::default();
+    let mut map = HashMap::with_capacity(n);
+    let mut tokens = Vec::with_capacity(n);
+    for i in 0..n {
+        let token = format.generate(Environment::Live);
+        let id = format.parse(token.expose()).unwrap().id();
+        let mut key = ApiKey::new(id, format!("owner{}", i % 1000));
+        key.display_prefix = format.display_prefix(Environment::Live, id);
+        key.scopes = ScopeSet::parse(["workspaces:read", "templates:*"]).unwrap();
+        let mac = pepper.mac(token.expose());
+        map.insert(
+            id,
+            StoredKey {
+                key,
+                mac,
+                revision: 0,
+            },
+        );
+        tokens.push(token);
+    }
+    (map, tokens)
+}
+
+fn token_parse(c: &mut Criterion) {
+    let format = TokenFormat::default();
+    let token = format.generate(Environment::Live);
+    c.bench_function("token_parse", |b| {
+        b.iter(|| format.parse(black_box(token.expose())).unwrap().id())
+    });
+}
+
+fn mac(c: &mut Criterion) {
+    let pepper = Pepper::insecure_fixed_for_tests();
+    let token = TokenFormat::default().generate(Environment::Live);
+    let stored = pepper.mac(token.expose());
+    let mut group = c.benchmark_group("mac");
+    group.bench_function("hmac_sha256", |b| {
+        b.iter(|| pepper.mac(black_box(token.expose())))
+    });
+    group.bench_function("verify_constant_time", |b| {
+        b.iter(|| pepper.verify(black_box(token.expose()), black_box(&stored)))
+    });
+    group.finish();
+}
+
+fn cached_validation(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let pepper = Pepper::insecure_fixed_for_tests();
+    let format = TokenFormat::default();
+    let mut group = c.benchmark_group("cached_validation");
+    for n in [1_000usize, 100_000] {
+        let (map, tokens) = keys(n, &pepper);
+        let map = Arc::new(map);
+        let keygate = Keygate::builder(MapStore(map.clone()))
+            .pepper(pepper.clone())
+            .cache_capacity(n as u64 * 2)
+            .usage_flush_interval(None)
+            .build()
+            .unwrap();
+        // Warm the cache with every key.
+        runtime.block_on(async {
+            for t in &tokens {
+                keygate.verify(t.expose()).await.unwrap();
+            }
+        });
+        let mut next = 0usize;
+        group.bench_with_input(BenchmarkId::new("keygate", n), &n, |b, _| {
+            b.to_async(&runtime).iter(|| {
+                next = (next + 7919) % tokens.len();
+                let token = tokens[next].expose();
+                let keygate = &keygate;
+                async move { keygate.verify(black_box(token)).await.unwrap() }
+            })
+        });
+        let mut next = 0usize;
+        group.bench_with_input(BenchmarkId::new("floor", n), &n, |b, _| {
+            b.iter(|| {
+                next = (next + 7919) % tokens.len();
+                let token = black_box(tokens[next].expose());
+                let id = format.parse(token).unwrap().id();
+                let stored = map.get(&id).unwrap();
+                assert!(pepper.verify(token, &stored.mac));
+                stored.key.scopes.len()
+            })
+        });
+    }
+    group.finish();
+}
+
+fn requirement(c: &mut Criterion) {
+    let scopes = ScopeSet::parse([
+        "workspaces:read",
+        "templates:*",
+        "billing:read",
+        "keys:read",
+    ])
+    .unwrap();
+    let requirement =
+        Requirement::parse("workspaces:read and (templates:use or templates:*)").unwrap();
+    let mut group = c.benchmark_group("requirement");
+    group.bench_function("evaluate", |b| {
+        b.iter(|| black_box(&scopes).satisfies(black_box(&requirement)))
+    });
+    group.bench_function("parse", |b| {
+        b.iter(|| {
+            Requirement::parse(black_box(
+                "workspaces:read and (templates:use or templates:*)",
+            ))
+            .unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, token_parse, mac, cached_validation, requirement);
+criterion_main!(benches);

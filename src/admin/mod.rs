@@ -1,0 +1,42 @@
+//! The HTTP API of SPEC §9: key management, scopes, checks, verification,
+//! forward auth, health and the OpenAPI document — as an axum [`Router`]
+//! you can nest in your own app, and what `keygate serve` runs.
+//!
+//! Management scopes `keys:read`, `keys:create`, `keys:update`,
+//! `keys:revoke` and `keys:delete` act on the caller's own owner;
+//! `keys:admin` extends them to every owner; `*:*` holds everything. Keys of
+//! other owners are invisible (404) without `keys:admin`. A key never mints
+//! or rotates into scopes it does not hold. JSON bodies are strict: unknown
+//! fields and malformed JSON are 400 `bad_request`.
+//!
+//! # Example
+//!
+//! ```
+//! use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let keygate = Keygate::builder(MemoryStore::new())
+//!     .pepper(Pepper::insecure_fixed_for_tests())
+//!     .build()?;
+//! let admin = keygate.keys().create(NewKey::new("admin", "root").scopes(["*:*"])).await?;
+//! let app = axum::Router::new().nest("/keygate", keygate::admin::router(keygate.clone()));
+//!
+//! let request = http::Request::get("/keygate/v1/keys")
+//!     .header("authorization", format!("Bearer {}", admin.token.expose()))
+//!     .body(axum::body::Body::empty())?;
+//! let response = app.oneshot(request).await?;
+//! assert_eq!(response.status(), 200);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`Router`]: axum::Router
+
+mod error;
+mod handlers;
+mod routes;
+mod types;
+
+pub use routes::{openapi, router, router_with_rules};

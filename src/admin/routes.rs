@@ -1,0 +1,128 @@
+//! The router of the HTTP API and its OpenAPI document.
+
+use axum::Router;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use utoipa::OpenApi;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use super::handlers::{self, AppState};
+use crate::gateway::{Gateway, Rules, forward_auth};
+use crate::keygate::Keygate;
+
+/// Adds the two credential schemes of SPEC §3.
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "keygate",
+        description = "API-key management, verification and forward auth (SPEC §9, §10).",
+        license(name = "MIT OR Apache-2.0")
+    ),
+    paths(
+        handlers::create_key,
+        handlers::list_keys,
+        handlers::get_key,
+        handlers::update_key,
+        handlers::revoke_key,
+        handlers::rotate_key,
+        handlers::delete_key,
+        handlers::scopes,
+        handlers::authcheck,
+        handlers::verify,
+        handlers::healthz,
+        handlers::readyz,
+        forward_auth_doc,
+        openapi_doc,
+    ),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "keys", description = "Key management"),
+        (name = "scopes", description = "Scopes and checks"),
+        (name = "gateway", description = "Forward auth for nginx, Traefik and Envoy"),
+        (name = "health", description = "Liveness and readiness"),
+    )
+)]
+struct ApiDoc;
+
+/// Forward auth: any method, `/v1/forward-auth` and every path below it.
+#[utoipa::path(get, path = "/v1/forward-auth", tag = "gateway",
+    description = "Any method; also `/v1/forward-auth/{path}` (Envoy). The original method and URI come from X-Original-Method/X-Original-URI (nginx), X-Forwarded-Method/X-Forwarded-Uri (Traefik), or the request itself (Envoy), believed only from trusted proxies.",
+    responses(
+        (status = 200, description = "Allowed; X-Keygate-Key-Id, X-Keygate-Owner, X-Keygate-Scopes and X-Keygate-Environment identify the key (empty for public rules)"),
+        (status = 401, description = "No, or an invalid, key (SPEC §3)"),
+        (status = 403, description = "IP not allowed or insufficient scope (SPEC §3)"),
+        (status = 503, description = "The store is unavailable and the key is not cached"),
+    ))]
+#[allow(dead_code)]
+fn forward_auth_doc() {}
+
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "health",
+    responses((status = 200, description = "The OpenAPI 3 document of this API")))]
+#[allow(dead_code)]
+fn openapi_doc() {}
+
+/// The OpenAPI 3 document of the API, generated from the handlers.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+async fn openapi_json() -> Response {
+    axum::Json(openapi()).into_response()
+}
+
+/// The HTTP API of SPEC §9, with no route rules: forward auth requires a
+/// valid key for every request.
+pub fn router(keygate: Keygate) -> Router {
+    router_with_rules(keygate, Rules::default())
+}
+
+/// The HTTP API of SPEC §9 with the route `rules` of SPEC §10 for forward
+/// auth.
+pub fn router_with_rules(keygate: Keygate, rules: Rules) -> Router {
+    let gateway = Gateway::new(keygate.clone(), rules);
+    let state = AppState {
+        keygate: keygate.clone(),
+        gateway,
+    };
+    let authenticated = Router::new()
+        .route(
+            "/v1/keys",
+            post(handlers::create_key).get(handlers::list_keys),
+        )
+        .route(
+            "/v1/keys/{id}",
+            get(handlers::get_key)
+                .patch(handlers::update_key)
+                .delete(handlers::delete_key),
+        )
+        .route("/v1/keys/{id}/revoke", post(handlers::revoke_key))
+        .route("/v1/keys/{id}/rotate", post(handlers::rotate_key))
+        .route("/v1/scopes", get(handlers::scopes))
+        .route("/v1/authcheck", post(handlers::authcheck))
+        .route("/v1/verify", post(handlers::verify))
+        .route_layer(keygate.layer());
+    let open = Router::new()
+        .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz))
+        .route("/v1/openapi.json", get(openapi_json))
+        .route(forward_auth::PREFIX, any(forward_auth::handler))
+        .route("/v1/forward-auth/{*rest}", any(forward_auth::handler));
+    authenticated.merge(open).with_state(state)
+}

@@ -1,0 +1,121 @@
+//! Request and response bodies of the HTTP API; the OpenAPI schemas are
+//! generated from them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::key::ApiKey;
+
+/// `{"key", "api_key"}`: a new key and its token, shown once.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CreatedBody {
+    /// The full token. It is never shown again.
+    pub key: String,
+    /// The new key's record.
+    pub api_key: ApiKey,
+}
+
+/// A page of keys.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct KeyListBody {
+    /// Keys in creation order.
+    pub keys: Vec<ApiKey>,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// `POST /v1/keys/{id}/revoke` body (optional).
+#[derive(Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RevokeBody {
+    /// Why the key is revoked (kept in the record).
+    pub reason: Option<String>,
+}
+
+/// A grace period: `"1h"`-style text or whole seconds.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum Grace {
+    /// Whole seconds.
+    Seconds(u64),
+    /// `30m`, `12h`, `1d`, …
+    Text(String),
+}
+
+/// `POST /v1/keys/{id}/rotate` body (optional).
+#[derive(Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RotateBody {
+    /// How long the old key keeps working. Default: 0.
+    pub grace: Option<Grace>,
+}
+
+/// One catalog scope.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ScopeEntry {
+    /// `resource:action`.
+    pub name: String,
+    /// What it allows.
+    pub description: String,
+}
+
+/// `GET /v1/scopes` response.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ScopesBody {
+    /// Every scope the application defines, including keygate's own.
+    pub scopes: Vec<ScopeEntry>,
+}
+
+/// `POST /v1/authcheck` body.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuthcheckBody {
+    /// Named requirement expressions to evaluate for the calling key.
+    pub checks: BTreeMap<String, String>,
+}
+
+/// `POST /v1/verify` body.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VerifyBody {
+    /// The token to verify.
+    pub key: String,
+    /// A requirement expression the key must satisfy.
+    pub require: Option<String>,
+    /// The address the key is used from, for its IP lists. Default: the
+    /// caller's address.
+    pub ip: Option<String>,
+}
+
+/// `POST /v1/verify` response.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct VerifyResult {
+    /// Whether the key is valid and allowed.
+    pub valid: bool,
+    /// `valid`, `invalid_token`, `ip_not_allowed` or `insufficient_scope`.
+    pub code: &'static str,
+    /// The key's record, when the token is a key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<ApiKey>,
+}
+
+/// A management error.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ErrorBody {
+    /// `bad_request`, `forbidden`, `not_found`, `conflict`, `key_limit_reached`, `unavailable`, or a SPEC §3 code.
+    pub error: String,
+    /// One sentence.
+    pub message: String,
+    /// The field at fault, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// `/healthz` and `/readyz` response.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct StatusBody {
+    /// `ok`, `ready` or `unavailable`.
+    pub status: &'static str,
+}

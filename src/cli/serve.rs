@@ -1,0 +1,153 @@
+//! `keygate serve`: the HTTP API of SPEC §9 on `--listen`, and with
+//! `--upstream` the authenticating reverse proxy on `--proxy-listen`.
+//! Stops gracefully on SIGINT/SIGTERM: in-flight requests finish, usage is
+//! flushed, exit status 0.
+
+use std::net::SocketAddr;
+
+use ipnet::IpNet;
+use tokio::sync::watch;
+
+use super::args::ServeArgs;
+use super::database;
+use crate::gateway::Rules;
+use crate::keygate::Keygate;
+use crate::store::ListQuery;
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}
+
+fn loopback() -> Vec<IpNet> {
+    ["127.0.0.0/8", "::1/128"]
+        .iter()
+        .filter_map(|n| n.parse().ok())
+        .collect()
+}
+
+async fn bind(addr: &str, what: &str) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
+}
+
+/// Runs the server until SIGINT/SIGTERM.
+pub(crate) async fn serve(database_url: &str, args: ServeArgs) -> Result<(), String> {
+    let rules = match &args.rules {
+        Some(path) => Rules::load(path).map_err(|e| format!("{}: {e}", path.display()))?,
+        None => Rules::default(),
+    };
+    let trusted = if args.trusted_proxies.is_empty() {
+        loopback()
+    } else {
+        args.trusted_proxies.clone()
+    };
+    let opened = database::open(database_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let keygate = Keygate::builder(opened.store)
+        .pepper(opened.pepper)
+        .trusted_proxies(trusted)
+        .build()
+        .map_err(|e| e.to_string())?;
+    bootstrap_if_empty(&keygate).await?;
+
+    let api_listener = bind(&args.listen, "API").await?;
+    let proxy_listener = match &args.upstream {
+        Some(_) => Some(bind(&args.proxy_listen, "proxy").await?),
+        None => None,
+    };
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let proxy_task = match (&args.upstream, proxy_listener) {
+        (Some(upstream), Some(listener)) => {
+            let gateway = crate::gateway::Gateway::new(keygate.clone(), rules.clone());
+            let proxy = crate::gateway::proxy::Proxy::new(gateway, upstream)
+                .map_err(|e| format!("--upstream: {e}"))?;
+            tracing::info!(
+                address = %listener.local_addr().map_err(|e| e.to_string())?,
+                upstream = %upstream,
+                "proxy listening"
+            );
+            Some(tokio::spawn(
+                proxy.serve(listener, stopped(stop_rx.clone())),
+            ))
+        }
+        _ => None,
+    };
+
+    let app = crate::admin::router_with_rules(keygate.clone(), rules);
+    tracing::info!(
+        address = %api_listener.local_addr().map_err(|e| e.to_string())?,
+        "API listening"
+    );
+    let api = axum::serve(
+        api_listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stopped(stop_rx));
+    let signal = async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = stop_tx.send(true);
+    };
+    tokio::spawn(signal);
+    api.await.map_err(|e| format!("API server failed: {e}"))?;
+    if let Some(task) = proxy_task {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(format!("proxy failed: {e}")),
+            Err(e) => return Err(format!("proxy task failed: {e}")),
+        }
+    }
+    let written = keygate.flush_usage().await;
+    tracing::info!(keys = written, "usage flushed; stopped");
+    Ok(())
+}
+
+/// On a database with no keys, creates the bootstrap admin key and prints
+/// it once: the token alone on stdout, a reminder on stderr.
+async fn bootstrap_if_empty(keygate: &Keygate) -> Result<(), String> {
+    let any = keygate
+        .keys()
+        .list(&ListQuery {
+            include_revoked: true,
+            limit: 1,
+            ..ListQuery::default()
+        })
+        .await
+        .map_err(|e| format!("cannot read the database: {e}"))?;
+    if !any.keys.is_empty() {
+        return Ok(());
+    }
+    let created = super::run::bootstrap(keygate)
+        .await
+        .map_err(|e| format!("cannot create the bootstrap key: {e}"))?;
+    eprintln!(
+        "Created the bootstrap admin key (owner \"admin\", scope \"*:*\"). Store it now: it will not be shown again."
+    );
+    println!("{}", created.token.expose());
+    Ok(())
+}

@@ -1,0 +1,694 @@
+//! [`PostgresStore`]: the backend shared by many instances, with push
+//! invalidation over `LISTEN`/`NOTIFY`.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::{PgConnection, Postgres, QueryBuilder, Row as _};
+use time::OffsetDateTime;
+
+use super::sql::{Row, store_error};
+use super::{Cursor, InsertRules, InvalidationSink, KeyStore, ListQuery, Page, StoreError, Usage};
+use crate::key::StoredKey;
+use crate::token::KeyId;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Every column of `keygate_keys`, the JSON ones as text (the shape of [`Row`]).
+macro_rules! columns {
+    () => {
+        "id, mac, display_prefix, name, description, owner, organization, environment, \
+         scopes::text AS scopes, ip_allow::text AS ip_allow, ip_deny::text AS ip_deny, \
+         metadata::text AS metadata, created_at, updated_at, expires_at, last_used_at, \
+         last_used_ip, revoked_at, revoked_reason, superseded_by, revision"
+    };
+}
+
+/// Most connections [`PostgresStore::connect`] opens.
+const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+/// How long a query waits for a connection (including opening one) before
+/// the store reports [`StoreError::Unavailable`].
+const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// First wait before reconnecting the listener after a failed attempt.
+const RECONNECT_INITIAL: Duration = Duration::from_millis(100);
+/// Longest wait between two reconnection attempts.
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+/// A listener connection that dies sooner than this after subscribing
+/// counts as a failed attempt (so a flapping server is not hammered).
+const HEALTHY_AFTER: Duration = Duration::from_secs(1);
+/// How long the listener waits for a notification before checking that its
+/// connection (and its keygate) are still alive, unless configured.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
+/// The shortest heartbeat interval accepted.
+const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+/// Longest time the heartbeat query may take before the connection is
+/// considered lost (shorter when the interval is).
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Keys in a PostgreSQL database, through sqlx; changes made by any
+/// instance reach the caches of every other instance through
+/// `LISTEN`/`NOTIFY` (SPEC §6).
+///
+/// [`PostgresStore::connect`] applies the embedded migrations (table
+/// `keygate_keys`). Name uniqueness and the per-owner limit are checked
+/// inside the writing transaction while it holds a transaction-scoped
+/// advisory lock on the owner (`pg_advisory_xact_lock`), so concurrent
+/// writers for one owner — in one process or many — take turns; updates
+/// are compare-and-set on the record's revision.
+///
+/// Every insert, update, rotation (both ids) and delete sends
+/// `NOTIFY keygate_keys, '<key id>'` in its transaction, so the
+/// notification goes out exactly when the change commits. Each
+/// [`Keygate`](crate::Keygate) built over this store listens on that
+/// channel from a dedicated connection (`application_name`
+/// [`PostgresStore::LISTENER_APPLICATION_NAME`]) and drops the cache entry
+/// of every id it hears about. When that connection is lost, the keygate's
+/// whole cache is cleared at once (notifications may be missed while it is
+/// down), the listener reconnects with exponential backoff (100 ms doubling
+/// to 5 s), and the cache is cleared again once it listens again. The
+/// cache TTL (30 s by default) remains the backstop for changes made while
+/// no notification could be delivered.
+///
+/// Usage tracking (`last_used_at`) does not notify.
+///
+/// # Example
+///
+/// ```no_run
+/// use keygate::{Keygate, NewKey, Pepper, PostgresStore};
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = PostgresStore::connect("postgres://keygate@db.internal/keygate").await?;
+/// let keygate = Keygate::builder(store).pepper(Pepper::from_env()?).build()?;
+///
+/// let created = keygate.keys().create(NewKey::new("alice", "ci")).await?;
+/// let key = keygate.verify(created.token.expose()).await?;
+/// assert_eq!(key.owner(), "alice");
+///
+/// // Revoked here, refused by every instance sharing the database.
+/// keygate.keys().revoke(&key.id(), Some("leaked")).await?;
+/// assert!(keygate.verify(created.token.expose()).await.is_err());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+    heartbeat: Duration,
+}
+
+impl PostgresStore {
+    /// The channel every mutation notifies, with the key id as payload.
+    /// Send `NOTIFY keygate_keys, '<id>'` yourself when you change
+    /// `keygate_keys` outside keygate.
+    pub const CHANNEL: &'static str = "keygate_keys";
+
+    /// The `application_name` of the listener connections, to find them in
+    /// `pg_stat_activity`.
+    pub const LISTENER_APPLICATION_NAME: &'static str = "keygate-listener";
+
+    /// The pool settings [`connect`](PostgresStore::connect) uses: at most
+    /// 10 connections, and a 5 s acquire timeout (covering the time to open
+    /// a connection), so that when the database cannot be reached a request
+    /// whose key is not cached fails with 503 within seconds instead of
+    /// hanging. Adjust and pass to [`connect_with`](PostgresStore::connect_with).
+    pub fn pool_options() -> PgPoolOptions {
+        PgPoolOptions::new()
+            .max_connections(DEFAULT_MAX_CONNECTIONS)
+            .acquire_timeout(DEFAULT_ACQUIRE_TIMEOUT)
+    }
+
+    /// Connects to the database at `url` (`postgres://user:password@host/db`)
+    /// with [`pool_options`](PostgresStore::pool_options) and applies the
+    /// migrations.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when the server cannot be reached,
+    /// [`StoreError::Backend`] for a bad URL, refused credentials or a
+    /// failed migration.
+    pub async fn connect(url: &str) -> Result<PostgresStore, StoreError> {
+        PostgresStore::connect_with(PostgresStore::pool_options(), url).await
+    }
+
+    /// Connects with the given pool settings and applies the migrations.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](PostgresStore::connect).
+    pub async fn connect_with(
+        options: PgPoolOptions,
+        url: &str,
+    ) -> Result<PostgresStore, StoreError> {
+        let connect: PgConnectOptions =
+            url.parse().map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let pool = options.connect_with(connect).await.map_err(pg_error)?;
+        PostgresStore::from_pool(pool).await
+    }
+
+    /// Wraps an existing pool and applies the migrations. Give the pool a
+    /// short acquire timeout (see [`pool_options`](PostgresStore::pool_options)).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when the server cannot be reached,
+    /// [`StoreError::Backend`] when a migration fails.
+    pub async fn from_pool(pool: PgPool) -> Result<PostgresStore, StoreError> {
+        MIGRATOR.run(&pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => pg_error(e),
+            other => StoreError::Backend(Box::new(other)),
+        })?;
+        Ok(PostgresStore {
+            pool,
+            heartbeat: DEFAULT_HEARTBEAT,
+        })
+    }
+
+    /// How long a listener connection may stay quiet before it is checked
+    /// with a query (which must answer within this interval, at most 5 s).
+    /// A connection dropped silently along the way (a NAT or firewall
+    /// timeout, a failover) is thus noticed — and the cache cleared —
+    /// within about two intervals. Default: 15 s, well inside the 30 s
+    /// cache TTL; values below 100 ms are raised to 100 ms. Set it before
+    /// building a [`Keygate`](crate::Keygate) over the store.
+    #[must_use]
+    pub fn listener_heartbeat(mut self, interval: Duration) -> PostgresStore {
+        self.heartbeat = interval.max(MIN_HEARTBEAT);
+        self
+    }
+
+    /// The underlying pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
+        self.pool.begin().await.map_err(pg_error)
+    }
+}
+
+/// Maps a sqlx error: besides the connection-level failures of
+/// [`store_error`], server errors saying the connection is gone or cannot
+/// be made (SQLSTATE class 08, `57P01`–`57P03` shutdowns, `53300` too many
+/// connections, `55000` a database not accepting connections) are
+/// [`StoreError::Unavailable`].
+fn pg_error(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        let code = db.code().unwrap_or_default();
+        if code.starts_with("08")
+            || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300" | "55000")
+        {
+            return StoreError::Unavailable(Box::new(e));
+        }
+    }
+    store_error(e)
+}
+
+fn decode(row: &PgRow) -> Result<StoredKey, StoreError> {
+    let raw = (|| {
+        Ok::<_, sqlx::Error>(Row {
+            id: row.try_get("id")?,
+            mac: row.try_get("mac")?,
+            display_prefix: row.try_get("display_prefix")?,
+            name: row.try_get("name")?,
+            description: row.try_get("description")?,
+            owner: row.try_get("owner")?,
+            organization: row.try_get("organization")?,
+            environment: row.try_get("environment")?,
+            scopes: row.try_get("scopes")?,
+            ip_allow: row.try_get("ip_allow")?,
+            ip_deny: row.try_get("ip_deny")?,
+            metadata: row.try_get("metadata")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            expires_at: row.try_get("expires_at")?,
+            last_used_at: row.try_get("last_used_at")?,
+            last_used_ip: row.try_get("last_used_ip")?,
+            revoked_at: row.try_get("revoked_at")?,
+            revoked_reason: row.try_get("revoked_reason")?,
+            superseded_by: row.try_get("superseded_by")?,
+            revision: row.try_get("revision")?,
+        })
+    })()
+    .map_err(pg_error)?;
+    raw.into_stored()
+}
+
+/// Serializes writers for `owners` until the transaction ends: every
+/// check-then-write for an owner runs while holding its advisory lock.
+/// Locks are taken in sorted order so two owners never deadlock.
+async fn lock_owners(conn: &mut PgConnection, owners: &[&str]) -> Result<(), StoreError> {
+    let mut owners = owners.to_vec();
+    owners.sort_unstable();
+    owners.dedup();
+    for owner in owners {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('keygate:' || $1))")
+            .bind(owner)
+            .execute(&mut *conn)
+            .await
+            .map_err(pg_error)?;
+    }
+    Ok(())
+}
+
+/// Tells every listening instance that key `id` changed, when the
+/// transaction commits.
+async fn notify(conn: &mut PgConnection, id: &str) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(PostgresStore::CHANNEL)
+        .bind(id)
+        .execute(conn)
+        .await
+        .map_err(pg_error)?;
+    Ok(())
+}
+
+/// Checks name uniqueness (and the limit, when given) for `key` among the
+/// owner's current keys other than `ignore`, inside the caller's
+/// transaction, which holds the owner's lock.
+async fn check_current(
+    conn: &mut PgConnection,
+    key: &StoredKey,
+    ignore: &str,
+    max_keys_per_owner: u32,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    if !key.key.is_current(now) {
+        return Ok(());
+    }
+    let row = sqlx::query(
+        "SELECT COUNT(*) FILTER (WHERE name = $2) AS same_name, COUNT(*) AS current \
+         FROM keygate_keys \
+         WHERE owner = $1 AND id <> $3 AND revoked_at IS NULL AND superseded_by IS NULL \
+           AND (expires_at IS NULL OR expires_at > $4)",
+    )
+    .bind(&key.key.owner)
+    .bind(&key.key.name)
+    .bind(ignore)
+    .bind(now.unix_timestamp())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(pg_error)?;
+    let same_name: i64 = row.try_get("same_name").map_err(pg_error)?;
+    let current: i64 = row.try_get("current").map_err(pg_error)?;
+    if same_name > 0 {
+        return Err(StoreError::NameConflict);
+    }
+    if max_keys_per_owner > 0 && current >= i64::from(max_keys_per_owner) {
+        return Err(StoreError::KeyLimitReached);
+    }
+    Ok(())
+}
+
+async fn insert_row(conn: &mut PgConnection, key: &StoredKey) -> Result<(), StoreError> {
+    let r = Row::from_stored(key);
+    sqlx::query(
+        "INSERT INTO keygate_keys (id, mac, display_prefix, name, description, owner, \
+         organization, environment, scopes, ip_allow, ip_deny, metadata, created_at, updated_at, \
+         expires_at, last_used_at, last_used_ip, revoked_at, revoked_reason, superseded_by, revision) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb, $11::jsonb, $12::jsonb, \
+         $13, $14, $15, $16, $17, $18, $19, $20, $21)",
+    )
+    .bind(&r.id)
+    .bind(r.mac)
+    .bind(r.display_prefix)
+    .bind(r.name)
+    .bind(r.description)
+    .bind(r.owner)
+    .bind(r.organization)
+    .bind(r.environment)
+    .bind(r.scopes)
+    .bind(r.ip_allow)
+    .bind(r.ip_deny)
+    .bind(r.metadata)
+    .bind(r.created_at)
+    .bind(r.updated_at)
+    .bind(r.expires_at)
+    .bind(r.last_used_at)
+    .bind(r.last_used_ip)
+    .bind(r.revoked_at)
+    .bind(r.revoked_reason)
+    .bind(r.superseded_by)
+    .bind(r.revision)
+    .execute(&mut *conn)
+    .await
+    .map_err(pg_error)?;
+    notify(conn, &r.id).await
+}
+
+/// Compare-and-set update of the mutable columns; `Stale`/`NotFound` when
+/// the revision moved on or the row is gone.
+async fn update_row(conn: &mut PgConnection, key: &StoredKey) -> Result<(), StoreError> {
+    let r = Row::from_stored(key);
+    let done = sqlx::query(
+        "UPDATE keygate_keys SET name = $1, description = $2, organization = $3, \
+         scopes = $4::jsonb, ip_allow = $5::jsonb, ip_deny = $6::jsonb, metadata = $7::jsonb, \
+         updated_at = $8, expires_at = $9, revoked_at = $10, revoked_reason = $11, \
+         superseded_by = $12, revision = revision + 1 \
+         WHERE id = $13 AND revision = $14",
+    )
+    .bind(r.name)
+    .bind(r.description)
+    .bind(r.organization)
+    .bind(r.scopes)
+    .bind(r.ip_allow)
+    .bind(r.ip_deny)
+    .bind(r.metadata)
+    .bind(r.updated_at)
+    .bind(r.expires_at)
+    .bind(r.revoked_at)
+    .bind(r.revoked_reason)
+    .bind(r.superseded_by)
+    .bind(&r.id)
+    .bind(r.revision)
+    .execute(&mut *conn)
+    .await
+    .map_err(pg_error)?;
+    if done.rows_affected() == 1 {
+        return notify(conn, &r.id).await;
+    }
+    let exists = sqlx::query("SELECT 1 FROM keygate_keys WHERE id = $1")
+        .bind(&r.id)
+        .fetch_optional(conn)
+        .await
+        .map_err(pg_error)?;
+    Err(if exists.is_some() {
+        StoreError::Stale
+    } else {
+        StoreError::NotFound
+    })
+}
+
+#[async_trait]
+impl KeyStore for PostgresStore {
+    async fn insert(&self, key: &StoredKey, rules: InsertRules) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        lock_owners(&mut tx, &[&key.key.owner]).await?;
+        check_current(&mut tx, key, "", rules.max_keys_per_owner, rules.now).await?;
+        insert_row(&mut tx, key).await?;
+        tx.commit().await.map_err(pg_error)
+    }
+
+    async fn get(&self, id: &KeyId) -> Result<Option<StoredKey>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM keygate_keys WHERE id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(pg_error)?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let size = query.page_size();
+        // Only the filters in use appear in the SQL, so each shape can use
+        // its index on (owner | organization, created_at, id).
+        let mut sql = QueryBuilder::<Postgres>::new(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM keygate_keys WHERE TRUE"
+        ));
+        if let Some(owner) = &query.owner {
+            sql.push(" AND owner = ").push_bind(owner);
+        }
+        if let Some(organization) = &query.organization {
+            sql.push(" AND organization = ").push_bind(organization);
+        }
+        if !query.include_revoked {
+            sql.push(" AND revoked_at IS NULL");
+        }
+        if let Some(cursor) = query.cursor {
+            sql.push(" AND (created_at, id) > (")
+                .push_bind(cursor.created_at)
+                .push(", ")
+                .push_bind(cursor.id.to_string())
+                .push(")");
+        }
+        sql.push(" ORDER BY created_at, id LIMIT ")
+            .push_bind(i64::from(size) + 1);
+        let rows = sql.build().fetch_all(&self.pool).await.map_err(pg_error)?;
+        let mut keys = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if keys.len() > size as usize {
+            keys.truncate(size as usize);
+            keys.last().map(|k| Cursor::after(&k.key))
+        } else {
+            None
+        };
+        Ok(Page { keys, next_cursor })
+    }
+
+    async fn replace(&self, key: &StoredKey, now: OffsetDateTime) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        lock_owners(&mut tx, &[&key.key.owner]).await?;
+        check_current(&mut tx, key, key.key.id.as_str(), 0, now).await?;
+        update_row(&mut tx, key).await?;
+        tx.commit().await.map_err(pg_error)
+    }
+
+    async fn rotate(
+        &self,
+        old: &StoredKey,
+        new: &StoredKey,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        lock_owners(&mut tx, &[&old.key.owner, &new.key.owner]).await?;
+        let superseded: Option<Option<String>> =
+            sqlx::query_scalar("SELECT superseded_by FROM keygate_keys WHERE id = $1 FOR UPDATE")
+                .bind(old.key.id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(pg_error)?;
+        match superseded {
+            None => return Err(StoreError::NotFound),
+            Some(Some(_)) => return Err(StoreError::Stale),
+            Some(None) => {}
+        }
+        update_row(&mut tx, old).await?;
+        check_current(&mut tx, new, old.key.id.as_str(), 0, now).await?;
+        insert_row(&mut tx, new).await?;
+        tx.commit().await.map_err(pg_error)
+    }
+
+    async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
+        // One statement, so the notification is sent when the delete commits.
+        let deleted = sqlx::query(
+            "WITH gone AS (DELETE FROM keygate_keys WHERE id = $1 RETURNING id) \
+             SELECT pg_notify($2, gone.id)::text AS notified FROM gone",
+        )
+        .bind(id.as_str())
+        .bind(PostgresStore::CHANNEL)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(pg_error)?;
+        Ok(deleted.is_some())
+    }
+
+    async fn count_current(&self, owner: &str, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM keygate_keys WHERE owner = $1 AND revoked_at IS NULL \
+             AND superseded_by IS NULL AND (expires_at IS NULL OR expires_at > $2)",
+        )
+        .bind(owner)
+        .bind(now.unix_timestamp())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(pg_error)?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    async fn record_usage(&self, batch: &[Usage]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // The latest use per key, in id order: rows are locked in that
+        // order, so concurrent batches from several instances cannot deadlock.
+        let mut latest: Vec<&Usage> = batch.iter().collect();
+        latest.sort_by(|a, b| a.id.cmp(&b.id).then(b.at.cmp(&a.at)));
+        latest.dedup_by_key(|u| u.id);
+        let ids: Vec<String> = latest.iter().map(|u| u.id.to_string()).collect();
+        let ats: Vec<i64> = latest.iter().map(|u| u.at.unix_timestamp()).collect();
+        let ips: Vec<Option<String>> = latest
+            .iter()
+            .map(|u| u.ip.map(|ip| ip.to_string()))
+            .collect();
+        let mut tx = self.begin().await?;
+        sqlx::query("SELECT 1 FROM keygate_keys WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await
+            .map_err(pg_error)?;
+        sqlx::query(
+            "UPDATE keygate_keys AS k SET last_used_at = u.at, last_used_ip = u.ip \
+             FROM UNNEST($1::text[], $2::bigint[], $3::text[]) AS u(id, at, ip) \
+             WHERE k.id = u.id AND (k.last_used_at IS NULL OR k.last_used_at <= u.at)",
+        )
+        .bind(&ids)
+        .bind(&ats)
+        .bind(&ips)
+        .execute(&mut *tx)
+        .await
+        .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+
+    /// Spawns the listener task described on [`PostgresStore`]. Without a
+    /// tokio runtime it logs a warning and does nothing: changes from other
+    /// instances then reach this keygate only when cache entries expire.
+    fn watch_invalidations(&self, sink: InvalidationSink) {
+        let options = (*self.pool.connect_options())
+            .clone()
+            .application_name(PostgresStore::LISTENER_APPLICATION_NAME);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(listen(options, self.heartbeat, sink));
+            }
+            Err(_) => tracing::warn!(
+                "no tokio runtime: changes made by other instances reach the cache only \
+                 when its entries expire"
+            ),
+        }
+    }
+}
+
+/// Why [`pump`] returned.
+enum Pumped {
+    /// The keygate is gone: stop listening.
+    Done,
+    /// The connection was lost (or stopped answering).
+    Lost(String),
+}
+
+/// Listens on [`PostgresStore::CHANNEL`] for as long as the keygate behind
+/// `sink` lives, forwarding each key id to it, and clearing its whole cache
+/// whenever notifications may have been missed.
+async fn listen(options: PgConnectOptions, heartbeat: Duration, sink: InvalidationSink) {
+    let mut backoff = RECONNECT_INITIAL;
+    let mut reconnecting = false;
+    loop {
+        if !sink.is_alive() {
+            return;
+        }
+        let mut listener = match subscribe(&options).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::warn!(
+                    error = %error,
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "cannot listen for key changes; retrying"
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(RECONNECT_MAX);
+                continue;
+            }
+        };
+        // Changes committed before LISTEN took effect were not heard: the
+        // first subscription races the keygate's first loads, a later one
+        // follows a gap.
+        if !sink.invalidate_all() {
+            return;
+        }
+        if reconnecting {
+            tracing::info!(
+                channel = PostgresStore::CHANNEL,
+                "listening for key changes again; cache cleared"
+            );
+        } else {
+            tracing::debug!(
+                channel = PostgresStore::CHANNEL,
+                "listening for key changes"
+            );
+        }
+        let subscribed = Instant::now();
+        match pump(&mut listener, heartbeat, &sink).await {
+            Pumped::Done => return,
+            Pumped::Lost(error) => {
+                // Clear first: anything revoked from now until the listener
+                // is back must not be served from this cache.
+                if !sink.invalidate_all() {
+                    return;
+                }
+                tracing::warn!(
+                    error = %error,
+                    "lost the key-change listener connection; cache cleared, reconnecting"
+                );
+            }
+        }
+        drop(listener);
+        reconnecting = true;
+        if subscribed.elapsed() < HEALTHY_AFTER {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(RECONNECT_MAX);
+        } else {
+            backoff = RECONNECT_INITIAL;
+        }
+    }
+}
+
+/// A new listener connection, subscribed to [`PostgresStore::CHANNEL`].
+async fn subscribe(options: &PgConnectOptions) -> Result<PgListener, sqlx::Error> {
+    // A pool of one, only for this subscription: the listener reconnects
+    // through `listen`, never by itself, so a loss is always seen.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(DEFAULT_ACQUIRE_TIMEOUT)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_lazy_with(options.clone());
+    let mut listener = PgListener::connect_with(&pool).await?;
+    listener.eager_reconnect(false);
+    listener.ignore_pool_close_event(true);
+    listener.listen(PostgresStore::CHANNEL).await?;
+    Ok(listener)
+}
+
+/// Forwards notifications until the connection is lost or the keygate is gone.
+async fn pump(listener: &mut PgListener, heartbeat: Duration, sink: &InvalidationSink) -> Pumped {
+    loop {
+        // `try_recv` is cancel safe: a message is consumed only once it has
+        // been read whole.
+        match tokio::time::timeout(heartbeat, listener.try_recv()).await {
+            Ok(Ok(Some(notification))) => match KeyId::parse(notification.payload()) {
+                Ok(id) => {
+                    if !sink.invalidate(id).await {
+                        return Pumped::Done;
+                    }
+                }
+                Err(_) => tracing::debug!(
+                    channel = PostgresStore::CHANNEL,
+                    "ignored a notification whose payload is not a key id"
+                ),
+            },
+            // `eager_reconnect(false)`: the connection is gone and has not
+            // been replaced.
+            Ok(Ok(None)) => return Pumped::Lost("connection closed".to_owned()),
+            Ok(Err(error)) => return Pumped::Lost(error.to_string()),
+            Err(_quiet) => {
+                if !sink.is_alive() {
+                    return Pumped::Done;
+                }
+                // A quiet connection may be half-open (a NAT or failover
+                // dropped it silently): make sure it still answers.
+                let ping = sqlx::query("SELECT 1").execute(&mut *listener);
+                match tokio::time::timeout(heartbeat.min(HEARTBEAT_TIMEOUT), ping).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(error)) => return Pumped::Lost(error.to_string()),
+                    Err(_) => return Pumped::Lost("heartbeat timed out".to_owned()),
+                }
+            }
+        }
+    }
+}

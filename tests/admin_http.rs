@@ -1,0 +1,2920 @@
+//! The HTTP API of SPEC §9 and forward auth of SPEC §10 over a real socket:
+//! `keygate::admin::router_with_rules` served by axum on 127.0.0.1, requests
+//! written by hand on a raw `TcpStream` (HTTP/1.1, `Connection: close`), so
+//! odd bodies and the exact status, headers and JSON are all in reach.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration as StdDuration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use keygate::gateway::Rules;
+use keygate::store::{InsertRules, ListQuery, Page, Usage};
+use keygate::{
+    KeyId, KeyStore, Keygate, KeygateBuilder, MemoryStore, NewKey, Pepper, ScopeCatalog,
+    StoreError, StoredKey,
+};
+use serde_json::{Value, json};
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+// ---------------------------------------------------------------------------
+// Raw HTTP/1.1 client
+// ---------------------------------------------------------------------------
+
+/// A response as it came off the wire.
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    /// Header names lowercased, values trimmed, in wire order.
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    /// The only value of header `name`; panics when it repeats.
+    fn header(&self, name: &str) -> Option<&str> {
+        let values: Vec<&str> = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert!(values.len() <= 1, "header {name} repeated: {self}");
+        values.first().copied()
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {self}"))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Panics with the whole response unless the status is `status`.
+    #[track_caller]
+    fn expect(&self, status: u16) -> &Resp {
+        assert_eq!(self.status, status, "unexpected status: {self}");
+        self
+    }
+}
+
+impl std::fmt::Display for Resp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "HTTP {}", self.status)?;
+        for (n, v) in &self.headers {
+            writeln!(f, "{n}: {v}")?;
+        }
+        write!(f, "\n{}", self.text())
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = find(data, b"\r\n").expect("chunk size line");
+        let size_text = std::str::from_utf8(&data[..line_end]).expect("chunk size is ASCII");
+        let size_text = size_text.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_text, 16).expect("chunk size is hex");
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+fn parse_response(raw: &[u8]) -> Resp {
+    let head_end = find(raw, b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of head in {:?}", String::from_utf8_lossy(raw)));
+    let head = std::str::from_utf8(&raw[..head_end]).expect("response head is ASCII");
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().expect("status line");
+    let mut parts = status_line.splitn(3, ' ');
+    assert_eq!(parts.next(), Some("HTTP/1.1"), "{status_line}");
+    let status = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    let headers: Vec<(String, String)> = lines
+        .map(|line| {
+            let (name, value) = line.split_once(':').expect("header line has a colon");
+            (name.trim().to_ascii_lowercase(), value.trim().to_owned())
+        })
+        .collect();
+    let rest = &raw[head_end + 4..];
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    let body = if chunked {
+        dechunk(rest)
+    } else if let Some((_, len)) = headers.iter().find(|(n, _)| n == "content-length") {
+        let len: usize = len.parse().expect("content-length is a number");
+        assert_eq!(rest.len(), len, "body length vs content-length");
+        rest.to_vec()
+    } else {
+        rest.to_vec()
+    };
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// A request being built; [`Req::send`] writes it and reads the response.
+struct Req {
+    addr: SocketAddr,
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+}
+
+impl Req {
+    fn new(addr: SocketAddr, method: &str, path: &str) -> Req {
+        Req {
+            addr,
+            method: method.to_owned(),
+            path: path.to_owned(),
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    fn header(mut self, name: &str, value: &str) -> Req {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    fn bearer(self, token: &str) -> Req {
+        self.header("Authorization", &format!("Bearer {token}"))
+    }
+
+    /// A JSON body.
+    fn json(self, value: &Value) -> Req {
+        self.raw(value.to_string())
+    }
+
+    /// A body sent as is, labelled `application/json`.
+    fn raw(mut self, body: impl Into<Vec<u8>>) -> Req {
+        self.body = Some(body.into());
+        self.header("Content-Type", "application/json")
+    }
+
+    async fn send(self) -> Resp {
+        let mut bytes = format!(
+            "{} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.method, self.path, self.addr
+        );
+        for (name, value) in &self.headers {
+            bytes.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if let Some(body) = &self.body {
+            bytes.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        bytes.push_str("\r\n");
+        let mut bytes = bytes.into_bytes();
+        if let Some(body) = &self.body {
+            bytes.extend_from_slice(body);
+        }
+        let exchange = async {
+            let mut stream = TcpStream::connect(self.addr).await?;
+            stream.write_all(&bytes).await?;
+            let mut raw = Vec::new();
+            let mut buf = [0u8; 8192];
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) => break,
+                    Ok(n) => raw.extend_from_slice(&buf[..n]),
+                    // A reset after the whole response arrived is not our concern.
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::ConnectionReset
+                            && find(&raw, b"\r\n\r\n").is_some() =>
+                    {
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok::<_, std::io::Error>(raw)
+        };
+        let raw = tokio::time::timeout(StdDuration::from_secs(10), exchange)
+            .await
+            .expect("response within 10 s")
+            .expect("HTTP exchange");
+        parse_response(&raw)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A store whose `ping` can be made to fail
+// ---------------------------------------------------------------------------
+
+/// `MemoryStore`, except that `ping` fails while `down` is set.
+#[derive(Clone, Default)]
+struct FlakyStore {
+    inner: Arc<MemoryStore>,
+    down: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl KeyStore for FlakyStore {
+    async fn insert(&self, key: &StoredKey, rules: InsertRules) -> Result<(), StoreError> {
+        self.inner.insert(key, rules).await
+    }
+    async fn get(&self, id: &KeyId) -> Result<Option<StoredKey>, StoreError> {
+        self.inner.get(id).await
+    }
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        self.inner.list(query).await
+    }
+    async fn replace(&self, key: &StoredKey, now: OffsetDateTime) -> Result<(), StoreError> {
+        self.inner.replace(key, now).await
+    }
+    async fn rotate(
+        &self,
+        old: &StoredKey,
+        new: &StoredKey,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.inner.rotate(old, new, now).await
+    }
+    async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
+        self.inner.delete(id).await
+    }
+    async fn count_current(&self, owner: &str, now: OffsetDateTime) -> Result<u64, StoreError> {
+        self.inner.count_current(owner, now).await
+    }
+    async fn record_usage(&self, batch: &[Usage]) -> Result<(), StoreError> {
+        self.inner.record_usage(batch).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(StoreError::Unavailable("the test store is down".into()))
+        } else {
+            self.inner.ping().await
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Fixture: a served API and a key for each role
+// ---------------------------------------------------------------------------
+
+/// The rules of SPEC §10's example.
+const RULES: &str = r#"
+[[rule]]
+path = "/api/workspaces/**"
+methods = ["GET", "HEAD"]
+require = "workspaces:read"
+
+[[rule]]
+path = "/public/**"
+public = true
+"#;
+
+/// Every management scope except admin, plus `workspaces:*`.
+const MANAGER_SCOPES: [&str; 6] = [
+    "keys:read",
+    "keys:create",
+    "keys:update",
+    "keys:revoke",
+    "keys:delete",
+    "workspaces:*",
+];
+
+/// The built-in management scopes every catalog lists.
+const BUILTIN_SCOPES: [&str; 7] = [
+    "keys:read",
+    "keys:create",
+    "keys:update",
+    "keys:revoke",
+    "keys:delete",
+    "keys:admin",
+    "keys:verify",
+];
+
+/// The fields of a key record (SPEC §5).
+const RECORD_FIELDS: [&str; 20] = [
+    "id",
+    "display_prefix",
+    "name",
+    "description",
+    "owner",
+    "organization",
+    "environment",
+    "scopes",
+    "ip_allow",
+    "ip_deny",
+    "metadata",
+    "created_at",
+    "updated_at",
+    "expires_at",
+    "last_used_at",
+    "last_used_ip",
+    "revoked_at",
+    "revoked_reason",
+    "superseded_by",
+    "status",
+];
+
+/// A key with its token.
+#[derive(Clone, Debug)]
+struct Key {
+    token: String,
+    id: String,
+}
+
+fn catalog() -> ScopeCatalog {
+    ScopeCatalog::new()
+        .with("workspaces:read", "Read workspaces")
+        .and_then(|c| c.with("workspaces:write", "Create and modify workspaces"))
+        .and_then(|c| c.with("templates:use", "Use templates"))
+        .expect("a valid catalog")
+}
+
+/// The keygate of most tests: memory store, test pepper, the catalog above,
+/// no trusted proxies (the library default).
+fn builder() -> KeygateBuilder {
+    Keygate::builder(MemoryStore::new())
+        .pepper(Pepper::insecure_fixed_for_tests())
+        .catalog(catalog())
+}
+
+fn loopback() -> ipnet::IpNet {
+    "127.0.0.0/8".parse().expect("a CIDR range")
+}
+
+/// Creates a key directly through the library.
+async fn make_key(keygate: &Keygate, new: NewKey) -> Key {
+    let created = keygate.keys().create(new).await.expect("create key");
+    Key {
+        token: created.token.expose().to_owned(),
+        id: created.key.id.to_string(),
+    }
+}
+
+/// Serves `app` on an ephemeral loopback port, with the peer address in
+/// the request extensions.
+async fn serve(app: axum::Router) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local address");
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .expect("serve");
+    });
+    addr
+}
+
+/// A served API with a key for each role.
+struct Api {
+    addr: SocketAddr,
+    keygate: Keygate,
+    /// Owner `admin`, `*:*`.
+    admin: Key,
+    /// Owner `alice`, [`MANAGER_SCOPES`], name `manager`.
+    alice: Key,
+    /// Owner `alice`, only `keys:read`, name `reader`.
+    alice_reader: Key,
+    /// Owner `bob`, [`MANAGER_SCOPES`].
+    bob: Key,
+    /// Owner `svc`, only `keys:verify`.
+    verifier: Key,
+    /// Owner `ops`, `keys:admin keys:read keys:create workspaces:read`.
+    ops: Key,
+}
+
+impl Api {
+    async fn start() -> Api {
+        Api::start_with(builder()).await
+    }
+
+    /// The API of a keygate that believes forwarding headers from loopback
+    /// (what `keygate serve` does by default).
+    async fn start_trusting_loopback() -> Api {
+        Api::start_with(builder().trusted_proxies([loopback()])).await
+    }
+
+    async fn start_with(builder: KeygateBuilder) -> Api {
+        let keygate = builder.build().expect("keygate");
+        let rules = Rules::parse_toml(RULES).expect("rules");
+        let addr = serve(keygate::admin::router_with_rules(keygate.clone(), rules)).await;
+        let key = |owner: &str, name: &str, scopes: &[&str]| {
+            make_key(
+                &keygate,
+                NewKey::new(owner, name).scopes(scopes.iter().copied()),
+            )
+        };
+        let admin = key("admin", "root", &["*:*"]).await;
+        let alice = key("alice", "manager", &MANAGER_SCOPES).await;
+        let alice_reader = key("alice", "reader", &["keys:read"]).await;
+        let bob = key("bob", "manager", &MANAGER_SCOPES).await;
+        let verifier = key("svc", "verifier", &["keys:verify"]).await;
+        let ops_scopes = ["keys:admin", "keys:read", "keys:create", "workspaces:read"];
+        let ops = key("ops", "ops", &ops_scopes).await;
+        Api {
+            addr,
+            keygate: keygate.clone(),
+            admin,
+            alice,
+            alice_reader,
+            bob,
+            verifier,
+            ops,
+        }
+    }
+
+    /// Creates a key directly through the library.
+    async fn key(&self, new: NewKey) -> Key {
+        make_key(&self.keygate, new).await
+    }
+
+    fn req(&self, method: &str, path: &str) -> Req {
+        Req::new(self.addr, method, path)
+    }
+
+    fn get(&self, path: &str) -> Req {
+        self.req("GET", path)
+    }
+
+    fn post(&self, path: &str) -> Req {
+        self.req("POST", path)
+    }
+
+    /// Whether `token` authenticates right now (200 on `GET /v1/scopes`,
+    /// 401 `invalid_token` otherwise).
+    async fn works(&self, token: &str) -> bool {
+        let resp = self.get("/v1/scopes").bearer(token).send().await;
+        match resp.status {
+            200 => true,
+            401 => {
+                assert_invalid_token(&resp);
+                false
+            }
+            _ => panic!("unexpected answer for a token: {resp}"),
+        }
+    }
+
+    /// `GET /v1/keys/{id}` as admin: the record.
+    async fn record(&self, id: &str) -> Value {
+        let resp = self
+            .get(&format!("/v1/keys/{id}"))
+            .bearer(&self.admin.token)
+            .send()
+            .await;
+        resp.expect(200);
+        resp.json()
+    }
+
+    /// Every key id of `owner` (admin listing, revoked included).
+    async fn ids_of(&self, owner: &str) -> BTreeSet<String> {
+        let resp = self
+            .get(&format!(
+                "/v1/keys?owner={owner}&include_revoked=true&limit=1000"
+            ))
+            .bearer(&self.admin.token)
+            .send()
+            .await;
+        resp.expect(200);
+        ids(&resp.json()["keys"])
+    }
+
+    /// A forward-auth subrequest: `GET path` with `headers`.
+    async fn forward(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
+        let mut req = self.get(path);
+        for (name, value) in headers {
+            req = req.header(name, value);
+        }
+        req.send().await
+    }
+
+    /// An nginx `auth_request` subrequest for `method uri`, with `token`
+    /// as a Bearer credential when given.
+    async fn nginx(&self, method: &str, uri: &str, token: Option<&str>) -> Resp {
+        self.forward_with("X-Original-Method", "X-Original-URI", method, uri, token)
+            .await
+    }
+
+    /// A Traefik `ForwardAuth` subrequest for `method uri`.
+    async fn traefik(&self, method: &str, uri: &str, token: Option<&str>) -> Resp {
+        self.forward_with("X-Forwarded-Method", "X-Forwarded-Uri", method, uri, token)
+            .await
+    }
+
+    async fn forward_with(
+        &self,
+        method_header: &str,
+        uri_header: &str,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+    ) -> Resp {
+        let mut req = self
+            .get("/v1/forward-auth")
+            .header(method_header, method)
+            .header(uri_header, uri)
+            .header("X-Forwarded-Proto", "https")
+            .header("X-Forwarded-Host", "app.example.com");
+        if let Some(token) = token {
+            req = req.bearer(token);
+        }
+        req.send().await
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Spec assertions
+// ---------------------------------------------------------------------------
+
+const CHALLENGE_MISSING: &str = r#"Bearer realm="keygate""#;
+const CHALLENGE_INVALID_TOKEN: &str = r#"Bearer realm="keygate", error="invalid_token""#;
+
+fn ids(keys: &Value) -> BTreeSet<String> {
+    keys.as_array()
+        .expect("an array of keys")
+        .iter()
+        .map(|k| k["id"].as_str().expect("an id").to_owned())
+        .collect()
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {value}"))
+        .iter()
+        .map(|s| s.as_str().expect("a string").to_owned())
+        .collect()
+}
+
+fn parse_time(value: &Value) -> OffsetDateTime {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a timestamp: {value}"));
+    assert!(text.ends_with('Z'), "{text} is not UTC");
+    OffsetDateTime::parse(text, &Rfc3339).unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+/// A management error (SPEC §9): status, `error`, a message, `field` when given.
+#[track_caller]
+fn assert_error(resp: &Resp, status: u16, code: &str, field: Option<&str>) {
+    resp.expect(status);
+    assert_eq!(
+        resp.header("content-type"),
+        Some("application/json"),
+        "{resp}"
+    );
+    let body = resp.json();
+    assert_eq!(body["error"], code, "{resp}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{resp}"
+    );
+    match field {
+        Some(field) => assert_eq!(body["field"], field, "{resp}"),
+        None => assert!(body.get("field").is_none(), "{resp}"),
+    }
+}
+
+/// A 400 `bad_request`, with `field` when given (unchecked when `None`).
+#[track_caller]
+fn assert_bad_request(resp: &Resp, field: Option<&str>) {
+    resp.expect(400);
+    let body = resp.json();
+    assert_eq!(body["error"], "bad_request", "{resp}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{resp}"
+    );
+    if let Some(field) = field {
+        assert_eq!(body["field"], field, "{resp}");
+    }
+}
+
+#[track_caller]
+fn assert_not_found(resp: &Resp) {
+    assert_error(resp, 404, "not_found", None);
+}
+
+/// SPEC §3 `missing_token`.
+#[track_caller]
+fn assert_missing_token(resp: &Resp) {
+    resp.expect(401);
+    assert_eq!(resp.header("www-authenticate"), Some(CHALLENGE_MISSING));
+    assert_eq!(resp.header("cache-control"), Some("no-store"), "{resp}");
+    assert_eq!(resp.json()["error"], "missing_token", "{resp}");
+}
+
+/// SPEC §3 `invalid_token`.
+#[track_caller]
+fn assert_invalid_token(resp: &Resp) {
+    resp.expect(401);
+    assert_eq!(
+        resp.header("www-authenticate"),
+        Some(CHALLENGE_INVALID_TOKEN)
+    );
+    assert_eq!(resp.header("cache-control"), Some("no-store"), "{resp}");
+    assert_eq!(resp.json()["error"], "invalid_token", "{resp}");
+}
+
+/// SPEC §3 `insufficient_scope` for the requirement `required` (a single
+/// scope or a space-separated list in the challenge).
+#[track_caller]
+fn assert_insufficient_scope(resp: &Resp, required: &str) {
+    resp.expect(403);
+    assert_eq!(
+        resp.header("www-authenticate"),
+        Some(
+            format!(r#"Bearer realm="keygate", error="insufficient_scope", scope="{required}""#)
+                .as_str()
+        ),
+        "{resp}"
+    );
+    assert_eq!(resp.header("cache-control"), Some("no-store"), "{resp}");
+    let body = resp.json();
+    assert_eq!(body["error"], "insufficient_scope", "{resp}");
+    assert_eq!(body["required"], required, "{resp}");
+}
+
+/// SPEC §3 `ip_not_allowed`: 403, no challenge.
+#[track_caller]
+fn assert_ip_not_allowed(resp: &Resp) {
+    resp.expect(403);
+    assert_eq!(resp.header("www-authenticate"), None, "{resp}");
+    assert_eq!(resp.header("cache-control"), Some("no-store"), "{resp}");
+    assert_eq!(resp.json()["error"], "ip_not_allowed", "{resp}");
+}
+
+/// A key record per SPEC §5: exactly its fields, with sound values.
+#[track_caller]
+fn assert_record(record: &Value) {
+    let object = record
+        .as_object()
+        .unwrap_or_else(|| panic!("a record is an object: {record}"));
+    let fields: BTreeSet<&str> = object.keys().map(String::as_str).collect();
+    let expected: BTreeSet<&str> = RECORD_FIELDS.into_iter().collect();
+    assert_eq!(fields, expected, "record fields: {record}");
+    let id = record["id"].as_str().expect("id");
+    assert_eq!(id.len(), 16, "{record}");
+    assert!(id.bytes().all(|b| b.is_ascii_alphanumeric()), "{record}");
+    let env = record["environment"].as_str().expect("environment");
+    assert!(env == "live" || env == "test", "{record}");
+    assert_eq!(
+        record["display_prefix"],
+        format!("kg_{env}_{id}"),
+        "{record}"
+    );
+    assert!(record["name"].is_string(), "{record}");
+    assert!(record["owner"].is_string(), "{record}");
+    assert!(record["scopes"].is_array(), "{record}");
+    assert!(record["ip_allow"].is_array(), "{record}");
+    assert!(record["ip_deny"].is_array(), "{record}");
+    assert!(record["metadata"].is_object(), "{record}");
+    parse_time(&record["created_at"]);
+    parse_time(&record["updated_at"]);
+    for field in ["expires_at", "last_used_at", "revoked_at"] {
+        if !record[field].is_null() {
+            parse_time(&record[field]);
+        }
+    }
+    let status = record["status"].as_str().expect("status");
+    assert!(
+        ["active", "expired", "revoked"].contains(&status),
+        "{record}"
+    );
+    assert_eq!(
+        status == "revoked",
+        !record["revoked_at"].is_null(),
+        "{record}"
+    );
+}
+
+/// `body` holds neither the token, nor its secret part, nor its MAC in hex
+/// or base64.
+#[track_caller]
+fn assert_no_secret(body: &[u8], token: &str) {
+    let text = String::from_utf8_lossy(body);
+    assert_eq!(token.len(), 62, "a token is 62 characters: {token}");
+    assert!(!text.contains(token), "token leaked: {text}");
+    let secret = &token[24..56];
+    assert!(!text.contains(secret), "secret leaked: {text}");
+    let mac = Pepper::insecure_fixed_for_tests().mac(token);
+    let forms = [
+        hex::encode(mac),
+        hex::encode_upper(mac),
+        base64::engine::general_purpose::STANDARD.encode(mac),
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(mac),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac),
+    ];
+    for form in forms {
+        assert!(!text.contains(&form), "MAC leaked ({form}): {text}");
+    }
+}
+
+/// An allowed forward-auth answer carrying `key`'s identity.
+#[track_caller]
+fn assert_identity(resp: &Resp, key: &Key, owner: &str, scopes: &[&str]) {
+    resp.expect(200);
+    assert_eq!(resp.header("x-keygate-key-id"), Some(key.id.as_str()));
+    assert_eq!(resp.header("x-keygate-owner"), Some(owner));
+    let sent = resp.header("x-keygate-scopes").expect("X-Keygate-Scopes");
+    let sent: Vec<&str> = if sent.is_empty() {
+        Vec::new()
+    } else {
+        sent.split(' ').collect()
+    };
+    assert!(sent.iter().all(|s| !s.is_empty()), "{resp}");
+    let sent: BTreeSet<&str> = sent.into_iter().collect();
+    let expected: BTreeSet<&str> = scopes.iter().copied().collect();
+    assert_eq!(sent, expected, "{resp}");
+    assert_eq!(resp.header("x-keygate-environment"), Some("live"));
+}
+
+/// An allowed forward-auth answer for a public rule: the four headers, empty.
+#[track_caller]
+fn assert_public(resp: &Resp) {
+    resp.expect(200);
+    for name in [
+        "x-keygate-key-id",
+        "x-keygate-owner",
+        "x-keygate-scopes",
+        "x-keygate-environment",
+    ] {
+        assert_eq!(resp.header(name), Some(""), "{name}: {resp}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// POST /v1/keys
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn create_returns_a_working_token_once_with_the_callers_owner() {
+    let api = Api::start().await;
+    let resp = api
+        .post("/v1/keys")
+        .bearer(&api.alice.token)
+        .json(&json!({"name": "ci", "scopes": ["workspaces:read"], "description": "CI"}))
+        .send()
+        .await;
+    resp.expect(201);
+    let body = resp.json();
+    let fields: BTreeSet<&str> = body
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(fields, BTreeSet::from(["key", "api_key"]), "{resp}");
+    let token = body["key"].as_str().expect("token").to_owned();
+    let record = &body["api_key"];
+    assert_record(record);
+    assert_eq!(record["owner"], "alice", "owner defaults to the caller's");
+    assert_eq!(record["name"], "ci");
+    assert_eq!(record["description"], "CI");
+    assert_eq!(strings(&record["scopes"]), ["workspaces:read"]);
+    assert_eq!(record["status"], "active");
+    assert_eq!(record["environment"], "live");
+    assert!(record["revoked_at"].is_null() && record["superseded_by"].is_null());
+    let id = record["id"].as_str().expect("id");
+    assert!(token.starts_with(&format!("kg_live_{id}")), "{token}");
+    assert_eq!(token.len(), 62);
+    assert_no_secret(record.to_string().as_bytes(), &token);
+    // The default lifetime is 90 days.
+    let lifetime = parse_time(&record["expires_at"]) - parse_time(&record["created_at"]);
+    assert_eq!(lifetime, Duration::days(90));
+
+    // The token authenticates on the very next request.
+    let next = api.get("/v1/scopes").bearer(&token).send().await;
+    next.expect(200);
+    let check = api
+        .post("/v1/authcheck")
+        .bearer(&token)
+        .json(&json!({"checks": {"r": "workspaces:read", "w": "workspaces:write"}}))
+        .send()
+        .await;
+    check.expect(200);
+    assert_eq!(check.json(), json!({"r": true, "w": false}));
+}
+
+#[tokio::test]
+async fn create_accepts_every_lifetime_form() {
+    let api = Api::start().await;
+    let cases = [
+        ("30m", Some(Duration::minutes(30))),
+        ("12h", Some(Duration::hours(12))),
+        ("30d", Some(Duration::days(30))),
+        ("1w", Some(Duration::weeks(1))),
+        ("1y", Some(Duration::days(365))),
+        ("never", None),
+    ];
+    for (i, (expires_in, lifetime)) in cases.into_iter().enumerate() {
+        let resp = api
+            .post("/v1/keys")
+            .bearer(&api.alice.token)
+            .json(&json!({"name": format!("life-{i}"), "expires_in": expires_in}))
+            .send()
+            .await;
+        resp.expect(201);
+        let record = &resp.json()["api_key"];
+        match lifetime {
+            Some(lifetime) => assert_eq!(
+                parse_time(&record["expires_at"]) - parse_time(&record["created_at"]),
+                lifetime,
+                "{expires_in}"
+            ),
+            None => assert!(record["expires_at"].is_null(), "{expires_in}: {record}"),
+        }
+    }
+    let at = (OffsetDateTime::now_utc() + Duration::days(10))
+        .replace_nanosecond(0)
+        .expect("whole second");
+    let at_text = at.format(&Rfc3339).expect("format");
+    let resp = api
+        .post("/v1/keys")
+        .bearer(&api.alice.token)
+        .json(&json!({"name": "absolute", "expires_at": at_text}))
+        .send()
+        .await;
+    resp.expect(201);
+    assert_eq!(parse_time(&resp.json()["api_key"]["expires_at"]), at);
+}
+
+#[tokio::test]
+async fn create_sets_environment_and_organization() {
+    let api = Api::start().await;
+    let resp = api
+        .post("/v1/keys")
+        .bearer(&api.alice.token)
+        .json(&json!({"name": "staging", "environment": "test", "organization": "acme"}))
+        .send()
+        .await;
+    resp.expect(201);
+    let body = resp.json();
+    let record = &body["api_key"];
+    assert_record(record);
+    assert_eq!(record["environment"], "test");
+    assert_eq!(record["organization"], "acme");
+    let id = record["id"].as_str().expect("id");
+    let token = body["key"].as_str().expect("token");
+    assert!(token.starts_with(&format!("kg_test_{id}")), "{token}");
+    assert!(api.works(token).await);
+
+    for body in [
+        json!({"name": "x", "environment": "prod"}),
+        json!({"name": "x", "organization": ""}),
+    ] {
+        let resp = api
+            .post("/v1/keys")
+            .bearer(&api.alice.token)
+            .json(&body)
+            .send()
+            .await;
+        assert!(resp.status == 400, "{body} → {resp}");
+        assert_bad_request(&resp, None);
+    }
+}
+
+#[tokio::test]
+async fn create_respects_the_maximum_lifetime() {
+    let month = StdDuration::from_secs(30 * 86_400);
+    let api = Api::start_with(
+        builder()
+            .max_lifetime(month)
+            .default_lifetime(Some(StdDuration::from_secs(86_400))),
+    )
+    .await;
+    for (body, field) in [
+        (json!({"name": "n", "expires_in": "never"}), "expires_in"),
+        (json!({"name": "n", "expires_in": "31d"}), "expires_in"),
+        (json!({"name": "n", "expires_in": "1y"}), "expires_in"),
+        (
+            json!({"name": "n", "expires_at": "2999-01-01T00:00:00Z"}),
+            "expires_at",
+        ),
+    ] {
+        let resp = api
+            .post("/v1/keys")
+            .bearer(&api.alice.token)
+            .json(&body)
+            .send()
+            .await;
+        assert_error(&resp, 400, "bad_request", Some(field));
+    }
+    let resp = api
+        .post("/v1/keys")
+        .bearer(&api.alice.token)
+        .json(&json!({"name": "ok", "expires_in": "30d"}))
+        .send()
+        .await;
+    resp.expect(201);
+    let resp = api
+        .post("/v1/keys")
+        .bearer(&api.alice.token)
+        .json(&json!({"name": "default"}))
+        .send()
+        .await;
+    resp.expect(201);
+    let record = &resp.json()["api_key"];
+    assert_eq!(
+        parse_time(&record["expires_at"]) - parse_time(&record["created_at"]),
+        Duration::days(1),
+        "the configured default lifetime"
+    );
+}
+
+#[tokio::test]
+async fn create_for_another_owner_needs_keys_admin() {
+    let api = Api::start().await;
+    let before = api.ids_of("bob").await;
+    let resp = api
+        .post("/v1/keys")
+        .bearer(&api.alice.token)
+        .json(&json!({"owner": "bob", "name": "sneaky", "scopes": ["workspaces:read"]}))
+        .send()
+        .await;
+    assert_error(&resp, 403, "forbidden", None);
+    assert_eq!(api.ids_of("bob").await, before, "nothing written");
+
+    // Naming oneself is fine.
+    let resp = api
+        .post("/v1/keys")
+        .bearer(&api.alice.token)
+        .json(&json!({"owner": "alice", "name": "explicit"}))
+        .send()
+        .await;
+    resp.expect(201);
+    assert_eq!(resp.json()["api_key"]["owner"], "alice");
+
+    // keys:admin (+ keys:create) may create for anyone.
+    let resp = api
+        .post("/v1/keys")
+        .bearer(&api.ops.token)
+        .json(&json!({"owner": "bob", "name": "from-ops", "scopes": ["workspaces:read"]}))
+        .send()
+        .await;
+    resp.expect(201);
+    assert_eq!(resp.json()["api_key"]["owner"], "bob");
+    let resp = api
+        .post("/v1/keys")
+        .bearer(&api.admin.token)
+        .json(&json!({"owner": "carol", "name": "from-admin", "scopes": ["*:*"]}))
+        .send()
+        .await;
+    resp.expect(201);
+    assert_eq!(resp.json()["api_key"]["owner"], "carol");
+    assert_eq!(strings(&resp.json()["api_key"]["scopes"]), ["*:*"]);
+}
+
+#[tokio::test]
+async fn create_cannot_mint_a_scope_the_caller_does_not_hold() {
+    let api = Api::start().await;
+    let minter = api
+        .key(NewKey::new("mia", "minter").scopes(["workspaces:read", "keys:create"]))
+        .await;
+    for scopes in [
+        json!(["workspaces:*"]),
+        json!(["*:*"]),
+        json!(["*:read"]),
+        json!(["workspaces:write"]),
+        json!(["keys:admin"]),
+        json!(["workspaces:read", "keys:read"]),
+    ] {
+        let resp = api
+            .post("/v1/keys")
+            .bearer(&minter.token)
+            .json(&json!({"name": "wider", "scopes": scopes}))
+            .send()
+            .await;
+        assert_error(&resp, 400, "bad_request", Some("scopes"));
+    }
+    assert_eq!(api.ids_of("mia").await, BTreeSet::from([minter.id.clone()]));
+    // Within its grants, it may.
+    let resp = api
+        .post("/v1/keys")
+        .bearer(&minter.token)
+        .json(&json!({"name": "same", "scopes": ["workspaces:read", "keys:create"]}))
+        .send()
+        .await;
+    resp.expect(201);
+
+    // A wildcard only from an equal or wider wildcard.
+    let resp = api
+        .post("/v1/keys")
+        .bearer(&api.alice.token)
+        .json(&json!({"name": "wild", "scopes": ["workspaces:*", "workspaces:write"]}))
+        .send()
+        .await;
+    resp.expect(201);
+    let resp = api
+        .post("/v1/keys")
+        .bearer(&api.alice.token)
+        .json(&json!({"name": "wilder", "scopes": ["*:*"]}))
+        .send()
+        .await;
+    assert_error(&resp, 400, "bad_request", Some("scopes"));
+}
+
+#[tokio::test]
+async fn create_refuses_each_field_rule_with_the_field_named() {
+    let api = Api::start().await;
+    let too_many_scopes: Vec<String> = (0..65).map(|i| format!("r{i}:read")).collect();
+    let too_many_ips: Vec<String> = (0..65).map(|i| format!("10.0.0.{i}")).collect();
+    let cases = [
+        (json!({}), "name"),
+        (json!({"name": ""}), "name"),
+        (json!({"name": "bad\u{7}name"}), "name"),
+        (json!({"name": "x".repeat(129)}), "name"),
+        (json!({"name": "n", "owner": ""}), "owner"),
+        (json!({"name": "n", "owner": "o".repeat(129)}), "owner"),
+        (json!({"name": "n", "scopes": ["Not A Scope"]}), "scopes"),
+        (json!({"name": "n", "scopes": ["workspaces"]}), "scopes"),
+        (json!({"name": "n", "scopes": ["billing:read"]}), "scopes"),
+        (json!({"name": "n", "scopes": too_many_scopes}), "scopes"),
+        (
+            json!({"name": "n", "ip_allow": ["10.0.0.0/33"]}),
+            "ip_allow",
+        ),
+        (
+            json!({"name": "n", "ip_allow": ["example.com"]}),
+            "ip_allow",
+        ),
+        (json!({"name": "n", "ip_allow": too_many_ips}), "ip_allow"),
+        (json!({"name": "n", "ip_deny": ["300.1.1.1"]}), "ip_deny"),
+        (
+            json!({"name": "n", "expires_at": "2020-01-01T00:00:00Z"}),
+            "expires_at",
+        ),
+        (json!({"name": "n", "expires_at": "tomorrow"}), "expires_at"),
+        (json!({"name": "n", "expires_in": "30x"}), "expires_in"),
+        (json!({"name": "n", "expires_in": "0d"}), "expires_in"),
+        (json!({"name": "n", "expires_in": "-1d"}), "expires_in"),
+        (json!({"name": "n", "metadata": [1, 2]}), "metadata"),
+        (json!({"name": "n", "metadata": "text"}), "metadata"),
+        (
+            json!({"name": "n", "metadata": {"x": "y".repeat(4100)}}),
+            "metadata",
+        ),
+        (
+            json!({"name": "n", "description": "d".repeat(1025)}),
+            "description",
+        ),
+    ];
+    let before: BTreeSet<String> = api.ids_of("admin").await;
+    for (body, field) in cases {
+        let resp = api
+            .post("/v1/keys")
+            .bearer(&api.admin.token)
+            .json(&body)
+            .send()
+            .await;
+        assert!(resp.status == 400, "{body} → {resp}");
+        assert_error(&resp, 400, "bad_request", Some(field));
+    }
+    assert_eq!(api.ids_of("admin").await, before, "nothing written");
+    // The limits themselves are allowed.
+    let resp = api
+        .post("/v1/keys")
+        .bearer(&api.admin.token)
+        .json(&json!({
+            "name": "x".repeat(128),
+            "description": "d".repeat(1024),
+            "metadata": {"x": "y".repeat(4000)},
+        }))
+        .send()
+        .await;
+    resp.expect(201);
+}
+
+#[tokio::test]
+async fn create_with_a_duplicate_name_is_a_conflict() {
+    let api = Api::start().await;
+    let first = api
+        .post("/v1/keys")
+        .bearer(&api.alice.token)
+        .json(&json!({"name": "dup"}))
+        .send()
+        .await;
+    first.expect(201);
+    let first_id = first.json()["api_key"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let before = api.ids_of("alice").await;
+    let resp = api
+        .post("/v1/keys")
+        .bearer(&api.alice.token)
+        .json(&json!({"name": "dup"}))
+        .send()
+        .await;
+    assert_error(&resp, 409, "conflict", Some("name"));
+    assert_eq!(api.ids_of("alice").await, before, "nothing written");
+    // Names are unique per owner.
+    api.post("/v1/keys")
+        .bearer(&api.bob.token)
+        .json(&json!({"name": "dup"}))
+        .send()
+        .await
+        .expect(201);
+    // ... among active keys: once revoked, the name is free again.
+    api.post(&format!("/v1/keys/{first_id}/revoke"))
+        .bearer(&api.alice.token)
+        .send()
+        .await
+        .expect(200);
+    api.post("/v1/keys")
+        .bearer(&api.alice.token)
+        .json(&json!({"name": "dup"}))
+        .send()
+        .await
+        .expect(201);
+}
+
+#[tokio::test]
+async fn create_beyond_the_per_owner_limit_is_key_limit_reached() {
+    let api = Api::start_with(builder().max_keys_per_owner(3)).await;
+    // alice holds two keys (manager, reader); one more fits.
+    let third = api
+        .post("/v1/keys")
+        .bearer(&api.alice.token)
+        .json(&json!({"name": "third"}))
+        .send()
+        .await;
+    third.expect(201);
+    let third_id = third.json()["api_key"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let resp = api
+        .post("/v1/keys")
+        .bearer(&api.alice.token)
+        .json(&json!({"name": "fourth"}))
+        .send()
+        .await;
+    assert_error(&resp, 409, "key_limit_reached", None);
+    // Other owners are not affected.
+    api.post("/v1/keys")
+        .bearer(&api.bob.token)
+        .json(&json!({"name": "fourth"}))
+        .send()
+        .await
+        .expect(201);
+    // Revoked keys do not count.
+    api.post(&format!("/v1/keys/{third_id}/revoke"))
+        .bearer(&api.alice.token)
+        .send()
+        .await
+        .expect(200);
+    api.post("/v1/keys")
+        .bearer(&api.alice.token)
+        .json(&json!({"name": "fourth"}))
+        .send()
+        .await
+        .expect(201);
+}
+
+#[tokio::test]
+async fn create_refuses_unknown_fields_and_malformed_json() {
+    let api = Api::start().await;
+    let before = api.ids_of("alice").await;
+    for body in [
+        r#"{"name": "x", "colour": "red"}"#,
+        r#"{"name": "x", "mac": "00"}"#,
+        r#"{"name": "x""#,
+        "{not json",
+        "",
+        "[]",
+        r#"{"name": 5}"#,
+        r#"{"name": "x", "scopes": "workspaces:read"}"#,
+    ] {
+        let resp = api
+            .post("/v1/keys")
+            .bearer(&api.alice.token)
+            .raw(body)
+            .send()
+            .await;
+        assert!(resp.status == 400, "{body:?} → {resp}");
+        assert_bad_request(&resp, None);
+    }
+    assert_eq!(api.ids_of("alice").await, before, "nothing written");
+}
+
+#[tokio::test]
+async fn create_needs_a_valid_key_holding_keys_create() {
+    let api = Api::start().await;
+    let resp = api
+        .post("/v1/keys")
+        .bearer(&api.alice_reader.token)
+        .json(&json!({"name": "x"}))
+        .send()
+        .await;
+    assert_insufficient_scope(&resp, "keys:create");
+    let resp = api
+        .post("/v1/keys")
+        .json(&json!({"name": "x"}))
+        .send()
+        .await;
+    assert_missing_token(&resp);
+    let mut forged = api.alice.token.clone();
+    forged.replace_range(30..31, if &forged[30..31] == "A" { "B" } else { "A" });
+    let resp = api
+        .post("/v1/keys")
+        .bearer(&forged)
+        .json(&json!({"name": "x"}))
+        .send()
+        .await;
+    assert_invalid_token(&resp);
+    // The X-API-Key header works as well as Bearer.
+    api.post("/v1/keys")
+        .header("X-API-Key", &api.alice.token)
+        .json(&json!({"name": "via-header"}))
+        .send()
+        .await
+        .expect(201);
+}
+
+// ---------------------------------------------------------------------------
+// GET /v1/keys
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn list_shows_only_the_callers_own_keys_by_default() {
+    let api = Api::start().await;
+    for token in [&api.alice.token, &api.alice_reader.token] {
+        let resp = api.get("/v1/keys").bearer(token).send().await;
+        resp.expect(200);
+        let body = resp.json();
+        assert!(body["next_cursor"].is_null(), "{body}");
+        for key in body["keys"].as_array().expect("keys") {
+            assert_record(key);
+            assert_eq!(key["owner"], "alice", "{key}");
+        }
+        assert_eq!(
+            ids(&body["keys"]),
+            BTreeSet::from([api.alice.id.clone(), api.alice_reader.id.clone()])
+        );
+    }
+    let resp = api
+        .get("/v1/keys?owner=alice")
+        .bearer(&api.alice.token)
+        .send()
+        .await;
+    resp.expect(200);
+    assert_eq!(resp.json()["keys"].as_array().map(Vec::len), Some(2));
+
+    let resp = api
+        .get("/v1/keys?owner=bob")
+        .bearer(&api.alice.token)
+        .send()
+        .await;
+    assert_error(&resp, 403, "forbidden", None);
+
+    let resp = api.get("/v1/keys").bearer(&api.verifier.token).send().await;
+    assert_insufficient_scope(&resp, "keys:read");
+    assert_missing_token(&api.get("/v1/keys").send().await);
+}
+
+#[tokio::test]
+async fn admin_lists_every_owner_and_can_filter_by_owner() {
+    let api = Api::start().await;
+    let all = BTreeSet::from([
+        api.admin.id.clone(),
+        api.alice.id.clone(),
+        api.alice_reader.id.clone(),
+        api.bob.id.clone(),
+        api.verifier.id.clone(),
+        api.ops.id.clone(),
+    ]);
+    for token in [&api.admin.token, &api.ops.token] {
+        let resp = api.get("/v1/keys").bearer(token).send().await;
+        resp.expect(200);
+        assert_eq!(ids(&resp.json()["keys"]), all);
+
+        let resp = api.get("/v1/keys?owner=bob").bearer(token).send().await;
+        resp.expect(200);
+        let body = resp.json();
+        assert_eq!(ids(&body["keys"]), BTreeSet::from([api.bob.id.clone()]));
+        assert_eq!(body["keys"][0]["owner"], "bob");
+
+        let resp = api.get("/v1/keys?owner=nobody").bearer(token).send().await;
+        resp.expect(200);
+        assert_eq!(resp.json(), json!({"keys": [], "next_cursor": null}));
+    }
+}
+
+#[tokio::test]
+async fn list_excludes_revoked_keys_unless_asked() {
+    let api = Api::start().await;
+    let gone = api.key(NewKey::new("alice", "gone")).await;
+    api.post(&format!("/v1/keys/{}/revoke", gone.id))
+        .bearer(&api.alice.token)
+        .send()
+        .await
+        .expect(200);
+    let resp = api.get("/v1/keys").bearer(&api.alice.token).send().await;
+    resp.expect(200);
+    assert!(!ids(&resp.json()["keys"]).contains(&gone.id));
+    let resp = api
+        .get("/v1/keys?include_revoked=false")
+        .bearer(&api.alice.token)
+        .send()
+        .await;
+    resp.expect(200);
+    assert!(!ids(&resp.json()["keys"]).contains(&gone.id));
+
+    let resp = api
+        .get("/v1/keys?include_revoked=true")
+        .bearer(&api.alice.token)
+        .send()
+        .await;
+    resp.expect(200);
+    let body = resp.json();
+    assert_eq!(
+        ids(&body["keys"]),
+        BTreeSet::from([
+            api.alice.id.clone(),
+            api.alice_reader.id.clone(),
+            gone.id.clone()
+        ])
+    );
+    let revoked = body["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["id"] == gone.id.as_str())
+        .expect("the revoked key");
+    assert_record(revoked);
+    assert_eq!(revoked["status"], "revoked");
+}
+
+#[tokio::test]
+async fn list_paginates_each_key_exactly_once() {
+    let api = Api::start().await;
+    let mut created = BTreeSet::new();
+    for i in 0..5 {
+        created.insert(api.key(NewKey::new("dave", format!("k{i}"))).await.id);
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        pages += 1;
+        assert!(pages <= 5, "pagination does not end");
+        let path = match &cursor {
+            None => "/v1/keys?owner=dave&limit=2".to_owned(),
+            Some(c) => format!("/v1/keys?owner=dave&limit=2&cursor={c}"),
+        };
+        let resp = api.get(&path).bearer(&api.admin.token).send().await;
+        resp.expect(200);
+        let body = resp.json();
+        let keys = body["keys"].as_array().expect("keys");
+        assert!(keys.len() <= 2, "{body}");
+        seen.extend(
+            keys.iter()
+                .map(|k| k["id"].as_str().expect("id").to_owned()),
+        );
+        match &body["next_cursor"] {
+            Value::Null => break,
+            Value::String(next) => cursor = Some(next.clone()),
+            other => panic!("next_cursor is {other}"),
+        }
+    }
+    assert_eq!(seen.len(), 5, "each key once: {seen:?}");
+    assert_eq!(seen.iter().cloned().collect::<BTreeSet<_>>(), created);
+    assert!(pages >= 3, "5 keys at 2 per page take 3 pages, got {pages}");
+}
+
+#[tokio::test]
+async fn list_refuses_a_bad_limit_or_cursor() {
+    let api = Api::start().await;
+    for query in ["limit=0", "limit=1001", "limit=abc", "limit=-1", "limit="] {
+        let resp = api
+            .get(&format!("/v1/keys?{query}"))
+            .bearer(&api.alice.token)
+            .send()
+            .await;
+        assert_error(&resp, 400, "bad_request", Some("limit"));
+    }
+    for cursor in ["garbage", "123.short", "abc.0123456789abcdef", "123"] {
+        let resp = api
+            .get(&format!("/v1/keys?cursor={cursor}"))
+            .bearer(&api.alice.token)
+            .send()
+            .await;
+        assert_error(&resp, 400, "bad_request", Some("cursor"));
+    }
+    let resp = api
+        .get("/v1/keys?include_revoked=maybe")
+        .bearer(&api.alice.token)
+        .send()
+        .await;
+    assert_error(&resp, 400, "bad_request", Some("include_revoked"));
+    for query in ["limit=1", "limit=1000"] {
+        api.get(&format!("/v1/keys?{query}"))
+            .bearer(&api.alice.token)
+            .send()
+            .await
+            .expect(200);
+    }
+}
+
+#[tokio::test]
+async fn records_never_contain_a_token_or_its_mac() {
+    let api = Api::start().await;
+    let created = api
+        .post("/v1/keys")
+        .bearer(&api.alice.token)
+        .json(&json!({"name": "fresh", "metadata": {"team": "ci"}}))
+        .send()
+        .await;
+    created.expect(201);
+    let fresh_token = created.json()["key"].as_str().expect("token").to_owned();
+    let revoked = api.key(NewKey::new("alice", "revoked")).await;
+    api.post(&format!("/v1/keys/{}/revoke", revoked.id))
+        .bearer(&api.alice.token)
+        .send()
+        .await
+        .expect(200);
+    let tokens = [
+        api.admin.token.as_str(),
+        api.alice.token.as_str(),
+        api.alice_reader.token.as_str(),
+        api.bob.token.as_str(),
+        api.verifier.token.as_str(),
+        api.ops.token.as_str(),
+        revoked.token.as_str(),
+        fresh_token.as_str(),
+    ];
+    let resp = api
+        .get("/v1/keys?include_revoked=true")
+        .bearer(&api.admin.token)
+        .send()
+        .await;
+    resp.expect(200);
+    let body = resp.json();
+    let keys = body["keys"].as_array().expect("keys");
+    assert_eq!(keys.len(), 8, "{body}");
+    for key in keys {
+        assert_record(key);
+    }
+    for token in tokens {
+        assert_no_secret(&resp.body, token);
+    }
+    for key in keys {
+        let id = key["id"].as_str().expect("id");
+        let one = api
+            .get(&format!("/v1/keys/{id}"))
+            .bearer(&api.admin.token)
+            .send()
+            .await;
+        one.expect(200);
+        for token in tokens {
+            assert_no_secret(&one.body, token);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// GET /v1/keys/{id}
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn get_returns_the_record_of_an_own_key() {
+    let api = Api::start().await;
+    let resp = api
+        .get(&format!("/v1/keys/{}", api.alice_reader.id))
+        .bearer(&api.alice.token)
+        .send()
+        .await;
+    resp.expect(200);
+    let record = resp.json();
+    assert_record(&record);
+    assert_eq!(record["id"], api.alice_reader.id.as_str());
+    assert_eq!(record["owner"], "alice");
+    assert_eq!(record["name"], "reader");
+    assert_eq!(strings(&record["scopes"]), ["keys:read"]);
+    assert_eq!(record["status"], "active");
+    assert_eq!(record["environment"], "live");
+    assert_eq!(record["metadata"], json!({}));
+    assert_eq!(record["ip_allow"], json!([]));
+    assert!(record["description"].is_null() && record["organization"].is_null());
+    // A key may read itself with keys:read.
+    api.get(&format!("/v1/keys/{}", api.alice_reader.id))
+        .bearer(&api.alice_reader.token)
+        .send()
+        .await
+        .expect(200);
+}
+
+#[tokio::test]
+async fn another_owners_key_is_not_found_unless_admin() {
+    let api = Api::start().await;
+    let hidden = api
+        .get(&format!("/v1/keys/{}", api.bob.id))
+        .bearer(&api.alice.token)
+        .send()
+        .await;
+    assert_not_found(&hidden);
+    let absent = api
+        .get("/v1/keys/0000000000000000")
+        .bearer(&api.alice.token)
+        .send()
+        .await;
+    assert_not_found(&absent);
+    assert_eq!(hidden.body, absent.body, "same body as an absent key");
+    for id in ["nope", "0000", "0123456789abcde!", "%00"] {
+        let resp = api
+            .get(&format!("/v1/keys/{id}"))
+            .bearer(&api.alice.token)
+            .send()
+            .await;
+        assert_not_found(&resp);
+        assert_eq!(resp.body, absent.body);
+    }
+    for token in [&api.admin.token, &api.ops.token] {
+        let resp = api
+            .get(&format!("/v1/keys/{}", api.bob.id))
+            .bearer(token)
+            .send()
+            .await;
+        resp.expect(200);
+        assert_eq!(resp.json()["owner"], "bob");
+    }
+    let resp = api
+        .get(&format!("/v1/keys/{}", api.alice.id))
+        .bearer(&api.verifier.token)
+        .send()
+        .await;
+    assert_insufficient_scope(&resp, "keys:read");
+}
+
+// ---------------------------------------------------------------------------
+// PATCH /v1/keys/{id}
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn patch_changes_name_description_metadata_and_ip_lists() {
+    let api = Api::start().await;
+    let target = api
+        .key(NewKey::new("alice", "target").scopes(["workspaces:read", "workspaces:write"]))
+        .await;
+    let before = api.record(&target.id).await;
+    let resp = api
+        .req("PATCH", &format!("/v1/keys/{}", target.id))
+        .bearer(&api.alice.token)
+        .json(&json!({
+            "name": "renamed",
+            "description": "the target",
+            "metadata": {"team": "ci", "n": 1},
+            "ip_allow": ["10.0.0.0/8", "2001:db8::/32"],
+            "ip_deny": ["10.9.0.0/16"],
+        }))
+        .send()
+        .await;
+    resp.expect(200);
+    let record = resp.json();
+    assert_record(&record);
+    assert_eq!(record["id"], target.id.as_str());
+    assert_eq!(record["name"], "renamed");
+    assert_eq!(record["description"], "the target");
+    assert_eq!(record["metadata"], json!({"team": "ci", "n": 1}));
+    assert_eq!(
+        strings(&record["ip_allow"]),
+        ["10.0.0.0/8", "2001:db8::/32"]
+    );
+    assert_eq!(strings(&record["ip_deny"]), ["10.9.0.0/16"]);
+    assert_eq!(record["scopes"], before["scopes"], "scopes untouched");
+    assert_eq!(record["created_at"], before["created_at"]);
+    assert!(parse_time(&record["updated_at"]) >= parse_time(&before["updated_at"]));
+    assert_eq!(api.record(&target.id).await, record, "the change is stored");
+
+    // The new IP list applies from the next request: 127.0.0.1 is not allowed.
+    let resp = api.get("/v1/scopes").bearer(&target.token).send().await;
+    assert_ip_not_allowed(&resp);
+}
+
+#[tokio::test]
+async fn patch_scopes_may_only_narrow() {
+    let api = Api::start().await;
+    let target = api
+        .key(NewKey::new("alice", "target").scopes(["workspaces:read", "workspaces:write"]))
+        .await;
+    let check = json!({"checks": {"w": "workspaces:write"}});
+    let resp = api
+        .post("/v1/authcheck")
+        .bearer(&target.token)
+        .json(&check)
+        .send()
+        .await;
+    assert_eq!(resp.json(), json!({"w": true}));
+
+    let resp = api
+        .req("PATCH", &format!("/v1/keys/{}", target.id))
+        .bearer(&api.alice.token)
+        .json(&json!({"scopes": ["workspaces:read"]}))
+        .send()
+        .await;
+    resp.expect(200);
+    assert_eq!(strings(&resp.json()["scopes"]), ["workspaces:read"]);
+    // Narrowed from the next request on.
+    let resp = api
+        .post("/v1/authcheck")
+        .bearer(&target.token)
+        .json(&check)
+        .send()
+        .await;
+    assert_eq!(resp.json(), json!({"w": false}));
+
+    for scopes in [
+        json!(["workspaces:read", "workspaces:write"]),
+        json!(["workspaces:*"]),
+        json!(["templates:use"]),
+    ] {
+        let resp = api
+            .req("PATCH", &format!("/v1/keys/{}", target.id))
+            .bearer(&api.alice.token)
+            .json(&json!({"scopes": scopes}))
+            .send()
+            .await;
+        assert_error(&resp, 400, "bad_request", Some("scopes"));
+    }
+    assert_eq!(
+        strings(&api.record(&target.id).await["scopes"]),
+        ["workspaces:read"]
+    );
+}
+
+#[tokio::test]
+async fn patch_refuses_a_taken_name_unknown_fields_and_bad_values() {
+    let api = Api::start().await;
+    let target = api.key(NewKey::new("alice", "target")).await;
+    let path = format!("/v1/keys/{}", target.id);
+    let resp = api
+        .req("PATCH", &path)
+        .bearer(&api.alice.token)
+        .json(&json!({"name": "reader"}))
+        .send()
+        .await;
+    assert_error(&resp, 409, "conflict", Some("name"));
+
+    for body in [
+        r#"{"colour": "red"}"#,
+        r#"{"owner": "bob"}"#,
+        r#"{"name": "x""#,
+        "not json",
+    ] {
+        let resp = api
+            .req("PATCH", &path)
+            .bearer(&api.alice.token)
+            .raw(body)
+            .send()
+            .await;
+        assert!(resp.status == 400, "{body:?} → {resp}");
+        assert_bad_request(&resp, None);
+    }
+    for (body, field) in [
+        (json!({"name": ""}), "name"),
+        (json!({"ip_allow": ["bad"]}), "ip_allow"),
+        (json!({"ip_deny": ["10.0.0.0/99"]}), "ip_deny"),
+        (json!({"metadata": [1]}), "metadata"),
+        (json!({"description": "d".repeat(1025)}), "description"),
+        (json!({"scopes": ["Not A Scope"]}), "scopes"),
+    ] {
+        let resp = api
+            .req("PATCH", &path)
+            .bearer(&api.alice.token)
+            .json(&body)
+            .send()
+            .await;
+        assert_error(&resp, 400, "bad_request", Some(field));
+    }
+    assert_eq!(api.record(&target.id).await["name"], "target", "unchanged");
+
+    // Renaming a key to its own name is no conflict.
+    let resp = api
+        .req("PATCH", &path)
+        .bearer(&api.alice.token)
+        .json(&json!({"name": "target"}))
+        .send()
+        .await;
+    resp.expect(200);
+
+    // A revoked key's name is free.
+    let old = api.key(NewKey::new("alice", "retired")).await;
+    api.post(&format!("/v1/keys/{}/revoke", old.id))
+        .bearer(&api.alice.token)
+        .send()
+        .await
+        .expect(200);
+    let resp = api
+        .req("PATCH", &path)
+        .bearer(&api.alice.token)
+        .json(&json!({"name": "retired"}))
+        .send()
+        .await;
+    resp.expect(200);
+    assert_eq!(resp.json()["name"], "retired");
+}
+
+#[tokio::test]
+async fn patch_needs_keys_update_and_a_visible_key() {
+    let api = Api::start().await;
+    let resp = api
+        .req("PATCH", &format!("/v1/keys/{}", api.bob.id))
+        .bearer(&api.alice.token)
+        .json(&json!({"name": "mine-now"}))
+        .send()
+        .await;
+    assert_not_found(&resp);
+    let resp = api
+        .req("PATCH", &format!("/v1/keys/{}", api.alice_reader.id))
+        .bearer(&api.alice_reader.token)
+        .json(&json!({"name": "x"}))
+        .send()
+        .await;
+    assert_insufficient_scope(&resp, "keys:update");
+    let resp = api
+        .req("PATCH", &format!("/v1/keys/{}", api.bob.id))
+        .bearer(&api.admin.token)
+        .json(&json!({"description": "seen by admin"}))
+        .send()
+        .await;
+    resp.expect(200);
+    assert_eq!(resp.json()["description"], "seen by admin");
+    assert_eq!(api.record(&api.bob.id).await["name"], "manager");
+}
+
+// ---------------------------------------------------------------------------
+// POST /v1/keys/{id}/revoke
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn revoke_refuses_the_token_from_the_next_request_on() {
+    let api = Api::start().await;
+    let with_reason = api.key(NewKey::new("alice", "one")).await;
+    let no_body = api.key(NewKey::new("alice", "two")).await;
+    let empty_object = api.key(NewKey::new("alice", "three")).await;
+    for key in [&with_reason, &no_body, &empty_object] {
+        assert!(api.works(&key.token).await, "works before (and is cached)");
+    }
+
+    let resp = api
+        .post(&format!("/v1/keys/{}/revoke", with_reason.id))
+        .bearer(&api.alice.token)
+        .json(&json!({"reason": "leaked"}))
+        .send()
+        .await;
+    resp.expect(200);
+    let record = resp.json();
+    assert_record(&record);
+    assert_eq!(record["id"], with_reason.id.as_str());
+    assert_eq!(record["status"], "revoked");
+    assert_eq!(record["revoked_reason"], "leaked");
+    parse_time(&record["revoked_at"]);
+    assert!(!api.works(&with_reason.token).await, "refused at once");
+
+    let resp = api
+        .post(&format!("/v1/keys/{}/revoke", no_body.id))
+        .bearer(&api.alice.token)
+        .send()
+        .await;
+    resp.expect(200);
+    assert_eq!(resp.json()["status"], "revoked");
+    assert!(resp.json()["revoked_reason"].is_null());
+    assert!(!api.works(&no_body.token).await);
+
+    let resp = api
+        .post(&format!("/v1/keys/{}/revoke", empty_object.id))
+        .bearer(&api.alice.token)
+        .raw("{}")
+        .send()
+        .await;
+    resp.expect(200);
+    assert_eq!(resp.json()["status"], "revoked");
+    assert!(!api.works(&empty_object.token).await);
+    assert!(api.works(&api.alice.token).await, "others unaffected");
+}
+
+#[tokio::test]
+async fn revoke_needs_keys_revoke_a_visible_key_and_a_strict_body() {
+    let api = Api::start().await;
+    let resp = api
+        .post(&format!("/v1/keys/{}/revoke", api.bob.id))
+        .bearer(&api.alice.token)
+        .send()
+        .await;
+    assert_not_found(&resp);
+    assert!(api.works(&api.bob.token).await);
+    let resp = api
+        .post("/v1/keys/0000000000000000/revoke")
+        .bearer(&api.alice.token)
+        .send()
+        .await;
+    assert_not_found(&resp);
+    let resp = api
+        .post(&format!("/v1/keys/{}/revoke", api.alice_reader.id))
+        .bearer(&api.alice_reader.token)
+        .send()
+        .await;
+    assert_insufficient_scope(&resp, "keys:revoke");
+    let resp = api
+        .post(&format!("/v1/keys/{}/revoke", api.alice_reader.id))
+        .bearer(&api.alice.token)
+        .raw(r#"{"why": "x"}"#)
+        .send()
+        .await;
+    assert_bad_request(&resp, None);
+    let resp = api
+        .post(&format!("/v1/keys/{}/revoke", api.alice_reader.id))
+        .bearer(&api.alice.token)
+        .raw("{oops")
+        .send()
+        .await;
+    assert_bad_request(&resp, None);
+    let resp = api
+        .post(&format!("/v1/keys/{}/revoke", api.alice_reader.id))
+        .bearer(&api.alice.token)
+        .json(&json!({"reason": "r".repeat(1025)}))
+        .send()
+        .await;
+    assert_error(&resp, 400, "bad_request", Some("reason"));
+    assert!(api.works(&api.alice_reader.token).await, "not revoked");
+}
+
+// ---------------------------------------------------------------------------
+// POST /v1/keys/{id}/rotate
+// ---------------------------------------------------------------------------
+
+/// Rotates `key` as alice with `body` (none when `None`): the new key.
+async fn rotate(api: &Api, key: &Key, body: Option<Value>) -> (Key, Value) {
+    let mut req = api
+        .post(&format!("/v1/keys/{}/rotate", key.id))
+        .bearer(&api.alice.token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await;
+    resp.expect(201);
+    let body = resp.json();
+    let fields: BTreeSet<&str> = body
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(fields, BTreeSet::from(["key", "api_key"]), "{resp}");
+    let record = body["api_key"].clone();
+    assert_record(&record);
+    let new = Key {
+        token: body["key"].as_str().expect("token").to_owned(),
+        id: record["id"].as_str().expect("id").to_owned(),
+    };
+    assert_ne!(new.id, key.id);
+    assert!(new.token.starts_with(&format!("kg_live_{}", new.id)));
+    (new, record)
+}
+
+#[tokio::test]
+async fn rotate_without_grace_refuses_the_old_token_at_once() {
+    let api = Api::start().await;
+    let old = api
+        .key(
+            NewKey::new("alice", "rotating")
+                .scopes(["workspaces:read"])
+                .description("d")
+                .metadata(json!({"team": "ci"})),
+        )
+        .await;
+    assert!(api.works(&old.token).await);
+    let (new, record) = rotate(&api, &old, None).await;
+    assert_eq!(record["name"], "rotating", "same name");
+    assert_eq!(record["owner"], "alice");
+    assert_eq!(strings(&record["scopes"]), ["workspaces:read"]);
+    assert_eq!(record["description"], "d");
+    assert_eq!(record["metadata"], json!({"team": "ci"}));
+    assert_eq!(record["status"], "active");
+    assert!(!api.works(&old.token).await, "old token refused at once");
+    assert!(api.works(&new.token).await, "new token works");
+    let old_record = api.record(&old.id).await;
+    assert_eq!(old_record["superseded_by"], new.id.as_str());
+    assert_eq!(old_record["status"], "expired");
+    assert!(parse_time(&old_record["expires_at"]) <= OffsetDateTime::now_utc());
+
+    // A rotated key cannot be rotated again.
+    let resp = api
+        .post(&format!("/v1/keys/{}/rotate", old.id))
+        .bearer(&api.alice.token)
+        .send()
+        .await;
+    resp.expect(409);
+    assert_eq!(resp.json()["error"], "conflict", "{resp}");
+}
+
+#[tokio::test]
+async fn rotate_with_grace_keeps_the_old_token_working() {
+    let api = Api::start().await;
+    for (i, grace) in [json!("1h"), json!(3600)].into_iter().enumerate() {
+        let old = api
+            .key(NewKey::new("alice", format!("graceful-{i}")).scopes(["workspaces:read"]))
+            .await;
+        assert!(api.works(&old.token).await);
+        let before = OffsetDateTime::now_utc();
+        let (new, _) = rotate(&api, &old, Some(json!({"grace": grace}))).await;
+        assert!(api.works(&old.token).await, "old token works during grace");
+        assert!(api.works(&new.token).await);
+        let old_record = api.record(&old.id).await;
+        assert_eq!(old_record["superseded_by"], new.id.as_str());
+        assert_eq!(old_record["status"], "active");
+        let expires = parse_time(&old_record["expires_at"]);
+        let hour = Duration::hours(1);
+        assert!(
+            expires >= before + hour - Duration::seconds(2)
+                && expires <= OffsetDateTime::now_utc() + hour,
+            "{grace}: old key expires in about an hour: {old_record}"
+        );
+    }
+    // The grace never extends a key past its own expiry.
+    let short = api
+        .key(NewKey::new("alice", "short").expires_in("30m"))
+        .await;
+    let short_expiry = parse_time(&api.record(&short.id).await["expires_at"]);
+    rotate(&api, &short, Some(json!({"grace": "1d"}))).await;
+    assert_eq!(
+        parse_time(&api.record(&short.id).await["expires_at"]),
+        short_expiry
+    );
+}
+
+#[tokio::test]
+async fn rotate_needs_every_scope_of_the_key() {
+    let api = Api::start().await;
+    let target = api
+        .key(NewKey::new("alice", "templated").scopes(["workspaces:read", "templates:use"]))
+        .await;
+    let resp = api
+        .post(&format!("/v1/keys/{}/rotate", target.id))
+        .bearer(&api.alice.token)
+        .send()
+        .await;
+    assert_error(&resp, 400, "bad_request", Some("scopes"));
+    assert!(api.works(&target.token).await, "nothing changed");
+    assert!(api.record(&target.id).await["superseded_by"].is_null());
+    // An admin holding every scope may.
+    let resp = api
+        .post(&format!("/v1/keys/{}/rotate", target.id))
+        .bearer(&api.admin.token)
+        .send()
+        .await;
+    resp.expect(201);
+    assert_eq!(resp.json()["api_key"]["owner"], "alice");
+}
+
+#[tokio::test]
+async fn rotate_refuses_revoked_keys_bad_grace_and_other_owners() {
+    let api = Api::start().await;
+    let revoked = api.key(NewKey::new("alice", "revoked")).await;
+    api.post(&format!("/v1/keys/{}/revoke", revoked.id))
+        .bearer(&api.alice.token)
+        .send()
+        .await
+        .expect(200);
+    let resp = api
+        .post(&format!("/v1/keys/{}/rotate", revoked.id))
+        .bearer(&api.alice.token)
+        .send()
+        .await;
+    resp.expect(409);
+    assert_eq!(resp.json()["error"], "conflict", "{resp}");
+
+    let target = api.key(NewKey::new("alice", "target")).await;
+    let path = format!("/v1/keys/{}/rotate", target.id);
+    for grace in [json!("abc"), json!("-5"), json!("1x"), json!("99999y")] {
+        let resp = api
+            .post(&path)
+            .bearer(&api.alice.token)
+            .json(&json!({"grace": grace}))
+            .send()
+            .await;
+        assert_error(&resp, 400, "bad_request", Some("grace"));
+    }
+    for body in [
+        r#"{"grace": -5}"#,
+        r#"{"grace": 1.5}"#,
+        r#"{"grace": {"h": 1}}"#,
+        r#"{"graze": "1h"}"#,
+        "{nope",
+    ] {
+        let resp = api
+            .post(&path)
+            .bearer(&api.alice.token)
+            .raw(body)
+            .send()
+            .await;
+        assert!(resp.status == 400, "{body} → {resp}");
+        assert_bad_request(&resp, None);
+    }
+    assert!(api.record(&target.id).await["superseded_by"].is_null());
+
+    let resp = api
+        .post(&format!("/v1/keys/{}/rotate", api.bob.id))
+        .bearer(&api.alice.token)
+        .send()
+        .await;
+    assert_not_found(&resp);
+    let resp = api
+        .post(&format!("/v1/keys/{}/rotate", api.alice_reader.id))
+        .bearer(&api.alice_reader.token)
+        .send()
+        .await;
+    assert_insufficient_scope(&resp, "keys:create");
+    assert!(api.works(&api.bob.token).await && api.works(&api.alice_reader.token).await);
+}
+
+// ---------------------------------------------------------------------------
+// DELETE /v1/keys/{id}
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn delete_removes_the_record_and_its_token() {
+    let api = Api::start().await;
+    let doomed = api.key(NewKey::new("alice", "doomed")).await;
+    assert!(api.works(&doomed.token).await);
+    let path = format!("/v1/keys/{}", doomed.id);
+    let resp = api
+        .req("DELETE", &path)
+        .bearer(&api.alice.token)
+        .send()
+        .await;
+    resp.expect(204);
+    assert!(resp.body.is_empty(), "{resp}");
+    assert_not_found(&api.get(&path).bearer(&api.alice.token).send().await);
+    assert_not_found(&api.get(&path).bearer(&api.admin.token).send().await);
+    assert!(!api.works(&doomed.token).await, "token refused at once");
+    assert!(!api.ids_of("alice").await.contains(&doomed.id));
+    assert_not_found(
+        &api.req("DELETE", &path)
+            .bearer(&api.alice.token)
+            .send()
+            .await,
+    );
+}
+
+#[tokio::test]
+async fn delete_needs_keys_delete_and_a_visible_key() {
+    let api = Api::start().await;
+    let resp = api
+        .req("DELETE", &format!("/v1/keys/{}", api.bob.id))
+        .bearer(&api.alice.token)
+        .send()
+        .await;
+    assert_not_found(&resp);
+    let resp = api
+        .req("DELETE", &format!("/v1/keys/{}", api.alice_reader.id))
+        .bearer(&api.alice_reader.token)
+        .send()
+        .await;
+    assert_insufficient_scope(&resp, "keys:delete");
+    assert_not_found(
+        &api.req("DELETE", "/v1/keys/bad-id")
+            .bearer(&api.alice.token)
+            .send()
+            .await,
+    );
+    assert!(api.works(&api.bob.token).await && api.works(&api.alice_reader.token).await);
+    // An admin may delete anyone's key.
+    api.req("DELETE", &format!("/v1/keys/{}", api.bob.id))
+        .bearer(&api.admin.token)
+        .send()
+        .await
+        .expect(204);
+    assert!(!api.works(&api.bob.token).await);
+}
+
+// ---------------------------------------------------------------------------
+// GET /v1/scopes, POST /v1/authcheck
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn scopes_lists_the_catalog_and_the_management_scopes_to_any_key() {
+    let api = Api::start().await;
+    let plain = api.key(NewKey::new("erin", "no-scopes")).await;
+    for token in [&plain.token, &api.verifier.token, &api.admin.token] {
+        let resp = api.get("/v1/scopes").bearer(token).send().await;
+        resp.expect(200);
+        let body = resp.json();
+        assert_eq!(
+            body.as_object()
+                .map(|o| o.keys().cloned().collect::<Vec<_>>()),
+            Some(vec!["scopes".to_owned()])
+        );
+        let mut listed = BTreeMap::new();
+        for entry in body["scopes"].as_array().expect("scopes") {
+            let fields: BTreeSet<&str> = entry
+                .as_object()
+                .expect("entry")
+                .keys()
+                .map(String::as_str)
+                .collect();
+            assert_eq!(fields, BTreeSet::from(["name", "description"]), "{entry}");
+            listed.insert(
+                entry["name"].as_str().expect("name").to_owned(),
+                entry["description"]
+                    .as_str()
+                    .expect("description")
+                    .to_owned(),
+            );
+        }
+        assert_eq!(listed["workspaces:read"], "Read workspaces");
+        assert_eq!(listed["workspaces:write"], "Create and modify workspaces");
+        assert_eq!(listed["templates:use"], "Use templates");
+        for scope in BUILTIN_SCOPES {
+            assert!(
+                listed.get(scope).is_some_and(|d| !d.is_empty()),
+                "{scope} missing: {body}"
+            );
+        }
+        assert_eq!(listed.len(), 3 + BUILTIN_SCOPES.len(), "{body}");
+    }
+    assert_missing_token(&api.get("/v1/scopes").send().await);
+
+    // Without a catalog, the management scopes are still listed.
+    let keygate = Keygate::builder(MemoryStore::new())
+        .pepper(Pepper::insecure_fixed_for_tests())
+        .build()
+        .expect("keygate");
+    let key = keygate
+        .keys()
+        .create(NewKey::new("x", "y"))
+        .await
+        .expect("key");
+    let addr = serve(keygate::admin::router(keygate.clone())).await;
+    let resp = Req::new(addr, "GET", "/v1/scopes")
+        .bearer(key.token.expose())
+        .send()
+        .await;
+    resp.expect(200);
+    let names: BTreeSet<String> = resp.json()["scopes"]
+        .as_array()
+        .expect("scopes")
+        .iter()
+        .map(|e| e["name"].as_str().expect("name").to_owned())
+        .collect();
+    for scope in BUILTIN_SCOPES {
+        assert!(names.contains(scope), "{scope} missing: {names:?}");
+    }
+}
+
+#[tokio::test]
+async fn authcheck_answers_each_named_expression_for_the_calling_key() {
+    let api = Api::start().await;
+    let key = api
+        .key(NewKey::new("erin", "reader").scopes(["workspaces:read", "keys:read"]))
+        .await;
+    let checks = json!({"checks": {
+        "a": "workspaces:read",
+        "b": "workspaces:write or templates:use",
+        "c": "keys:admin",
+    }});
+    let resp = api
+        .post("/v1/authcheck")
+        .bearer(&key.token)
+        .json(&checks)
+        .send()
+        .await;
+    resp.expect(200);
+    assert_eq!(resp.json(), json!({"a": true, "b": false, "c": false}));
+
+    let resp = api
+        .post("/v1/authcheck")
+        .bearer(&api.admin.token)
+        .json(&checks)
+        .send()
+        .await;
+    assert_eq!(resp.json(), json!({"a": true, "b": true, "c": true}));
+
+    let resp = api
+        .post("/v1/authcheck")
+        .bearer(&api.alice.token)
+        .json(&json!({"checks": {
+            "mixed": "workspaces:read AND (templates:use OR workspaces:write)",
+            "wild": "workspaces:*",
+            "none": "templates:use",
+        }}))
+        .send()
+        .await;
+    assert_eq!(
+        resp.json(),
+        json!({"mixed": true, "wild": true, "none": false})
+    );
+
+    let resp = api
+        .post("/v1/authcheck")
+        .bearer(&key.token)
+        .json(&json!({"checks": {}}))
+        .send()
+        .await;
+    resp.expect(200);
+    assert_eq!(resp.json(), json!({}));
+}
+
+#[tokio::test]
+async fn authcheck_refuses_malformed_expressions_and_bodies() {
+    let api = Api::start().await;
+    for expr in [
+        "workspaces:read and",
+        "Not A Scope",
+        "(a:b",
+        "a:b or or c:d",
+        "",
+    ] {
+        let resp = api
+            .post("/v1/authcheck")
+            .bearer(&api.alice.token)
+            .json(&json!({"checks": {"ok": "workspaces:read", "bad": expr}}))
+            .send()
+            .await;
+        assert!(resp.status == 400, "{expr:?} → {resp}");
+        assert_bad_request(&resp, None);
+    }
+    for body in [
+        r#"{"checks": {"a": "workspaces:read"}, "extra": 1}"#,
+        r#"{"checks": ["workspaces:read"]}"#,
+        r#"{"checks": {"a": 1}}"#,
+        "{}",
+        "{nope",
+    ] {
+        let resp = api
+            .post("/v1/authcheck")
+            .bearer(&api.alice.token)
+            .raw(body)
+            .send()
+            .await;
+        assert!(resp.status == 400, "{body} → {resp}");
+        assert_bad_request(&resp, None);
+    }
+    let resp = api
+        .post("/v1/authcheck")
+        .json(&json!({"checks": {"a": "workspaces:read"}}))
+        .send()
+        .await;
+    assert_missing_token(&resp);
+}
+
+// ---------------------------------------------------------------------------
+// POST /v1/verify
+// ---------------------------------------------------------------------------
+
+async fn verify(api: &Api, body: Value) -> Value {
+    let resp = api
+        .post("/v1/verify")
+        .bearer(&api.verifier.token)
+        .json(&body)
+        .send()
+        .await;
+    resp.expect(200);
+    resp.json()
+}
+
+#[tokio::test]
+async fn verify_reports_a_valid_key_with_its_record() {
+    let api = Api::start().await;
+    let body = verify(&api, json!({"key": api.alice.token})).await;
+    assert_eq!(body["valid"], true, "{body}");
+    assert_eq!(body["code"], "valid", "{body}");
+    assert_record(&body["api_key"]);
+    assert_eq!(body["api_key"]["id"], api.alice.id.as_str());
+    assert_eq!(body["api_key"]["owner"], "alice");
+    assert_no_secret(body.to_string().as_bytes(), &api.alice.token);
+    assert_no_secret(body.to_string().as_bytes(), &api.verifier.token);
+
+    let body = verify(
+        &api,
+        json!({"key": api.alice.token, "require": "workspaces:read and keys:read"}),
+    )
+    .await;
+    assert_eq!(
+        (&body["valid"], &body["code"]),
+        (&json!(true), &json!("valid"))
+    );
+}
+
+#[tokio::test]
+async fn verify_reports_invalid_tokens_without_a_record() {
+    let api = Api::start().await;
+    let revoked = api.key(NewKey::new("alice", "revoked")).await;
+    api.post(&format!("/v1/keys/{}/revoke", revoked.id))
+        .bearer(&api.alice.token)
+        .send()
+        .await
+        .expect(200);
+    let deleted = api.key(NewKey::new("alice", "deleted")).await;
+    api.req("DELETE", &format!("/v1/keys/{}", deleted.id))
+        .bearer(&api.alice.token)
+        .send()
+        .await
+        .expect(204);
+    let mut bad_checksum = api.alice.token.clone();
+    let last = bad_checksum.pop().expect("a char");
+    bad_checksum.push(if last == '0' { '1' } else { '0' });
+    for token in [
+        "garbage".to_owned(),
+        String::new(),
+        bad_checksum,
+        revoked.token.clone(),
+        deleted.token.clone(),
+        "x".repeat(300),
+    ] {
+        let body = verify(&api, json!({"key": token})).await;
+        assert_eq!(
+            body,
+            json!({"valid": false, "code": "invalid_token"}),
+            "{token}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn verify_checks_the_requirement() {
+    let api = Api::start().await;
+    let reader = api
+        .key(NewKey::new("erin", "reader").scopes(["workspaces:read"]))
+        .await;
+    let body = verify(
+        &api,
+        json!({"key": reader.token, "require": "workspaces:write"}),
+    )
+    .await;
+    assert_eq!(body["valid"], false, "{body}");
+    assert_eq!(body["code"], "insufficient_scope", "{body}");
+    assert_eq!(body["api_key"]["id"], reader.id.as_str());
+    let body = verify(
+        &api,
+        json!({"key": reader.token, "require": "workspaces:write or workspaces:read"}),
+    )
+    .await;
+    assert_eq!(body["code"], "valid", "{body}");
+
+    let resp = api
+        .post("/v1/verify")
+        .bearer(&api.verifier.token)
+        .json(&json!({"key": reader.token, "require": "workspaces:read and"}))
+        .send()
+        .await;
+    assert_bad_request(&resp, Some("require"));
+}
+
+#[tokio::test]
+async fn verify_checks_ip_lists_against_the_caller_or_the_given_ip() {
+    let api = Api::start().await;
+    let fenced = api
+        .key(NewKey::new("erin", "fenced").ip_allow(["10.0.0.0/8"]))
+        .await;
+    // The request comes from 127.0.0.1.
+    let body = verify(&api, json!({"key": fenced.token})).await;
+    assert_eq!(body["valid"], false, "{body}");
+    assert_eq!(body["code"], "ip_not_allowed", "{body}");
+    assert_eq!(body["api_key"]["id"], fenced.id.as_str());
+    let body = verify(&api, json!({"key": fenced.token, "ip": "10.1.2.3"})).await;
+    assert_eq!(
+        (&body["valid"], &body["code"]),
+        (&json!(true), &json!("valid"))
+    );
+    let body = verify(&api, json!({"key": fenced.token, "ip": "192.168.1.1"})).await;
+    assert_eq!(body["code"], "ip_not_allowed", "{body}");
+
+    let denied = api
+        .key(NewKey::new("erin", "denied").ip_deny(["127.0.0.1"]))
+        .await;
+    let body = verify(&api, json!({"key": denied.token})).await;
+    assert_eq!(body["code"], "ip_not_allowed", "{body}");
+
+    let resp = api
+        .post("/v1/verify")
+        .bearer(&api.verifier.token)
+        .json(&json!({"key": fenced.token, "ip": "not-an-ip"}))
+        .send()
+        .await;
+    assert_bad_request(&resp, Some("ip"));
+}
+
+#[tokio::test]
+async fn verify_needs_keys_verify_and_a_strict_body() {
+    let api = Api::start().await;
+    let resp = api
+        .post("/v1/verify")
+        .bearer(&api.alice.token)
+        .json(&json!({"key": api.bob.token}))
+        .send()
+        .await;
+    assert_insufficient_scope(&resp, "keys:verify");
+    assert_missing_token(
+        &api.post("/v1/verify")
+            .json(&json!({"key": api.bob.token}))
+            .send()
+            .await,
+    );
+    for body in [
+        json!({"key": api.bob.token, "extra": true}).to_string(),
+        json!({"require": "keys:read"}).to_string(),
+        "{nope".to_owned(),
+        String::new(),
+    ] {
+        let resp = api
+            .post("/v1/verify")
+            .bearer(&api.verifier.token)
+            .raw(body.clone())
+            .send()
+            .await;
+        assert!(resp.status == 400, "{body} → {resp}");
+        assert_bad_request(&resp, None);
+    }
+    // `*:*` holds keys:verify.
+    api.post("/v1/verify")
+        .bearer(&api.admin.token)
+        .json(&json!({"key": api.bob.token}))
+        .send()
+        .await
+        .expect(200);
+}
+
+// ---------------------------------------------------------------------------
+// Health and OpenAPI
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn healthz_answers_without_credentials() {
+    let api = Api::start().await;
+    api.get("/healthz").send().await.expect(200);
+    // A credential, even a bad one, changes nothing.
+    api.get("/healthz")
+        .bearer("garbage")
+        .send()
+        .await
+        .expect(200);
+}
+
+#[tokio::test]
+async fn readyz_follows_the_store() {
+    let store = FlakyStore::default();
+    let down = store.down.clone();
+    let keygate = Keygate::builder(store)
+        .pepper(Pepper::insecure_fixed_for_tests())
+        .build()
+        .expect("keygate");
+    let addr = serve(keygate::admin::router(keygate)).await;
+    let readyz = || Req::new(addr, "GET", "/readyz").send();
+    readyz().await.expect(200);
+    down.store(true, Ordering::SeqCst);
+    readyz().await.expect(503);
+    Req::new(addr, "GET", "/healthz").send().await.expect(200);
+    down.store(false, Ordering::SeqCst);
+    readyz().await.expect(200);
+}
+
+#[tokio::test]
+async fn openapi_document_lists_every_route_and_the_key_schema() {
+    let api = Api::start().await;
+    let resp = api.get("/v1/openapi.json").send().await;
+    resp.expect(200);
+    assert!(
+        resp.header("content-type")
+            .is_some_and(|c| c.starts_with("application/json")),
+        "{resp}"
+    );
+    let doc = resp.json();
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with('3')),
+        "{}",
+        doc["openapi"]
+    );
+    let paths = doc["paths"].as_object().expect("paths");
+    let routes: [(&str, &[&str]); 11] = [
+        ("/v1/keys", &["get", "post"]),
+        ("/v1/keys/{id}", &["get", "patch", "delete"]),
+        ("/v1/keys/{id}/revoke", &["post"]),
+        ("/v1/keys/{id}/rotate", &["post"]),
+        ("/v1/scopes", &["get"]),
+        ("/v1/authcheck", &["post"]),
+        ("/v1/verify", &["post"]),
+        ("/v1/forward-auth", &[]),
+        ("/healthz", &["get"]),
+        ("/readyz", &["get"]),
+        ("/v1/openapi.json", &["get"]),
+    ];
+    for (path, methods) in routes {
+        let item = paths
+            .get(path)
+            .unwrap_or_else(|| panic!("no {path} in {:?}", paths.keys()));
+        for method in methods {
+            assert!(item.get(method).is_some(), "{path} lacks {method}: {item}");
+        }
+    }
+    let schema = &doc["components"]["schemas"]["ApiKey"];
+    let properties = schema["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("ApiKey schema: {schema}"));
+    for field in RECORD_FIELDS {
+        assert!(properties.contains_key(field), "ApiKey lacks {field}");
+    }
+    // No credentials needed, and the document is what `openapi()` builds.
+    let built = serde_json::to_value(keygate::admin::openapi()).expect("serialize");
+    assert_eq!(doc, built);
+}
+
+// ---------------------------------------------------------------------------
+// Forward auth (SPEC §10)
+// ---------------------------------------------------------------------------
+
+const WORKSPACE_SCOPES: [&str; 1] = ["workspaces:read"];
+
+#[tokio::test]
+async fn forward_auth_nginx_allows_a_key_holding_the_rule_scope() {
+    let api = Api::start_trusting_loopback().await;
+    let reader = api
+        .key(NewKey::new("erin", "reader").scopes(["workspaces:read", "keys:read"]))
+        .await;
+    let resp = api
+        .forward(
+            "/v1/forward-auth",
+            &[
+                ("X-Original-Method", "GET"),
+                ("X-Original-URI", "/api/workspaces/1?x=1"),
+                ("Authorization", &format!("Bearer {}", reader.token)),
+            ],
+        )
+        .await;
+    assert_identity(&resp, &reader, "erin", &["keys:read", "workspaces:read"]);
+    let scopes = resp.header("x-keygate-scopes").expect("scopes");
+    assert_eq!(scopes.split(' ').count(), 2, "space-separated: {scopes}");
+
+    // X-API-Key works too; HEAD is covered by the rule as well.
+    let resp = api
+        .forward(
+            "/v1/forward-auth",
+            &[
+                ("X-Original-Method", "HEAD"),
+                ("X-Original-URI", "/api/workspaces"),
+                ("X-API-Key", &reader.token),
+            ],
+        )
+        .await;
+    assert_identity(&resp, &reader, "erin", &["keys:read", "workspaces:read"]);
+    // alice's workspaces:* satisfies workspaces:read.
+    let resp = api
+        .forward(
+            "/v1/forward-auth",
+            &[
+                ("X-Original-Method", "GET"),
+                ("X-Original-URI", "/api/workspaces/1"),
+                ("Authorization", &format!("Bearer {}", api.alice.token)),
+            ],
+        )
+        .await;
+    assert_identity(&resp, &api.alice, "alice", &MANAGER_SCOPES);
+}
+
+#[tokio::test]
+async fn forward_auth_nginx_denies_exactly_as_spec_3() {
+    let api = Api::start_trusting_loopback().await;
+    let other = api
+        .key(NewKey::new("erin", "templates").scopes(["templates:use"]))
+        .await;
+    let token = Some(other.token.as_str());
+    let resp = api.nginx("GET", "/api/workspaces/1", token).await;
+    assert_insufficient_scope(&resp, "workspaces:read");
+    for name in ["x-keygate-key-id", "x-keygate-owner"] {
+        assert_eq!(resp.header(name), None, "no identity on a denial");
+    }
+    let resp = api.nginx("HEAD", "/api/workspaces/1", token).await;
+    assert_insufficient_scope(&resp, "workspaces:read");
+    assert_missing_token(&api.nginx("GET", "/api/workspaces/1", None).await);
+    let resp = api
+        .nginx("GET", "/api/workspaces/1", Some("kg_live_garbage"))
+        .await;
+    assert_invalid_token(&resp);
+    // The same invalid_token bytes as the management routes.
+    let admin_side = api.get("/v1/keys").bearer("kg_live_garbage").send().await;
+    assert_eq!(resp.body, admin_side.body);
+    // Unmatched by the GET-only rule: any valid key is enough; none is not.
+    let resp = api.nginx("POST", "/api/workspaces/1", token).await;
+    assert_identity(&resp, &other, "erin", &["templates:use"]);
+    let resp = api.nginx("GET", "/elsewhere", token).await;
+    assert_identity(&resp, &other, "erin", &["templates:use"]);
+    assert_missing_token(&api.nginx("GET", "/elsewhere", None).await);
+    // A revoked key is refused on the next request.
+    api.post(&format!("/v1/keys/{}/revoke", other.id))
+        .bearer(&api.admin.token)
+        .send()
+        .await
+        .expect(200);
+    assert_invalid_token(&api.nginx("GET", "/elsewhere", token).await);
+}
+
+#[tokio::test]
+async fn forward_auth_public_rule_answers_with_empty_identity_headers() {
+    let api = Api::start_trusting_loopback().await;
+    let resp = api
+        .forward(
+            "/v1/forward-auth",
+            &[
+                ("X-Original-Method", "GET"),
+                ("X-Original-URI", "/public/x"),
+            ],
+        )
+        .await;
+    assert_public(&resp);
+    // Any method; a key makes no difference on a public path.
+    let resp = api
+        .forward(
+            "/v1/forward-auth",
+            &[
+                ("X-Original-Method", "DELETE"),
+                ("X-Original-URI", "/public/a/b?c=d"),
+                ("Authorization", &format!("Bearer {}", api.alice.token)),
+            ],
+        )
+        .await;
+    assert_public(&resp);
+}
+
+#[tokio::test]
+async fn forward_auth_traefik_headers_work_like_nginx_ones() {
+    let api = Api::start_trusting_loopback().await;
+    let reader = api
+        .key(NewKey::new("erin", "reader").scopes(["workspaces:read"]))
+        .await;
+    let other = api
+        .key(NewKey::new("erin", "other").scopes(["templates:use"]))
+        .await;
+    let resp = api
+        .traefik("GET", "/api/workspaces/7?x=1", Some(&reader.token))
+        .await;
+    assert_identity(&resp, &reader, "erin", &WORKSPACE_SCOPES);
+    let resp = api
+        .traefik("GET", "/api/workspaces/7", Some(&other.token))
+        .await;
+    assert_insufficient_scope(&resp, "workspaces:read");
+    let resp = api
+        .traefik("POST", "/api/workspaces/7", Some(&other.token))
+        .await;
+    assert_identity(&resp, &other, "erin", &["templates:use"]);
+    assert_missing_token(&api.traefik("GET", "/api/workspaces/7", None).await);
+    assert_invalid_token(&api.traefik("GET", "/api/workspaces/7", Some("nope")).await);
+    assert_public(&api.traefik("GET", "/public/x", None).await);
+    let resp = api
+        .traefik("GET", "/public/../api/workspaces/7", None)
+        .await;
+    assert_missing_token(&resp);
+}
+
+#[tokio::test]
+async fn forward_auth_nginx_headers_take_precedence_over_traefik_ones() {
+    let api = Api::start_trusting_loopback().await;
+    // nginx says public, Traefik says protected: public.
+    let resp = api
+        .forward(
+            "/v1/forward-auth",
+            &[
+                ("X-Original-Method", "GET"),
+                ("X-Original-URI", "/public/x"),
+                ("X-Forwarded-Method", "GET"),
+                ("X-Forwarded-Uri", "/api/workspaces/1"),
+            ],
+        )
+        .await;
+    assert_public(&resp);
+    // nginx says protected, Traefik says public: protected.
+    let resp = api
+        .forward(
+            "/v1/forward-auth",
+            &[
+                ("X-Forwarded-Method", "GET"),
+                ("X-Forwarded-Uri", "/public/x"),
+                ("X-Original-Method", "GET"),
+                ("X-Original-URI", "/api/workspaces/1"),
+            ],
+        )
+        .await;
+    assert_missing_token(&resp);
+}
+
+#[tokio::test]
+async fn forward_auth_envoy_uses_the_request_method_and_path() {
+    let api = Api::start_trusting_loopback().await;
+    let reader = api
+        .key(NewKey::new("erin", "reader").scopes(["workspaces:read"]))
+        .await;
+    let other = api
+        .key(NewKey::new("erin", "other").scopes(["templates:use"]))
+        .await;
+    // POST does not match the GET/HEAD rule: any valid key.
+    let resp = api
+        .post("/v1/forward-auth/api/workspaces/1")
+        .bearer(&other.token)
+        .send()
+        .await;
+    assert_identity(&resp, &other, "erin", &["templates:use"]);
+    assert_missing_token(&api.post("/v1/forward-auth/api/workspaces/1").send().await);
+    // GET needs workspaces:read.
+    let resp = api
+        .get("/v1/forward-auth/api/workspaces/1?x=1")
+        .bearer(&other.token)
+        .send()
+        .await;
+    assert_insufficient_scope(&resp, "workspaces:read");
+    let resp = api
+        .get("/v1/forward-auth/api/workspaces/1")
+        .bearer(&reader.token)
+        .send()
+        .await;
+    assert_identity(&resp, &reader, "erin", &WORKSPACE_SCOPES);
+    assert_missing_token(&api.get("/v1/forward-auth/api/workspaces/1").send().await);
+    // Public without a key.
+    assert_public(&api.get("/v1/forward-auth/public/a").send().await);
+    assert_public(&api.req("PUT", "/v1/forward-auth/public/a/b").send().await);
+    // The bare endpoint is the path "/": a key is needed.
+    assert_missing_token(&api.get("/v1/forward-auth").send().await);
+}
+
+#[tokio::test]
+async fn forward_auth_ignores_original_uri_headers_from_untrusted_peers() {
+    // The library default: no trusted proxies.
+    let api = Api::start().await;
+    for headers in [
+        [
+            ("X-Original-Method", "GET"),
+            ("X-Original-URI", "/public/x"),
+        ],
+        [
+            ("X-Forwarded-Method", "GET"),
+            ("X-Forwarded-Uri", "/public/x"),
+        ],
+    ] {
+        let resp = api.forward("/v1/forward-auth", &headers).await;
+        assert_missing_token(&resp);
+    }
+    // Nor are they believed the other way: the path is "/", no rule, any key.
+    let other = api
+        .key(NewKey::new("erin", "other").scopes(["templates:use"]))
+        .await;
+    let resp = api
+        .forward(
+            "/v1/forward-auth",
+            &[
+                ("X-Original-Method", "GET"),
+                ("X-Original-URI", "/api/workspaces/1"),
+                ("Authorization", &format!("Bearer {}", other.token)),
+            ],
+        )
+        .await;
+    assert_identity(&resp, &other, "erin", &["templates:use"]);
+
+    // Trusting loopback, the same request is honoured.
+    let trusted = Api::start_trusting_loopback().await;
+    let resp = trusted
+        .forward(
+            "/v1/forward-auth",
+            &[
+                ("X-Original-Method", "GET"),
+                ("X-Original-URI", "/public/x"),
+            ],
+        )
+        .await;
+    assert_public(&resp);
+}
+
+#[tokio::test]
+async fn forward_auth_believes_x_forwarded_for_only_from_trusted_peers() {
+    for trusting in [false, true] {
+        let api = if trusting {
+            Api::start_trusting_loopback().await
+        } else {
+            Api::start().await
+        };
+        let remote_only = api
+            .key(NewKey::new("erin", "remote").ip_allow(["203.0.113.0/24"]))
+            .await;
+        let local_only = api
+            .key(NewKey::new("erin", "local").ip_allow(["127.0.0.0/8"]))
+            .await;
+        let ask = |key: &Key| {
+            let token = format!("Bearer {}", key.token);
+            let api = &api;
+            async move {
+                api.forward(
+                    "/v1/forward-auth/anything",
+                    &[
+                        ("X-Forwarded-For", "203.0.113.5"),
+                        ("Authorization", token.as_str()),
+                    ],
+                )
+                .await
+            }
+        };
+        let remote = ask(&remote_only).await;
+        let local = ask(&local_only).await;
+        if trusting {
+            assert_identity(&remote, &remote_only, "erin", &[]);
+            assert_ip_not_allowed(&local);
+        } else {
+            assert_ip_not_allowed(&remote);
+            assert_identity(&local, &local_only, "erin", &[]);
+        }
+    }
+}
+
+#[tokio::test]
+async fn forward_auth_path_traversal_does_not_reach_a_public_rule() {
+    let api = Api::start_trusting_loopback().await;
+    let other = api
+        .key(NewKey::new("erin", "other").scopes(["templates:use"]))
+        .await;
+    for uri in [
+        "/public/../api/workspaces/1",
+        "/public/%2e%2e/api/workspaces/1",
+        "/public/./../api/workspaces/1",
+    ] {
+        let resp = api
+            .forward(
+                "/v1/forward-auth",
+                &[("X-Original-Method", "GET"), ("X-Original-URI", uri)],
+            )
+            .await;
+        assert_missing_token(&resp);
+        // It is the protected path, so the rule's scope applies.
+        let resp = api
+            .forward(
+                "/v1/forward-auth",
+                &[
+                    ("X-Original-Method", "GET"),
+                    ("X-Original-URI", uri),
+                    ("Authorization", &format!("Bearer {}", other.token)),
+                ],
+            )
+            .await;
+        assert_insufficient_scope(&resp, "workspaces:read");
+    }
+    // Envoy style: the path after the prefix is normalized the same way.
+    for path in [
+        "/v1/forward-auth/public/../api/workspaces/1",
+        "/v1/forward-auth/public/%2e%2e/api/workspaces/1",
+    ] {
+        assert_missing_token(&api.get(path).send().await);
+        let resp = api.get(path).bearer(&other.token).send().await;
+        assert_insufficient_scope(&resp, "workspaces:read");
+    }
+    for uri in ["/public/a%2f..%2f..%2fapi", "/public/%zz"] {
+        let resp = api
+            .forward(
+                "/v1/forward-auth",
+                &[("X-Original-Method", "GET"), ("X-Original-URI", uri)],
+            )
+            .await;
+        assert_missing_token(&resp);
+    }
+}
+
+#[tokio::test]
+async fn forward_auth_ignores_the_request_body() {
+    let api = Api::start_trusting_loopback().await;
+    let reader = api
+        .key(NewKey::new("erin", "reader").scopes(["workspaces:read"]))
+        .await;
+    let resp = api
+        .post("/v1/forward-auth")
+        .header("X-Original-Method", "GET")
+        .header("X-Original-URI", "/api/workspaces/1")
+        .bearer(&reader.token)
+        .raw(r#"{"this is": "not read", "key": "kg_live_nope"}"#)
+        .send()
+        .await;
+    assert_identity(&resp, &reader, "erin", &WORKSPACE_SCOPES);
+    let resp = api
+        .post("/v1/forward-auth/public/upload")
+        .raw("{not json at all")
+        .send()
+        .await;
+    assert_public(&resp);
+    let resp = api
+        .post("/v1/forward-auth/api/workspaces/1")
+        .raw("some body")
+        .send()
+        .await;
+    assert_missing_token(&resp);
+}

@@ -1,0 +1,420 @@
+//! A real nginx in front of a service, asking `keygate serve` about every
+//! request with `auth_request` (SPEC §10), configured from
+//! `tests/fixtures/nginx.conf.template` (the README quotes it).
+//!
+//! Needs `/usr/sbin/nginx` (`.ci/install-nginx` installs Debian's
+//! `nginx-light`). Without it these tests FAIL: they never skip.
+//!
+//! Each test runs its own keygate (with `tests/fixtures/rules.toml`), its
+//! own recording upstream and its own nginx, all on free loopback ports,
+//! all stopped by guards even when an assertion fails.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{Serve, ServeOptions, Upstream, fixture, free_port, http, stop_child};
+use tempfile::TempDir;
+
+const NGINX: &str = "/usr/sbin/nginx";
+
+/// nginx in the foreground, stopped on drop.
+struct Nginx {
+    child: Child,
+    addr: SocketAddr,
+    prefix: PathBuf,
+}
+
+impl Nginx {
+    fn error_log(&self) -> String {
+        std::fs::read_to_string(self.prefix.join("error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        stop_child(&mut self.child);
+    }
+}
+
+fn require_nginx() {
+    assert!(
+        Path::new(NGINX).is_file(),
+        "{NGINX} is missing: these tests need a real nginx with auth_request. \
+         Install it with `.ci/install-nginx` (Debian's nginx-light) and run them again; \
+         they never skip."
+    );
+}
+
+/// Writes the config from the template into `prefix` and starts nginx.
+fn start_nginx(prefix: &Path, keygate: SocketAddr, upstream: SocketAddr) -> Nginx {
+    require_nginx();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let template = std::fs::read_to_string(fixture("nginx.conf.template")).unwrap();
+    let config = template
+        .replace("{{PREFIX}}", prefix.to_str().unwrap())
+        .replace("{{LISTEN}}", &addr.to_string())
+        .replace("{{KEYGATE}}", &keygate.to_string())
+        .replace("{{UPSTREAM}}", &upstream.to_string());
+    assert!(!config.contains("{{"), "every placeholder replaced");
+    let conf = prefix.join("nginx.conf");
+    std::fs::write(&conf, config).unwrap();
+    let args = |test: bool| {
+        let mut args = vec![
+            "-p".to_owned(),
+            format!("{}/", prefix.display()),
+            "-c".to_owned(),
+            conf.display().to_string(),
+            "-e".to_owned(),
+            prefix.join("error.log").display().to_string(),
+        ];
+        if test {
+            args.push("-t".to_owned());
+        }
+        args
+    };
+
+    let check = Command::new(NGINX).args(args(true)).output().unwrap();
+    assert!(
+        check.status.success(),
+        "nginx -t refused the config:\n{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let child = Command::new(NGINX)
+        .args(args(false))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nginx");
+    let mut nginx = Nginx {
+        child,
+        addr,
+        prefix: prefix.to_owned(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = nginx.child.try_wait().unwrap() {
+            panic!("nginx exited at start ({status}):\n{}", nginx.error_log());
+        }
+        if std::net::TcpStream::connect(addr).is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nginx did not listen on {addr} within 10 s:\n{}",
+            nginx.error_log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nginx
+}
+
+/// keygate + upstream + nginx, and two keys: `reader` (owner alice,
+/// workspaces:read) and `other` (owner bob, things:read).
+struct Stack {
+    // Dropped in this order: nginx first, then keygate, then the upstream.
+    nginx: Nginx,
+    keygate: Serve,
+    upstream: Upstream,
+    reader: String,
+    reader_id: String,
+    other: String,
+    admin: String,
+    _dir: TempDir,
+}
+
+impl Stack {
+    fn start() -> Stack {
+        require_nginx();
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("keygate");
+        let prefix = dir.path().join("nginx");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::create_dir_all(&prefix).unwrap();
+
+        let rules = fixture("rules.toml");
+        let keygate = Serve::start(
+            &data,
+            ServeOptions::new().args(["--rules", rules.to_str().unwrap()]),
+        );
+        let admin = keygate.bootstrap_token();
+        let (reader, record) = keygate.create_key(
+            &admin,
+            json!({"owner": "alice", "name": "reader", "scopes": ["workspaces:read"]}),
+        );
+        let (other, _) = keygate.create_key(
+            &admin,
+            json!({"owner": "bob", "name": "other", "scopes": ["things:read"]}),
+        );
+        let upstream = Upstream::start();
+        let nginx = start_nginx(&prefix, keygate.addr, upstream.addr);
+        Stack {
+            nginx,
+            keygate,
+            upstream,
+            reader,
+            reader_id: record["id"].as_str().unwrap().to_owned(),
+            other,
+            admin,
+            _dir: dir,
+        }
+    }
+
+    fn get(&self, target: &str, headers: &[(&str, &str)]) -> http::Response {
+        http::get(self.nginx.addr, target, headers)
+    }
+
+    /// Context for failure messages.
+    fn logs(&self) -> String {
+        format!(
+            "nginx error.log:\n{}\nkeygate stderr:\n{}",
+            self.nginx.error_log(),
+            self.keygate.stderr()
+        )
+    }
+
+    fn assert_upstream_untouched(&self, before: usize) {
+        assert_eq!(
+            self.upstream.count(),
+            before,
+            "the upstream was contacted for a denied request: {:?}",
+            self.upstream.received()
+        );
+    }
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+#[test]
+fn nginx_is_installed_with_auth_request() {
+    require_nginx();
+    let out = Command::new(NGINX).arg("-V").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("http_auth_request_module"),
+        "this nginx lacks auth_request: {text}"
+    );
+}
+
+#[test]
+fn nginx_forwards_an_allowed_request_with_the_identity_and_without_the_token() {
+    let stack = Stack::start();
+    let auth = bearer(&stack.reader);
+    let response = stack.get(
+        "/api/workspaces/1?view=full",
+        &[
+            ("Authorization", &auth),
+            ("X-Keygate-Owner", "mallory"),
+            ("X-Keygate-Scopes", "*:*"),
+        ],
+    );
+    assert_eq!(response.status, 200, "{response:?}\n{}", stack.logs());
+    assert_eq!(response.header("x-upstream"), Some("echo"), "{response:?}");
+    assert_eq!(
+        response.header("www-authenticate"),
+        None,
+        "no challenge on success"
+    );
+
+    let seen = stack.upstream.received();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let got = &seen[0];
+    assert!(
+        got.request_line
+            .starts_with("GET /api/workspaces/1?view=full HTTP/1."),
+        "{got:?}"
+    );
+    assert_eq!(
+        got.headers("x-keygate-owner"),
+        vec!["alice"],
+        "the key's owner, not the forged one: {got:?}"
+    );
+    assert_eq!(
+        got.headers("x-keygate-key-id"),
+        vec![stack.reader_id.as_str()]
+    );
+    assert_eq!(got.headers("x-keygate-scopes"), vec!["workspaces:read"]);
+    assert_eq!(got.headers("x-keygate-environment"), vec!["live"]);
+    assert_eq!(got.header("authorization"), None, "{got:?}");
+    assert!(
+        !got.head.contains(&stack.reader),
+        "the token reached the upstream"
+    );
+
+    // HEAD is covered by the same rule.
+    let response = http::request(
+        stack.nginx.addr,
+        "HEAD",
+        "/api/workspaces/2",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(response.status, 200, "{response:?}");
+
+    // A method outside the rule's list needs only a valid key.
+    let auth_other = bearer(&stack.other);
+    let response = http::request(
+        stack.nginx.addr,
+        "POST",
+        "/api/workspaces/1",
+        &[("Authorization", &auth_other)],
+        b"{}",
+    );
+    assert_eq!(response.status, 200, "{response:?}\n{}", stack.logs());
+    let got = stack.upstream.received().pop().unwrap();
+    assert!(
+        got.request_line.starts_with("POST /api/workspaces/1 "),
+        "{got:?}"
+    );
+    assert_eq!(got.header("x-keygate-owner"), Some("bob"));
+    assert_eq!(got.body, b"{}", "the body reaches the upstream");
+
+    // The X-API-Key source works, and is removed too.
+    let response = stack.get("/api/workspaces/3", &[("X-API-Key", &stack.reader)]);
+    assert_eq!(response.status, 200, "{response:?}");
+    let got = stack.upstream.received().pop().unwrap();
+    assert_eq!(got.header("x-api-key"), None, "{got:?}");
+    assert_eq!(got.header("x-keygate-owner"), Some("alice"));
+}
+
+#[test]
+fn nginx_answers_401_with_the_challenge_without_or_with_a_bad_key() {
+    let stack = Stack::start();
+    let before = stack.upstream.count();
+
+    let response = stack.get("/api/workspaces/1", &[]);
+    assert_eq!(response.status, 401, "{response:?}\n{}", stack.logs());
+    assert_eq!(
+        response.headers("www-authenticate"),
+        vec![r#"Bearer realm="keygate""#],
+        "exactly one challenge: {response:?}"
+    );
+
+    // Any path without a rule needs a key too.
+    let response = stack.get("/other", &[]);
+    assert_eq!(response.status, 401, "{response:?}");
+
+    // A wrong secret under a real id, and garbage.
+    let mut bad = stack.reader.clone();
+    bad.replace_range(24..56, &"W".repeat(32));
+    for token in [bad.as_str(), "kg_live_nonsense", "not-a-token"] {
+        let auth = bearer(token);
+        let response = stack.get("/api/workspaces/1", &[("Authorization", &auth)]);
+        assert_eq!(response.status, 401, "{token}: {response:?}");
+        assert_eq!(
+            response.headers("www-authenticate"),
+            vec![r#"Bearer realm="keygate", error="invalid_token""#],
+            "{token}: {response:?}"
+        );
+    }
+
+    // A revoked key, from the next request on.
+    let revoke = stack.keygate.call(
+        "POST",
+        &format!("/v1/keys/{}/revoke", stack.reader_id),
+        &stack.admin,
+        "{}",
+    );
+    assert_eq!(revoke.status, 200, "{revoke:?}");
+    let auth = bearer(&stack.reader);
+    let response = stack.get("/api/workspaces/1", &[("Authorization", &auth)]);
+    assert_eq!(response.status, 401, "revoked: {response:?}");
+
+    // Dot segments do not escape into a public rule's shadow.
+    for target in [
+        "/public/../api/workspaces/1",
+        "/public/%2e%2e/api/workspaces/1",
+    ] {
+        let response = stack.get(target, &[]);
+        assert_eq!(response.status, 401, "{target}: {response:?}");
+    }
+    stack.assert_upstream_untouched(before);
+}
+
+#[test]
+fn nginx_answers_403_for_a_key_without_the_scope() {
+    let stack = Stack::start();
+    let before = stack.upstream.count();
+    let auth = bearer(&stack.other);
+    for method in ["GET", "HEAD"] {
+        let response = http::request(
+            stack.nginx.addr,
+            method,
+            "/api/workspaces/1",
+            &[("Authorization", &auth)],
+            b"",
+        );
+        assert_eq!(
+            response.status,
+            403,
+            "{method}: {response:?}\n{}",
+            stack.logs()
+        );
+        assert_eq!(
+            response.headers("www-authenticate"),
+            vec![r#"Bearer realm="keygate", error="insufficient_scope", scope="workspaces:read""#],
+            "{method}: {response:?}"
+        );
+    }
+    stack.assert_upstream_untouched(before);
+}
+
+#[test]
+fn nginx_lets_public_paths_through_without_a_key() {
+    let stack = Stack::start();
+    let response = stack.get("/public/x", &[]);
+    assert_eq!(response.status, 200, "{response:?}\n{}", stack.logs());
+    assert_eq!(response.header("www-authenticate"), None);
+    let seen = stack.upstream.received();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let got = &seen[0];
+    assert!(
+        got.request_line.starts_with("GET /public/x HTTP/1."),
+        "{got:?}"
+    );
+    // A public rule sends the identity headers empty: nginx drops them, and
+    // client-sent copies are replaced all the same.
+    let response = stack.get("/public/deep/er", &[("X-Keygate-Owner", "mallory")]);
+    assert_eq!(response.status, 200, "{response:?}");
+    let got = stack.upstream.received().pop().unwrap();
+    assert_eq!(
+        got.header("x-keygate-owner").unwrap_or(""),
+        "",
+        "a forged owner on a public path: {got:?}"
+    );
+}
+
+#[test]
+fn nginx_passes_the_client_address_for_ip_lists() {
+    let stack = Stack::start();
+    let (local, _) = stack.keygate.create_key(
+        &stack.admin,
+        json!({"owner": "carol", "name": "local", "scopes": ["workspaces:read"], "ip_allow": ["127.0.0.1"]}),
+    );
+    let (remote, _) = stack.keygate.create_key(
+        &stack.admin,
+        json!({"owner": "dave", "name": "remote", "scopes": ["workspaces:read"], "ip_allow": ["10.0.0.0/8"]}),
+    );
+    let auth = bearer(&local);
+    let response = stack.get("/api/workspaces/1", &[("Authorization", &auth)]);
+    assert_eq!(response.status, 200, "{response:?}\n{}", stack.logs());
+
+    let before = stack.upstream.count();
+    let auth = bearer(&remote);
+    // The forged X-Forwarded-For is replaced by nginx with the real peer.
+    let response = stack.get(
+        "/api/workspaces/1",
+        &[("Authorization", &auth), ("X-Forwarded-For", "10.1.2.3")],
+    );
+    assert_eq!(response.status, 403, "{response:?}\n{}", stack.logs());
+    stack.assert_upstream_untouched(before);
+}

@@ -1,0 +1,847 @@
+//! End-to-end tests of `keygate serve` (SPEC §2, §8, §9, §10): the real
+//! binary, in its own temporary directory, on real loopback sockets.
+//!
+//! Each test starts its own server on a free port; the [`Serve`] guard stops
+//! it (SIGTERM, then SIGKILL) even when an assertion fails.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{
+    Serve, ServeOptions, Upstream, fixture, free_port, http, run_keygate, token_id, token_secret,
+};
+use tempfile::TempDir;
+
+/// The base62 alphabet of SPEC §1.
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// CRC-32 (IEEE) of `text`, in base62, left-padded with "0" to 6 characters.
+fn checksum(text: &str) -> String {
+    let mut n = crc32fast::hash(text.as_bytes());
+    let mut out = Vec::new();
+    while n > 0 {
+        out.push(BASE62[(n % 62) as usize]);
+        n /= 62;
+    }
+    while out.len() < 6 {
+        out.push(b'0');
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap()
+}
+
+/// A well-formed token (right checksum) with `id` and `secret`.
+fn forge(env: &str, id: &str, secret: &str) -> String {
+    let body = format!("kg_{env}_{id}{secret}");
+    let sum = checksum(&body);
+    format!("{body}{sum}")
+}
+
+fn assert_token_shape(token: &str) {
+    assert_eq!(token.len(), 62, "a token is 62 characters: {token:?}");
+    assert!(token.starts_with("kg_live_"), "{token:?}");
+    assert!(
+        token[8..].bytes().all(|b| b.is_ascii_alphanumeric()),
+        "base62 after the prefix: {token:?}"
+    );
+    assert_eq!(
+        &token[56..],
+        checksum(&token[..56]),
+        "the checksum of {token:?}"
+    );
+}
+
+fn temp() -> TempDir {
+    tempfile::tempdir().expect("temporary directory")
+}
+
+/// `keygate keys show ID --json` in `dir`.
+fn show_key(dir: &std::path::Path, id: &str) -> Value {
+    let url = format!("sqlite://{}", dir.join("keygate.db").display());
+    let out = run_keygate(dir, &["--database-url", &url, "keys", "show", id, "--json"]);
+    assert!(
+        out.status.success(),
+        "keys show {id}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "keys show --json is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+// ---------------------------------------------------------------------------
+// (1) and (2): bootstrap on a fresh directory, none on a restart
+// ---------------------------------------------------------------------------
+
+#[test]
+fn fresh_directory_prints_the_bootstrap_key_and_creates_private_files() {
+    let dir = temp();
+    let mut serve = Serve::start(dir.path(), ServeOptions::new());
+    let token = serve.bootstrap_token();
+    assert_token_shape(&token);
+    assert_eq!(
+        serve.stdout().lines().count(),
+        1,
+        "stdout holds the token alone: {:?}",
+        serve.stdout()
+    );
+    assert!(
+        serve.stderr().contains("will not be shown again"),
+        "a reminder on stderr: {}",
+        serve.stderr()
+    );
+
+    let db = dir.path().join("keygate.db");
+    let pepper = dir.path().join("keygate.pepper");
+    assert!(db.is_file(), "keygate.db created in the working directory");
+    assert!(pepper.is_file(), "keygate.pepper created beside it");
+    let mode = std::fs::metadata(&pepper).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "keygate.pepper is private, got {mode:o}");
+    assert_eq!(
+        std::fs::read(&pepper).unwrap().len(),
+        32,
+        "the pepper is 32 random bytes"
+    );
+
+    let response = serve.call("GET", "/v1/keys", &token, "");
+    assert_eq!(response.status, 200, "{response:?}");
+    let body = response.json();
+    let keys = body["keys"].as_array().expect("keys array");
+    assert_eq!(keys.len(), 1, "only the bootstrap key: {body}");
+    let key = &keys[0];
+    assert_eq!(key["id"], token_id(&token));
+    assert_eq!(key["owner"], "admin");
+    assert_eq!(key["scopes"], json!(["*:*"]));
+    assert_eq!(key["status"], "active");
+    assert!(body["next_cursor"].is_null(), "{body}");
+    assert!(
+        !response.text().contains(token_secret(&token)),
+        "a listing never shows the secret"
+    );
+
+    let without = http::get(serve.addr, "/v1/keys", &[]);
+    assert_eq!(without.status, 401, "{without:?}");
+    assert_eq!(
+        without.header("www-authenticate"),
+        Some(r#"Bearer realm="keygate""#)
+    );
+
+    let status = serve.stop();
+    assert_eq!(status.code(), Some(0), "{}", serve.stderr());
+}
+
+#[test]
+fn restart_prints_no_new_key_and_the_old_one_still_works() {
+    let dir = temp();
+    let mut first = Serve::start(dir.path(), ServeOptions::new());
+    let token = first.bootstrap_token();
+    assert_eq!(first.stop().code(), Some(0), "{}", first.stderr());
+    let pepper = std::fs::read(dir.path().join("keygate.pepper")).unwrap();
+
+    let mut second = Serve::start(dir.path(), ServeOptions::new());
+    let response = second.call("GET", "/v1/keys", &token, "");
+    assert_eq!(
+        response.status, 200,
+        "the old token still works: {response:?}"
+    );
+    assert_eq!(response.json()["keys"].as_array().map(Vec::len), Some(1));
+    assert_eq!(second.stop().code(), Some(0), "{}", second.stderr());
+    assert_eq!(second.stdout(), "", "no new token on a restart");
+    assert!(
+        !second.stderr().contains("will not be shown again"),
+        "no bootstrap reminder on a restart: {}",
+        second.stderr()
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("keygate.pepper")).unwrap(),
+        pepper,
+        "the pepper is reused, not replaced"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// (3) and (4): graceful stop
+// ---------------------------------------------------------------------------
+
+#[test]
+fn sigterm_lets_an_in_flight_request_finish_and_exits_zero() {
+    let dir = temp();
+    let mut serve = Serve::start(dir.path(), ServeOptions::new());
+    let token = serve.bootstrap_token();
+
+    let body = json!({"name": "slow", "scopes": ["things:read"]}).to_string();
+    let (first, second) = body.as_bytes().split_at(body.len() / 2);
+    let auth = format!("Bearer {token}");
+    let head = http::head(
+        serve.addr,
+        "POST",
+        "/v1/keys",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        Some(body.len()),
+    );
+    let mut stream = http::connect(serve.addr).unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(first).unwrap();
+    stream.flush().unwrap();
+    // Let the server read the head and start the handler.
+    std::thread::sleep(Duration::from_millis(300));
+    serve.terminate();
+    // The signal is seen while the request is still waiting for its body.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !serve.stderr().contains("shutting down") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no shutdown log line after SIGTERM:\n{}",
+            serve.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // No new connection is accepted any more.
+    assert!(
+        http::try_request(serve.addr, "GET", "/healthz", &[], b"").is_err(),
+        "the listener is closed once stopping"
+    );
+    stream.write_all(second).unwrap();
+    stream.flush().unwrap();
+
+    let response = http::read_response(&mut stream, false).expect("an answer after SIGTERM");
+    assert_eq!(
+        response.status,
+        201,
+        "the in-flight request completes: {response:?}\nstderr:\n{}",
+        serve.stderr()
+    );
+    let created = response.json();
+    assert_eq!(created["api_key"]["name"], "slow");
+    let status = serve.wait();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit 0 on SIGTERM; {}",
+        serve.stderr()
+    );
+
+    // The key really was written.
+    let id = created["api_key"]["id"].as_str().unwrap();
+    assert_eq!(show_key(dir.path(), id)["name"], "slow");
+}
+
+#[test]
+fn sigint_stops_gracefully_too() {
+    let dir = temp();
+    let mut serve = Serve::start(dir.path(), ServeOptions::new());
+    support::send_signal(serve.pid(), "INT");
+    let status = serve.wait();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit 0 on SIGINT; {}",
+        serve.stderr()
+    );
+}
+
+#[test]
+fn usage_is_flushed_on_shutdown() {
+    let dir = temp();
+    let mut serve = Serve::start(dir.path(), ServeOptions::new());
+    let admin = serve.bootstrap_token();
+    let (token, record) = serve.create_key(&admin, json!({"name": "used", "scopes": ["a:b"]}));
+    let id = record["id"].as_str().unwrap().to_owned();
+    assert!(record["last_used_at"].is_null(), "fresh key: {record}");
+
+    let response = serve.call("GET", "/v1/scopes", &token, "");
+    assert_eq!(response.status, 200, "{response:?}");
+    // The flush interval is 30 s: only the shutdown flush can write it now.
+    assert_eq!(serve.stop().code(), Some(0), "{}", serve.stderr());
+
+    let shown = show_key(dir.path(), &id);
+    assert!(
+        shown["last_used_at"].is_string(),
+        "last_used_at written on shutdown: {shown}"
+    );
+    assert_eq!(shown["last_used_ip"], "127.0.0.1", "{shown}");
+}
+
+// ---------------------------------------------------------------------------
+// (5) logging
+// ---------------------------------------------------------------------------
+
+#[test]
+fn log_format_json_writes_json_lines_on_stderr() {
+    let dir = temp();
+    // Bootstrap with `init` so serve's stderr holds nothing but log lines.
+    let init = run_keygate(dir.path(), &["init"]);
+    assert!(init.status.success(), "{init:?}");
+    let token = String::from_utf8(init.stdout).unwrap().trim().to_owned();
+
+    let mut serve = Serve::start(
+        dir.path(),
+        ServeOptions::new().args(["--log-format", "json"]),
+    );
+    assert_eq!(serve.call("GET", "/v1/keys", &token, "").status, 200);
+    assert_eq!(
+        http::get(serve.addr, "/v1/keys", &[("Authorization", "Bearer nope")]).status,
+        401
+    );
+    assert_eq!(serve.stop().code(), Some(0), "{}", serve.stderr());
+
+    let stderr = serve.stderr();
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "serve logs something at info");
+    let mut messages = Vec::new();
+    for line in &lines {
+        let value: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line:?}\nstderr:\n{stderr}"));
+        assert!(value.is_object(), "{line}");
+        assert!(value["level"].is_string(), "a level: {line}");
+        if let Some(message) = value["fields"]["message"].as_str() {
+            messages.push(message.to_owned());
+        }
+    }
+    assert!(
+        messages.iter().any(|m| m.contains("listening")),
+        "the listening line is a JSON log line: {messages:?}"
+    );
+}
+
+#[test]
+fn text_logs_are_the_default() {
+    let dir = temp();
+    let mut serve = Serve::start(dir.path(), ServeOptions::new());
+    assert_eq!(serve.stop().code(), Some(0));
+    let stderr = serve.stderr();
+    assert!(stderr.contains("listening"), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .filter(|l| l.contains("listening"))
+            .all(|l| serde_json::from_str::<Value>(l).is_err()),
+        "text, not JSON: {stderr}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// (6) refusing to start
+// ---------------------------------------------------------------------------
+
+/// Runs `keygate serve ARGS` expecting it to refuse to start.
+fn serve_refuses(dir: &std::path::Path, args: &[&str]) -> String {
+    let mut all = vec!["serve"];
+    all.extend_from_slice(args);
+    let out = run_keygate(dir, &all);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "serve {args:?} should refuse to start; stderr:\n{stderr}"
+    );
+    assert_ne!(
+        out.status.code(),
+        None,
+        "serve {args:?} exits, is not killed"
+    );
+    stderr
+}
+
+#[test]
+fn bad_rules_file_is_refused_naming_the_rule_and_field() {
+    let dir = temp();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let cases = [
+        // (file text, what the message must name)
+        ("[[rule]]\npath = \"api/**\"\n", vec!["rule 1", "path"]),
+        (
+            "[[rule]]\npath = \"/ok/**\"\npublic = true\n\n[[rule]]\npath = \"/x\"\nrequire = \"not a scope!\"\n",
+            vec!["rule 2", "require"],
+        ),
+        (
+            "[[rule]]\npath = \"/x\"\nmethods = []\n",
+            vec!["rule 1", "methods"],
+        ),
+        (
+            "[[rule]]\npath = \"/x\"\npublic = true\nrequire = \"a:b\"\n",
+            vec!["rule 1", "public"],
+        ),
+        (
+            "[[rule]]\npath = \"/x\"\nrequires = \"a:b\"\n",
+            vec!["requires"],
+        ),
+    ];
+    for (i, (text, names)) in cases.iter().enumerate() {
+        let file = dir.path().join(format!("rules-{i}.toml"));
+        std::fs::write(&file, text).unwrap();
+        let stderr = serve_refuses(
+            dir.path(),
+            &["--listen", &listen, "--rules", file.to_str().unwrap()],
+        );
+        for name in names {
+            assert!(
+                stderr.contains(name),
+                "the message for {text:?} names {name:?}: {stderr}"
+            );
+        }
+        assert!(
+            stderr.contains(&format!("rules-{i}.toml")),
+            "the message names the file: {stderr}"
+        );
+    }
+
+    let missing = dir.path().join("missing.toml");
+    let stderr = serve_refuses(
+        dir.path(),
+        &["--listen", &listen, "--rules", missing.to_str().unwrap()],
+    );
+    assert!(stderr.contains("missing.toml"), "{stderr}");
+}
+
+#[test]
+fn a_port_in_use_is_refused_with_a_clear_message() {
+    let dir = temp();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let stderr = serve_refuses(dir.path(), &["--listen", &addr]);
+    assert!(stderr.contains(&addr), "names the address: {stderr}");
+    assert!(
+        stderr.to_lowercase().contains("in use"),
+        "says it is in use: {stderr}"
+    );
+
+    // The proxy listener too.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let stderr = serve_refuses(
+        dir.path(),
+        &[
+            "--listen",
+            &listen,
+            "--upstream",
+            "http://127.0.0.1:9",
+            "--proxy-listen",
+            &addr,
+        ],
+    );
+    assert!(stderr.contains(&addr), "names the address: {stderr}");
+    assert!(stderr.to_lowercase().contains("in use"), "{stderr}");
+    drop(taken);
+}
+
+// ---------------------------------------------------------------------------
+// (7) no secret in the logs
+// ---------------------------------------------------------------------------
+
+#[test]
+fn trace_logs_never_contain_a_token_or_secret() {
+    let dir = temp();
+    let rules = fixture("rules.toml");
+    let upstream = Upstream::start();
+    let mut serve = Serve::start(
+        dir.path(),
+        ServeOptions::new()
+            .env("RUST_LOG", "trace")
+            .upstream(&upstream.url())
+            .args(["--rules", rules.to_str().unwrap()]),
+    );
+    let admin = serve.bootstrap_token();
+    let mut tokens = vec![admin.clone()];
+
+    let (reader, reader_key) = serve.create_key(
+        &admin,
+        json!({"owner": "alice", "name": "reader", "scopes": ["workspaces:read"]}),
+    );
+    let (other, other_key) = serve.create_key(
+        &admin,
+        json!({"owner": "bob", "name": "other", "scopes": ["things:read"]}),
+    );
+    tokens.extend([reader.clone(), other.clone()]);
+
+    // Use them: the API, both header sources, forward auth, verify.
+    assert_eq!(serve.call("GET", "/v1/scopes", &reader, "").status, 200);
+    let via_header = http::get(serve.addr, "/v1/scopes", &[("X-API-Key", &other)]);
+    assert_eq!(via_header.status, 200, "{via_header:?}");
+    let auth = format!("Bearer {reader}");
+    let forward = http::get(
+        serve.addr,
+        "/v1/forward-auth",
+        &[
+            ("Authorization", &auth),
+            ("X-Original-URI", "/api/workspaces/1"),
+            ("X-Original-Method", "GET"),
+        ],
+    );
+    assert_eq!(forward.status, 200, "{forward:?}");
+    let auth = format!("Bearer {other}");
+    let forward = http::get(
+        serve.addr,
+        "/v1/forward-auth",
+        &[
+            ("Authorization", &auth),
+            ("X-Original-URI", "/api/workspaces/1"),
+            ("X-Original-Method", "GET"),
+        ],
+    );
+    assert_eq!(forward.status, 403, "{forward:?}");
+    // Through the proxy, allowed and denied.
+    let proxy = serve.proxy_addr.unwrap();
+    let auth = format!("Bearer {reader}");
+    let proxied = http::get(proxy, "/api/workspaces/1", &[("Authorization", &auth)]);
+    assert_eq!(proxied.status, 200, "{proxied:?}");
+    let auth = format!("Bearer {other}");
+    let proxied = http::get(proxy, "/api/workspaces/1", &[("Authorization", &auth)]);
+    assert_eq!(proxied.status, 403, "{proxied:?}");
+    let verify = serve.call(
+        "POST",
+        "/v1/verify",
+        &admin,
+        &json!({"key": reader, "require": "workspaces:read"}).to_string(),
+    );
+    assert_eq!(verify.status, 200, "{verify:?}");
+    assert_eq!(verify.json()["valid"], true);
+
+    // Refused tokens: a wrong secret under a real id (checksum right, so it
+    // reaches the store), a bad checksum, an unknown id.
+    let wrong_secret = forge("live", token_id(&reader), &"W".repeat(32));
+    let mut bad_checksum = reader.clone();
+    bad_checksum.replace_range(56.., "000000");
+    let unknown = forge("live", "0123456789abcdef", &"S".repeat(32));
+    for token in [&wrong_secret, &bad_checksum, &unknown] {
+        let response = serve.call("GET", "/v1/scopes", token, "");
+        assert_eq!(response.status, 401, "{token}: {response:?}");
+        let verify = serve.call(
+            "POST",
+            "/v1/verify",
+            &admin,
+            &json!({"key": token}).to_string(),
+        );
+        assert_eq!(verify.json()["valid"], false);
+    }
+    tokens.extend([wrong_secret, bad_checksum, unknown]);
+
+    // Lifecycle: rotate (a new token), revoke, then use the revoked one.
+    let reader_id = reader_key["id"].as_str().unwrap();
+    let rotated = serve.call(
+        "POST",
+        &format!("/v1/keys/{reader_id}/rotate"),
+        &admin,
+        r#"{"grace": "1h"}"#,
+    );
+    assert_eq!(rotated.status, 201, "{rotated:?}");
+    let rotated = rotated.json()["key"].as_str().unwrap().to_owned();
+    assert_eq!(serve.call("GET", "/v1/scopes", &rotated, "").status, 200);
+    tokens.push(rotated);
+    let other_id = other_key["id"].as_str().unwrap();
+    let revoked = serve.call(
+        "POST",
+        &format!("/v1/keys/{other_id}/revoke"),
+        &admin,
+        r#"{"reason": "test"}"#,
+    );
+    assert_eq!(revoked.status, 200, "{revoked:?}");
+    assert_eq!(serve.call("GET", "/v1/scopes", &other, "").status, 401);
+
+    assert_eq!(serve.stop().code(), Some(0));
+    let stderr = serve.stderr();
+    assert!(
+        stderr.contains("TRACE") || stderr.contains("DEBUG"),
+        "RUST_LOG=trace took effect: {} bytes of logs",
+        stderr.len()
+    );
+    for token in &tokens {
+        assert!(
+            !stderr.contains(token.as_str()),
+            "the logs contain the token {token}"
+        );
+        assert!(
+            !stderr.contains(token_secret(token)),
+            "the logs contain the secret of {token}"
+        );
+    }
+    let pepper = std::fs::read(dir.path().join("keygate.pepper")).unwrap();
+    let pepper_hex: String = pepper.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(!stderr.contains(&pepper_hex), "the logs contain the pepper");
+}
+
+// ---------------------------------------------------------------------------
+// (8) the authenticating reverse proxy
+// ---------------------------------------------------------------------------
+
+#[test]
+fn proxy_forwards_allowed_requests_without_the_credential() {
+    let dir = temp();
+    let upstream = Upstream::start();
+    let rules = fixture("rules.toml");
+    let serve = Serve::start(
+        dir.path(),
+        ServeOptions::new()
+            .upstream(&upstream.url())
+            .args(["--rules", rules.to_str().unwrap()]),
+    );
+    let proxy = serve.proxy_addr.unwrap();
+    let admin = serve.bootstrap_token();
+    let (reader, record) = serve.create_key(
+        &admin,
+        json!({"owner": "alice", "name": "reader", "scopes": ["workspaces:read"]}),
+    );
+    let (other, _) = serve.create_key(
+        &admin,
+        json!({"owner": "bob", "name": "other", "scopes": ["things:read"]}),
+    );
+
+    // Allowed, with a forged identity header that must not get through.
+    let auth = format!("Bearer {reader}");
+    let response = http::get(
+        proxy,
+        "/api/workspaces/1?x=1",
+        &[
+            ("Authorization", &auth),
+            ("X-Keygate-Owner", "mallory"),
+            ("X-Keygate-Scopes", "*:*"),
+        ],
+    );
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.header("x-upstream"), Some("echo"));
+    let seen = upstream.received();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let got = &seen[0];
+    assert_eq!(got.request_line, "GET /api/workspaces/1?x=1 HTTP/1.1");
+    assert_eq!(got.headers("x-keygate-owner"), vec!["alice"], "{got:?}");
+    assert_eq!(
+        got.headers("x-keygate-key-id"),
+        vec![record["id"].as_str().unwrap()]
+    );
+    assert_eq!(got.headers("x-keygate-scopes"), vec!["workspaces:read"]);
+    assert_eq!(got.headers("x-keygate-environment"), vec!["live"]);
+    assert_eq!(got.header("authorization"), None, "{got:?}");
+    assert!(
+        !got.head.contains(&reader),
+        "the token reached the upstream"
+    );
+    assert!(!got.head.contains(token_secret(&reader)));
+
+    // The X-API-Key source is removed too.
+    let response = http::get(proxy, "/anything", &[("X-API-Key", &other)]);
+    assert_eq!(response.status, 200, "{response:?}");
+    let got = upstream.received().pop().unwrap();
+    assert_eq!(got.header("x-api-key"), None, "{got:?}");
+    assert_eq!(got.header("x-keygate-owner"), Some("bob"));
+    assert!(!got.head.contains(&other));
+
+    // Public: no key needed, identity headers empty.
+    let response = http::get(proxy, "/public/x", &[]);
+    assert_eq!(response.status, 200, "{response:?}");
+    let got = upstream.received().pop().unwrap();
+    assert_eq!(got.target(), "/public/x");
+    assert_eq!(got.header("x-keygate-owner").unwrap_or(""), "");
+
+    // Denied requests never reach the upstream.
+    let before = upstream.count();
+    let response = http::get(proxy, "/api/workspaces/1", &[]);
+    assert_eq!(response.status, 401, "{response:?}");
+    assert_eq!(
+        response.headers("www-authenticate"),
+        vec![r#"Bearer realm="keygate""#]
+    );
+    assert_eq!(response.json()["error"], "missing_token");
+    let bad = forge("live", token_id(&reader), &"W".repeat(32));
+    let auth_bad = format!("Bearer {bad}");
+    let response = http::get(proxy, "/api/workspaces/1", &[("Authorization", &auth_bad)]);
+    assert_eq!(response.status, 401, "{response:?}");
+    assert_eq!(response.json()["error"], "invalid_token");
+    let auth_other = format!("Bearer {other}");
+    let response = http::get(
+        proxy,
+        "/api/workspaces/1",
+        &[("Authorization", &auth_other)],
+    );
+    assert_eq!(response.status, 403, "{response:?}");
+    assert_eq!(response.json()["error"], "insufficient_scope");
+    let response = http::request(proxy, "POST", "/public/../api/workspaces/1", &[], b"{}");
+    assert_eq!(
+        response.status, 401,
+        "dot segments do not escape a public rule: {response:?}"
+    );
+    assert_eq!(
+        upstream.count(),
+        before,
+        "the upstream was contacted for a denied request: {:?}",
+        upstream.received()
+    );
+}
+
+#[test]
+fn proxy_forwards_bodies_and_answers_502_when_the_upstream_is_down() {
+    let dir = temp();
+    let upstream = Upstream::start();
+    let serve = Serve::start(dir.path(), ServeOptions::new().upstream(&upstream.url()));
+    let proxy = serve.proxy_addr.unwrap();
+    let admin = serve.bootstrap_token();
+    let auth = format!("Bearer {admin}");
+
+    let body = b"{\"hello\": \"world\"}";
+    let response = http::request(
+        proxy,
+        "POST",
+        "/items",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        body,
+    );
+    assert_eq!(response.status, 200, "{response:?}");
+    let got = upstream.received().pop().unwrap();
+    assert!(got.request_line.starts_with("POST /items "), "{got:?}");
+    assert_eq!(got.body, body, "the body reaches the upstream");
+    assert_eq!(got.header("x-keygate-owner"), Some("admin"));
+
+    // Denials carry Cache-Control: no-store (SPEC §3).
+    let response = http::get(proxy, "/items", &[]);
+    assert_eq!(response.status, 401, "{response:?}");
+    assert_eq!(response.header("cache-control"), Some("no-store"));
+
+    // An upstream that is gone: 502 for an allowed request, still 401
+    // for a denied one.
+    let down = format!("http://127.0.0.1:{}", free_port());
+    let dir2 = temp();
+    let serve2 = Serve::start(dir2.path(), ServeOptions::new().upstream(&down));
+    let proxy2 = serve2.proxy_addr.unwrap();
+    let admin2 = serve2.bootstrap_token();
+    let auth2 = format!("Bearer {admin2}");
+    let response = http::get(proxy2, "/items", &[("Authorization", &auth2)]);
+    assert_eq!(response.status, 502, "{response:?}");
+    assert_eq!(response.json()["error"], "bad_gateway");
+    let response = http::get(proxy2, "/items", &[]);
+    assert_eq!(response.status, 401, "{response:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Forward auth over the wire (SPEC §10)
+// ---------------------------------------------------------------------------
+
+#[test]
+fn forward_auth_reads_nginx_traefik_and_envoy_requests() {
+    let dir = temp();
+    let rules = fixture("rules.toml");
+    let serve = Serve::start(
+        dir.path(),
+        ServeOptions::new().args(["--rules", rules.to_str().unwrap()]),
+    );
+    let admin = serve.bootstrap_token();
+    let (reader, record) = serve.create_key(
+        &admin,
+        json!({"owner": "alice", "name": "reader", "scopes": ["workspaces:read"]}),
+    );
+    let auth = format!("Bearer {reader}");
+
+    // nginx: X-Original-*; allowed with the four identity headers.
+    let response = http::get(
+        serve.addr,
+        "/v1/forward-auth",
+        &[
+            ("Authorization", &auth),
+            ("X-Original-URI", "/api/workspaces/7?x=1"),
+            ("X-Original-Method", "GET"),
+        ],
+    );
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.header("x-keygate-key-id"), record["id"].as_str());
+    assert_eq!(response.header("x-keygate-owner"), Some("alice"));
+    assert_eq!(response.header("x-keygate-scopes"), Some("workspaces:read"));
+    assert_eq!(response.header("x-keygate-environment"), Some("live"));
+
+    // Traefik: X-Forwarded-*; DELETE is outside the rule's methods, so a
+    // valid key is enough.
+    let response = http::get(
+        serve.addr,
+        "/v1/forward-auth",
+        &[
+            ("Authorization", &auth),
+            ("X-Forwarded-Uri", "/api/workspaces/7"),
+            ("X-Forwarded-Method", "DELETE"),
+        ],
+    );
+    assert_eq!(response.status, 200, "{response:?}");
+
+    // Envoy: the path after the prefix; a public rule needs no key and
+    // sends the four headers empty.
+    let response = http::get(serve.addr, "/v1/forward-auth/public/a/b", &[]);
+    assert_eq!(response.status, 200, "{response:?}");
+    for name in [
+        "x-keygate-key-id",
+        "x-keygate-owner",
+        "x-keygate-scopes",
+        "x-keygate-environment",
+    ] {
+        assert_eq!(response.header(name), Some(""), "{name}: {response:?}");
+    }
+    let response = http::get(serve.addr, "/v1/forward-auth/api/workspaces/7", &[]);
+    assert_eq!(response.status, 401, "{response:?}");
+
+    // Denials exactly as SPEC §3; the body is ignored.
+    let response = http::request(
+        serve.addr,
+        "POST",
+        "/v1/forward-auth",
+        &[
+            ("X-Original-URI", "/api/workspaces/7"),
+            ("X-Original-Method", "GET"),
+        ],
+        b"not json at all",
+    );
+    assert_eq!(response.status, 401, "{response:?}");
+    assert_eq!(
+        response.headers("www-authenticate"),
+        vec![r#"Bearer realm="keygate""#]
+    );
+    assert_eq!(response.header("cache-control"), Some("no-store"));
+    assert_eq!(response.json()["error"], "missing_token");
+}
+
+#[test]
+fn forward_auth_ignores_original_uri_headers_from_untrusted_peers() {
+    let dir = temp();
+    let rules = fixture("rules.toml");
+    // Loopback is no longer trusted: the test client is an untrusted peer.
+    let serve = Serve::start(
+        dir.path(),
+        ServeOptions::new().args([
+            "--rules",
+            rules.to_str().unwrap(),
+            "--trusted-proxy",
+            "10.0.0.0/8",
+        ]),
+    );
+    // X-Original-URI claims a public path; it is not believed, so the
+    // request is judged as `GET /`, which needs a key.
+    let response = http::get(
+        serve.addr,
+        "/v1/forward-auth",
+        &[
+            ("X-Original-URI", "/public/x"),
+            ("X-Original-Method", "GET"),
+        ],
+    );
+    assert_eq!(response.status, 401, "{response:?}");
+    let response = http::get(
+        serve.addr,
+        "/v1/forward-auth",
+        &[
+            ("X-Forwarded-Uri", "/public/x"),
+            ("X-Forwarded-Method", "GET"),
+        ],
+    );
+    assert_eq!(response.status, 401, "{response:?}");
+    // The Envoy form does not depend on trust.
+    let response = http::get(serve.addr, "/v1/forward-auth/public/x", &[]);
+    assert_eq!(response.status, 200, "{response:?}");
+}
