@@ -45,8 +45,12 @@ impl Decision {
         let Decision::Allow(key) = self else {
             return None;
         };
-        let value =
-            |text: &str| HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static(""));
+        // Owners may be any printable text: non-ASCII is sent as raw UTF-8
+        // bytes (obs-text), never dropped. Control characters cannot occur
+        // (they are refused when keys are created).
+        let value = |text: &str| {
+            HeaderValue::from_bytes(text.as_bytes()).unwrap_or(HeaderValue::from_static(""))
+        };
         Some(match key {
             None => IDENTITY_HEADERS.map(|name| (name, HeaderValue::from_static(""))),
             Some(key) => [
@@ -126,5 +130,29 @@ impl Gateway {
     /// The proxies whose forwarding headers are believed.
     pub fn trusted_proxies(&self) -> &[ipnet::IpNet] {
         &self.keygate.inner.trusted_proxies
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ApiKey, KeyId};
+
+    #[test]
+    fn non_ascii_owners_reach_the_identity_header() {
+        let key = ApiKey::new(KeyId::parse("0123456789abcdef").unwrap(), "José Müller");
+        let decision = Decision::Allow(Some(AuthenticatedKey::new(Arc::new(key))));
+        let identity = decision.identity().unwrap();
+        assert_eq!(identity[1].0, OWNER_HEADER);
+        assert_eq!(identity[1].1.as_bytes(), "José Müller".as_bytes());
+        assert_eq!(identity[0].1, "0123456789abcdef");
+        assert_eq!(identity[3].1, "live");
+    }
+
+    #[test]
+    fn public_rules_send_empty_identity_headers() {
+        let identity = Decision::Allow(None).identity().unwrap();
+        assert!(identity.iter().all(|(_, v)| v.is_empty()));
+        assert!(Decision::Deny(Rejection::MissingToken).identity().is_none());
     }
 }
