@@ -347,10 +347,14 @@ fn serve_refuses(dir: &std::path::Path, args: &[&str]) -> String {
         !out.status.success(),
         "serve {args:?} should refuse to start; stderr:\n{stderr}"
     );
-    assert_ne!(
-        out.status.code(),
-        None,
-        "serve {args:?} exits, is not killed"
+    assert!(
+        matches!(out.status.code(), Some(1 | 2)),
+        "serve {args:?} exits 1 (refused) or 2 (bad usage), not {} (a panic or a signal); stderr:\n{stderr}",
+        out.status
+    );
+    assert!(
+        !stderr.contains("panicked"),
+        "a message, not a panic: {stderr}"
     );
     stderr
 }
@@ -434,6 +438,50 @@ fn a_port_in_use_is_refused_with_a_clear_message() {
     assert!(stderr.contains(&addr), "names the address: {stderr}");
     assert!(stderr.to_lowercase().contains("in use"), "{stderr}");
     drop(taken);
+}
+
+#[test]
+fn a_server_that_cannot_listen_does_not_burn_the_bootstrap_key() {
+    let dir = temp();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run_keygate(dir.path(), &["serve", "--listen", &addr]);
+    assert!(!out.status.success());
+    assert!(
+        out.stdout.is_empty(),
+        "no token may be printed by a server that failed to start"
+    );
+    drop(taken);
+    // The next start, on a free port, still creates and prints the key.
+    let server = Serve::start(dir.path(), ServeOptions::new());
+    assert!(server.bootstrap_token().starts_with("kg_live_"));
+}
+
+#[test]
+fn bad_upstream_settings_are_refused() {
+    let dir = temp();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let proxy = format!("127.0.0.1:{}", free_port());
+    let stderr = serve_refuses(
+        dir.path(),
+        &[
+            "--listen",
+            &listen,
+            "--upstream",
+            "https://127.0.0.1:1",
+            "--proxy-listen",
+            &proxy,
+        ],
+    );
+    assert!(stderr.contains("--upstream"), "{stderr}");
+    assert!(stderr.contains("https"), "{stderr}");
+
+    // --proxy-listen needs --upstream: bad usage, exit 2.
+    let out = run_keygate(
+        dir.path(),
+        &["serve", "--listen", &listen, "--proxy-listen", &proxy],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
 
 // ---------------------------------------------------------------------------

@@ -68,13 +68,14 @@ pub(crate) async fn serve(database_url: &str, args: ServeArgs) -> Result<(), Str
         .trusted_proxies(trusted)
         .build()
         .map_err(|e| e.to_string())?;
-    bootstrap_if_empty(&keygate).await?;
-
+    // Bind first: a server that cannot listen must not print (and so burn)
+    // the one-time bootstrap key.
     let api_listener = bind(&args.listen, "API").await?;
     let proxy_listener = match &args.upstream {
         Some(_) => Some(bind(&args.proxy_listen, "proxy").await?),
         None => None,
     };
+    bootstrap_if_empty(&keygate).await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
