@@ -8,7 +8,10 @@
 //!   keys, next to `floor` — the same HMAC, a constant-time compare and a
 //!   `HashMap` lookup by id, i.e. the least any store-backed check can do;
 //! - `requirement`: evaluating a requirement expression against a key's
-//!   scopes.
+//!   scopes;
+//! - `cold_miss`: `Keygate::verify` on SQLite with caching disabled (every
+//!   call is a miss: parse, store read, decode, MAC), next to `raw_select` —
+//!   the same `SELECT … WHERE id = ?` through sqlx, fetching the row.
 //!
 //! Results and ratios: BENCHMARKS.md.
 
@@ -185,5 +188,82 @@ fn requirement(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, token_parse, mac, cached_validation, requirement);
+fn cold_miss(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let (keygate, store, tokens) = runtime.block_on(async {
+        let store = keygate::SqliteStore::open(&url).await.unwrap();
+        let keygate = Keygate::builder(store.clone())
+            .pepper(Pepper::insecure_fixed_for_tests())
+            .cache_ttl(std::time::Duration::ZERO)
+            .negative_cache_ttl(std::time::Duration::ZERO)
+            .usage_flush_interval(None)
+            .build()
+            .unwrap();
+        let mut tokens = Vec::new();
+        for i in 0..1000 {
+            let created = keygate
+                .keys()
+                .create(
+                    keygate::NewKey::new(format!("owner{}", i % 10), format!("k{i}"))
+                        .scopes(["workspaces:read"]),
+                )
+                .await
+                .unwrap();
+            tokens.push(created.token);
+        }
+        (keygate, store, tokens)
+    });
+    let ids: Vec<String> = tokens
+        .iter()
+        .map(|t| {
+            TokenFormat::default()
+                .parse(t.expose())
+                .unwrap()
+                .id()
+                .to_string()
+        })
+        .collect();
+    let mut group = c.benchmark_group("cold_miss");
+    let mut next = 0usize;
+    group.bench_function("keygate", |b| {
+        b.to_async(&runtime).iter(|| {
+            next = (next + 7919) % tokens.len();
+            let token = tokens[next].expose();
+            let keygate = &keygate;
+            async move { keygate.verify(black_box(token)).await.unwrap() }
+        })
+    });
+    let mut next = 0usize;
+    group.bench_function("raw_select", |b| {
+        b.to_async(&runtime).iter(|| {
+            next = (next + 7919) % ids.len();
+            let id = ids[next].as_str();
+            let pool = store.pool();
+            async move {
+                sqlx::query("SELECT * FROM keygate_keys WHERE id = ?")
+                    .bind(black_box(id))
+                    .fetch_optional(pool)
+                    .await
+                    .unwrap()
+                    .unwrap()
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    token_parse,
+    mac,
+    cached_validation,
+    requirement,
+    cold_miss
+);
 criterion_main!(benches);
