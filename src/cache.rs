@@ -49,6 +49,17 @@ pub(crate) enum CacheKey {
     Digest(TokenMac),
 }
 
+/// How far a cache hit can be trusted.
+enum Freshness {
+    /// As loaded.
+    Fresh,
+    /// Its key changed after the load began: never serve it.
+    Invalidated,
+    /// Loaded before a wholesale clear: reload, serve only if the store is
+    /// unreachable.
+    Cleared,
+}
+
 /// A validated record: the key and, for store entries, the MAC to compare.
 #[derive(Debug)]
 pub(crate) struct Record {
@@ -138,28 +149,36 @@ impl KeyCache {
         }
     }
 
-    /// Whether a hit is still good: no invalidation of its key since its
-    /// load began.
-    fn is_fresh(&self, entry: &Entry) -> bool {
+    /// How far a hit can be trusted.
+    fn freshness(&self, entry: &Entry) -> Freshness {
         if entry.epoch == self.epoch.load(Ordering::Acquire) {
-            return true;
+            return Freshness::Fresh;
+        }
+        if let Some(record) = &entry.record
+            && self
+                .invalidated
+                .get(&record.key.id)
+                .is_some_and(|at| at > entry.epoch)
+        {
+            return Freshness::Invalidated;
         }
         if entry.epoch < self.cleared.load(Ordering::Acquire) {
-            return false;
+            return Freshness::Cleared;
         }
-        let Some(record) = &entry.record else {
-            return true;
-        };
-        self.invalidated
-            .get(&record.key.id)
-            .is_none_or(|at| at <= entry.epoch)
+        Freshness::Fresh
     }
 
     /// The entry for `key`, loading it with `load` on a miss. Concurrent
-    /// misses share one load. Errors are not cached. An entry whose key was
-    /// invalidated after its load began — found in the cache, or produced by
-    /// a shared load that started before the invalidation — is dropped and
-    /// loaded again.
+    /// misses share one load. Errors are not cached.
+    ///
+    /// An entry whose key was invalidated after its load began — found in
+    /// the cache, or produced by a shared load that started before the
+    /// invalidation — is dropped and loaded again. An entry loaded before a
+    /// [`clear`](KeyCache::clear) is loaded again too, but when that load
+    /// fails (the store is unreachable) it is still served until its TTL
+    /// runs out: a key that was valid a moment ago keeps working through an
+    /// outage for at most the TTL, while anything the store can answer is
+    /// answered fresh.
     pub(crate) async fn get_or_load<F, Fut, E>(
         &self,
         key: CacheKey,
@@ -172,10 +191,11 @@ impl KeyCache {
     {
         for _ in 0..3 {
             if let Some(entry) = self.entries.get(&key).await {
-                if self.is_fresh(&entry) {
-                    return Ok(entry);
+                match self.freshness(&entry) {
+                    Freshness::Fresh => return Ok(entry),
+                    Freshness::Cleared => return Ok(self.reload_or_keep(key, entry, &load).await),
+                    Freshness::Invalidated => self.entries.invalidate(&key).await,
                 }
-                self.entries.invalidate(&key).await;
             }
             let epoch = self.epoch.load(Ordering::Acquire);
             let entry = self
@@ -184,7 +204,7 @@ impl KeyCache {
                     load().await.map(|record| Entry { record, epoch })
                 })
                 .await?;
-            if self.is_fresh(&entry) {
+            if matches!(self.freshness(&entry), Freshness::Fresh) {
                 return Ok(entry);
             }
             self.entries.invalidate(&key).await;
@@ -195,6 +215,27 @@ impl KeyCache {
         Ok(Entry { record, epoch })
     }
 
+    /// Reloads an entry that predates a [`clear`](KeyCache::clear); keeps
+    /// serving it when the store cannot answer.
+    async fn reload_or_keep<F, Fut, E>(&self, key: CacheKey, stale: Entry, load: &F) -> Entry
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Option<Arc<Record>>, E>>,
+    {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        match load().await {
+            Ok(record) => {
+                let entry = Entry { record, epoch };
+                self.entries.insert(key, entry.clone()).await;
+                entry
+            }
+            Err(_) => {
+                tracing::debug!("store unreachable: serving a cached entry until its TTL");
+                stale
+            }
+        }
+    }
+
     /// Drops every entry of key `id`, now and against any load in flight.
     pub(crate) async fn invalidate(&self, id: KeyId) {
         let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
@@ -202,11 +243,13 @@ impl KeyCache {
         self.entries.invalidate(&CacheKey::Id(id)).await;
     }
 
-    /// Drops every entry.
+    /// Distrusts every entry: each is read from the store again on its next
+    /// use (served as is only while the store cannot answer, within its
+    /// TTL). For when changes may have been missed, e.g. a lost `LISTEN`
+    /// connection.
     pub(crate) fn clear(&self) {
         let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
         self.cleared.fetch_max(epoch, Ordering::AcqRel);
-        self.entries.invalidate_all();
     }
 
     /// Number of entries (approximate until pending maintenance runs).

@@ -149,7 +149,9 @@ impl Keygate {
         self.inner.cache.invalidate(id).await;
     }
 
-    /// Drops every cached entry.
+    /// Distrusts every cached entry: each is read from the store again on
+    /// its next use. While the store cannot answer, an entry is still served
+    /// until its TTL runs out (entries invalidated by id never are).
     pub fn invalidate_all(&self) {
         self.inner.cache.clear();
     }

@@ -303,6 +303,76 @@ async fn a_cached_key_survives_a_store_outage_an_uncached_one_does_not() {
 }
 
 #[tokio::test]
+async fn after_a_wholesale_clear_keys_are_reread_but_survive_an_outage_until_their_ttl() {
+    let store = CountingStore::new();
+    let keygate = builder(&store)
+        .cache_ttl(Duration::from_millis(1500))
+        .build()
+        .unwrap();
+    let a = keygate
+        .keys()
+        .create(NewKey::new("alice", "a"))
+        .await
+        .unwrap();
+    let b = keygate
+        .keys()
+        .create(NewKey::new("alice", "b"))
+        .await
+        .unwrap();
+    keygate.verify(a.token.expose()).await.unwrap();
+    keygate.verify(b.token.expose()).await.unwrap();
+    assert_eq!(store.counts.gets(), 2);
+
+    // A change made behind this keygate's back (another instance), then the
+    // signal that changes may have been missed.
+    let mut revoked = keygate::KeyStore::get(&*store.inner, &b.key.id)
+        .await
+        .unwrap()
+        .unwrap();
+    revoked.key.revoked_at = Some(OffsetDateTime::now_utc());
+    keygate::KeyStore::replace(&*store.inner, &revoked, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    keygate.invalidate_all();
+    assert_eq!(
+        invalid(keygate.verify(b.token.expose()).await.unwrap_err()),
+        InvalidReason::Revoked
+    );
+    assert_eq!(store.counts.gets(), 3, "the cleared entry was read again");
+
+    // During an outage a cleared but once-valid entry is still served...
+    keygate.invalidate_all();
+    store.down.store(true, Ordering::SeqCst);
+    assert!(keygate.verify(a.token.expose()).await.is_ok());
+    // ...until its TTL runs out; then the store must answer.
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    assert!(matches!(
+        keygate.verify(a.token.expose()).await,
+        Err(VerifyError::Unavailable(_))
+    ));
+    store.down.store(false, Ordering::SeqCst);
+    assert!(keygate.verify(a.token.expose()).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_key_invalidated_by_id_is_never_served_from_the_cache_during_an_outage() {
+    let store = CountingStore::new();
+    let keygate = builder(&store).build().unwrap();
+    let a = keygate
+        .keys()
+        .create(NewKey::new("alice", "a"))
+        .await
+        .unwrap();
+    keygate.verify(a.token.expose()).await.unwrap();
+    keygate.invalidate(a.key.id).await;
+    store.down.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        keygate.verify(a.token.expose()).await,
+        Err(VerifyError::Unavailable(_))
+    ));
+}
+
+#[tokio::test]
 async fn custom_validator_shares_the_cache_and_is_invalidated_by_id() {
     let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let id = keygate::KeyId::parse("legacy0000000001").unwrap();

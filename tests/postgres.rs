@@ -31,17 +31,35 @@ conformance_suite!(postgres, async {
 
 /// A keygate over `store` whose cached entries would outlive every test:
 /// whatever a test sees change within seconds was pushed, not expired.
+/// A keygate over `store` whose cached entries would outlive every test:
+/// whatever a test sees change within seconds was pushed, not expired.
 fn gate(store: PostgresStore) -> Keygate {
+    gate_with_ttl(store, Duration::from_secs(600))
+}
+
+/// As [`gate`], with a cache TTL of `ttl`.
+fn gate_with_ttl(store: PostgresStore, ttl: Duration) -> Keygate {
     Keygate::builder(store)
         .pepper(Pepper::insecure_fixed_for_tests())
-        .cache_ttl(Duration::from_secs(600))
+        .cache_ttl(ttl)
         .usage_flush_interval(None)
         .build()
         .unwrap()
 }
 
-/// Polls `gate` every `every` until it refuses `token`; returns how long
-/// that took, or panics after `within`.
+/// A new key of owner "alice"; its token.
+async fn a_key(gate: &Keygate, name: &str) -> String {
+    gate.keys()
+        .create(NewKey::new("alice", name))
+        .await
+        .unwrap()
+        .token
+        .expose()
+        .to_owned()
+}
+
+/// Polls `gate` every `every` until it refuses `token` as invalid; returns
+/// how long that took, or panics after `within`.
 async fn refused_within(
     gate: &Keygate,
     token: &str,
@@ -52,7 +70,6 @@ async fn refused_within(
     loop {
         match gate.verify(token).await {
             Err(VerifyError::Invalid(_)) => return started.elapsed(),
-            Err(VerifyError::Unavailable(e)) => panic!("store unavailable: {e:?}"),
             Err(e) => panic!("unexpected error: {e:?}"),
             Ok(_) => {}
         }
@@ -65,25 +82,62 @@ async fn refused_within(
     }
 }
 
+/// Two keys for [`settle`], made through `a`; build `b` only after this.
+async fn beacons(a: &Keygate) -> [String; 2] {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    [
+        a_key(a, &format!("beacon-{n}-1")).await,
+        a_key(a, &format!("beacon-{n}-2")).await,
+    ]
+}
+
+/// Waits until `b`'s listener has subscribed, cleared `b`'s cache after
+/// doing so, and handled every notification sent so far: from then on an
+/// entry leaves `b`'s cache only through a new notification (or the long
+/// TTL).
+///
+/// The beacons must have been created (through `a`) before `b` was built,
+/// so that no notification of their creation can reach `b`. `b` caches the
+/// first, `a` revokes it, and `b` refuses it once either its listener
+/// delivered the revocation or the clear after subscribing dropped it:
+/// both mean the subscription is complete. The second, revoked the same
+/// way, can then only be refused through a notification, which comes after
+/// every earlier one.
+async fn settle(a: &Keygate, b: &Keygate, beacons: &[String; 2]) {
+    for beacon in beacons {
+        let id = b.verify(beacon).await.unwrap().id();
+        a.keys().revoke(&id, None).await.unwrap();
+        refused_within(
+            b,
+            beacon,
+            Duration::from_millis(10),
+            Duration::from_secs(10),
+        )
+        .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn revocation_through_one_instance_is_refused_by_another_within_a_second() {
     let db = TestDb::create().await;
     let a = gate(PostgresStore::connect(&db.url).await.unwrap());
-    let b = gate(PostgresStore::connect(&db.url).await.unwrap());
-    db.wait_for_listeners(None, 2, Duration::from_secs(10))
-        .await;
-
     let created = a
         .keys()
         .create(NewKey::new("alice", "ci").scopes(["workspaces:read"]))
         .await
         .unwrap();
     let token = created.token.expose();
+    let beacons = beacons(&a).await;
+
+    let b = gate(PostgresStore::connect(&db.url).await.unwrap());
+    settle(&a, &b, &beacons).await;
     a.verify(token).await.unwrap();
+    let before = b.cached_entries().await;
     b.verify(token).await.unwrap();
     assert_eq!(
         b.cached_entries().await,
-        1,
+        before + 1,
         "B serves the key from its cache"
     );
 
@@ -104,21 +158,28 @@ async fn revocation_through_one_instance_is_refused_by_another_within_a_second()
 async fn losing_the_listener_clears_the_cache_and_reconnecting_resumes_push() {
     let mut db = TestDb::create().await;
     let a = gate(PostgresStore::connect(&db.url).await.unwrap());
+    let during = a
+        .keys()
+        .create(NewKey::new("alice", "during"))
+        .await
+        .unwrap();
+    let after = a
+        .keys()
+        .create(NewKey::new("alice", "after"))
+        .await
+        .unwrap();
+    let kept = a_key(&a, "kept").await;
+    let beacons = [beacons(&a).await, beacons(&a).await];
+
     // B logs in as a role of its own, so its reconnection can be held off.
     let (role_b, url_b) = db.create_role("b").await;
     let b = gate(PostgresStore::connect(&url_b).await.unwrap());
-    db.wait_for_listeners(Some(&role_b), 1, Duration::from_secs(10))
-        .await;
-
-    let mut tokens = Vec::new();
-    let mut ids = Vec::new();
-    for name in ["during", "after", "kept"] {
-        let created = a.keys().create(NewKey::new("alice", name)).await.unwrap();
-        b.verify(created.token.expose()).await.unwrap();
-        tokens.push(created.token.expose().to_owned());
-        ids.push(created.key.id);
+    settle(&a, &b, &beacons[0]).await;
+    let before = b.cached_entries().await;
+    for token in [during.token.expose(), after.token.expose(), &kept] {
+        b.verify(token).await.unwrap();
     }
-    assert_eq!(b.cached_entries().await, 3);
+    assert_eq!(b.cached_entries().await, before + 3, "B caches all three");
 
     // The outage: B's listener is killed and may not log in again, while
     // B's pooled connections stay up.
@@ -137,10 +198,10 @@ async fn losing_the_listener_clears_the_cache_and_reconnecting_resumes_push() {
 
     // (a) Revoked during the outage: the notification cannot reach B, yet B
     // refuses the key, because losing the listener cleared its cache.
-    a.keys().revoke(&ids[0], None).await.unwrap();
-    let during = refused_within(
+    a.keys().revoke(&during.key.id, None).await.unwrap();
+    let refused = refused_within(
         &b,
-        &tokens[0],
+        during.token.expose(),
         Duration::from_millis(10),
         Duration::from_secs(1),
     )
@@ -150,10 +211,11 @@ async fn losing_the_listener_clears_the_cache_and_reconnecting_resumes_push() {
         0,
         "the listener was still down when B refused the key"
     );
-    assert!(b.verify(&tokens[2]).await.is_ok(), "other keys still work");
-    eprintln!("revoked during the listener outage: refused by B after {during:?}");
+    assert!(b.verify(&kept).await.is_ok(), "other keys still work");
+    eprintln!("revoked during the listener outage: refused by B after {refused:?}");
 
-    // B's listener comes back (backoff capped at 5 s) ...
+    // B's listener comes back (backoff capped at 5 s) and clears the cache
+    // once more after re-listening.
     common::postgres::admin_exec(&format!(
         "ALTER ROLE {} LOGIN",
         common::postgres::quote(&role_b)
@@ -166,29 +228,39 @@ async fn losing_the_listener_clears_the_cache_and_reconnecting_resumes_push() {
         "listener back {:?} after logins were allowed",
         back.elapsed()
     );
-    // ... it clears the cache once more after re-listening; let that pass
-    // before caching again so the next refusal can only come from a push.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    b.verify(&tokens[1]).await.unwrap();
-    b.verify(&tokens[2]).await.unwrap();
+    settle(&a, &b, &beacons[1]).await;
+    b.verify(after.token.expose()).await.unwrap();
+    b.verify(&kept).await.unwrap();
 
     // (b) Revoked after the reconnection: pushed again within a second.
-    a.keys().revoke(&ids[1], None).await.unwrap();
-    let after = refused_within(
+    a.keys().revoke(&after.key.id, None).await.unwrap();
+    let refused = refused_within(
         &b,
-        &tokens[1],
+        after.token.expose(),
         Duration::from_millis(10),
         Duration::from_secs(1),
     )
     .await;
-    eprintln!("revoked after the reconnection: refused by B after {after:?}");
-    assert!(b.verify(&tokens[2]).await.is_ok());
+    eprintln!("revoked after the reconnection: refused by B after {refused:?}");
+    assert!(b.verify(&kept).await.is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_silently_dropped_listener_is_noticed_by_the_heartbeat() {
     let db = TestDb::create().await;
     let a = gate(PostgresStore::connect(&db.url).await.unwrap());
+    let quiet = a
+        .keys()
+        .create(NewKey::new("alice", "quiet"))
+        .await
+        .unwrap();
+    let silent = a
+        .keys()
+        .create(NewKey::new("alice", "silent"))
+        .await
+        .unwrap();
+    let beacons = beacons(&a).await;
+
     // B reaches the server through a proxy that can stop carrying packets
     // without closing anything: no error, no EOF, just silence.
     let proxy = common::postgres::FreezableProxy::start().await;
@@ -201,44 +273,40 @@ async fn a_silently_dropped_listener_is_noticed_by_the_heartbeat() {
     .await
     .unwrap()
     .listener_heartbeat(heartbeat);
-    let b = gate(store_b);
-    db.wait_for_listeners(None, 2, Duration::from_secs(10))
-        .await;
-
-    let quiet = a_key(&a, "quiet").await;
-    let silent = a_key(&a, "silent").await;
-    let quiet_id = a.verify(&quiet).await.unwrap().id();
-    let silent_id = a.verify(&silent).await.unwrap().id();
-    b.verify(&quiet).await.unwrap();
-    b.verify(&silent).await.unwrap();
+    let ttl = Duration::from_secs(3);
+    let b = gate_with_ttl(store_b, ttl);
+    settle(&a, &b, &beacons).await;
+    b.verify(quiet.token.expose()).await.unwrap();
+    b.verify(silent.token.expose()).await.unwrap();
 
     // Several heartbeats pass on a healthy, quiet connection; pushes still
     // arrive afterwards.
     tokio::time::sleep(heartbeat * 4).await;
-    a.keys().revoke(&quiet_id, None).await.unwrap();
+    a.keys().revoke(&quiet.key.id, None).await.unwrap();
     refused_within(
         &b,
-        &quiet,
+        quiet.token.expose(),
         Duration::from_millis(10),
         Duration::from_secs(1),
     )
     .await;
 
     // The path to B goes silent. A revocation cannot be pushed; the
-    // heartbeat notices the dead connection and B stops serving the key
-    // from its cache (the store is unreachable too, so it answers 503).
+    // heartbeat notices the dead connection and B distrusts its cache. With
+    // the store unreachable too, B may answer from its cache only until the
+    // entry's TTL runs out; after that it answers 503 (fail closed).
     proxy.freeze(true);
     let frozen = Instant::now();
-    a.keys().revoke(&silent_id, None).await.unwrap();
+    a.keys().revoke(&silent.key.id, None).await.unwrap();
     loop {
-        match b.verify(&silent).await {
+        match b.verify(silent.token.expose()).await {
             Ok(_) => {}
             Err(VerifyError::Unavailable(_)) => break,
             Err(e) => panic!("unexpected {e:?}"),
         }
         assert!(
-            frozen.elapsed() < heartbeat * 3,
-            "B still serves the key {:?} after the connection went silent",
+            frozen.elapsed() < ttl + Duration::from_secs(3),
+            "B still serves the key {:?} after the connection went silent (TTL {ttl:?})",
             frozen.elapsed()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -252,7 +320,7 @@ async fn a_silently_dropped_listener_is_noticed_by_the_heartbeat() {
     proxy.freeze(false);
     let started = Instant::now();
     loop {
-        match b.verify(&silent).await {
+        match b.verify(silent.token.expose()).await {
             Err(VerifyError::Invalid(_)) => break,
             Ok(_) => panic!("a revoked key was accepted"),
             Err(VerifyError::Unavailable(_)) => {}
@@ -284,16 +352,21 @@ async fn request(gate: &Keygate, token: &str) -> (u16, Option<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn database_outage_is_503_for_uncached_keys_and_recovers_without_a_rebuild() {
     let db = TestDb::create().await;
+    // Keys are made through another instance, before this one exists.
+    let other = gate(PostgresStore::connect(&db.url).await.unwrap());
+    let cached = a_key(&other, "cached").await;
+    let uncached = a_key(&other, "uncached").await;
+    let beacons = beacons(&other).await;
+
     let store = PostgresStore::connect(&db.url).await.unwrap();
-    let gate = gate(store.clone());
-    db.wait_for_listeners(None, 1, Duration::from_secs(10))
-        .await;
-    let cached = a_key(&gate, "cached").await;
-    let uncached = a_key(&gate, "uncached").await;
+    let ttl = Duration::from_secs(3);
+    let gate = gate_with_ttl(store.clone(), ttl);
+    settle(&other, &gate, &beacons).await;
+    drop(other);
     assert_eq!(request(&gate, &cached).await.0, 200);
 
-    // New connections are refused and the pool's connections are cut; the
-    // listener's connection survives (e.g. the server is out of
+    // New connections are refused and the pools' connections are cut; the
+    // listeners' connections survive (as when the server has no free
     // connection slots).
     db.allow_connections(false).await;
     let cut = db
@@ -330,16 +403,23 @@ async fn database_outage_is_503_for_uncached_keys_and_recovers_without_a_rebuild
     );
 
     // The listener goes too: revocations can no longer reach this instance,
-    // so it stops trusting its cache (fail closed) until it is back.
-    assert_eq!(
+    // so it distrusts its cache. The store cannot answer either, so the
+    // cached key keeps working until its TTL — and not a moment longer
+    // (fail closed).
+    assert!(
         db.terminate(&format!(
             "application_name = '{}'",
             PostgresStore::LISTENER_APPLICATION_NAME
         ))
-        .await,
-        1
+        .await
+            >= 1
     );
-    let started = Instant::now();
+    let lost = Instant::now();
+    assert_eq!(
+        request(&gate, &cached).await.0,
+        200,
+        "a cached key keeps working during the outage, within its TTL"
+    );
     loop {
         match gate.verify(&cached).await {
             Err(VerifyError::Unavailable(_)) => break,
@@ -347,10 +427,10 @@ async fn database_outage_is_503_for_uncached_keys_and_recovers_without_a_rebuild
             Err(e) => panic!("unexpected {e:?}"),
         }
         assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "cache not cleared"
+            lost.elapsed() < ttl + Duration::from_secs(1),
+            "a cached key outlived its TTL during the outage"
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(request(&gate, &cached).await, (503, Some("1".to_owned())));
 
@@ -377,16 +457,6 @@ async fn database_outage_is_503_for_uncached_keys_and_recovers_without_a_rebuild
     let id = gate.verify(&uncached).await.unwrap().id();
     gate.keys().revoke(&id, None).await.unwrap();
     assert_eq!(request(&gate, &uncached).await.0, 401);
-}
-
-async fn a_key(gate: &Keygate, name: &str) -> String {
-    gate.keys()
-        .create(NewKey::new("alice", name))
-        .await
-        .unwrap()
-        .token
-        .expose()
-        .to_owned()
 }
 
 /// The binary against the test database; `pepper` as `KEYGATE_PEPPER`.
@@ -454,17 +524,20 @@ async fn the_binary_manages_and_verifies_keys_on_postgres() {
 
     let (status, _, stderr) = run(vec!["verify"], vec![token.clone()]).await;
     assert_eq!(status, 0, "verify: {stderr}");
-    let (status, _, _) = run(
+    let (status, out, stderr) = run(
         vec!["verify", "--require", "workspaces:write"],
         vec![token.clone()],
     )
     .await;
-    assert_eq!(status, 1, "a scope the key lacks");
+    assert_eq!(status, 1, "a scope the key lacks: {out} {stderr}");
 
     let (status, _, stderr) = run(vec!["keys", "revoke", "--reason", "leaked"], vec![id]).await;
     assert_eq!(status, 0, "keys revoke: {stderr}");
-    let (status, out, _) = run(vec!["--json", "verify"], vec![token]).await;
-    assert_eq!(status, 1, "a revoked key no longer verifies");
+    let (status, out, stderr) = run(vec!["--json", "verify"], vec![token]).await;
+    assert_eq!(
+        status, 1,
+        "a revoked key no longer verifies: {out} {stderr}"
+    );
     let body: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(body["valid"], false);
 
@@ -507,4 +580,180 @@ async fn the_binary_refuses_postgres_without_a_pepper() {
         .await
         .unwrap();
     assert_eq!(applied, 1, "migrated only now, by this connect");
+}
+
+/// A `keygate serve` process on the test database; killed on drop.
+struct ServeProcess {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl ServeProcess {
+    fn start(url: &str, pepper: &str, dir: &std::path::Path) -> (ServeProcess, String) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .current_dir(dir)
+            .env_remove("KEYGATE_DATABASE_URL")
+            .env_remove("RUST_LOG")
+            .env("KEYGATE_PEPPER", pepper)
+            .args([
+                "--database-url",
+                url,
+                "serve",
+                "--listen",
+                &addr.to_string(),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http(addr, "GET", "/healthz", None, "").0 != 200 {
+            assert!(Instant::now() < deadline, "serve did not come up on {addr}");
+            assert!(child.try_wait().unwrap().is_none(), "serve exited early");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The first instance on an empty database prints the bootstrap key.
+        let stdout = child.stdout.take().unwrap();
+        let token = std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            line.trim().to_owned()
+        });
+        let token = if http(addr, "GET", "/healthz", None, "").0 == 200 {
+            // Give the bootstrap line a moment; an instance on a database
+            // with keys prints nothing, so don't wait on it forever.
+            let started = Instant::now();
+            loop {
+                if token.is_finished() || started.elapsed() > Duration::from_millis(500) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if token.is_finished() {
+                token.join().unwrap()
+            } else {
+                String::new()
+            }
+        } else {
+            String::new()
+        };
+        (ServeProcess { child, addr }, token)
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request; returns the status and the body.
+fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: keygate\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if stream.write_all(request.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_serve_processes_share_revocations_within_a_second() {
+    let db = TestDb::create().await;
+    let pepper = "11".repeat(32);
+    let dir = tempfile::tempdir().unwrap();
+    let url = db.url.clone();
+    let (a, admin) = ServeProcess::start(&url, &pepper, dir.path());
+    assert!(
+        admin.starts_with("kg_live_"),
+        "instance A printed the bootstrap key"
+    );
+    let (b, nothing) = ServeProcess::start(&url, &pepper, dir.path());
+    assert!(nothing.is_empty(), "instance B found keys and printed none");
+
+    for n in 0..5 {
+        // The bootstrap admin creates a key on A…
+        let (status, body) = http(
+            a.addr,
+            "POST",
+            "/v1/keys",
+            Some(&admin),
+            &format!(r#"{{"owner":"alice","name":"ci-{n}","scopes":["workspaces:read"]}}"#),
+        );
+        assert_eq!(status, 201, "{body}");
+        let created: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let token = created["key"].as_str().unwrap().to_owned();
+        let id = created["api_key"]["id"].as_str().unwrap().to_owned();
+        // …B authenticates (and caches) it through forward auth…
+        assert_eq!(
+            http(b.addr, "GET", "/v1/forward-auth", Some(&token), "").0,
+            200
+        );
+        assert_eq!(
+            http(b.addr, "GET", "/v1/forward-auth", Some(&token), "").0,
+            200
+        );
+        // …A revokes it, and B refuses it within a second.
+        let (status, body) = http(
+            a.addr,
+            "POST",
+            &format!("/v1/keys/{id}/revoke"),
+            Some(&admin),
+            "",
+        );
+        assert_eq!(status, 200, "{body}");
+        let revoked = Instant::now();
+        loop {
+            let (status, _) = http(b.addr, "GET", "/v1/forward-auth", Some(&token), "");
+            if status == 401 {
+                break;
+            }
+            assert_eq!(status, 200);
+            assert!(
+                revoked.elapsed() < Duration::from_secs(1),
+                "B still accepted the key {:?} after A revoked it",
+                revoked.elapsed()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        eprintln!(
+            "revocation {n} on A refused by B after {:?}",
+            revoked.elapsed()
+        );
+    }
+    drop(b);
+    drop(a);
 }

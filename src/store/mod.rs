@@ -284,8 +284,10 @@ impl InvalidationSink {
         }
     }
 
-    /// Drops every cached entry (e.g. after losing the listener connection,
-    /// when changes may have been missed). Returns `false` once the keygate
+    /// Distrusts every cached entry (e.g. after losing the listener
+    /// connection, when changes may have been missed): each is read from the
+    /// store again on its next use, and served as cached only while the
+    /// store cannot answer, within its TTL. Returns `false` once the keygate
     /// is gone.
     pub fn invalidate_all(&self) -> bool {
         match self.gate.upgrade() {

@@ -64,12 +64,16 @@ const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
 /// [`Keygate`](crate::Keygate) built over this store listens on that
 /// channel from a dedicated connection (`application_name`
 /// [`PostgresStore::LISTENER_APPLICATION_NAME`]) and drops the cache entry
-/// of every id it hears about. When that connection is lost, the keygate's
-/// whole cache is cleared at once (notifications may be missed while it is
-/// down), the listener reconnects with exponential backoff (100 ms doubling
-/// to 5 s), and the cache is cleared again once it listens again. The
-/// cache TTL (30 s by default) remains the backstop for changes made while
-/// no notification could be delivered.
+/// of every id it hears about. When that connection is lost — closed, or
+/// silent past the [heartbeat](PostgresStore::listener_heartbeat) — the
+/// keygate's whole cache is cleared at once (notifications may be missed
+/// while it is down), the listener reconnects with exponential backoff
+/// (100 ms doubling to 5 s) clearing the cache again at every failed
+/// attempt, and clears it once more when it listens again. While the
+/// database is entirely unreachable, every request therefore answers 503:
+/// keygate fails closed rather than serve keys it can no longer hear
+/// about. The cache TTL (30 s by default) stays the backstop for
+/// everything else.
 ///
 /// Usage tracking (`last_used_at`) does not notify.
 ///
@@ -585,10 +589,17 @@ async fn listen(options: PgConnectOptions, heartbeat: Duration, sink: Invalidati
         let mut listener = match subscribe(&options).await {
             Ok(listener) => listener,
             Err(error) => {
+                // Still deaf: whatever was cached since the last attempt may
+                // have been changed unheard. Clearing at every attempt keeps
+                // entries from outliving the backoff (at most 5 s) while the
+                // listener is down.
+                if !sink.invalidate_all() {
+                    return;
+                }
                 tracing::warn!(
                     error = %error,
                     retry_in_ms = backoff.as_millis() as u64,
-                    "cannot listen for key changes; retrying"
+                    "cannot listen for key changes; cache cleared, retrying"
                 );
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(RECONNECT_MAX);
@@ -690,5 +701,37 @@ async fn pump(listener: &mut PgListener, heartbeat: Duration, sink: &Invalidatio
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn debug_does_not_show_the_password() {
+        let pool = PgPoolOptions::new()
+            .connect_lazy("postgres://keygate:hunter2-secret@db.invalid/keys")
+            .unwrap();
+        let store = PostgresStore {
+            pool,
+            heartbeat: DEFAULT_HEARTBEAT,
+        };
+        let debug = format!("{store:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
+
+    #[tokio::test]
+    async fn listener_heartbeat_has_a_floor() {
+        let pool = PgPoolOptions::new()
+            .connect_lazy("postgres://keygate@db.invalid/keys")
+            .unwrap();
+        let store = PostgresStore {
+            pool,
+            heartbeat: DEFAULT_HEARTBEAT,
+        };
+        assert_eq!(store.heartbeat, Duration::from_secs(15));
+        let store = store.listener_heartbeat(Duration::ZERO);
+        assert_eq!(store.heartbeat, MIN_HEARTBEAT);
     }
 }
