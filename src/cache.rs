@@ -4,7 +4,9 @@
 //! Entries are keyed by key id (the built-in store validator) or by the
 //! token's MAC (custom validators, which see opaque tokens). A positive
 //! entry lives at most the positive TTL and never past the key's
-//! `expires_at`; a negative entry (unknown id) lives the negative TTL.
+//! `expires_at`; a negative entry (unknown id) lives the negative TTL, in a
+//! separate, smaller cache, so that a flood of forged well-formed tokens
+//! (the checksum is public) cannot evict valid keys.
 //! Concurrent misses for one entry share one load (`try_get_with`).
 //!
 //! Invalidation must win against a load that started before it: such a load
@@ -26,6 +28,7 @@ use crate::token::KeyId;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct CacheConfig {
     pub capacity: u64,
+    pub negative_capacity: u64,
     pub positive_ttl: Duration,
     pub negative_ttl: Duration,
 }
@@ -34,6 +37,7 @@ impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
             capacity: 100_000,
+            negative_capacity: 10_000,
             positive_ttl: Duration::from_secs(30),
             negative_ttl: Duration::from_secs(5),
         }
@@ -108,7 +112,11 @@ impl moka::Expiry<CacheKey, Entry> for Expiry {
 
 /// The shared validation cache.
 pub(crate) struct KeyCache {
+    /// Valid keys.
     entries: moka::future::Cache<CacheKey, Entry>,
+    /// Unknown ids/tokens → the epoch of their load. Kept apart so that a
+    /// flood of forged, well-formed tokens cannot evict valid keys.
+    negatives: moka::sync::Cache<CacheKey, u64>,
     /// Bumped by every invalidation.
     epoch: AtomicU64,
     /// Entries loaded before this epoch were cleared wholesale.
@@ -122,13 +130,41 @@ impl std::fmt::Debug for KeyCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyCache")
             .field("entries", &self.entries.entry_count())
+            .field("negatives", &self.negatives.entry_count())
             .field("epoch", &self.epoch.load(Ordering::Relaxed))
             .finish()
     }
 }
 
+/// Why a load produced no entry for the positive cache.
+#[derive(Debug)]
+pub(crate) enum Miss<E> {
+    /// The store has no such key (cached in the negative cache).
+    Missing,
+    /// The store failed.
+    Failed(E),
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for Miss<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Miss::Missing => f.write_str("no such key"),
+            Miss::Failed(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: std::error::Error> std::error::Error for Miss<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Miss::Missing => None,
+            Miss::Failed(e) => e.source(),
+        }
+    }
+}
+
 /// A load failed; the error is shared by every waiter of that load.
-pub(crate) type LoadError<E> = Arc<E>;
+pub(crate) type LoadError<E> = Arc<Miss<E>>;
 
 impl KeyCache {
     pub(crate) fn new(config: CacheConfig) -> KeyCache {
@@ -139,6 +175,10 @@ impl KeyCache {
             entries: moka::future::Cache::builder()
                 .max_capacity(config.capacity)
                 .expire_after(Expiry { config })
+                .build(),
+            negatives: moka::sync::Cache::builder()
+                .max_capacity(config.negative_capacity)
+                .time_to_live(config.negative_ttl)
                 .build(),
             epoch: AtomicU64::new(0),
             cleared: AtomicU64::new(0),
@@ -189,6 +229,15 @@ impl KeyCache {
         Fut: Future<Output = Result<Option<Arc<Record>>, E>>,
         E: Send + Sync + 'static,
     {
+        if let Some(epoch) = self.negatives.get(&key) {
+            if epoch >= self.cleared.load(Ordering::Acquire) {
+                return Ok(Entry {
+                    record: None,
+                    epoch,
+                });
+            }
+            self.negatives.invalidate(&key);
+        }
         for _ in 0..3 {
             if let Some(entry) = self.entries.get(&key).await {
                 match self.freshness(&entry) {
@@ -198,12 +247,30 @@ impl KeyCache {
                 }
             }
             let epoch = self.epoch.load(Ordering::Acquire);
-            let entry = self
+            let loaded = self
                 .entries
                 .try_get_with(key, async {
-                    load().await.map(|record| Entry { record, epoch })
+                    match load().await {
+                        Ok(Some(record)) => Ok(Entry {
+                            record: Some(record),
+                            epoch,
+                        }),
+                        Ok(None) => Err(Miss::Missing),
+                        Err(e) => Err(Miss::Failed(e)),
+                    }
                 })
-                .await?;
+                .await;
+            let entry = match loaded {
+                Ok(entry) => entry,
+                Err(miss) if matches!(*miss, Miss::Missing) => {
+                    self.negatives.insert(key, epoch);
+                    return Ok(Entry {
+                        record: None,
+                        epoch,
+                    });
+                }
+                Err(failed) => return Err(failed),
+            };
             if matches!(self.freshness(&entry), Freshness::Fresh) {
                 return Ok(entry);
             }
@@ -211,7 +278,7 @@ impl KeyCache {
         }
         // Invalidations keep racing this key: answer from the store directly.
         let epoch = self.epoch.load(Ordering::Acquire);
-        let record = load().await.map_err(Arc::new)?;
+        let record = load().await.map_err(|e| Arc::new(Miss::Failed(e)))?;
         Ok(Entry { record, epoch })
     }
 
@@ -224,10 +291,21 @@ impl KeyCache {
     {
         let epoch = self.epoch.load(Ordering::Acquire);
         match load().await {
-            Ok(record) => {
-                let entry = Entry { record, epoch };
+            Ok(Some(record)) => {
+                let entry = Entry {
+                    record: Some(record),
+                    epoch,
+                };
                 self.entries.insert(key, entry.clone()).await;
                 entry
+            }
+            Ok(None) => {
+                self.entries.invalidate(&key).await;
+                self.negatives.insert(key, epoch);
+                Entry {
+                    record: None,
+                    epoch,
+                }
             }
             Err(_) => {
                 tracing::debug!("store unreachable: serving a cached entry until its TTL");
@@ -241,6 +319,7 @@ impl KeyCache {
         let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
         self.invalidated.insert(id, epoch);
         self.entries.invalidate(&CacheKey::Id(id)).await;
+        self.negatives.invalidate(&CacheKey::Id(id));
     }
 
     /// Distrusts every entry: each is read from the store again on its next
@@ -250,15 +329,19 @@ impl KeyCache {
     pub(crate) fn clear(&self) {
         let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
         self.cleared.fetch_max(epoch, Ordering::AcqRel);
+        // Unknown ids may exist now; valid entries are kept for outages.
+        self.negatives.invalidate_all();
     }
 
-    /// Number of entries (approximate until pending maintenance runs).
+    /// Number of entries, valid and unknown (approximate until pending
+    /// maintenance runs).
     pub(crate) fn entry_count(&self) -> u64 {
-        self.entries.entry_count()
+        self.entries.entry_count() + self.negatives.entry_count()
     }
 
     /// Runs moka's pending maintenance (evictions, expirations).
     pub(crate) async fn run_pending_tasks(&self) {
         self.entries.run_pending_tasks().await;
+        self.negatives.run_pending_tasks();
     }
 }

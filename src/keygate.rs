@@ -296,10 +296,18 @@ impl KeygateBuilder {
         self
     }
 
-    /// Most entries in the validation cache (valid and unknown keys
-    /// together). Default: 100 000.
+    /// Most valid keys in the validation cache. Default: 100 000. The
+    /// cache counts entries, not bytes: each holds one key record (its
+    /// metadata is at most 4 KiB).
     pub fn cache_capacity(mut self, entries: u64) -> Self {
         self.cache.capacity = entries;
+        self
+    }
+
+    /// Most unknown key ids remembered, in a cache of their own so that a
+    /// flood of forged tokens cannot evict valid keys. Default: 10 000.
+    pub fn negative_cache_capacity(mut self, entries: u64) -> Self {
+        self.cache.negative_capacity = entries;
         self
     }
 

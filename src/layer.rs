@@ -164,7 +164,11 @@ where
                         tracing::debug!("request authenticated");
                     }
                     Err(rejection) => {
-                        if let Ok(token) = gate.token_format().parse(credential.as_str()) {
+                        // Naming the key costs a parse and an allocation:
+                        // only when someone is listening.
+                        if !span.is_disabled()
+                            && let Ok(token) = gate.token_format().parse(credential.as_str())
+                        {
                             let prefix = gate
                                 .token_format()
                                 .display_prefix(token.environment(), token.id());

@@ -114,6 +114,9 @@ pub struct DefaultResponder {
     invalid_request: HeaderValue,
     invalid_token: HeaderValue,
     realm: Arc<str>,
+    /// Bodies of missing_token, invalid_request, invalid_token,
+    /// ip_not_allowed and unavailable.
+    bodies: [Bytes; 5],
 }
 
 /// A realm that cannot sit in a quoted-string.
@@ -143,7 +146,17 @@ impl DefaultResponder {
             };
             HeaderValue::from_str(&text).map_err(|_| InvalidRealm)
         };
+        let fixed = |r: Rejection| {
+            Bytes::from(serde_json::json!({"error": r.code(), "message": r.message()}).to_string())
+        };
         Ok(DefaultResponder {
+            bodies: [
+                fixed(Rejection::MissingToken),
+                fixed(Rejection::InvalidRequest),
+                fixed(Rejection::InvalidToken(InvalidReason::Malformed)),
+                fixed(Rejection::IpNotAllowed),
+                fixed(Rejection::Unavailable),
+            ],
             expose_reason: false,
             missing: challenge(None)?,
             invalid_request: challenge(Some("invalid_request"))?,
@@ -160,6 +173,19 @@ impl DefaultResponder {
     }
 
     fn body(&self, rejection: &Rejection) -> Bytes {
+        // Bodies that never vary are built once (a flood of bad tokens then
+        // costs no JSON encoding).
+        let fixed = match rejection {
+            Rejection::MissingToken => Some(&self.bodies[0]),
+            Rejection::InvalidRequest => Some(&self.bodies[1]),
+            Rejection::InvalidToken(_) if !self.expose_reason => Some(&self.bodies[2]),
+            Rejection::IpNotAllowed => Some(&self.bodies[3]),
+            Rejection::Unavailable => Some(&self.bodies[4]),
+            _ => None,
+        };
+        if let Some(body) = fixed {
+            return body.clone();
+        }
         let mut body = serde_json::json!({
             "error": rejection.code(),
             "message": rejection.message(),

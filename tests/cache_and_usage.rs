@@ -107,7 +107,11 @@ async fn hundred_concurrent_first_requests_cause_one_store_read() {
 #[tokio::test]
 async fn unknown_ids_are_cached_briefly_and_the_cache_stays_bounded() {
     let store = CountingStore::new();
-    let keygate = builder(&store).cache_capacity(1_000).build().unwrap();
+    let keygate = builder(&store)
+        .cache_capacity(1_000)
+        .negative_cache_capacity(1_000)
+        .build()
+        .unwrap();
     let format = keygate.token_format().clone();
     let mut first = None;
     for i in 0..100_000 {
@@ -130,6 +134,43 @@ async fn unknown_ids_are_cached_briefly_and_the_cache_stays_bounded() {
     let _ = keygate.verify(recent.expose()).await;
     assert_eq!(store.counts.gets(), 100_001);
     drop(first);
+}
+
+#[tokio::test]
+async fn a_flood_of_forged_unknown_ids_does_not_evict_valid_keys() {
+    let store = CountingStore::new();
+    let keygate = builder(&store)
+        .cache_capacity(100)
+        .negative_cache_capacity(100)
+        .build()
+        .unwrap();
+    let mut tokens = Vec::new();
+    for i in 0..50 {
+        let created = keygate
+            .keys()
+            .create(NewKey::new("alice", format!("k{i}")))
+            .await
+            .unwrap();
+        keygate.verify(created.token.expose()).await.unwrap();
+        tokens.push(created.token);
+    }
+    let reads_before = store.counts.gets();
+    let format = keygate.token_format().clone();
+    for _ in 0..20_000 {
+        let forged = format.generate(keygate::Environment::Live);
+        assert!(keygate.verify(forged.expose()).await.is_err());
+    }
+    keygate.cached_entries().await;
+    let reads_after_flood = store.counts.gets();
+    assert_eq!(reads_after_flood - reads_before, 20_000);
+    for token in &tokens {
+        keygate.verify(token.expose()).await.unwrap();
+    }
+    assert_eq!(
+        store.counts.gets(),
+        reads_after_flood,
+        "every valid key was still cached after the flood"
+    );
 }
 
 #[tokio::test]
