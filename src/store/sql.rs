@@ -10,7 +10,9 @@ use crate::key::{ApiKey, StoredKey};
 use crate::scope::ScopeSet;
 use crate::token::{Environment, KeyId};
 
-/// A key record as primitive column values.
+/// A key record as primitive column values, read by column name from either
+/// backend (`sqlx::FromRow` derive: no compile-time query checking).
+#[derive(sqlx::FromRow)]
 pub(crate) struct Row {
     pub id: String,
     pub mac: Vec<u8>,

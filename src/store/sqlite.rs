@@ -92,32 +92,7 @@ impl SqliteStore {
 }
 
 fn decode(row: &SqliteRow) -> Result<StoredKey, StoreError> {
-    let raw = (|| {
-        Ok::<_, sqlx::Error>(Row {
-            id: row.try_get("id")?,
-            mac: row.try_get("mac")?,
-            display_prefix: row.try_get("display_prefix")?,
-            name: row.try_get("name")?,
-            description: row.try_get("description")?,
-            owner: row.try_get("owner")?,
-            organization: row.try_get("organization")?,
-            environment: row.try_get("environment")?,
-            scopes: row.try_get("scopes")?,
-            ip_allow: row.try_get("ip_allow")?,
-            ip_deny: row.try_get("ip_deny")?,
-            metadata: row.try_get("metadata")?,
-            created_at: row.try_get("created_at")?,
-            updated_at: row.try_get("updated_at")?,
-            expires_at: row.try_get("expires_at")?,
-            last_used_at: row.try_get("last_used_at")?,
-            last_used_ip: row.try_get("last_used_ip")?,
-            revoked_at: row.try_get("revoked_at")?,
-            revoked_reason: row.try_get("revoked_reason")?,
-            superseded_by: row.try_get("superseded_by")?,
-            revision: row.try_get("revision")?,
-        })
-    })()
-    .map_err(store_error)?;
+    let raw: Row = sqlx::FromRow::from_row(row).map_err(store_error)?;
     raw.into_stored()
 }
 
