@@ -2,8 +2,9 @@
 //! request with `auth_request` (SPEC §10), configured from
 //! `tests/fixtures/nginx.conf.template` (the README quotes it).
 //!
-//! Needs `/usr/sbin/nginx` (`.ci/install-nginx` installs Debian's
-//! `nginx-light`). Without it these tests FAIL: they never skip.
+//! Needs `/usr/sbin/nginx`; when it is missing the tests first run
+//! `.ci/install-nginx` (Debian's `nginx-light`; needs root and the Debian
+//! archive). Without nginx these tests FAIL: they never skip.
 //!
 //! Each test runs its own keygate (with `tests/fixtures/rules.toml`), its
 //! own recording upstream and its own nginx, all on free loopback ports,
@@ -43,6 +44,17 @@ impl Drop for Nginx {
 }
 
 fn require_nginx() {
+    // Like .ci/run, install what the test needs on a fresh machine (the
+    // script is idempotent and serialized by a lock, since tests run in
+    // parallel); fail, never skip, if that is impossible.
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        if !Path::new(NGINX).is_file() {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/install-nginx");
+            let status = std::process::Command::new("bash").arg(&script).status();
+            eprintln!("{} exited with {status:?}", script.display());
+        }
+    });
     assert!(
         Path::new(NGINX).is_file(),
         "{NGINX} is missing: these tests need a real nginx with auth_request. \
