@@ -14,11 +14,12 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 use super::types::{
-    AuthcheckBody, CreatedBody, Grace, KeyListBody, RevokeBody, RotateBody, ScopeEntry, ScopesBody,
-    StatusBody, VerifyBody, VerifyResult,
+    AuthcheckBody, CreatedBody, ErrorBody, Grace, KeyListBody, RevokeBody, RotateBody, ScopeEntry,
+    ScopesBody, StatusBody, VerifyBody, VerifyResult,
 };
 use crate::client_ip::client_ip;
 use crate::gateway::Gateway;
+use crate::key::ApiKey;
 use crate::keygate::Keygate;
 use crate::keys::{CreatedKey, KeyUpdate, NewKey, parse_duration};
 use crate::rejection::Rejection;
@@ -498,9 +499,3 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
             .into_response(),
     }
 }
-
-// Referenced by the OpenAPI annotations above.
-#[allow(unused_imports)]
-use super::types::ErrorBody;
-#[allow(unused_imports)]
-use crate::key::ApiKey;
