@@ -47,8 +47,8 @@ impl utoipa::Modify for SecuritySchemes {
         handlers::verify,
         handlers::healthz,
         handlers::readyz,
-        forward_auth_doc,
-        openapi_doc,
+        forward_auth::handler,
+        openapi_json,
     ),
     modifiers(&SecuritySchemes),
     tags(
@@ -60,29 +60,14 @@ impl utoipa::Modify for SecuritySchemes {
 )]
 struct ApiDoc;
 
-/// Forward auth: any method, `/v1/forward-auth` and every path below it.
-#[utoipa::path(get, path = "/v1/forward-auth", tag = "gateway",
-    description = "Any method; also `/v1/forward-auth/{path}` (Envoy). The original method and URI come from X-Original-Method/X-Original-URI (nginx), X-Forwarded-Method/X-Forwarded-Uri (Traefik), or the request itself (Envoy), believed only from trusted proxies.",
-    responses(
-        (status = 200, description = "Allowed; X-Keygate-Key-Id, X-Keygate-Owner, X-Keygate-Scopes and X-Keygate-Environment identify the key (empty for public rules)"),
-        (status = 401, description = "No, or an invalid, key (SPEC §3)"),
-        (status = 403, description = "IP not allowed or insufficient scope (SPEC §3)"),
-        (status = 503, description = "The store is unavailable and the key is not cached"),
-    ))]
-#[allow(dead_code)]
-fn forward_auth_doc() {}
-
-/// This document.
-#[utoipa::path(get, path = "/v1/openapi.json", tag = "health",
-    responses((status = 200, description = "The OpenAPI 3 document of this API")))]
-#[allow(dead_code)]
-fn openapi_doc() {}
-
 /// The OpenAPI 3 document of the API, generated from the handlers.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "health",
+    responses((status = 200, description = "The OpenAPI 3 document of this API")))]
 async fn openapi_json() -> Response {
     axum::Json(openapi()).into_response()
 }

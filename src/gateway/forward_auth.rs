@@ -65,6 +65,14 @@ fn original(request: &Request, trusted: bool) -> Result<(Method, Uri), Rejection
 
 /// The handler, mounted at `/v1/forward-auth` and `/v1/forward-auth/{*rest}`
 /// for every method.
+#[utoipa::path(get, path = "/v1/forward-auth", tag = "gateway",
+    description = "Any method; also `/v1/forward-auth/{path}` (Envoy). The original method and URI come from X-Original-Method/X-Original-URI (nginx), X-Forwarded-Method/X-Forwarded-Uri (Traefik), or the request itself (Envoy), believed only from trusted proxies.",
+    responses(
+        (status = 200, description = "Allowed; X-Keygate-Key-Id, X-Keygate-Owner, X-Keygate-Scopes and X-Keygate-Environment identify the key (empty for public rules)"),
+        (status = 401, description = "No, or an invalid, key (SPEC §3)"),
+        (status = 403, description = "IP not allowed or insufficient scope (SPEC §3)"),
+        (status = 503, description = "The store is unavailable and the key is not cached"),
+    ))]
 pub async fn handler(State(gateway): State<Gateway>, request: Request) -> Response {
     let trusted_proxies = gateway.trusted_proxies();
     let peer_trusted = peer_ip(request.extensions())
