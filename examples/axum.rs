@@ -5,6 +5,7 @@
 //! ```text
 //! curl -i -H "Authorization: Bearer <token>" http://127.0.0.1:3000/workspaces   # 200
 //! curl -i http://127.0.0.1:3000/workspaces                                      # 401
+//! curl -i -H "Authorization: Bearer <token>" http://127.0.0.1:3000/keygate/v1/keys  # 403: alice lacks keys:read
 //! ```
 //!
 //! Keys live in an in-memory SQLite database and a random pepper, so they
@@ -55,6 +56,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             get(list).route_layer(keygate.require("workspaces:create")?),
         )
         .layer(keygate.layer())
+        // After `.layer`: the management API authenticates on its own and
+        // leaves /keygate/healthz, /readyz and /v1/openapi.json open.
+        .nest("/keygate", keygate::admin::router(keygate.clone()))
         .merge(
             Router::new()
                 .route("/whoami", get(whoami))
