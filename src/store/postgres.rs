@@ -283,38 +283,18 @@ async fn check_current(
 
 async fn insert_row(conn: &mut PgConnection, key: &StoredKey) -> Result<(), StoreError> {
     let r = Row::from_stored(key);
-    sqlx::query(
+    let query = sqlx::query(
         "INSERT INTO keygate_keys (id, mac, display_prefix, name, description, owner, \
          organization, environment, scopes, ip_allow, ip_deny, metadata, created_at, updated_at, \
          expires_at, last_used_at, last_used_ip, revoked_at, revoked_reason, superseded_by, revision) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb, $11::jsonb, $12::jsonb, \
          $13, $14, $15, $16, $17, $18, $19, $20, $21)",
-    )
-    .bind(&r.id)
-    .bind(r.mac)
-    .bind(r.display_prefix)
-    .bind(r.name)
-    .bind(r.description)
-    .bind(r.owner)
-    .bind(r.organization)
-    .bind(r.environment)
-    .bind(r.scopes)
-    .bind(r.ip_allow)
-    .bind(r.ip_deny)
-    .bind(r.metadata)
-    .bind(r.created_at)
-    .bind(r.updated_at)
-    .bind(r.expires_at)
-    .bind(r.last_used_at)
-    .bind(r.last_used_ip)
-    .bind(r.revoked_at)
-    .bind(r.revoked_reason)
-    .bind(r.superseded_by)
-    .bind(r.revision)
-    .execute(&mut *conn)
-    .await
-    .map_err(pg_error)?;
-    notify(conn, &r.id).await
+    );
+    r.bind_insert(query)
+        .execute(&mut *conn)
+        .await
+        .map_err(pg_error)?;
+    notify(conn, key.key.id.as_str()).await
 }
 
 /// Compare-and-set update of the mutable columns; `Stale`/`NotFound` when

@@ -125,6 +125,46 @@ impl Row {
     }
 }
 
+impl Row {
+    /// Binds every column, in table order (`id` … `revision`), to an
+    /// `INSERT` with 21 placeholders.
+    pub(crate) fn bind_insert<'q, DB>(
+        self,
+        query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
+    ) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
+    where
+        DB: sqlx::Database,
+        for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+        for<'t> Option<String>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+        for<'t> Vec<u8>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+        for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+        for<'t> Option<i64>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    {
+        query
+            .bind(self.id)
+            .bind(self.mac)
+            .bind(self.display_prefix)
+            .bind(self.name)
+            .bind(self.description)
+            .bind(self.owner)
+            .bind(self.organization)
+            .bind(self.environment)
+            .bind(self.scopes)
+            .bind(self.ip_allow)
+            .bind(self.ip_deny)
+            .bind(self.metadata)
+            .bind(self.created_at)
+            .bind(self.updated_at)
+            .bind(self.expires_at)
+            .bind(self.last_used_at)
+            .bind(self.last_used_ip)
+            .bind(self.revoked_at)
+            .bind(self.revoked_reason)
+            .bind(self.superseded_by)
+            .bind(self.revision)
+    }
+}
+
 /// Maps a sqlx error: connection-level failures are [`StoreError::Unavailable`].
 pub(crate) fn store_error(e: sqlx::Error) -> StoreError {
     match e {
