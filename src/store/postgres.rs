@@ -300,36 +300,22 @@ async fn insert_row(conn: &mut PgConnection, key: &StoredKey) -> Result<(), Stor
 /// Compare-and-set update of the mutable columns; `Stale`/`NotFound` when
 /// the revision moved on or the row is gone.
 async fn update_row(conn: &mut PgConnection, key: &StoredKey) -> Result<(), StoreError> {
-    let r = Row::from_stored(key);
-    let done = sqlx::query(
-        "UPDATE keygate_keys SET name = $1, description = $2, organization = $3, \
+    let done = Row::from_stored(key)
+        .bind_update(sqlx::query(
+            "UPDATE keygate_keys SET name = $1, description = $2, organization = $3, \
          scopes = $4::jsonb, ip_allow = $5::jsonb, ip_deny = $6::jsonb, metadata = $7::jsonb, \
          updated_at = $8, expires_at = $9, revoked_at = $10, revoked_reason = $11, \
          superseded_by = $12, revision = revision + 1 \
          WHERE id = $13 AND revision = $14",
-    )
-    .bind(r.name)
-    .bind(r.description)
-    .bind(r.organization)
-    .bind(r.scopes)
-    .bind(r.ip_allow)
-    .bind(r.ip_deny)
-    .bind(r.metadata)
-    .bind(r.updated_at)
-    .bind(r.expires_at)
-    .bind(r.revoked_at)
-    .bind(r.revoked_reason)
-    .bind(r.superseded_by)
-    .bind(&r.id)
-    .bind(r.revision)
-    .execute(&mut *conn)
-    .await
-    .map_err(pg_error)?;
+        ))
+        .execute(&mut *conn)
+        .await
+        .map_err(pg_error)?;
     if done.rows_affected() == 1 {
-        return notify(conn, &r.id).await;
+        return notify(conn, key.key.id.as_str()).await;
     }
     let exists = sqlx::query("SELECT 1 FROM keygate_keys WHERE id = $1")
-        .bind(&r.id)
+        .bind(key.key.id.as_str())
         .fetch_optional(conn)
         .await
         .map_err(pg_error)?;

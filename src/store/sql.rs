@@ -163,6 +163,39 @@ impl Row {
             .bind(self.superseded_by)
             .bind(self.revision)
     }
+
+    /// Binds the mutable columns, then `id` and `revision`, to a
+    /// compare-and-set `UPDATE … SET name, description, organization,
+    /// scopes, ip_allow, ip_deny, metadata, updated_at, expires_at,
+    /// revoked_at, revoked_reason, superseded_by … WHERE id AND revision`.
+    pub(crate) fn bind_update<'q, DB>(
+        self,
+        query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
+    ) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
+    where
+        DB: sqlx::Database,
+        for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+        for<'t> Option<String>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+        for<'t> Vec<u8>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+        for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+        for<'t> Option<i64>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    {
+        query
+            .bind(self.name)
+            .bind(self.description)
+            .bind(self.organization)
+            .bind(self.scopes)
+            .bind(self.ip_allow)
+            .bind(self.ip_deny)
+            .bind(self.metadata)
+            .bind(self.updated_at)
+            .bind(self.expires_at)
+            .bind(self.revoked_at)
+            .bind(self.revoked_reason)
+            .bind(self.superseded_by)
+            .bind(self.id)
+            .bind(self.revision)
+    }
 }
 
 /// Maps a sqlx error: connection-level failures are [`StoreError::Unavailable`].

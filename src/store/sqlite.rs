@@ -150,35 +150,21 @@ async fn insert_row(conn: &mut sqlx::SqliteConnection, key: &StoredKey) -> Resul
 /// Compare-and-set update of the mutable columns; `Stale`/`NotFound` when
 /// the revision moved on or the row is gone.
 async fn update_row(conn: &mut sqlx::SqliteConnection, key: &StoredKey) -> Result<(), StoreError> {
-    let r = Row::from_stored(key);
-    let done = sqlx::query(
-        "UPDATE keygate_keys SET name = ?, description = ?, organization = ?, scopes = ?, \
+    let done = Row::from_stored(key)
+        .bind_update(sqlx::query(
+            "UPDATE keygate_keys SET name = ?, description = ?, organization = ?, scopes = ?, \
          ip_allow = ?, ip_deny = ?, metadata = ?, updated_at = ?, expires_at = ?, \
          revoked_at = ?, revoked_reason = ?, superseded_by = ?, revision = revision + 1 \
          WHERE id = ? AND revision = ?",
-    )
-    .bind(r.name)
-    .bind(r.description)
-    .bind(r.organization)
-    .bind(r.scopes)
-    .bind(r.ip_allow)
-    .bind(r.ip_deny)
-    .bind(r.metadata)
-    .bind(r.updated_at)
-    .bind(r.expires_at)
-    .bind(r.revoked_at)
-    .bind(r.revoked_reason)
-    .bind(r.superseded_by)
-    .bind(&r.id)
-    .bind(r.revision)
-    .execute(&mut *conn)
-    .await
-    .map_err(store_error)?;
+        ))
+        .execute(&mut *conn)
+        .await
+        .map_err(store_error)?;
     if done.rows_affected() == 1 {
         return Ok(());
     }
     let exists = sqlx::query("SELECT 1 FROM keygate_keys WHERE id = ?")
-        .bind(&r.id)
+        .bind(key.key.id.as_str())
         .fetch_optional(conn)
         .await
         .map_err(store_error)?;
