@@ -11,7 +11,12 @@
 //!   scopes;
 //! - `cold_miss`: `Keygate::verify` on SQLite with caching disabled (every
 //!   call is a miss: parse, store read, decode, MAC), next to `raw_select` —
-//!   the same `SELECT … WHERE id = ?` through sqlx, fetching the row.
+//!   the same `SELECT … WHERE id = ?` through sqlx, fetching the row;
+//! - `middleware`: one request through `keygate.layer()` (cached valid key,
+//!   usage tracking on) over a service answering a fixed response, next to
+//!   `no_auth` — the same request and service without the layer. The
+//!   difference is what the middleware adds per request, without HTTP or
+//!   sockets around it.
 //!
 //! Results and ratios: BENCHMARKS.md.
 
@@ -258,12 +263,80 @@ fn cold_miss(c: &mut Criterion) {
     group.finish();
 }
 
+fn middleware(c: &mut Criterion) {
+    use std::net::SocketAddr;
+
+    use axum::extract::ConnectInfo;
+    use http::{Request, Response};
+    use tower::{Layer as _, ServiceExt as _};
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let pepper = Pepper::insecure_fixed_for_tests();
+    let (map, tokens) = keys(1_000, &pepper);
+    let keygate = Keygate::builder(MapStore(Arc::new(map)))
+        .pepper(pepper)
+        .build()
+        .unwrap();
+    let token = tokens[0].expose().to_owned();
+    runtime.block_on(async { keygate.verify(&token).await.unwrap() });
+    let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    // As axum's `into_make_service_with_connect_info` hands it over.
+    let request = move || {
+        let mut request = Request::builder()
+            .uri("/")
+            .header("host", "127.0.0.1")
+            .header("authorization", format!("Bearer {token}"))
+            .body(())
+            .unwrap();
+        request.extensions_mut().insert(ConnectInfo(peer));
+        request
+    };
+    let handler = tower::service_fn(|_: Request<()>| async {
+        Ok::<_, std::convert::Infallible>(Response::new("hello"))
+    });
+    let mut group = c.benchmark_group("middleware");
+    group.bench_function("no_auth", |b| {
+        b.to_async(&runtime).iter_batched(
+            &request,
+            |request| {
+                let service = handler;
+                async move {
+                    let status = service.oneshot(request).await.unwrap().status();
+                    assert_eq!(status, 200);
+                    status
+                }
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    let layered = keygate.layer().layer(handler);
+    group.bench_function("keygate", |b| {
+        b.to_async(&runtime).iter_batched(
+            &request,
+            |request| {
+                let service = layered.clone();
+                async move {
+                    let status = service.oneshot(request).await.unwrap().status();
+                    assert_eq!(status, 200);
+                    status
+                }
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     token_parse,
     mac,
     cached_validation,
     requirement,
-    cold_miss
+    cold_miss,
+    middleware
 );
 criterion_main!(benches);

@@ -7,15 +7,21 @@
 //! `expires_at`; a negative entry (unknown id) lives the negative TTL, in a
 //! separate, smaller cache, so that a flood of forged well-formed tokens
 //! (the checksum is public) cannot evict valid keys.
-//! Concurrent misses for one entry share one load (`try_get_with`).
+//! Concurrent misses for one entry share one load.
+//!
+//! The caches are moka's synchronous ones: a hit needs no future, so the
+//! middleware answers cached keys inside `Service::call` and only a miss
+//! pays for an asynchronous load (coalesced here, by key, rather than with
+//! moka's `try_get_with`, which would block a thread in the sync cache).
 //!
 //! Invalidation must win against a load that started before it: such a load
 //! may have read the old record and insert it after the invalidation. Every
 //! entry therefore records the invalidation epoch at which its load began,
 //! and a hit is discarded when its key id was invalidated at a later epoch.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
@@ -23,6 +29,7 @@ use time::OffsetDateTime;
 use crate::key::ApiKey;
 use crate::secret::TokenMac;
 use crate::token::KeyId;
+use crate::usage::UsageMark;
 
 /// Cache sizes and lifetimes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,10 +74,22 @@ enum Freshness {
 /// A validated record: the key and, for store entries, the MAC to compare.
 #[derive(Debug)]
 pub(crate) struct Record {
-    pub key: Arc<ApiKey>,
+    pub key: ApiKey,
     /// `Some` for store entries (compared on every request); `None` for
     /// custom-validator entries, whose key already matched the token digest.
     pub mac: Option<TokenMac>,
+    /// The last use noted for usage tracking.
+    pub noted: UsageMark,
+}
+
+impl Record {
+    pub(crate) fn new(key: ApiKey, mac: Option<TokenMac>) -> Record {
+        Record {
+            key,
+            mac,
+            noted: UsageMark::default(),
+        }
+    }
 }
 
 /// A cache entry.
@@ -112,11 +131,15 @@ impl moka::Expiry<CacheKey, Entry> for Expiry {
 
 /// The shared validation cache.
 pub(crate) struct KeyCache {
-    /// Valid keys.
-    entries: moka::future::Cache<CacheKey, Entry>,
+    /// Valid keys. A synchronous cache: a hit is answered without a future,
+    /// so the middleware can authenticate a cached key inside `call`.
+    entries: moka::sync::Cache<CacheKey, Entry>,
     /// Unknown ids/tokens → the epoch of their load. Kept apart so that a
     /// flood of forged, well-formed tokens cannot evict valid keys.
     negatives: moka::sync::Cache<CacheKey, u64>,
+    /// Loads in flight, so that concurrent misses for one entry share one
+    /// store read.
+    flights: Mutex<HashMap<CacheKey, Flight>>,
     /// Bumped by every invalidation.
     epoch: AtomicU64,
     /// Entries loaded before this epoch were cleared wholesale.
@@ -125,6 +148,9 @@ pub(crate) struct KeyCache {
     /// outlive any entry loaded before it.
     invalidated: moka::sync::Cache<KeyId, u64>,
 }
+
+/// One shared load: every waiter gets its outcome, the error included.
+type Flight = Arc<tokio::sync::OnceCell<Result<Entry, LoadError>>>;
 
 impl std::fmt::Debug for KeyCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -136,35 +162,9 @@ impl std::fmt::Debug for KeyCache {
     }
 }
 
-/// Why a load produced no entry for the positive cache.
-#[derive(Debug)]
-pub(crate) enum Miss<E> {
-    /// The store has no such key (cached in the negative cache).
-    Missing,
-    /// The store failed.
-    Failed(E),
-}
-
-impl<E: std::fmt::Display> std::fmt::Display for Miss<E> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Miss::Missing => f.write_str("no such key"),
-            Miss::Failed(e) => e.fmt(f),
-        }
-    }
-}
-
-impl<E: std::error::Error> std::error::Error for Miss<E> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Miss::Missing => None,
-            Miss::Failed(e) => e.source(),
-        }
-    }
-}
-
-/// A load failed; the error is shared by every waiter of that load.
-pub(crate) type LoadError<E> = Arc<Miss<E>>;
+/// Why a load could not answer: the store or validator failed. Shared by
+/// every waiter of that load.
+pub(crate) type LoadError = Arc<dyn std::error::Error + Send + Sync>;
 
 impl KeyCache {
     pub(crate) fn new(config: CacheConfig) -> KeyCache {
@@ -172,7 +172,7 @@ impl KeyCache {
         // TTL after its insertion; keep the invalidation well past that.
         let remember = config.positive_ttl.max(config.negative_ttl) * 2 + Duration::from_secs(60);
         KeyCache {
-            entries: moka::future::Cache::builder()
+            entries: moka::sync::Cache::builder()
                 .max_capacity(config.capacity)
                 .expire_after(Expiry { config })
                 .build(),
@@ -180,6 +180,7 @@ impl KeyCache {
                 .max_capacity(config.negative_capacity)
                 .time_to_live(config.negative_ttl)
                 .build(),
+            flights: Mutex::new(HashMap::new()),
             epoch: AtomicU64::new(0),
             cleared: AtomicU64::new(0),
             invalidated: moka::sync::Cache::builder()
@@ -189,16 +190,18 @@ impl KeyCache {
         }
     }
 
+    /// Whether key `id` was invalidated after a load that began at `epoch`.
+    fn invalidated_since(&self, id: &KeyId, epoch: u64) -> bool {
+        self.invalidated.get(id).is_some_and(|at| at > epoch)
+    }
+
     /// How far a hit can be trusted.
     fn freshness(&self, entry: &Entry) -> Freshness {
         if entry.epoch == self.epoch.load(Ordering::Acquire) {
             return Freshness::Fresh;
         }
         if let Some(record) = &entry.record
-            && self
-                .invalidated
-                .get(&record.key.id)
-                .is_some_and(|at| at > entry.epoch)
+            && self.invalidated_since(&record.key.id, entry.epoch)
         {
             return Freshness::Invalidated;
         }
@@ -206,6 +209,39 @@ impl KeyCache {
             return Freshness::Cleared;
         }
         Freshness::Fresh
+    }
+
+    /// A negative entry still to be believed: not loaded before a clear, nor
+    /// before an invalidation of its id.
+    fn negative(&self, key: &CacheKey) -> Option<Entry> {
+        let epoch = self.negatives.get(key)?;
+        let stale = epoch < self.cleared.load(Ordering::Acquire)
+            || matches!(key, CacheKey::Id(id) if self.invalidated_since(id, epoch));
+        if stale {
+            self.negatives.invalidate(key);
+            return None;
+        }
+        Some(Entry {
+            record: None,
+            epoch,
+        })
+    }
+
+    /// The entry for `key` if the cache can answer for it right now, without
+    /// the store: a fresh valid entry or a believed negative one. `None`
+    /// means [`get_or_load`](KeyCache::get_or_load) must ask the store.
+    pub(crate) fn lookup(&self, key: &CacheKey) -> Option<Entry> {
+        if let Some(entry) = self.entries.get(key) {
+            return match self.freshness(&entry) {
+                Freshness::Fresh => Some(entry),
+                Freshness::Invalidated => {
+                    self.entries.invalidate(key);
+                    None
+                }
+                Freshness::Cleared => None,
+            };
+        }
+        self.negative(key)
     }
 
     /// The entry for `key`, loading it with `load` on a miss. Concurrent
@@ -223,63 +259,77 @@ impl KeyCache {
         &self,
         key: CacheKey,
         load: F,
-    ) -> Result<Entry, LoadError<E>>
+    ) -> Result<Entry, LoadError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<Option<Arc<Record>>, E>>,
-        E: Send + Sync + 'static,
+        E: std::error::Error + Send + Sync + 'static,
     {
-        if let Some(epoch) = self.negatives.get(&key) {
-            if epoch >= self.cleared.load(Ordering::Acquire) {
-                return Ok(Entry {
-                    record: None,
-                    epoch,
-                });
-            }
-            self.negatives.invalidate(&key);
-        }
         for _ in 0..3 {
-            if let Some(entry) = self.entries.get(&key).await {
+            if let Some(entry) = self.entries.get(&key) {
                 match self.freshness(&entry) {
                     Freshness::Fresh => return Ok(entry),
                     Freshness::Cleared => return Ok(self.reload_or_keep(key, entry, &load).await),
-                    Freshness::Invalidated => self.entries.invalidate(&key).await,
+                    Freshness::Invalidated => self.entries.invalidate(&key),
                 }
-            }
-            let epoch = self.epoch.load(Ordering::Acquire);
-            let loaded = self
-                .entries
-                .try_get_with(key, async {
-                    match load().await {
-                        Ok(Some(record)) => Ok(Entry {
-                            record: Some(record),
-                            epoch,
-                        }),
-                        Ok(None) => Err(Miss::Missing),
-                        Err(e) => Err(Miss::Failed(e)),
-                    }
-                })
-                .await;
-            let entry = match loaded {
-                Ok(entry) => entry,
-                Err(miss) if matches!(*miss, Miss::Missing) => {
-                    self.negatives.insert(key, epoch);
-                    return Ok(Entry {
-                        record: None,
-                        epoch,
-                    });
-                }
-                Err(failed) => return Err(failed),
-            };
-            if matches!(self.freshness(&entry), Freshness::Fresh) {
+            } else if let Some(entry) = self.negative(&key) {
                 return Ok(entry);
             }
-            self.entries.invalidate(&key).await;
+            let entry = self.load_shared(key, &load).await?;
+            let fresh = match &entry.record {
+                Some(_) => matches!(self.freshness(&entry), Freshness::Fresh),
+                None => match &key {
+                    CacheKey::Id(id) => !self.invalidated_since(id, entry.epoch),
+                    CacheKey::Digest(_) => true,
+                },
+            };
+            if fresh {
+                return Ok(entry);
+            }
+            self.entries.invalidate(&key);
+            self.negatives.invalidate(&key);
         }
         // Invalidations keep racing this key: answer from the store directly.
         let epoch = self.epoch.load(Ordering::Acquire);
-        let record = load().await.map_err(|e| Arc::new(Miss::Failed(e)))?;
+        let record = load().await.map_err(|e| Arc::new(e) as LoadError)?;
         Ok(Entry { record, epoch })
+    }
+
+    /// Runs `load` once for every concurrent caller with the same `key`,
+    /// and caches what it finds. A caller that gives up (its request is
+    /// dropped) hands the load over to the next waiter.
+    async fn load_shared<F, Fut, E>(&self, key: CacheKey, load: &F) -> Result<Entry, LoadError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Option<Arc<Record>>, E>>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let flight = Boarding::join(self, key);
+        flight
+            .cell
+            .get_or_init(|| async {
+                let epoch = self.epoch.load(Ordering::Acquire);
+                match load().await {
+                    Ok(Some(record)) => {
+                        let entry = Entry {
+                            record: Some(record),
+                            epoch,
+                        };
+                        self.entries.insert(key, entry.clone());
+                        Ok(entry)
+                    }
+                    Ok(None) => {
+                        self.negatives.insert(key, epoch);
+                        Ok(Entry {
+                            record: None,
+                            epoch,
+                        })
+                    }
+                    Err(e) => Err(Arc::new(e) as LoadError),
+                }
+            })
+            .await
+            .clone()
     }
 
     /// Reloads an entry that predates a [`clear`](KeyCache::clear); keeps
@@ -296,11 +346,11 @@ impl KeyCache {
                     record: Some(record),
                     epoch,
                 };
-                self.entries.insert(key, entry.clone()).await;
+                self.entries.insert(key, entry.clone());
                 entry
             }
             Ok(None) => {
-                self.entries.invalidate(&key).await;
+                self.entries.invalidate(&key);
                 self.negatives.insert(key, epoch);
                 Entry {
                     record: None,
@@ -315,10 +365,10 @@ impl KeyCache {
     }
 
     /// Drops every entry of key `id`, now and against any load in flight.
-    pub(crate) async fn invalidate(&self, id: KeyId) {
+    pub(crate) fn invalidate(&self, id: KeyId) {
         let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
         self.invalidated.insert(id, epoch);
-        self.entries.invalidate(&CacheKey::Id(id)).await;
+        self.entries.invalidate(&CacheKey::Id(id));
         self.negatives.invalidate(&CacheKey::Id(id));
     }
 
@@ -340,8 +390,265 @@ impl KeyCache {
     }
 
     /// Runs moka's pending maintenance (evictions, expirations).
-    pub(crate) async fn run_pending_tasks(&self) {
-        self.entries.run_pending_tasks().await;
+    pub(crate) fn run_pending_tasks(&self) {
+        self.entries.run_pending_tasks();
         self.negatives.run_pending_tasks();
+    }
+}
+
+/// A caller's seat on a shared load. Leaving takes the load out of the
+/// table once it is done, or once nobody is left waiting for it, so the
+/// table holds only loads somebody is waiting for.
+struct Boarding<'a> {
+    cache: &'a KeyCache,
+    key: CacheKey,
+    cell: Flight,
+}
+
+impl<'a> Boarding<'a> {
+    fn join(cache: &'a KeyCache, key: CacheKey) -> Boarding<'a> {
+        let cell = cache
+            .flights()
+            .entry(key)
+            .or_insert_with(|| Arc::new(tokio::sync::OnceCell::new()))
+            .clone();
+        Boarding { cache, key, cell }
+    }
+}
+
+impl Drop for Boarding<'_> {
+    fn drop(&mut self) {
+        let mut flights = self.cache.flights();
+        let ours = flights
+            .get(&self.key)
+            .is_some_and(|cell| Arc::ptr_eq(cell, &self.cell));
+        // Counted under the lock, which every new waiter takes to join: the
+        // table's reference and this seat's mean nobody else is waiting.
+        let alone = Arc::strong_count(&self.cell) == 2;
+        if ours && (self.cell.initialized() || alone) {
+            flights.remove(&self.key);
+        }
+    }
+}
+
+impl KeyCache {
+    fn flights(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, Flight>> {
+        // The table stays consistent whatever panicked while holding it.
+        self.flights.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    fn key(n: u8) -> CacheKey {
+        CacheKey::Digest([n; 32])
+    }
+
+    fn record(id: &str) -> Arc<Record> {
+        Arc::new(Record::new(
+            ApiKey::new(KeyId::parse(id).unwrap(), "owner"),
+            None,
+        ))
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("store down")]
+    struct Down;
+
+    fn cache() -> Arc<KeyCache> {
+        Arc::new(KeyCache::new(CacheConfig::default()))
+    }
+
+    async fn until_a_load_is_in_flight(cache: &KeyCache) {
+        for _ in 0..1000 {
+            if !cache.flights().is_empty() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("no load in flight");
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_share_one_load_and_leave_no_flight_behind() {
+        let cache = cache();
+        let loads = Arc::new(AtomicUsize::new(0));
+        let (release, gate) = tokio::sync::watch::channel(false);
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let (cache, loads, gate) = (cache.clone(), loads.clone(), gate.clone());
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .get_or_load(key(1), || {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        let mut gate = gate.clone();
+                        async move {
+                            gate.wait_for(|open| *open).await.unwrap();
+                            Ok::<_, Down>(Some(record("aaaaaaaaaaaaaaa1")))
+                        }
+                    })
+                    .await
+                    .is_ok_and(|entry| entry.record.is_some())
+            }));
+        }
+        // Current-thread runtime: every task runs up to the gate first.
+        tokio::task::yield_now().await;
+        assert_eq!(cache.flights().len(), 1, "all 20 wait on one load");
+        release.send(true).unwrap();
+        for task in tasks {
+            assert!(task.await.unwrap());
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        assert_eq!(cache.flights().len(), 0);
+        assert!(cache.lookup(&key(1)).is_some_and(|e| e.record.is_some()));
+    }
+
+    #[tokio::test]
+    async fn a_failed_load_reaches_every_waiter_and_is_not_cached() {
+        let cache = cache();
+        let loads = Arc::new(AtomicUsize::new(0));
+        let (release, gate) = tokio::sync::watch::channel(false);
+        let mut tasks = Vec::new();
+        for _ in 0..5 {
+            let (cache, loads, gate) = (cache.clone(), loads.clone(), gate.clone());
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .get_or_load(key(2), || {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        let mut gate = gate.clone();
+                        async move {
+                            gate.wait_for(|open| *open).await.unwrap();
+                            Err::<Option<Arc<Record>>, _>(Down)
+                        }
+                    })
+                    .await
+                    .is_err()
+            }));
+        }
+        tokio::task::yield_now().await;
+        release.send(true).unwrap();
+        for task in tasks {
+            assert!(task.await.unwrap(), "every waiter sees the failure");
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        assert_eq!(cache.flights().len(), 0);
+        assert!(cache.lookup(&key(2)).is_none(), "errors are not cached");
+        let entry = cache
+            .get_or_load(key(2), || async { Ok::<_, Down>(None) })
+            .await
+            .unwrap();
+        assert!(entry.record.is_none(), "the next request asks again");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_loader_hands_the_load_to_the_next_waiter() {
+        let cache = cache();
+        let first = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                cache
+                    .get_or_load(key(3), || async {
+                        std::future::pending::<()>().await;
+                        Ok::<_, Down>(None)
+                    })
+                    .await
+                    .ok()
+            })
+        };
+        until_a_load_is_in_flight(&cache).await;
+        let second = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                cache
+                    .get_or_load(key(3), || async {
+                        Ok::<_, Down>(Some(record("aaaaaaaaaaaaaaa3")))
+                    })
+                    .await
+                    .map(|entry| entry.record.is_some())
+            })
+        };
+        tokio::task::yield_now().await;
+        first.abort();
+        assert!(first.await.unwrap_err().is_cancelled());
+        assert!(
+            second.await.unwrap().unwrap(),
+            "the waiter loaded it itself"
+        );
+        assert_eq!(cache.flights().len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_load_abandoned_by_everyone_leaves_no_flight_behind() {
+        let cache = cache();
+        let task = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                cache
+                    .get_or_load(key(4), || async {
+                        std::future::pending::<()>().await;
+                        Ok::<_, Down>(None)
+                    })
+                    .await
+                    .ok()
+            })
+        };
+        until_a_load_is_in_flight(&cache).await;
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
+        assert_eq!(cache.flights().len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_load_that_raced_an_invalidation_is_not_served() {
+        let cache = cache();
+        let id = KeyId::parse("aaaaaaaaaaaaaaa5").unwrap();
+        let loads = AtomicUsize::new(0);
+        let entry = cache
+            .get_or_load(CacheKey::Id(id), || {
+                let n = loads.fetch_add(1, Ordering::SeqCst);
+                // The first load reads the old record, then the key changes.
+                if n == 0 {
+                    cache.invalidate(id);
+                }
+                async move {
+                    let mut r = Record::new(ApiKey::new(id, "owner"), None);
+                    r.key.name = format!("read {n}");
+                    Ok::<_, Down>(Some(Arc::new(r)))
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(entry.record.unwrap().key.name, "read 1");
+        assert_eq!(
+            cache
+                .lookup(&CacheKey::Id(id))
+                .unwrap()
+                .record
+                .unwrap()
+                .key
+                .name,
+            "read 1"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_negative_entry_loaded_before_an_invalidation_is_not_believed() {
+        let cache = cache();
+        let id = KeyId::parse("aaaaaaaaaaaaaaa6").unwrap();
+        let entry = cache
+            .get_or_load(CacheKey::Id(id), || async { Ok::<_, Down>(None) })
+            .await
+            .unwrap();
+        assert!(entry.record.is_none());
+        assert!(
+            cache.lookup(&CacheKey::Id(id)).is_some(),
+            "cached as unknown"
+        );
+        cache.invalidate(id);
+        assert!(cache.lookup(&CacheKey::Id(id)).is_none());
     }
 }

@@ -8,6 +8,8 @@
 //! no credential at all (or only a non-Bearer `Authorization` scheme) is
 //! `missing_token`. Nothing here touches a store.
 
+use std::borrow::Cow;
+
 use http::header::{AUTHORIZATION, COOKIE, HeaderName};
 use http::{HeaderMap, HeaderValue, Uri};
 
@@ -44,32 +46,43 @@ pub(crate) enum CredentialError {
     InvalidRequest,
 }
 
-/// A credential borrowed from the request, kept without copying: header
-/// values are reference-counted bytes.
+/// A credential found on a request: borrowed from its header, or owned
+/// when it had to be copied (a query parameter) or must outlive the
+/// borrow ([`into_owned`](Credential::into_owned): header values are
+/// reference-counted bytes, so that copies nothing either).
 #[derive(Clone)]
-pub(crate) struct Credential {
-    value: HeaderValue,
+pub(crate) struct Credential<'a> {
+    value: Cow<'a, HeaderValue>,
     start: usize,
     end: usize,
 }
 
-impl Credential {
-    fn header(value: &HeaderValue, start: usize, end: usize) -> Credential {
+impl<'a> Credential<'a> {
+    fn header(value: &'a HeaderValue, start: usize, end: usize) -> Credential<'a> {
         Credential {
-            value: value.clone(),
+            value: Cow::Borrowed(value),
             start,
             end,
         }
     }
 
-    fn owned(text: &str) -> Result<Credential, CredentialError> {
+    fn owned(text: &str) -> Result<Credential<'a>, CredentialError> {
         let value = HeaderValue::from_str(text).map_err(|_| CredentialError::InvalidRequest)?;
         let end = text.len();
         Ok(Credential {
-            value,
+            value: Cow::Owned(value),
             start: 0,
             end,
         })
+    }
+
+    /// The same credential, independent of the request.
+    pub(crate) fn into_owned(self) -> Credential<'static> {
+        Credential {
+            value: Cow::Owned(self.value.into_owned()),
+            start: self.start,
+            end: self.end,
+        }
     }
 
     /// The token text.
@@ -83,7 +96,7 @@ impl Credential {
     }
 }
 
-impl std::fmt::Debug for Credential {
+impl std::fmt::Debug for Credential<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Credential([redacted])")
     }
@@ -131,7 +144,7 @@ fn trimmed(
     Ok((start, end))
 }
 
-fn bearer(headers: &HeaderMap) -> Result<Option<Credential>, CredentialError> {
+fn bearer(headers: &HeaderMap) -> Result<Option<Credential<'_>>, CredentialError> {
     let Some(value) = single(headers, &AUTHORIZATION)? else {
         return Ok(None);
     };
@@ -148,7 +161,10 @@ fn bearer(headers: &HeaderMap) -> Result<Option<Credential>, CredentialError> {
     Ok(Some(Credential::header(value, start, end)))
 }
 
-fn header(headers: &HeaderMap, name: &HeaderName) -> Result<Option<Credential>, CredentialError> {
+fn header<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<Credential<'a>>, CredentialError> {
     let Some(value) = single(headers, name)? else {
         return Ok(None);
     };
@@ -160,8 +176,11 @@ fn header(headers: &HeaderMap, name: &HeaderName) -> Result<Option<Credential>, 
     Ok(Some(Credential::header(value, start, end)))
 }
 
-fn cookie(headers: &HeaderMap, name: &str) -> Result<Option<Credential>, CredentialError> {
-    let mut found: Option<Credential> = None;
+fn cookie<'a>(
+    headers: &'a HeaderMap,
+    name: &str,
+) -> Result<Option<Credential<'a>>, CredentialError> {
+    let mut found: Option<Credential<'a>> = None;
     for value in headers.get_all(COOKIE) {
         let bytes = value.as_bytes();
         let mut offset = 0;
@@ -190,7 +209,7 @@ fn cookie(headers: &HeaderMap, name: &str) -> Result<Option<Credential>, Credent
     Ok(found)
 }
 
-fn query(uri: &Uri, name: &str) -> Result<Option<Credential>, CredentialError> {
+fn query(uri: &Uri, name: &str) -> Result<Option<Credential<'static>>, CredentialError> {
     let Some(query) = uri.query() else {
         return Ok(None);
     };
@@ -209,12 +228,12 @@ fn query(uri: &Uri, name: &str) -> Result<Option<Credential>, CredentialError> {
 }
 
 /// The one credential on a request, per the configured sources.
-pub(crate) fn extract(
-    headers: &HeaderMap,
+pub(crate) fn extract<'a>(
+    headers: &'a HeaderMap,
     uri: &Uri,
     sources: &[CredentialSource],
-) -> Result<Credential, CredentialError> {
-    let mut found: Option<Credential> = None;
+) -> Result<Credential<'a>, CredentialError> {
+    let mut found: Option<Credential<'a>> = None;
     for source in sources {
         let credential = match source {
             CredentialSource::Bearer => bearer(headers)?,

@@ -146,7 +146,7 @@ impl Keygate {
     /// it on every change; call it yourself when keys change behind
     /// keygate's back.
     pub async fn invalidate(&self, id: KeyId) {
-        self.inner.cache.invalidate(id).await;
+        self.inner.cache.invalidate(id);
     }
 
     /// Distrusts every cached entry: each is read from the store again on
@@ -167,7 +167,7 @@ impl Keygate {
 
     /// Entries in the validation cache (after pending maintenance).
     pub async fn cached_entries(&self) -> u64 {
-        self.inner.cache.run_pending_tasks().await;
+        self.inner.cache.run_pending_tasks();
         self.inner.cache.entry_count()
     }
 
@@ -179,13 +179,32 @@ impl Keygate {
         token: &str,
         client: Option<IpAddr>,
     ) -> Result<AuthenticatedKey, Rejection> {
-        let key = self.verify(token).await.map_err(|e| match e {
-            VerifyError::Invalid(reason) => Rejection::InvalidToken(reason),
-            VerifyError::Unavailable(error) => {
-                tracing::warn!(%error, "key store unavailable");
-                Rejection::Unavailable
-            }
-        })?;
+        let key = self.verify(token).await.map_err(rejection_of)?;
+        self.admit(key, client)
+    }
+
+    /// [`authenticate`](Keygate::authenticate) without waiting: `None` when
+    /// the answer needs the store (a cache miss). Everything the cache can
+    /// answer is answered here, without a future.
+    pub(crate) fn authenticate_cached(
+        &self,
+        token: &str,
+        client: Option<IpAddr>,
+    ) -> Option<Result<AuthenticatedKey, Rejection>> {
+        let verified = self.verify_cached(token)?;
+        Some(
+            verified
+                .map_err(rejection_of)
+                .and_then(|key| self.admit(key, client)),
+        )
+    }
+
+    /// The checks after verification: the key's IP lists, then usage.
+    fn admit(
+        &self,
+        key: AuthenticatedKey,
+        client: Option<IpAddr>,
+    ) -> Result<AuthenticatedKey, Rejection> {
         if !self.ip_allowed(&key, client) {
             return Err(Rejection::IpNotAllowed);
         }
@@ -206,7 +225,7 @@ impl Keygate {
     /// Notes a successful use for background usage tracking.
     pub(crate) fn note_use(&self, key: &AuthenticatedKey, client: Option<IpAddr>) {
         if let Some(usage) = &self.inner.usage {
-            usage.record(key.id(), client);
+            usage.record(key.cached(), client);
         }
     }
 
@@ -215,6 +234,17 @@ impl Keygate {
     pub(crate) fn now() -> OffsetDateTime {
         let now = OffsetDateTime::now_utc();
         now.replace_nanosecond(0).unwrap_or(now)
+    }
+}
+
+/// The response to a failed verification.
+fn rejection_of(error: VerifyError) -> Rejection {
+    match error {
+        VerifyError::Invalid(reason) => Rejection::InvalidToken(reason),
+        VerifyError::Unavailable(error) => {
+            tracing::warn!(%error, "key store unavailable");
+            Rejection::Unavailable
+        }
     }
 }
 

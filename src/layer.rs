@@ -147,41 +147,31 @@ where
             request.extensions(),
             &inner.trusted_proxies,
         );
-        let gate = self.gate.clone();
         let span = tracing::info_span!(
             "keygate.authenticate",
             key = tracing::field::Empty,
             outcome = tracing::field::Empty,
         );
+        // A cached key, or a token refused offline, is answered right here:
+        // no future, no allocation, nothing copied from the request, and the
+        // ready inner service is called directly.
+        if let Some(result) = self.gate.authenticate_cached(credential.as_str(), client) {
+            span.in_scope(|| trace_outcome(&self.gate, credential.as_str(), &result));
+            return match result {
+                Ok(key) => {
+                    let mut request = request;
+                    request.extensions_mut().insert(key);
+                    ResponseFuture::inner(self.inner.call(request))
+                }
+                Err(rejection) => ResponseFuture::rejected(inner.responder.respond(&rejection)),
+            };
+        }
+        let credential = credential.into_owned();
+        let gate = self.gate.clone();
         let auth: AuthFuture = Box::pin(
             async move {
                 let result = gate.authenticate(credential.as_str(), client).await;
-                let span = tracing::Span::current();
-                match &result {
-                    Ok(key) => {
-                        span.record("key", key.display_prefix());
-                        span.record("outcome", "authenticated");
-                        tracing::debug!("request authenticated");
-                    }
-                    Err(rejection) => {
-                        // Naming the key costs a parse and an allocation:
-                        // only when someone is listening.
-                        if !span.is_disabled()
-                            && let Ok(token) = gate.token_format().parse(credential.as_str())
-                        {
-                            let prefix = gate
-                                .token_format()
-                                .display_prefix(token.environment(), token.id());
-                            span.record("key", prefix.as_str());
-                        }
-                        span.record("outcome", rejection.code());
-                        if let Rejection::InvalidToken(reason) = rejection {
-                            tracing::debug!(reason = reason.as_str(), "request refused");
-                        } else {
-                            tracing::debug!("request refused");
-                        }
-                    }
-                }
+                trace_outcome(&gate, credential.as_str(), &result);
                 result
             }
             .instrument(span),
@@ -198,6 +188,37 @@ where
                 service: Some(ready),
                 gate: self.gate.clone(),
             },
+        }
+    }
+}
+
+/// Records the outcome on the current `keygate.authenticate` span (the key's
+/// display prefix, never the token) and logs it at DEBUG.
+fn trace_outcome(gate: &Keygate, token: &str, result: &Result<AuthenticatedKey, Rejection>) {
+    let span = tracing::Span::current();
+    match result {
+        Ok(key) => {
+            span.record("key", key.display_prefix());
+            span.record("outcome", "authenticated");
+            tracing::debug!("request authenticated");
+        }
+        Err(rejection) => {
+            // Naming the key costs a parse and an allocation: only when
+            // someone is listening.
+            if !span.is_disabled()
+                && let Ok(token) = gate.token_format().parse(token)
+            {
+                let prefix = gate
+                    .token_format()
+                    .display_prefix(token.environment(), token.id());
+                span.record("key", prefix.as_str());
+            }
+            span.record("outcome", rejection.code());
+            if let Rejection::InvalidToken(reason) = rejection {
+                tracing::debug!(reason = reason.as_str(), "request refused");
+            } else {
+                tracing::debug!("request refused");
+            }
         }
     }
 }

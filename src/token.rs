@@ -286,19 +286,25 @@ impl TokenFormat {
         if bytes.len() > MAX_TOKEN_LEN {
             return Err(TokenError::TooLong);
         }
-        if !bytes
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b == b'_')
-        {
+        // One pass: the characters, and where the two separators are.
+        // prefix "_" env "_" body — the prefix and env hold no "_", the body neither.
+        let mut separators = [0usize; 2];
+        let mut count = 0usize;
+        for (i, &b) in bytes.iter().enumerate() {
+            if b == b'_' {
+                if let Some(slot) = separators.get_mut(count) {
+                    *slot = i;
+                }
+                count += 1;
+            } else if !b.is_ascii_alphanumeric() {
+                return Err(TokenError::Malformed);
+            }
+        }
+        if count != 2 {
             return Err(TokenError::Malformed);
         }
-        // prefix "_" env "_" body — the prefix and env hold no "_", the body neither.
-        let mut parts = raw.split('_');
-        let (Some(prefix), Some(env), Some(body), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenError::Malformed);
-        };
+        let [first, second] = separators;
+        let (prefix, env, body) = (&raw[..first], &raw[first + 1..second], &raw[second + 1..]);
         if body.len() != BODY_LEN {
             return Err(TokenError::Malformed);
         }
@@ -511,5 +517,49 @@ mod tests {
         fn parser_never_panics_on_token_like_strings(s in "[a-z]{0,3}_(live|test|[a-z]{0,5})_[0-9A-Za-z_]{0,70}") {
             let _ = format().parse(&s);
         }
+
+        #[test]
+        fn parser_agrees_with_a_plain_reference(
+            s in "(kg|k_g|[a-z]{0,3})_{0,2}(live|test|[a-z]{0,5})_{0,2}[0-9A-Za-z_ .-]{0,70}",
+        ) {
+            prop_assert_eq!(format().parse(&s).map(|t| t.id()), reference_parse(&s));
+        }
+
+        #[test]
+        fn parser_agrees_with_the_reference_on_real_tokens_with_one_change(
+            pos in 0usize..62,
+            replacement in "[0-9A-Za-z_!]",
+        ) {
+            let token = format().generate(Environment::Live);
+            let mut changed = token.expose().to_owned();
+            changed.replace_range(pos..=pos, &replacement);
+            prop_assert_eq!(format().parse(&changed).map(|t| t.id()), reference_parse(&changed));
+        }
+    }
+
+    /// The parser's checks written the obvious way, one after the other.
+    fn reference_parse(raw: &str) -> Result<KeyId, TokenError> {
+        if raw.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::TooLong);
+        }
+        if !raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(TokenError::Malformed);
+        }
+        let parts: Vec<&str> = raw.split('_').collect();
+        let [prefix, env, body] = parts[..] else {
+            return Err(TokenError::Malformed);
+        };
+        if body.len() != BODY_LEN {
+            return Err(TokenError::Malformed);
+        }
+        if prefix != "kg" {
+            return Err(TokenError::UnknownPrefix);
+        }
+        let _: Environment = env.parse()?;
+        let (signed, checksum) = raw.split_at(raw.len() - CHECKSUM_LEN);
+        if checksum.as_bytes() != encode_checksum(crc32fast::hash(signed.as_bytes())) {
+            return Err(TokenError::BadChecksum);
+        }
+        KeyId::parse(&body[..ID_LEN])
     }
 }

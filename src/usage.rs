@@ -10,14 +10,67 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use crate::cache::Record;
 use crate::store::{KeyStore, Usage};
 use crate::token::KeyId;
+
+/// The second and the address of the last use noted for a cached key, so
+/// that repeated uses within a second cost two atomic loads instead of a
+/// lock and a map insert.
+#[derive(Debug)]
+pub(crate) struct UsageMark {
+    second: AtomicI64,
+    /// [`fingerprint`] of the address.
+    ip: AtomicU64,
+}
+
+impl Default for UsageMark {
+    fn default() -> Self {
+        UsageMark {
+            // No use noted yet: no real use is at this second.
+            second: AtomicI64::new(i64::MIN),
+            ip: AtomicU64::new(0),
+        }
+    }
+}
+
+impl UsageMark {
+    /// Records a use at `second` from `ip`; whether it differs from the
+    /// last one recorded (and so must be noted).
+    fn renew(&self, second: i64, ip: Option<IpAddr>) -> bool {
+        let ip = fingerprint(ip);
+        if self.second.load(Ordering::Relaxed) == second && self.ip.load(Ordering::Relaxed) == ip {
+            return false;
+        }
+        self.second.store(second, Ordering::Relaxed);
+        self.ip.store(ip, Ordering::Relaxed);
+        true
+    }
+}
+
+/// An address folded into 64 bits: exact for IPv4, the halves XORed for
+/// IPv6. Two IPv6 addresses folding alike within one second of each other
+/// make the second use look repeated: `last_used_ip` then names the first
+/// of them, which is still an address that used the key in that second.
+fn fingerprint(ip: Option<IpAddr>) -> u64 {
+    match ip {
+        None => 0,
+        Some(IpAddr::V4(v4)) => (1 << 32) | u64::from(v4.to_bits()),
+        Some(IpAddr::V6(v6)) => {
+            let bits = v6.to_bits();
+            // Truncations on purpose: the two halves.
+            #[allow(clippy::cast_possible_truncation)]
+            let folded = (bits >> 64) as u64 ^ bits as u64;
+            folded | (1 << 63)
+        }
+    }
+}
 
 /// Pending uses and the task that flushes them.
 pub(crate) struct UsageRecorder {
@@ -52,14 +105,16 @@ impl UsageRecorder {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Notes a use. Never touches the store.
-    pub(crate) fn record(self: &Arc<Self>, id: KeyId, ip: Option<IpAddr>) {
-        let usage = Usage {
-            id,
-            at: OffsetDateTime::now_utc(),
-            ip,
-        };
-        self.lock().insert(id, usage);
+    /// Notes a use of the cached key `record`. Never touches the store; a
+    /// use in the same second from the same address as the last one noted
+    /// for this record changes nothing and costs no lock.
+    pub(crate) fn record(self: &Arc<Self>, record: &Record, ip: Option<IpAddr>) {
+        let at = OffsetDateTime::now_utc();
+        if !record.noted.renew(at.unix_timestamp(), ip) {
+            return;
+        }
+        let id = record.key.id;
+        self.lock().insert(id, Usage { id, at, ip });
         if !self.started.load(Ordering::Relaxed) {
             self.start();
         }
@@ -111,5 +166,45 @@ impl UsageRecorder {
                 0
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_use_is_noted_once_per_second_and_address() {
+        let mark = UsageMark::default();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        assert!(mark.renew(100, Some(a)), "the first use");
+        assert!(!mark.renew(100, Some(a)), "the same second and address");
+        assert!(mark.renew(100, Some(b)), "another address");
+        assert!(mark.renew(100, None), "no address");
+        assert!(!mark.renew(100, None));
+        assert!(mark.renew(101, None), "the next second");
+        assert!(mark.renew(0, None), "any other second, even earlier");
+    }
+
+    #[test]
+    fn fingerprints_tell_families_and_addresses_apart() {
+        let ips: Vec<Option<IpAddr>> = [
+            None,
+            Some("0.0.0.0"),
+            Some("192.0.2.1"),
+            Some("192.0.2.2"),
+            Some("::"),
+            Some("::1"),
+            Some("::ffff:192.0.2.1"),
+            Some("2001:db8::1"),
+            Some("2001:db8::2"),
+        ]
+        .iter()
+        .map(|ip| ip.map(|ip| ip.parse().unwrap()))
+        .collect();
+        let prints: std::collections::HashSet<u64> =
+            ips.iter().map(|&ip| fingerprint(ip)).collect();
+        assert_eq!(prints.len(), ips.len());
     }
 }

@@ -26,12 +26,12 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use crate::cache::{CacheKey, Record};
+use crate::cache::{CacheKey, Entry, LoadError, Record};
 use crate::key::{ApiKey, KeyStatus};
 use crate::keygate::Keygate;
 use crate::scope::ScopeSet;
 use crate::store::StoreError;
-use crate::token::{Environment, KeyId, TokenError};
+use crate::token::{Environment, KeyId, Token, TokenError};
 
 /// Why a token was refused. All of these are one `invalid_token` to the
 /// client; the distinction is for logs and, opt-in, for development.
@@ -107,57 +107,68 @@ pub enum VerifyError {
 /// The middleware puts it in the request extensions.
 #[derive(Clone, Debug)]
 pub struct AuthenticatedKey {
-    key: Arc<ApiKey>,
+    record: Arc<Record>,
 }
 
 impl AuthenticatedKey {
-    pub(crate) fn new(key: Arc<ApiKey>) -> AuthenticatedKey {
-        AuthenticatedKey { key }
+    pub(crate) fn new(record: Arc<Record>) -> AuthenticatedKey {
+        AuthenticatedKey { record }
+    }
+
+    /// A key that was not looked up through the cache (tests, decisions).
+    #[cfg(test)]
+    pub(crate) fn from_key(key: ApiKey) -> AuthenticatedKey {
+        AuthenticatedKey::new(Arc::new(Record::new(key, None)))
+    }
+
+    /// The cache record behind this key (for usage tracking).
+    pub(crate) fn cached(&self) -> &Record {
+        &self.record
     }
 
     /// The key's public id.
     pub fn id(&self) -> KeyId {
-        self.key.id
+        self.record.key.id
     }
 
     /// `kg_live_<id>`: safe to log.
     pub fn display_prefix(&self) -> &str {
-        &self.key.display_prefix
+        &self.record.key.display_prefix
     }
 
     /// The owner.
     pub fn owner(&self) -> &str {
-        &self.key.owner
+        &self.record.key.owner
     }
 
     /// The owner's organization.
     pub fn organization(&self) -> Option<&str> {
-        self.key.organization.as_deref()
+        self.record.key.organization.as_deref()
     }
 
     /// `live` or `test`.
     pub fn environment(&self) -> Environment {
-        self.key.environment
+        self.record.key.environment
     }
 
     /// The granted scopes.
     pub fn scopes(&self) -> &ScopeSet {
-        &self.key.scopes
+        &self.record.key.scopes
     }
 
     /// The key's metadata object.
     pub fn metadata(&self) -> &serde_json::Map<String, serde_json::Value> {
-        &self.key.metadata
+        &self.record.key.metadata
     }
 
     /// When the key expires, if ever.
     pub fn expires_at(&self) -> Option<OffsetDateTime> {
-        self.key.expires_at
+        self.record.key.expires_at
     }
 
     /// The whole record as it was when the key was validated.
     pub fn record(&self) -> &ApiKey {
-        &self.key
+        &self.record.key
     }
 }
 
@@ -218,6 +229,15 @@ where
     }
 }
 
+/// A presented token after the offline checks: what its cache entry is
+/// found under and what the entry is compared with.
+enum Presented<'a> {
+    /// A keygate token, for the store validator.
+    Stored(Token<'a>),
+    /// An opaque token, for a custom validator (its digest is the cache key).
+    Custom(&'a str),
+}
+
 impl Keygate {
     /// Verifies a presented token: offline checks, then the cache, then (on
     /// a miss) the store or the custom validator.
@@ -228,85 +248,115 @@ impl Keygate {
     /// [`VerifyError::Unavailable`] when the store fails and the key is not
     /// cached.
     pub async fn verify(&self, token: &str) -> Result<AuthenticatedKey, VerifyError> {
-        let key = match &self.inner.validator {
-            Some(validator) => self.verify_custom(validator, token).await?,
-            None => self.verify_stored(token).await?,
+        let (cache_key, presented) = self.present(token)?;
+        let entry = match self.inner.cache.lookup(&cache_key) {
+            Some(entry) => entry,
+            None => self.load(cache_key, &presented).await?,
         };
-        Ok(AuthenticatedKey::new(key))
+        self.judge(&presented, entry).map(AuthenticatedKey::new)
     }
 
-    async fn verify_stored(&self, token: &str) -> Result<Arc<ApiKey>, VerifyError> {
-        let inner = &self.inner;
-        let parsed = inner
-            .format
-            .parse(token)
-            .map_err(|e| VerifyError::Invalid(e.into()))?;
-        let id = parsed.id();
-        let entry = inner
-            .cache
-            .get_or_load(CacheKey::Id(id), || async move {
-                let stored = inner.store.get(&id).await?;
-                Ok::<_, StoreError>(stored.map(|stored| {
-                    Arc::new(Record {
-                        key: Arc::new(stored.key),
-                        mac: Some(stored.mac),
-                    })
-                }))
-            })
-            .await
-            .map_err(|e| {
-                VerifyError::Unavailable(StoreError::Unavailable(SharedError::boxed(e)))
-            })?;
-        let Some(record) = entry.record else {
-            // Spend the same MAC as a known id would, so timing does not
-            // tell unknown ids from wrong secrets.
-            std::hint::black_box(inner.pepper.verify(parsed.raw(), &[0u8; 32]));
-            return Err(VerifyError::Invalid(InvalidReason::UnknownId));
-        };
-        let mac = record.mac.unwrap_or([0u8; 32]);
-        if !inner.pepper.verify(parsed.raw(), &mac) {
-            return Err(VerifyError::Invalid(InvalidReason::WrongSecret));
-        }
-        if record.key.environment != parsed.environment() {
-            return Err(VerifyError::Invalid(InvalidReason::WrongEnvironment));
-        }
-        self.check_usable(&record.key)?;
-        Ok(record.key.clone())
-    }
-
-    async fn verify_custom(
+    /// [`verify`](Keygate::verify) without waiting: `None` when the answer
+    /// needs the store or the validator. Offline refusals and cached keys
+    /// are answered here, so the middleware needs no future for them.
+    pub(crate) fn verify_cached(
         &self,
-        validator: &Arc<dyn KeyValidator>,
         token: &str,
-    ) -> Result<Arc<ApiKey>, VerifyError> {
+    ) -> Option<Result<AuthenticatedKey, VerifyError>> {
+        let (cache_key, presented) = match self.present(token) {
+            Ok(presented) => presented,
+            Err(e) => return Some(Err(e)),
+        };
+        let entry = self.inner.cache.lookup(&cache_key)?;
+        Some(self.judge(&presented, entry).map(AuthenticatedKey::new))
+    }
+
+    /// The offline checks: a keygate token's structure, prefix, environment
+    /// and checksum, or a custom validator's length and characters.
+    fn present<'a>(&self, token: &'a str) -> Result<(CacheKey, Presented<'a>), VerifyError> {
         let inner = &self.inner;
+        if inner.validator.is_none() {
+            let parsed = inner
+                .format
+                .parse(token)
+                .map_err(|e| VerifyError::Invalid(e.into()))?;
+            return Ok((CacheKey::Id(parsed.id()), Presented::Stored(parsed)));
+        }
         if token.len() > crate::token::MAX_TOKEN_LEN {
             return Err(VerifyError::Invalid(InvalidReason::TooLong));
         }
         if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(VerifyError::Invalid(InvalidReason::Malformed));
         }
-        let digest = inner.pepper.mac(token);
-        let entry = inner
-            .cache
-            .get_or_load(CacheKey::Digest(digest), || async move {
-                let key = validator.validate(token).await.map_err(ValidatorFailure)?;
-                Ok::<_, ValidatorFailure>(key.map(|key| {
-                    Arc::new(Record {
-                        key: Arc::new(key),
-                        mac: None,
+        Ok((
+            CacheKey::Digest(inner.pepper.mac(token)),
+            Presented::Custom(token),
+        ))
+    }
+
+    /// The cache entry after asking the store or the validator (shared with
+    /// concurrent misses of the same entry).
+    async fn load(
+        &self,
+        cache_key: CacheKey,
+        presented: &Presented<'_>,
+    ) -> Result<Entry, VerifyError> {
+        let inner = &self.inner;
+        let loaded = match (presented, &inner.validator) {
+            (Presented::Stored(token), _) => {
+                let id = token.id();
+                inner
+                    .cache
+                    .get_or_load(cache_key, || async move {
+                        let stored = inner.store.get(&id).await?;
+                        Ok::<_, StoreError>(
+                            stored
+                                .map(|stored| Arc::new(Record::new(stored.key, Some(stored.mac)))),
+                        )
                     })
-                }))
-            })
-            .await
-            .map_err(|e| {
-                VerifyError::Unavailable(StoreError::Unavailable(SharedError::boxed(e)))
-            })?;
+                    .await
+            }
+            (Presented::Custom(token), Some(validator)) => {
+                inner
+                    .cache
+                    .get_or_load(cache_key, || async move {
+                        let key = validator.validate(token).await.map_err(ValidatorFailure)?;
+                        Ok::<_, ValidatorFailure>(key.map(|key| Arc::new(Record::new(key, None))))
+                    })
+                    .await
+            }
+            (Presented::Custom(_), None) => {
+                unreachable!("opaque tokens are presented only with a custom validator")
+            }
+        };
+        loaded.map_err(|e| {
+            VerifyError::Unavailable(StoreError::Unavailable(Box::new(SharedError(e))))
+        })
+    }
+
+    /// The verdict on a presented token given its cache entry: the MAC in
+    /// constant time, the environment, revocation and expiry.
+    fn judge(&self, presented: &Presented<'_>, entry: Entry) -> Result<Arc<Record>, VerifyError> {
+        let inner = &self.inner;
         let Some(record) = entry.record else {
+            if let Presented::Stored(token) = presented {
+                // Spend the same MAC as a known id would, so timing does not
+                // tell unknown ids from wrong secrets.
+                std::hint::black_box(inner.pepper.verify(token.raw(), &[0u8; 32]));
+            }
             return Err(VerifyError::Invalid(InvalidReason::UnknownId));
         };
+        if let Presented::Stored(token) = presented {
+            let mac = record.mac.unwrap_or([0u8; 32]);
+            if !inner.pepper.verify(token.raw(), &mac) {
+                return Err(VerifyError::Invalid(InvalidReason::WrongSecret));
+            }
+            if record.key.environment != token.environment() {
+                return Err(VerifyError::Invalid(InvalidReason::WrongEnvironment));
+            }
+        }
         self.check_usable(&record.key)?;
-        Ok(record.key.clone())
+        Ok(record)
     }
 
     /// Environment, revocation and expiry, at the current instant (never
@@ -314,6 +364,10 @@ impl Keygate {
     fn check_usable(&self, key: &ApiKey) -> Result<(), VerifyError> {
         if !self.inner.environments.contains(&key.environment) {
             return Err(VerifyError::Invalid(InvalidReason::WrongEnvironment));
+        }
+        // A key that can neither be revoked nor expire needs no clock.
+        if key.revoked_at.is_none() && key.expires_at.is_none() {
+            return Ok(());
         }
         match key.status_at(OffsetDateTime::now_utc()) {
             KeyStatus::Active => Ok(()),
@@ -330,22 +384,16 @@ struct ValidatorFailure(#[source] ValidatorError);
 
 /// An error shared between every waiter of one cache load.
 #[derive(Debug)]
-struct SharedError<E>(Arc<E>);
+struct SharedError(LoadError);
 
-impl<E: std::fmt::Display> std::fmt::Display for SharedError<E> {
+impl std::fmt::Display for SharedError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
     }
 }
 
-impl<E: std::error::Error> std::error::Error for SharedError<E> {
+impl std::error::Error for SharedError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.0.source()
-    }
-}
-
-impl<E> SharedError<E> {
-    fn boxed(e: Arc<E>) -> Box<SharedError<E>> {
-        Box::new(SharedError(e))
     }
 }

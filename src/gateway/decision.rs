@@ -141,7 +141,7 @@ mod tests {
     #[test]
     fn non_ascii_owners_reach_the_identity_header() {
         let key = ApiKey::new(KeyId::parse("0123456789abcdef").unwrap(), "José Müller");
-        let decision = Decision::Allow(Some(AuthenticatedKey::new(Arc::new(key))));
+        let decision = Decision::Allow(Some(AuthenticatedKey::from_key(key)));
         let identity = decision.identity().unwrap();
         assert_eq!(identity[1].0, OWNER_HEADER);
         assert_eq!(identity[1].1.as_bytes(), "José Müller".as_bytes());

@@ -277,7 +277,7 @@ impl InvalidationSink {
     pub async fn invalidate(&self, id: KeyId) -> bool {
         match self.gate.upgrade() {
             Some(inner) => {
-                inner.cache.invalidate(id).await;
+                inner.cache.invalidate(id);
                 true
             }
             None => false,
