@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use time::OffsetDateTime;
 
@@ -109,10 +109,17 @@ impl UsageRecorder {
     /// use in the same second from the same address as the last one noted
     /// for this record changes nothing and costs no lock.
     pub(crate) fn record(self: &Arc<Self>, record: &Record, ip: Option<IpAddr>) {
-        let at = OffsetDateTime::now_utc();
-        if !record.noted.renew(at.unix_timestamp(), ip) {
+        // Whole seconds first: a calendar date is built only for a new note.
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let second = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        if !record.noted.renew(second, ip) {
             return;
         }
+        let Ok(at) = OffsetDateTime::from_unix_timestamp(second) else {
+            return;
+        };
         let id = record.key.id;
         self.lock().insert(id, Usage { id, at, ip });
         if !self.started.load(Ordering::Relaxed) {
