@@ -147,6 +147,7 @@ pub(crate) struct KeyCache {
     /// Key id → epoch of its latest invalidation, remembered long enough to
     /// outlive any entry loaded before it.
     invalidated: moka::sync::Cache<KeyId, u64>,
+    config: CacheConfig,
 }
 
 /// One shared load: every waiter gets its outcome, the error included.
@@ -187,6 +188,7 @@ impl KeyCache {
                 .max_capacity(config.capacity.max(1024))
                 .time_to_live(remember)
                 .build(),
+            config,
         }
     }
 
@@ -295,6 +297,20 @@ impl KeyCache {
         Ok(Entry { record, epoch })
     }
 
+    /// Caches a loaded entry, valid or negative; a TTL of zero turns that
+    /// kind of caching off.
+    fn remember(&self, key: CacheKey, entry: &Entry) {
+        match &entry.record {
+            Some(_) if !self.config.positive_ttl.is_zero() => {
+                self.entries.insert(key, entry.clone());
+            }
+            None if !self.config.negative_ttl.is_zero() => {
+                self.negatives.insert(key, entry.epoch);
+            }
+            _ => {}
+        }
+    }
+
     /// Runs `load` once for every concurrent caller with the same `key`,
     /// and caches what it finds. A caller that gives up (its request is
     /// dropped) hands the load over to the next waiter.
@@ -315,15 +331,16 @@ impl KeyCache {
                             record: Some(record),
                             epoch,
                         };
-                        self.entries.insert(key, entry.clone());
+                        self.remember(key, &entry);
                         Ok(entry)
                     }
                     Ok(None) => {
-                        self.negatives.insert(key, epoch);
-                        Ok(Entry {
+                        let entry = Entry {
                             record: None,
                             epoch,
-                        })
+                        };
+                        self.remember(key, &entry);
+                        Ok(entry)
                     }
                     Err(e) => Err(Arc::new(e) as LoadError),
                 }
@@ -346,16 +363,17 @@ impl KeyCache {
                     record: Some(record),
                     epoch,
                 };
-                self.entries.insert(key, entry.clone());
+                self.remember(key, &entry);
                 entry
             }
             Ok(None) => {
                 self.entries.invalidate(&key);
-                self.negatives.insert(key, epoch);
-                Entry {
+                let entry = Entry {
                     record: None,
                     epoch,
-                }
+                };
+                self.remember(key, &entry);
+                entry
             }
             Err(_) => {
                 tracing::debug!("store unreachable: serving a cached entry until its TTL");

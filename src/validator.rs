@@ -249,10 +249,7 @@ impl Keygate {
     /// cached.
     pub async fn verify(&self, token: &str) -> Result<AuthenticatedKey, VerifyError> {
         let (cache_key, presented) = self.present(token)?;
-        let entry = match self.inner.cache.lookup(&cache_key) {
-            Some(entry) => entry,
-            None => self.load(cache_key, &presented).await?,
-        };
+        let entry = self.load(cache_key, &presented).await?;
         self.judge(&presented, entry).map(AuthenticatedKey::new)
     }
 
@@ -294,8 +291,8 @@ impl Keygate {
         ))
     }
 
-    /// The cache entry after asking the store or the validator (shared with
-    /// concurrent misses of the same entry).
+    /// The cache entry: from the cache, or after asking the store or the
+    /// validator (one load shared by concurrent misses of the same entry).
     async fn load(
         &self,
         cache_key: CacheKey,
