@@ -32,6 +32,15 @@
 //!    cached valid key (usage tracking on, and off), a negative-cached unknown
 //!    id and a garbage token; and per `keygate.verify()` call alone.
 //!
+//! 5. `cold_alternating` — the cold path of criterion's `cold_miss` group
+//!    (`keygate.verify` on SQLite with caching off, next to the same
+//!    `SELECT * … WHERE id = ?` through sqlx), but with the two interleaved
+//!    call by call (the order flipping every call) on one runtime, 5 rounds
+//!    of 2 000 pairs: the ratio of median latencies per round. Each call
+//!    crosses to sqlx's SQLite worker thread and back, so run-to-run drift
+//!    in thread scheduling moves both sides alike here, where criterion
+//!    measures them seconds apart.
+//!
 //! `--part hot_path` (not run by default) sends 50 000 requests with a valid
 //! cached key through the layer and nothing else, for
 //! `valgrind --tool=callgrind`.
@@ -816,12 +825,92 @@ fn part_hot_path() {
     });
 }
 
-const PARTS: [(&str, fn()); 5] = [
+/// The cold path (caching off) on SQLite against the raw select, call by
+/// call.
+fn part_cold_alternating() {
+    const PAIRS: usize = 2_000;
+    const ROUNDS: usize = 5;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("cold.db").display());
+        let store = keygate::SqliteStore::open(&url).await.unwrap();
+        let gate = Keygate::builder(store.clone())
+            .pepper(Pepper::insecure_fixed_for_tests())
+            .cache_ttl(Duration::ZERO)
+            .negative_cache_ttl(Duration::ZERO)
+            .usage_flush_interval(None)
+            .build()
+            .unwrap();
+        let mut tokens = Vec::new();
+        for i in 0..1000 {
+            let created = gate
+                .keys()
+                .create(NewKey::new(format!("owner{}", i % 10), format!("k{i}")).scopes(["workspaces:read"]))
+                .await
+                .unwrap();
+            tokens.push(created.token);
+        }
+        let format = keygate::token::TokenFormat::default();
+        let ids: Vec<String> = tokens
+            .iter()
+            .map(|t| format.parse(t.expose()).unwrap().id().to_string())
+            .collect();
+        println!("## 5. Cold miss on SQLite, interleaved with the raw select\n");
+        println!(
+            "`keygate.verify` with caching off vs `sqlx::query(\"SELECT * FROM keygate_keys WHERE id = ?\").fetch_optional`, \
+             1 000 keys, {PAIRS} pairs per round, the order flipping every pair; median latency per call\n"
+        );
+        println!("| round | keygate verify | raw select | ratio |");
+        println!("|---|---:|---:|---:|");
+        let mut ratios = Vec::new();
+        for round in 1..=ROUNDS {
+            let (mut ours, mut raw) = (Vec::with_capacity(PAIRS), Vec::with_capacity(PAIRS));
+            for i in 0..PAIRS {
+                let n = (i * 7919 + round) % tokens.len();
+                let verify = async {
+                    let started = Instant::now();
+                    let key = gate.verify(tokens[n].expose()).await.unwrap();
+                    std::hint::black_box(key);
+                    started.elapsed().as_secs_f64() * 1e6
+                };
+                let select = async {
+                    let started = Instant::now();
+                    let row = sqlx::query("SELECT * FROM keygate_keys WHERE id = ?")
+                        .bind(ids[n].as_str())
+                        .fetch_optional(store.pool())
+                        .await
+                        .unwrap();
+                    assert!(row.is_some());
+                    started.elapsed().as_secs_f64() * 1e6
+                };
+                if i % 2 == 0 {
+                    ours.push(verify.await);
+                    raw.push(select.await);
+                } else {
+                    raw.push(select.await);
+                    ours.push(verify.await);
+                }
+            }
+            let (ours, raw) = (median(&mut ours), median(&mut raw));
+            ratios.push(ours / raw);
+            println!("| {round} | {ours:.1} µs | {raw:.1} µs | {:.3} |", ours / raw);
+        }
+        println!("\nmedian ratio over {ROUNDS} rounds: {:.3}\n", median(&mut ratios));
+    });
+}
+
+const PARTS: [(&str, fn()); 6] = [
     ("floods", part_floods),
     ("rss_flood", part_rss_flood),
     ("flood_eviction", part_flood_eviction),
     ("rss_per_key", part_rss_per_key),
     ("allocs", part_allocs),
+    ("cold_alternating", part_cold_alternating),
 ];
 
 /// Parts run only when named.
