@@ -6,5 +6,8 @@ use clap::Parser as _;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    keygate::cli::run(keygate::cli::Cli::parse()).await
+    match keygate::cli::Cli::try_parse() {
+        Ok(cli) => keygate::cli::run(cli).await,
+        Err(error) => keygate::cli::usage_error(&error),
+    }
 }

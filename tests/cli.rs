@@ -975,6 +975,48 @@ fn malformed_requirement_is_bad_usage() {
     }
 }
 
+#[test]
+fn usage_errors_are_json_with_json_and_clap_text_without() {
+    let kg = Kg::new();
+    let cases: [&[&str]; 4] = [
+        &["keys", "create", "--name", "ci"],
+        &[
+            "keys", "create", "--owner", "alice", "--name", "ci", "--bogus",
+        ],
+        &["keys", "frobnicate"],
+        &["verify"],
+    ];
+    for args in cases {
+        let (status, body) = kg.run_json(args);
+        assert_eq!(status, 2, "{args:?}: {body}");
+        assert_eq!(body["error"], "bad_usage", "{args:?}: {body}");
+        let message = body["message"].as_str().expect("a message");
+        assert!(
+            !message.is_empty() && !message.starts_with("error:"),
+            "{message:?}"
+        );
+
+        let plain = kg.run(args);
+        assert_eq!(plain.status, 2, "{args:?}: {plain:?}");
+        assert!(plain.stdout.is_empty(), "{plain:?}");
+        assert!(plain.stderr.starts_with("error:"), "{plain:?}");
+    }
+    // The JSON names what was wrong, as clap's text does.
+    let (_, body) = kg.run_json(&[
+        "keys", "create", "--owner", "alice", "--name", "ci", "--bogus",
+    ]);
+    assert!(
+        body["message"].as_str().unwrap().contains("--bogus"),
+        "{body}"
+    );
+    // Help is not an error, with or without --json.
+    for args in [&["--help"][..], &["--json", "keys", "--help"][..]] {
+        let help = kg.run(args);
+        assert_eq!(help.status, 0, "{help:?}");
+        assert!(help.stdout.contains("Usage:"), "{help:?}");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // 6. Revocation, rotation, expiry
 // ---------------------------------------------------------------------------

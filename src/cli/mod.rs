@@ -11,4 +11,4 @@ mod serve;
 pub use args::ServeArgs;
 pub use args::{Cli, Command, CreateArgs, KeysCommand};
 pub use database::{Opened, PEPPER_FILE, SetupError, open};
-pub use run::run;
+pub use run::{run, usage_error};

@@ -135,6 +135,25 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// Reports a command line clap refused. With `--json` anywhere among the
+/// arguments, a usage error is the JSON error object of every other
+/// failure (`{"error": "bad_usage", "message": …}` on stdout); otherwise,
+/// and for `--help` and `--version`, clap prints as usual. Exit status 2
+/// for usage errors, 0 for help and version.
+pub fn usage_error(error: &clap::Error) -> ExitCode {
+    let json = std::env::args_os().skip(1).any(|arg| arg == "--json");
+    if !json || !error.use_stderr() {
+        // Help, version, or a human reader: clap's own rendering.
+        let _ = error.print();
+        return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
+    }
+    let text = error.render().to_string();
+    let first = text.lines().next().unwrap_or_default();
+    let message = first.strip_prefix("error: ").unwrap_or(first).trim();
+    println!("{}", json!({"error": "bad_usage", "message": message}));
+    ExitCode::from(2)
+}
+
 async fn keygate(url: &str) -> Result<Keygate, Failure> {
     let opened = database::open(url).await?;
     Keygate::builder(opened.store)
