@@ -1009,6 +1009,14 @@ fn usage_errors_are_json_with_json_and_clap_text_without() {
         body["message"].as_str().unwrap().contains("--bogus"),
         "{body}"
     );
+    let (_, body) = kg.run_json(&["keys", "create", "--name", "ci"]);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("--owner <OWNER>"),
+        "{body}"
+    );
     // Help is not an error, with or without --json.
     for args in [&["--help"][..], &["--json", "keys", "--help"][..]] {
         let help = kg.run(args);
