@@ -7,6 +7,10 @@
 //! [`AuthenticatedKey`] into the request extensions and call the inner
 //! service. Every refusal is a response (SPEC §3), never an error.
 //!
+//! Whatever the cache can answer — a cached key, a remembered unknown id, a
+//! token refused offline — is answered inside `call`, without a future or
+//! an allocation; only a cache miss builds the future that asks the store.
+//!
 //! # Example
 //!
 //! ```
@@ -103,7 +107,8 @@ pub struct ApiKeyAuth<S> {
     optional: bool,
 }
 
-/// The authentication step of a request, boxed behind a name.
+/// The authentication step of a request that missed the cache, boxed
+/// behind a name.
 type AuthFuture = Pin<Box<dyn Future<Output = Result<AuthenticatedKey, Rejection>> + Send>>;
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ApiKeyAuth<S>
