@@ -481,6 +481,27 @@ mod tests {
         Arc::new(KeyCache::new(CacheConfig::default()))
     }
 
+    /// A task whose load of `key` never finishes, once it is in flight.
+    async fn stuck_load(
+        cache: &Arc<KeyCache>,
+        key: CacheKey,
+    ) -> tokio::task::JoinHandle<Option<Entry>> {
+        let task = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                cache
+                    .get_or_load(key, || async {
+                        std::future::pending::<()>().await;
+                        Ok::<_, Down>(None)
+                    })
+                    .await
+                    .ok()
+            })
+        };
+        until_a_load_is_in_flight(cache).await;
+        task
+    }
+
     async fn until_a_load_is_in_flight(cache: &KeyCache) {
         for _ in 0..1000 {
             if !cache.flights().is_empty() {
@@ -565,19 +586,7 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_loader_hands_the_load_to_the_next_waiter() {
         let cache = cache();
-        let first = {
-            let cache = cache.clone();
-            tokio::spawn(async move {
-                cache
-                    .get_or_load(key(3), || async {
-                        std::future::pending::<()>().await;
-                        Ok::<_, Down>(None)
-                    })
-                    .await
-                    .ok()
-            })
-        };
-        until_a_load_is_in_flight(&cache).await;
+        let first = stuck_load(&cache, key(3)).await;
         let second = {
             let cache = cache.clone();
             tokio::spawn(async move {
@@ -602,19 +611,7 @@ mod tests {
     #[tokio::test]
     async fn a_load_abandoned_by_everyone_leaves_no_flight_behind() {
         let cache = cache();
-        let task = {
-            let cache = cache.clone();
-            tokio::spawn(async move {
-                cache
-                    .get_or_load(key(4), || async {
-                        std::future::pending::<()>().await;
-                        Ok::<_, Down>(None)
-                    })
-                    .await
-                    .ok()
-            })
-        };
-        until_a_load_is_in_flight(&cache).await;
+        let task = stuck_load(&cache, key(4)).await;
         task.abort();
         assert!(task.await.unwrap_err().is_cancelled());
         assert_eq!(cache.flights().len(), 0);
