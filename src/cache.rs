@@ -72,7 +72,6 @@ enum Freshness {
 }
 
 /// A validated record: the key and, for store entries, the MAC to compare.
-#[derive(Debug)]
 pub(crate) struct Record {
     pub key: ApiKey,
     /// `Some` for store entries (compared on every request); `None` for
@@ -80,6 +79,15 @@ pub(crate) struct Record {
     pub mac: Option<TokenMac>,
     /// The last use noted for usage tracking.
     pub noted: UsageMark,
+}
+
+impl std::fmt::Debug for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Record")
+            .field("key", &self.key)
+            .field("mac", &self.mac.map(|_| "[redacted]"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Record {

@@ -105,9 +105,18 @@ pub enum VerifyError {
 /// A key that presented a valid token. Cheap to clone.
 ///
 /// The middleware puts it in the request extensions.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AuthenticatedKey {
     record: Arc<Record>,
+}
+
+impl std::fmt::Debug for AuthenticatedKey {
+    /// The key record only: never the stored MAC behind it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthenticatedKey")
+            .field("key", &self.record.key)
+            .finish()
+    }
 }
 
 impl AuthenticatedKey {
@@ -392,5 +401,20 @@ impl std::fmt::Display for SharedError {
 impl std::error::Error for SharedError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.0.source()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_an_authenticated_key_never_shows_the_stored_mac() {
+        let key = ApiKey::new(KeyId::parse("aaaaaaaaaaaaaaa1").unwrap(), "alice");
+        let key = AuthenticatedKey::new(Arc::new(Record::new(key, Some([0xab; 32]))));
+        for shown in [format!("{key:?}"), format!("{:?}", key.cached())] {
+            assert!(shown.contains("alice"), "{shown}");
+            assert!(!shown.contains("171"), "the MAC's bytes: {shown}");
+        }
     }
 }
