@@ -1,0 +1,129 @@
+//! What the middleware adds per request, counted in instructions rather
+//! than timed: run under callgrind, which counts the same total for the same
+//! binary and input whatever else the machine is doing. On a shared 2-core
+//! machine, where timings of the same code move by ±20 % between runs, this
+//! is the measure that can tell a 0.1 µs change apart.
+//!
+//! ```sh
+//! cargo bench --bench instructions --no-run   # prints the binary's path
+//! valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out \
+//!     --toggle-collect='instructions::drive_*' target/release/deps/instructions-<hash>
+//! callgrind_annotate /tmp/cg.out | grep -E 'drive_|PROGRAM TOTALS'
+//! ```
+//!
+//! (`--toggle-collect` counts only inside the two `drive_*` functions: the
+//! requests are built and the cache warmed outside them.) Without valgrind
+//! the binary just runs the requests and checks every answer. Divide each
+//! `drive_*` total by [`REQUESTS`]: `drive_keygate` − `drive_no_auth` is
+//! keygate's cost per request on a cached valid key, usage tracking on, as
+//! in the `middleware` group of `benches/auth.rs`. Results: BENCHMARKS.md.
+
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
+use http::{Request, Response, StatusCode};
+use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+use tower::{Layer as _, Service, ServiceExt as _};
+
+/// Requests per variant.
+const REQUESTS: usize = 20_000;
+
+fn requests(token: &str, n: usize) -> Vec<Request<()>> {
+    let peer: SocketAddr = "127.0.0.1:40000".parse().expect("address");
+    (0..n)
+        .map(|_| {
+            let mut request = Request::builder()
+                .uri("/")
+                .header("host", "127.0.0.1")
+                .header("authorization", format!("Bearer {token}"))
+                .body(())
+                .expect("request");
+            // As axum's `into_make_service_with_connect_info` hands it over.
+            request.extensions_mut().insert(ConnectInfo(peer));
+            request
+        })
+        .collect()
+}
+
+/// Runs every request through a clone of `service` (as axum clones a route
+/// per request) and counts the 200s.
+fn drive<S, B>(runtime: &tokio::runtime::Runtime, service: &S, requests: Vec<Request<()>>) -> usize
+where
+    S: Service<Request<()>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    runtime.block_on(async {
+        let mut ok = 0;
+        for request in requests {
+            let response = service.clone().oneshot(request).await.expect("infallible");
+            ok += usize::from(response.status() == StatusCode::OK);
+        }
+        ok
+    })
+}
+
+/// The requests without authentication (the toggle for callgrind).
+#[inline(never)]
+fn drive_no_auth<S, B>(
+    runtime: &tokio::runtime::Runtime,
+    service: &S,
+    requests: Vec<Request<()>>,
+) -> usize
+where
+    S: Service<Request<()>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    drive(runtime, service, requests)
+}
+
+/// The requests through keygate (the toggle for callgrind).
+#[inline(never)]
+fn drive_keygate<S, B>(
+    runtime: &tokio::runtime::Runtime,
+    service: &S,
+    requests: Vec<Request<()>>,
+) -> usize
+where
+    S: Service<Request<()>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    drive(runtime, service, requests)
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let keygate = Keygate::builder(MemoryStore::new())
+        .pepper(Pepper::insecure_fixed_for_tests())
+        .build()
+        .expect("keygate");
+    let token = runtime.block_on(async {
+        let created = keygate
+            .keys()
+            .create(NewKey::new("bench", "instructions"))
+            .await
+            .expect("create");
+        let token = created.token.expose().to_owned();
+        keygate.verify(&token).await.expect("warm the cache");
+        token
+    });
+    let handler = tower::service_fn(|_: Request<()>| async {
+        Ok::<_, std::convert::Infallible>(Response::new(String::from("hello")))
+    });
+    let layered = keygate.layer().layer(handler);
+
+    // A few requests first, so that one-time setup (the usage task, moka's
+    // first maintenance) is not counted.
+    assert_eq!(drive(&runtime, &layered, requests(&token, 100)), 100);
+
+    let bare = drive_no_auth(&runtime, &handler, requests(&token, REQUESTS));
+    let authenticated = drive_keygate(&runtime, &layered, requests(&token, REQUESTS));
+    assert_eq!(
+        (bare, authenticated),
+        (REQUESTS, REQUESTS),
+        "every request answered 200"
+    );
+    println!("{REQUESTS} requests per variant, every one answered 200");
+}
