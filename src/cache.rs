@@ -18,11 +18,16 @@
 //! may have read the old record and insert it after the invalidation. Every
 //! entry therefore records the invalidation epoch at which its load began,
 //! and a hit is discarded when its key id was invalidated at a later epoch.
+//!
+//! In front of moka, each thread keeps a tiny memo of the valid entries it
+//! served last ([`front`]): a repeated key is found there without touching
+//! moka's shared structures, and every invalidation or clear makes all of
+//! those memos stale at once.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use time::OffsetDateTime;
 
@@ -30,6 +35,8 @@ use crate::key::ApiKey;
 use crate::secret::TokenMac;
 use crate::token::KeyId;
 use crate::usage::UsageMark;
+
+mod front;
 
 /// Cache sizes and lifetimes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +86,8 @@ pub(crate) struct Record {
     pub mac: Option<TokenMac>,
     /// The last use noted for usage tracking.
     pub noted: UsageMark,
+    /// `key.expires_at` on the system clock (taken when the record is made).
+    pub expiry: Option<SystemTime>,
 }
 
 impl std::fmt::Debug for Record {
@@ -93,11 +102,24 @@ impl std::fmt::Debug for Record {
 impl Record {
     pub(crate) fn new(key: ApiKey, mac: Option<TokenMac>) -> Record {
         Record {
+            expiry: key.expires_at.map(system_time),
             key,
             mac,
             noted: UsageMark::default(),
         }
     }
+}
+
+/// `at` on the system clock. An instant the platform's clock cannot hold
+/// (none on 64-bit Unix) becomes the epoch: such a key counts as expired.
+fn system_time(at: OffsetDateTime) -> SystemTime {
+    let since = at - OffsetDateTime::UNIX_EPOCH;
+    let converted = if since.is_negative() {
+        SystemTime::UNIX_EPOCH.checked_sub(since.unsigned_abs())
+    } else {
+        SystemTime::UNIX_EPOCH.checked_add(since.unsigned_abs())
+    };
+    converted.unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 /// A cache entry.
@@ -107,33 +129,41 @@ pub(crate) struct Entry {
     pub record: Option<Arc<Record>>,
     /// The invalidation epoch when the load that produced it began.
     epoch: u64,
+    /// When it stops being served from the cache: the TTL of its kind after
+    /// the load, and never past the key's `expires_at`.
+    deadline: Instant,
 }
 
-/// Per-entry lifetimes for moka.
-struct Expiry {
-    config: CacheConfig,
+impl Entry {
+    /// The outcome of a load that began at `epoch`, to be cached as of now.
+    fn loaded(record: Option<Arc<Record>>, epoch: u64, config: &CacheConfig) -> Entry {
+        let ttl = match &record {
+            None => config.negative_ttl,
+            Some(record) => match record.key.expires_at {
+                None => config.positive_ttl,
+                Some(expires_at) => {
+                    let left = expires_at - OffsetDateTime::now_utc();
+                    Duration::try_from(left)
+                        .map(|left| left.min(config.positive_ttl))
+                        .unwrap_or(Duration::ZERO)
+                }
+            },
+        };
+        let now = Instant::now();
+        Entry {
+            record,
+            epoch,
+            deadline: now.checked_add(ttl).unwrap_or(now),
+        }
+    }
 }
+
+/// Per-entry lifetimes for moka: each entry's own deadline.
+struct Expiry;
 
 impl moka::Expiry<CacheKey, Entry> for Expiry {
-    fn expire_after_create(
-        &self,
-        _key: &CacheKey,
-        value: &Entry,
-        _at: Instant,
-    ) -> Option<Duration> {
-        let Some(record) = &value.record else {
-            return Some(self.config.negative_ttl);
-        };
-        let ttl = self.config.positive_ttl;
-        let Some(expires_at) = record.key.expires_at else {
-            return Some(ttl);
-        };
-        let left = expires_at - OffsetDateTime::now_utc();
-        Some(
-            Duration::try_from(left)
-                .map(|left| left.min(ttl))
-                .unwrap_or(Duration::ZERO),
-        )
+    fn expire_after_create(&self, _key: &CacheKey, value: &Entry, at: Instant) -> Option<Duration> {
+        Some(value.deadline.saturating_duration_since(at))
     }
 }
 
@@ -155,6 +185,8 @@ pub(crate) struct KeyCache {
     /// Key id → epoch of its latest invalidation, remembered long enough to
     /// outlive any entry loaded before it.
     invalidated: moka::sync::Cache<KeyId, u64>,
+    /// The per-thread memos of recently served entries.
+    front: front::Front,
     config: CacheConfig,
 }
 
@@ -183,7 +215,7 @@ impl KeyCache {
         KeyCache {
             entries: moka::sync::Cache::builder()
                 .max_capacity(config.capacity)
-                .expire_after(Expiry { config })
+                .expire_after(Expiry)
                 .build(),
             negatives: moka::sync::Cache::builder()
                 .max_capacity(config.negative_capacity)
@@ -196,6 +228,7 @@ impl KeyCache {
                 .max_capacity(config.capacity.max(1024))
                 .time_to_live(remember)
                 .build(),
+            front: front::Front::new(),
             config,
         }
     }
@@ -223,7 +256,7 @@ impl KeyCache {
 
     /// A negative entry still to be believed: not loaded before a clear, nor
     /// before an invalidation of its id.
-    fn negative(&self, key: &CacheKey) -> Option<Entry> {
+    fn negative(&self, key: &CacheKey, now: Instant) -> Option<Entry> {
         let epoch = self.negatives.get(key)?;
         let stale = epoch < self.cleared.load(Ordering::Acquire)
             || matches!(key, CacheKey::Id(id) if self.invalidated_since(id, epoch));
@@ -234,16 +267,28 @@ impl KeyCache {
         Some(Entry {
             record: None,
             epoch,
+            // Not kept anywhere else: no later deadline to tell.
+            deadline: now,
         })
     }
 
-    /// The entry for `key` if the cache can answer for it right now, without
-    /// the store: a fresh valid entry or a believed negative one. `None`
-    /// means [`get_or_load`](KeyCache::get_or_load) must ask the store.
-    pub(crate) fn lookup(&self, key: &CacheKey) -> Option<Entry> {
+    /// The entry for `key` if the cache can answer for it right now (`now`),
+    /// without the store: a fresh valid entry or a believed negative one.
+    /// `None` means [`get_or_load`](KeyCache::get_or_load) must ask the
+    /// store.
+    pub(crate) fn lookup(&self, key: &CacheKey, now: Instant) -> Option<Entry> {
+        if let Some(entry) = self.front.get(key, now) {
+            return Some(entry);
+        }
+        // Read before the lookup: an invalidation that completes after this
+        // point leaves the memo made below stale.
+        let generation = self.front.generation();
         if let Some(entry) = self.entries.get(key) {
             return match self.freshness(&entry) {
-                Freshness::Fresh => Some(entry),
+                Freshness::Fresh => {
+                    self.front.put(*key, generation, &entry, now);
+                    Some(entry)
+                }
                 Freshness::Invalidated => {
                     self.entries.invalidate(key);
                     None
@@ -251,7 +296,7 @@ impl KeyCache {
                 Freshness::Cleared => None,
             };
         }
-        self.negative(key)
+        self.negative(key, now)
     }
 
     /// The entry for `key`, loading it with `load` on a miss. Concurrent
@@ -282,7 +327,7 @@ impl KeyCache {
                     Freshness::Cleared => return Ok(self.reload_or_keep(key, entry, &load).await),
                     Freshness::Invalidated => self.entries.invalidate(&key),
                 }
-            } else if let Some(entry) = self.negative(&key) {
+            } else if let Some(entry) = self.negative(&key, Instant::now()) {
                 return Ok(entry);
             }
             let entry = self.load_shared(key, &load).await?;
@@ -302,7 +347,7 @@ impl KeyCache {
         // Invalidations keep racing this key: answer from the store directly.
         let epoch = self.epoch.load(Ordering::Acquire);
         let record = load().await.map_err(|e| Arc::new(e) as LoadError)?;
-        Ok(Entry { record, epoch })
+        Ok(Entry::loaded(record, epoch, &self.config))
     }
 
     /// Caches a loaded entry, valid or negative; a TTL of zero turns that
@@ -334,19 +379,8 @@ impl KeyCache {
             .get_or_init(|| async {
                 let epoch = self.epoch.load(Ordering::Acquire);
                 match load().await {
-                    Ok(Some(record)) => {
-                        let entry = Entry {
-                            record: Some(record),
-                            epoch,
-                        };
-                        self.remember(key, &entry);
-                        Ok(entry)
-                    }
-                    Ok(None) => {
-                        let entry = Entry {
-                            record: None,
-                            epoch,
-                        };
+                    Ok(record) => {
+                        let entry = Entry::loaded(record, epoch, &self.config);
                         self.remember(key, &entry);
                         Ok(entry)
                     }
@@ -367,19 +401,13 @@ impl KeyCache {
         let epoch = self.epoch.load(Ordering::Acquire);
         match load().await {
             Ok(Some(record)) => {
-                let entry = Entry {
-                    record: Some(record),
-                    epoch,
-                };
+                let entry = Entry::loaded(Some(record), epoch, &self.config);
                 self.remember(key, &entry);
                 entry
             }
             Ok(None) => {
                 self.entries.invalidate(&key);
-                let entry = Entry {
-                    record: None,
-                    epoch,
-                };
+                let entry = Entry::loaded(None, epoch, &self.config);
                 self.remember(key, &entry);
                 entry
             }
@@ -396,6 +424,8 @@ impl KeyCache {
         self.invalidated.insert(id, epoch);
         self.entries.invalidate(&CacheKey::Id(id));
         self.negatives.invalidate(&CacheKey::Id(id));
+        // Last, once nothing above can serve the old record any more.
+        self.front.bump();
     }
 
     /// Distrusts every entry: each is read from the store again on its next
@@ -407,6 +437,7 @@ impl KeyCache {
         self.cleared.fetch_max(epoch, Ordering::AcqRel);
         // Unknown ids may exist now; valid entries are kept for outages.
         self.negatives.invalidate_all();
+        self.front.bump();
     }
 
     /// Number of entries, valid and unknown (approximate until pending
@@ -551,7 +582,11 @@ mod tests {
         }
         assert_eq!(loads.load(Ordering::SeqCst), 1);
         assert_eq!(cache.flights().len(), 0);
-        assert!(cache.lookup(&key(1)).is_some_and(|e| e.record.is_some()));
+        assert!(
+            cache
+                .lookup(&key(1), Instant::now())
+                .is_some_and(|e| e.record.is_some())
+        );
     }
 
     #[tokio::test]
@@ -583,7 +618,10 @@ mod tests {
         }
         assert_eq!(loads.load(Ordering::SeqCst), 1);
         assert_eq!(cache.flights().len(), 0);
-        assert!(cache.lookup(&key(2)).is_none(), "errors are not cached");
+        assert!(
+            cache.lookup(&key(2), Instant::now()).is_none(),
+            "errors are not cached"
+        );
         let entry = cache
             .get_or_load(key(2), || async { Ok::<_, Down>(None) })
             .await
@@ -648,7 +686,7 @@ mod tests {
         assert_eq!(entry.record.unwrap().key.name, "read 1");
         assert_eq!(
             cache
-                .lookup(&CacheKey::Id(id))
+                .lookup(&CacheKey::Id(id), Instant::now())
                 .unwrap()
                 .record
                 .unwrap()
@@ -668,10 +706,180 @@ mod tests {
             .unwrap();
         assert!(entry.record.is_none());
         assert!(
-            cache.lookup(&CacheKey::Id(id)).is_some(),
+            cache.lookup(&CacheKey::Id(id), Instant::now()).is_some(),
             "cached as unknown"
         );
         cache.invalidate(id);
-        assert!(cache.lookup(&CacheKey::Id(id)).is_none());
+        assert!(cache.lookup(&CacheKey::Id(id), Instant::now()).is_none());
+    }
+
+    /// A valid entry for key id `id`, loaded and then found once through
+    /// [`KeyCache::lookup`], which makes this thread's memo of it.
+    async fn served_once(cache: &KeyCache, id: KeyId) -> CacheKey {
+        let key = CacheKey::Id(id);
+        cache
+            .get_or_load(key, || async move {
+                Ok::<_, Down>(Some(Arc::new(Record::new(ApiKey::new(id, "owner"), None))))
+            })
+            .await
+            .unwrap();
+        assert!(cache.lookup(&key, Instant::now()).is_some());
+        key
+    }
+
+    #[tokio::test]
+    async fn a_served_key_is_found_in_the_threads_memo_until_an_invalidation() {
+        let cache = cache();
+        let id = KeyId::parse("aaaaaaaaaaaaaaa7").unwrap();
+        let key = served_once(&cache, id).await;
+        // Out of moka behind the cache's back: only the memo can answer now.
+        cache.entries.invalidate(&key);
+        assert!(cache.entries.get(&key).is_none());
+        assert!(
+            cache.lookup(&key, Instant::now()).is_some(),
+            "answered from the memo"
+        );
+        cache.invalidate(id);
+        assert!(cache.front.get(&key, Instant::now()).is_none());
+        assert!(cache.lookup(&key, Instant::now()).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_clear_makes_every_memo_stale() {
+        let cache = cache();
+        let key = served_once(&cache, KeyId::parse("aaaaaaaaaaaaaaa8").unwrap()).await;
+        assert!(cache.front.get(&key, Instant::now()).is_some());
+        cache.clear();
+        assert!(cache.front.get(&key, Instant::now()).is_none());
+        assert!(
+            cache.lookup(&key, Instant::now()).is_none(),
+            "a cleared entry is read from the store again"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_memo_made_from_a_lookup_that_began_before_an_invalidation_is_never_used() {
+        let cache = cache();
+        let id = KeyId::parse("aaaaaaaaaaaaaaa9").unwrap();
+        let key = served_once(&cache, id).await;
+        let entry = cache.entries.get(&key).unwrap();
+        // A lookup reads the generation, then an invalidation completes,
+        // then the lookup stores what it found (the old record).
+        let generation = cache.front.generation();
+        cache.invalidate(id);
+        cache.front.put(key, generation, &entry, Instant::now());
+        assert!(cache.front.get(&key, Instant::now()).is_none());
+    }
+
+    #[tokio::test]
+    async fn an_invalidation_on_one_thread_makes_other_threads_memos_stale() {
+        let cache = cache();
+        let id = KeyId::parse("aaaaaaaaaaaaaab1").unwrap();
+        let key = served_once(&cache, id).await;
+        // Another thread serves the key (and makes its own memo).
+        let other = {
+            let cache = cache.clone();
+            std::thread::spawn(move || {
+                assert!(cache.lookup(&key, Instant::now()).is_some());
+                cache.entries.invalidate(&key);
+                assert!(cache.front.get(&key, Instant::now()).is_some());
+                std::thread::park();
+                cache.front.get(&key, Instant::now()).is_some()
+            })
+        };
+        while cache.entries.get(&key).is_some() {
+            std::thread::yield_now();
+        }
+        cache.invalidate(id);
+        other.thread().unpark();
+        assert!(!other.join().unwrap(), "the other thread's memo went stale");
+    }
+
+    #[tokio::test]
+    async fn a_memo_never_outlives_its_entry_or_the_keys_expiry() {
+        let cache = Arc::new(KeyCache::new(CacheConfig {
+            positive_ttl: Duration::from_secs(30),
+            ..CacheConfig::default()
+        }));
+        let id = KeyId::parse("aaaaaaaaaaaaaab2").unwrap();
+        let key = served_once(&cache, id).await;
+        let now = Instant::now();
+        assert!(cache.front.get(&key, now).is_some());
+        assert!(
+            cache
+                .front
+                .get(&key, now + Duration::from_secs(31))
+                .is_none()
+        );
+
+        // A key expiring in 2 s: its entry, and so its memo, ends then.
+        let soon = KeyId::parse("aaaaaaaaaaaaaab3").unwrap();
+        let key = CacheKey::Id(soon);
+        cache
+            .get_or_load(key, || async move {
+                let mut api_key = ApiKey::new(soon, "owner");
+                api_key.expires_at = Some(OffsetDateTime::now_utc() + Duration::from_secs(2));
+                Ok::<_, Down>(Some(Arc::new(Record::new(api_key, None))))
+            })
+            .await
+            .unwrap();
+        let now = Instant::now();
+        assert!(cache.lookup(&key, now).is_some());
+        assert!(cache.front.get(&key, now).is_some());
+        assert!(
+            cache
+                .front
+                .get(&key, now + Duration::from_secs(3))
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn memos_belong_to_their_cache() {
+        let (one, two) = (cache(), cache());
+        let key = served_once(&one, KeyId::parse("aaaaaaaaaaaaaab4").unwrap()).await;
+        assert!(one.front.get(&key, Instant::now()).is_some());
+        assert!(two.front.get(&key, Instant::now()).is_none());
+        assert!(two.lookup(&key, Instant::now()).is_none());
+    }
+
+    #[tokio::test]
+    async fn unknown_ids_are_never_memos() {
+        let cache = cache();
+        let key = CacheKey::Id(KeyId::parse("aaaaaaaaaaaaaab5").unwrap());
+        cache
+            .get_or_load(key, || async { Ok::<_, Down>(None) })
+            .await
+            .unwrap();
+        let entry = cache.lookup(&key, Instant::now()).unwrap();
+        assert!(entry.record.is_none());
+        cache
+            .front
+            .put(key, cache.front.generation(), &entry, Instant::now());
+        assert!(cache.front.get(&key, Instant::now()).is_none());
+    }
+
+    #[test]
+    fn expiries_convert_to_the_system_clock_exactly() {
+        let now = OffsetDateTime::now_utc();
+        for at in [
+            now,
+            now + Duration::from_secs(90 * 86_400),
+            now - Duration::from_nanos(1),
+            OffsetDateTime::UNIX_EPOCH,
+            OffsetDateTime::UNIX_EPOCH - Duration::from_secs(86_400 * 3650),
+            time::macros::datetime!(9999-12-31 23:59:59.999_999_999 UTC),
+        ] {
+            assert_eq!(system_time(at), SystemTime::from(at), "{at}");
+            let record = Record::new(
+                {
+                    let mut key = ApiKey::new(KeyId::parse("aaaaaaaaaaaaaab6").unwrap(), "o");
+                    key.expires_at = Some(at);
+                    key
+                },
+                None,
+            );
+            assert_eq!(record.expiry, Some(SystemTime::from(at)));
+        }
     }
 }

@@ -87,12 +87,10 @@ impl<'a> Credential<'a> {
 
     /// The token text.
     pub(crate) fn as_str(&self) -> &str {
-        // Checked to be visible ASCII when extracted.
-        self.value
-            .to_str()
-            .ok()
-            .and_then(|s| s.get(self.start..self.end))
-            .unwrap_or_default()
+        // Checked to be visible ASCII when extracted, so valid UTF-8 (and
+        // `from_utf8` checks ASCII a word at a time).
+        let bytes = self.value.as_bytes();
+        std::str::from_utf8(bytes.get(self.start..self.end).unwrap_or_default()).unwrap_or_default()
     }
 }
 
@@ -122,7 +120,49 @@ fn single<'a>(
 /// Every byte visible ASCII or a space. A tab is neither: SPEC §3 wants
 /// one or more *spaces* after `Bearer`, and visible ASCII otherwise.
 fn is_text(bytes: &[u8]) -> bool {
-    bytes.iter().all(|&b| (0x20..0x7f).contains(&b))
+    let (words, rest) = words(bytes);
+    let outside = words.fold(0, |found, word| {
+        // A byte at or above 0x80, below 0x20, or equal to 0x7f (DEL).
+        found | (word & HIGH) | below(word, 0x20) | equal(word, 0x7f)
+    });
+    outside == 0 && rest.iter().all(|&b| (0x20..0x7f).contains(&b))
+}
+
+/// Whether `bytes` holds a space or a tab.
+fn has_ows(bytes: &[u8]) -> bool {
+    let (words, rest) = words(bytes);
+    let found = words.fold(0, |found, word| {
+        found | equal(word, b' ') | equal(word, b'\t')
+    });
+    found != 0 || rest.iter().any(|&b| is_ows(b))
+}
+
+// Eight bytes at a time (a header value is read whole either way, so
+// there is nothing to gain from stopping early). For bytes `x` of a word:
+// `below(word, n)` has the high bit of some byte set iff some x < n (n ≤ 128),
+// `equal(word, b)` iff some x == b — exact for "some byte", which is all
+// that is asked.
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+fn below(word: u64, n: u8) -> u64 {
+    word.wrapping_sub(ONES * u64::from(n)) & !word & HIGH
+}
+
+fn equal(word: u64, byte: u8) -> u64 {
+    below(word ^ (ONES * u64::from(byte)), 1)
+}
+
+/// `bytes` as little-endian words, and the bytes after the last whole word.
+fn words(bytes: &[u8]) -> (impl Iterator<Item = u64> + '_, &[u8]) {
+    let chunks = bytes.chunks_exact(8);
+    let rest = chunks.remainder();
+    let words = chunks.map(|chunk| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        u64::from_le_bytes(word)
+    });
+    (words, rest)
 }
 
 /// The token in `bytes[start..end]`: trimmed of surrounding whitespace,
@@ -138,7 +178,7 @@ fn trimmed(
     while end > start && is_ows(bytes[end - 1]) {
         end -= 1;
     }
-    if start == end || bytes[start..end].iter().any(|&b| is_ows(b)) {
+    if start == end || has_ows(&bytes[start..end]) {
         return Err(CredentialError::InvalidRequest);
     }
     Ok((start, end))
@@ -425,6 +465,31 @@ mod tests {
                 prop_assert!(!s.is_empty());
                 prop_assert!(!s.contains(' ') && !s.contains('\t'));
             }
+        }
+
+        #[test]
+        fn word_at_a_time_checks_agree_with_byte_at_a_time(
+            bytes in proptest::collection::vec(
+                prop_oneof![any::<u8>(), Just(b' '), Just(b'\t'), Just(0x1f), Just(0x7f), 0x20u8..0x7f],
+                0..40,
+            ),
+        ) {
+            prop_assert_eq!(is_text(&bytes), bytes.iter().all(|&b| (0x20..0x7f).contains(&b)));
+            prop_assert_eq!(has_ows(&bytes), bytes.iter().any(|&b| b == b' ' || b == b'\t'));
+        }
+
+        #[test]
+        fn one_bad_byte_anywhere_in_visible_text_is_found(
+            text in "[!-~]{0,40}",
+            pos in any::<proptest::sample::Index>(),
+            bad in prop_oneof![0u8..0x20, 0x7fu8..=0xff],
+        ) {
+            let mut bytes = text.into_bytes();
+            prop_assert!(is_text(&bytes) && !has_ows(&bytes));
+            let at = pos.index(bytes.len() + 1);
+            bytes.insert(at, bad);
+            prop_assert!(!is_text(&bytes));
+            prop_assert_eq!(has_ows(&bytes), bad == b'\t');
         }
     }
 }

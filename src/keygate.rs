@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration as StdDuration;
+use std::time::{Duration as StdDuration, Instant};
 
 use ipnet::IpNet;
 use time::{Duration, OffsetDateTime};
@@ -180,7 +180,7 @@ impl Keygate {
         client: Option<IpAddr>,
     ) -> Result<AuthenticatedKey, Rejection> {
         let key = self.verify(token).await.map_err(rejection_of)?;
-        self.admit(key, client)
+        self.admit(key, client, Instant::now())
     }
 
     /// [`authenticate`](Keygate::authenticate) without waiting: `None` when
@@ -191,24 +191,28 @@ impl Keygate {
         token: &str,
         client: Option<IpAddr>,
     ) -> Option<Result<AuthenticatedKey, Rejection>> {
-        let verified = self.verify_cached(token)?;
+        // One clock read serves the cache and usage tracking.
+        let now = Instant::now();
+        let verified = self.verify_cached(token, now)?;
         Some(
             verified
                 .map_err(rejection_of)
-                .and_then(|key| self.admit(key, client)),
+                .and_then(|key| self.admit(key, client, now)),
         )
     }
 
-    /// The checks after verification: the key's IP lists, then usage.
+    /// The checks after verification (at `now`): the key's IP lists, then
+    /// usage.
     fn admit(
         &self,
         key: AuthenticatedKey,
         client: Option<IpAddr>,
+        now: Instant,
     ) -> Result<AuthenticatedKey, Rejection> {
         if !self.ip_allowed(&key, client) {
             return Err(Rejection::IpNotAllowed);
         }
-        self.note_use(&key, client);
+        self.note_use_at(&key, client, now);
         Ok(key)
     }
 
@@ -224,8 +228,13 @@ impl Keygate {
 
     /// Notes a successful use for background usage tracking.
     pub(crate) fn note_use(&self, key: &AuthenticatedKey, client: Option<IpAddr>) {
+        self.note_use_at(key, client, Instant::now());
+    }
+
+    /// [`note_use`](Keygate::note_use) with the current instant at hand.
+    fn note_use_at(&self, key: &AuthenticatedKey, client: Option<IpAddr>, now: Instant) {
         if let Some(usage) = &self.inner.usage {
-            usage.record(key.cached(), client);
+            usage.record(key.cached(), client, now);
         }
     }
 

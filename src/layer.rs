@@ -160,8 +160,14 @@ where
         // A cached key, or a token refused offline, is answered right here:
         // no future, no allocation, nothing copied from the request, and the
         // ready inner service is called directly.
-        if let Some(result) = self.gate.authenticate_cached(credential.as_str(), client) {
-            span.in_scope(|| trace_outcome(&self.gate, credential.as_str(), &result));
+        let token = credential.as_str();
+        if let Some(result) = self.gate.authenticate_cached(token, client) {
+            {
+                // Entered only when someone listens: a span nobody wants still
+                // looks for a `log` logger on every enter and exit.
+                let _entered = (!span.is_disabled()).then(|| span.enter());
+                trace_outcome(&self.gate, token, &result, &span);
+            }
             return match result {
                 Ok(key) => {
                     let mut request = request;
@@ -176,7 +182,12 @@ where
         let auth: AuthFuture = Box::pin(
             async move {
                 let result = gate.authenticate(credential.as_str(), client).await;
-                trace_outcome(&gate, credential.as_str(), &result);
+                trace_outcome(
+                    &gate,
+                    credential.as_str(),
+                    &result,
+                    &tracing::Span::current(),
+                );
                 result
             }
             .instrument(span),
@@ -197,28 +208,36 @@ where
     }
 }
 
-/// Records the outcome on the current `keygate.authenticate` span (the key's
+/// Records the outcome on the `keygate.authenticate` span (the key's
 /// display prefix, never the token) and logs it at DEBUG.
-fn trace_outcome(gate: &Keygate, token: &str, result: &Result<AuthenticatedKey, Rejection>) {
-    let span = tracing::Span::current();
+fn trace_outcome(
+    gate: &Keygate,
+    token: &str,
+    result: &Result<AuthenticatedKey, Rejection>,
+    span: &tracing::Span,
+) {
+    // Recording costs even on a span nobody listens to.
+    let listening = !span.is_disabled();
     match result {
         Ok(key) => {
-            span.record("key", key.display_prefix());
-            span.record("outcome", "authenticated");
+            if listening {
+                span.record("key", key.display_prefix());
+                span.record("outcome", "authenticated");
+            }
             tracing::debug!("request authenticated");
         }
         Err(rejection) => {
             // Naming the key costs a parse and an allocation: only when
             // someone is listening.
-            if !span.is_disabled()
-                && let Ok(token) = gate.token_format().parse(token)
-            {
-                let prefix = gate
-                    .token_format()
-                    .display_prefix(token.environment(), token.id());
-                span.record("key", prefix.as_str());
+            if listening {
+                if let Ok(token) = gate.token_format().parse(token) {
+                    let prefix = gate
+                        .token_format()
+                        .display_prefix(token.environment(), token.id());
+                    span.record("key", prefix.as_str());
+                }
+                span.record("outcome", rejection.code());
             }
-            span.record("outcome", rejection.code());
             if let Rejection::InvalidToken(reason) = rejection {
                 tracing::debug!(reason = reason.as_str(), "request refused");
             } else {

@@ -12,9 +12,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, SystemTime};
-
-use time::OffsetDateTime;
+use std::time::{Duration, Instant};
 
 use crate::cache::Record;
 use crate::store::{KeyStore, Usage};
@@ -78,6 +76,8 @@ pub(crate) struct UsageRecorder {
     store: Arc<dyn KeyStore>,
     interval: Duration,
     started: AtomicBool,
+    /// Where the monotonic seconds of [`UsageMark`]s count from.
+    origin: Instant,
     /// Serializes flushes so a shutdown flush cannot overtake a periodic one.
     flushing: tokio::sync::Mutex<()>,
 }
@@ -97,6 +97,7 @@ impl UsageRecorder {
             store,
             interval,
             started: AtomicBool::new(false),
+            origin: Instant::now(),
             flushing: tokio::sync::Mutex::new(()),
         })
     }
@@ -108,18 +109,17 @@ impl UsageRecorder {
     /// Notes a use of the cached key `record`. Never touches the store; a
     /// use in the same second from the same address as the last one noted
     /// for this record changes nothing and costs no lock.
-    pub(crate) fn record(self: &Arc<Self>, record: &Record, ip: Option<IpAddr>) {
-        // Whole seconds first: a calendar date is built only for a new note.
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        let second = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-        if !record.noted.renew(second, ip) {
+    pub(crate) fn record(self: &Arc<Self>, record: &Record, ip: Option<IpAddr>, now: Instant) {
+        // Repeats are told by the monotonic second the caller already read;
+        // the wall clock is read only for a new note.
+        let second = now.saturating_duration_since(self.origin).as_secs();
+        if !record
+            .noted
+            .renew(i64::try_from(second).unwrap_or(i64::MAX), ip)
+        {
             return;
         }
-        let Ok(at) = OffsetDateTime::from_unix_timestamp(second) else {
-            return;
-        };
+        let at = crate::Keygate::now();
         let id = record.key.id;
         self.lock().insert(id, Usage { id, at, ip });
         if !self.started.load(Ordering::Relaxed) {
