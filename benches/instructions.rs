@@ -16,7 +16,11 @@
 //! the binary just runs the requests and checks every answer. Divide each
 //! `drive_*` total by [`REQUESTS`]: `drive_keygate` − `drive_no_auth` is
 //! keygate's cost per request on a cached valid key, usage tracking on, as
-//! in the `middleware` group of `benches/auth.rs`. Results: BENCHMARKS.md.
+//! in the `middleware` group of `benches/auth.rs`; `drive_many_keys` −
+//! `drive_no_auth` the same with 1 000 cached keys taking turns. Note that
+//! valgrind's CPU hides SHA-NI, so SHA-256 runs in software there
+//! (`sha2::sha256::compress256`, ~10 400 of the instructions): subtract it
+//! to compare with real hardware. Results: BENCHMARKS.md.
 
 use std::net::SocketAddr;
 
@@ -28,10 +32,16 @@ use tower::{Layer as _, Service, ServiceExt as _};
 /// Requests per variant.
 const REQUESTS: usize = 20_000;
 
-fn requests(token: &str, n: usize) -> Vec<Request<()>> {
+/// Keys taking turns in the `many` variant: more than any per-thread memo
+/// holds, so every request goes through moka.
+const MANY_KEYS: usize = 1_000;
+
+/// `n` requests, presenting `tokens` in turn.
+fn requests(tokens: &[String], n: usize) -> Vec<Request<()>> {
     let peer: SocketAddr = "127.0.0.1:40000".parse().expect("address");
     (0..n)
-        .map(|_| {
+        .map(|i| {
+            let token = &tokens[i % tokens.len()];
             let mut request = Request::builder()
                 .uri("/")
                 .header("host", "127.0.0.1")
@@ -73,10 +83,29 @@ where
     S: Service<Request<()>, Response = Response<B>> + Clone,
     S::Error: std::fmt::Debug,
 {
+    // Distinct bodies, so that the compiler does not merge the toggles.
+    std::hint::black_box("no_auth");
     drive(runtime, service, requests)
 }
 
-/// The requests through keygate (the toggle for callgrind).
+/// The requests through keygate, [`MANY_KEYS`] keys in turn (the toggle
+/// for callgrind).
+#[inline(never)]
+fn drive_many_keys<S, B>(
+    runtime: &tokio::runtime::Runtime,
+    service: &S,
+    requests: Vec<Request<()>>,
+) -> usize
+where
+    S: Service<Request<()>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    // Distinct bodies, so that the compiler does not merge the toggles.
+    std::hint::black_box("many_keys");
+    drive(runtime, service, requests)
+}
+
+/// The requests through keygate, one key (the toggle for callgrind).
 #[inline(never)]
 fn drive_keygate<S, B>(
     runtime: &tokio::runtime::Runtime,
@@ -87,6 +116,8 @@ where
     S: Service<Request<()>, Response = Response<B>> + Clone,
     S::Error: std::fmt::Debug,
 {
+    // Distinct bodies, so that the compiler does not merge the toggles.
+    std::hint::black_box("keygate");
     drive(runtime, service, requests)
 }
 
@@ -99,15 +130,19 @@ fn main() {
         .pepper(Pepper::insecure_fixed_for_tests())
         .build()
         .expect("keygate");
-    let token = runtime.block_on(async {
-        let created = keygate
-            .keys()
-            .create(NewKey::new("bench", "instructions"))
-            .await
-            .expect("create");
-        let token = created.token.expose().to_owned();
-        keygate.verify(&token).await.expect("warm the cache");
-        token
+    let tokens: Vec<String> = runtime.block_on(async {
+        let mut tokens = Vec::with_capacity(MANY_KEYS);
+        for i in 0..MANY_KEYS {
+            let created = keygate
+                .keys()
+                .create(NewKey::new(format!("bench{}", i % 100), format!("key {i}")))
+                .await
+                .expect("create");
+            let token = created.token.expose().to_owned();
+            keygate.verify(&token).await.expect("warm the cache");
+            tokens.push(token);
+        }
+        tokens
     });
     let handler = tower::service_fn(|_: Request<()>| async {
         Ok::<_, std::convert::Infallible>(Response::new(String::from("hello")))
@@ -116,13 +151,18 @@ fn main() {
 
     // A few requests first, so that one-time setup (the usage task, moka's
     // first maintenance) is not counted.
-    assert_eq!(drive(&runtime, &layered, requests(&token, 100)), 100);
-
-    let bare = drive_no_auth(&runtime, &handler, requests(&token, REQUESTS));
-    let authenticated = drive_keygate(&runtime, &layered, requests(&token, REQUESTS));
     assert_eq!(
-        (bare, authenticated),
-        (REQUESTS, REQUESTS),
+        drive(&runtime, &layered, requests(&tokens, 2 * MANY_KEYS)),
+        2 * MANY_KEYS
+    );
+
+    let one = &tokens[..1];
+    let bare = drive_no_auth(&runtime, &handler, requests(one, REQUESTS));
+    let authenticated = drive_keygate(&runtime, &layered, requests(one, REQUESTS));
+    let many = drive_many_keys(&runtime, &layered, requests(&tokens, REQUESTS));
+    assert_eq!(
+        (bare, authenticated, many),
+        (REQUESTS, REQUESTS, REQUESTS),
         "every request answered 200"
     );
     println!("{REQUESTS} requests per variant, every one answered 200");

@@ -310,6 +310,10 @@ impl Keygate {
         presented: &Presented<'_>,
     ) -> Result<Entry, VerifyError> {
         let inner = &self.inner;
+        // This thread's memo or moka, before anything that may wait.
+        if let Some(entry) = inner.cache.lookup(&cache_key, Instant::now()) {
+            return Ok(entry);
+        }
         let loaded = match (presented, &inner.validator) {
             (Presented::Stored(token), _) => {
                 let id = token.id();
