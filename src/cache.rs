@@ -713,9 +713,9 @@ mod tests {
         assert!(cache.lookup(&CacheKey::Id(id), Instant::now()).is_none());
     }
 
-    /// A valid entry for key id `id`, loaded and then found once through
+    /// A valid entry for key id `id`, loaded and then found twice through
     /// [`KeyCache::lookup`], which makes this thread's memo of it.
-    async fn served_once(cache: &KeyCache, id: KeyId) -> CacheKey {
+    async fn served_twice(cache: &KeyCache, id: KeyId) -> CacheKey {
         let key = CacheKey::Id(id);
         cache
             .get_or_load(key, || async move {
@@ -724,14 +724,39 @@ mod tests {
             .await
             .unwrap();
         assert!(cache.lookup(&key, Instant::now()).is_some());
+        assert!(cache.lookup(&key, Instant::now()).is_some());
+        assert!(cache.front.get(&key, Instant::now()).is_some());
         key
+    }
+
+    #[tokio::test]
+    async fn a_key_becomes_a_memo_the_second_time_its_slot_sees_it() {
+        let cache = cache();
+        let id = KeyId::parse("aaaaaaaaaaaaaab7").unwrap();
+        let key = CacheKey::Id(id);
+        cache
+            .get_or_load(key, || async move {
+                Ok::<_, Down>(Some(Arc::new(Record::new(ApiKey::new(id, "owner"), None))))
+            })
+            .await
+            .unwrap();
+        assert!(cache.lookup(&key, Instant::now()).is_some());
+        assert!(
+            cache.front.get(&key, Instant::now()).is_none(),
+            "once: only seen"
+        );
+        assert!(cache.lookup(&key, Instant::now()).is_some());
+        assert!(
+            cache.front.get(&key, Instant::now()).is_some(),
+            "twice: a memo"
+        );
     }
 
     #[tokio::test]
     async fn a_served_key_is_found_in_the_threads_memo_until_an_invalidation() {
         let cache = cache();
         let id = KeyId::parse("aaaaaaaaaaaaaaa7").unwrap();
-        let key = served_once(&cache, id).await;
+        let key = served_twice(&cache, id).await;
         // Out of moka behind the cache's back: only the memo can answer now.
         cache.entries.invalidate(&key);
         assert!(cache.entries.get(&key).is_none());
@@ -747,7 +772,7 @@ mod tests {
     #[tokio::test]
     async fn a_clear_makes_every_memo_stale() {
         let cache = cache();
-        let key = served_once(&cache, KeyId::parse("aaaaaaaaaaaaaaa8").unwrap()).await;
+        let key = served_twice(&cache, KeyId::parse("aaaaaaaaaaaaaaa8").unwrap()).await;
         assert!(cache.front.get(&key, Instant::now()).is_some());
         cache.clear();
         assert!(cache.front.get(&key, Instant::now()).is_none());
@@ -761,7 +786,7 @@ mod tests {
     async fn a_memo_made_from_a_lookup_that_began_before_an_invalidation_is_never_used() {
         let cache = cache();
         let id = KeyId::parse("aaaaaaaaaaaaaaa9").unwrap();
-        let key = served_once(&cache, id).await;
+        let key = served_twice(&cache, id).await;
         let entry = cache.entries.get(&key).unwrap();
         // A lookup reads the generation, then an invalidation completes,
         // then the lookup stores what it found (the old record).
@@ -775,12 +800,14 @@ mod tests {
     async fn an_invalidation_on_one_thread_makes_other_threads_memos_stale() {
         let cache = cache();
         let id = KeyId::parse("aaaaaaaaaaaaaab1").unwrap();
-        let key = served_once(&cache, id).await;
+        let key = served_twice(&cache, id).await;
         // Another thread serves the key (and makes its own memo).
         let other = {
             let cache = cache.clone();
             std::thread::spawn(move || {
-                assert!(cache.lookup(&key, Instant::now()).is_some());
+                for _ in 0..2 {
+                    assert!(cache.lookup(&key, Instant::now()).is_some());
+                }
                 cache.entries.invalidate(&key);
                 assert!(cache.front.get(&key, Instant::now()).is_some());
                 std::thread::park();
@@ -802,7 +829,7 @@ mod tests {
             ..CacheConfig::default()
         }));
         let id = KeyId::parse("aaaaaaaaaaaaaab2").unwrap();
-        let key = served_once(&cache, id).await;
+        let key = served_twice(&cache, id).await;
         let now = Instant::now();
         assert!(cache.front.get(&key, now).is_some());
         assert!(
@@ -824,7 +851,9 @@ mod tests {
             .await
             .unwrap();
         let now = Instant::now();
-        assert!(cache.lookup(&key, now).is_some());
+        for _ in 0..2 {
+            assert!(cache.lookup(&key, now).is_some());
+        }
         assert!(cache.front.get(&key, now).is_some());
         assert!(
             cache
@@ -837,7 +866,7 @@ mod tests {
     #[tokio::test]
     async fn memos_belong_to_their_cache() {
         let (one, two) = (cache(), cache());
-        let key = served_once(&one, KeyId::parse("aaaaaaaaaaaaaab4").unwrap()).await;
+        let key = served_twice(&one, KeyId::parse("aaaaaaaaaaaaaab4").unwrap()).await;
         assert!(one.front.get(&key, Instant::now()).is_some());
         assert!(two.front.get(&key, Instant::now()).is_none());
         assert!(two.lookup(&key, Instant::now()).is_none());

@@ -337,7 +337,10 @@ impl KeygateBuilder {
 
     /// Most valid keys in the validation cache. Default: 100 000. The
     /// cache counts entries, not bytes: each holds one key record (its
-    /// metadata is at most 4 KiB).
+    /// metadata is at most 4 KiB). Besides, each thread that authenticates
+    /// remembers up to 16 keys it keeps serving (a key evicted from the
+    /// cache may be served from there until its TTL ends; any invalidation
+    /// makes every such memo stale at once).
     pub fn cache_capacity(mut self, entries: u64) -> Self {
         self.cache.capacity = entries;
         self
