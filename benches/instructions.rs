@@ -72,53 +72,32 @@ where
     })
 }
 
-/// The requests without authentication (the toggle for callgrind).
-#[inline(never)]
-fn drive_no_auth<S, B>(
-    runtime: &tokio::runtime::Runtime,
-    service: &S,
-    requests: Vec<Request<()>>,
-) -> usize
-where
-    S: Service<Request<()>, Response = Response<B>> + Clone,
-    S::Error: std::fmt::Debug,
-{
-    // Distinct bodies, so that the compiler does not merge the toggles.
-    std::hint::black_box("no_auth");
-    drive(runtime, service, requests)
+/// The toggles for callgrind: one function per variant, each only running
+/// [`drive`] (after a distinct no-op, so that the compiler cannot merge
+/// them into one symbol).
+macro_rules! toggles {
+    ($($name:ident: $doc:literal,)*) => {$(
+        #[doc = $doc]
+        #[inline(never)]
+        fn $name<S, B>(
+            runtime: &tokio::runtime::Runtime,
+            service: &S,
+            requests: Vec<Request<()>>,
+        ) -> usize
+        where
+            S: Service<Request<()>, Response = Response<B>> + Clone,
+            S::Error: std::fmt::Debug,
+        {
+            std::hint::black_box(stringify!($name));
+            drive(runtime, service, requests)
+        }
+    )*};
 }
 
-/// The requests through keygate, [`MANY_KEYS`] keys in turn (the toggle
-/// for callgrind).
-#[inline(never)]
-fn drive_many_keys<S, B>(
-    runtime: &tokio::runtime::Runtime,
-    service: &S,
-    requests: Vec<Request<()>>,
-) -> usize
-where
-    S: Service<Request<()>, Response = Response<B>> + Clone,
-    S::Error: std::fmt::Debug,
-{
-    // Distinct bodies, so that the compiler does not merge the toggles.
-    std::hint::black_box("many_keys");
-    drive(runtime, service, requests)
-}
-
-/// The requests through keygate, one key (the toggle for callgrind).
-#[inline(never)]
-fn drive_keygate<S, B>(
-    runtime: &tokio::runtime::Runtime,
-    service: &S,
-    requests: Vec<Request<()>>,
-) -> usize
-where
-    S: Service<Request<()>, Response = Response<B>> + Clone,
-    S::Error: std::fmt::Debug,
-{
-    // Distinct bodies, so that the compiler does not merge the toggles.
-    std::hint::black_box("keygate");
-    drive(runtime, service, requests)
+toggles! {
+    drive_no_auth: "The requests without authentication.",
+    drive_keygate: "The requests through keygate, one key.",
+    drive_many_keys: "The requests through keygate, [`MANY_KEYS`] keys in turn.",
 }
 
 fn main() {

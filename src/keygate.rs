@@ -183,6 +183,18 @@ impl Keygate {
         self.admit(key, client, Instant::now())
     }
 
+    /// [`authenticate`](Keygate::authenticate) for a token that
+    /// [`authenticate_cached`](Keygate::authenticate_cached) just could not
+    /// answer: the cache is not probed a second time before the load.
+    pub(crate) async fn authenticate_missed(
+        &self,
+        token: &str,
+        client: Option<IpAddr>,
+    ) -> Result<AuthenticatedKey, Rejection> {
+        let key = self.verify_missed(token).await.map_err(rejection_of)?;
+        self.admit(key, client, Instant::now())
+    }
+
     /// [`authenticate`](Keygate::authenticate) without waiting: `None` when
     /// the answer needs the store (a cache miss). Everything the cache can
     /// answer is answered here, without a future.

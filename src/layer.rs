@@ -181,7 +181,7 @@ where
         let gate = self.gate.clone();
         let auth: AuthFuture = Box::pin(
             async move {
-                let result = gate.authenticate(credential.as_str(), client).await;
+                let result = gate.authenticate_missed(credential.as_str(), client).await;
                 trace_outcome(
                     &gate,
                     credential.as_str(),

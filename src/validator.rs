@@ -259,6 +259,20 @@ impl Keygate {
     /// cached.
     pub async fn verify(&self, token: &str) -> Result<AuthenticatedKey, VerifyError> {
         let (cache_key, presented) = self.present(token)?;
+        // This thread's memo or moka, before anything that may wait.
+        let entry = match self.inner.cache.lookup(&cache_key, Instant::now()) {
+            Some(entry) => entry,
+            None => self.load(cache_key, &presented).await?,
+        };
+        self.judge(&presented, entry).map(AuthenticatedKey::new)
+    }
+
+    /// [`verify`](Keygate::verify) for a token that
+    /// [`verify_cached`](Keygate::verify_cached) just could not answer:
+    /// straight to the load (which still finds an entry another request
+    /// cached meanwhile).
+    pub(crate) async fn verify_missed(&self, token: &str) -> Result<AuthenticatedKey, VerifyError> {
+        let (cache_key, presented) = self.present(token)?;
         let entry = self.load(cache_key, &presented).await?;
         self.judge(&presented, entry).map(AuthenticatedKey::new)
     }
@@ -310,10 +324,6 @@ impl Keygate {
         presented: &Presented<'_>,
     ) -> Result<Entry, VerifyError> {
         let inner = &self.inner;
-        // This thread's memo or moka, before anything that may wait.
-        if let Some(entry) = inner.cache.lookup(&cache_key, Instant::now()) {
-            return Ok(entry);
-        }
         let loaded = match (presented, &inner.validator) {
             (Presented::Stored(token), _) => {
                 let id = token.id();
