@@ -1,0 +1,30 @@
+//! The validation cache: moka, bounded, with per-entry expiry and
+//! invalidation by key id that no in-flight load can undo.
+//!
+//! Entries are keyed by key id (the built-in store validator) or by the
+//! token's MAC (custom validators, which see opaque tokens). A positive
+//! entry lives at most the positive TTL and never past the key's
+//! `expires_at`; a negative entry (unknown id) lives the negative TTL, in a
+//! separate, smaller cache, so that a flood of forged well-formed tokens
+//! (the checksum is public) cannot evict valid keys.
+//! Concurrent misses for one entry share one load.
+//!
+//! The caches are moka's synchronous ones: a hit needs no future, so the
+//! middleware answers cached keys inside `Service::call` and only a miss
+//! pays for an asynchronous load (coalesced here, by key, rather than with
+//! moka's `try_get_with`, which would block a thread in the sync cache).
+//!
+//! Invalidation must win against a load that started before it: such a load
+//! may have read the old record and insert it after the invalidation. Every
+//! entry therefore records the invalidation epoch at which its load began,
+//! and a hit is discarded when its key id was invalidated at a later epoch.
+//!
+//! In front of moka, each thread keeps a tiny memo of the valid entries it
+//! served repeatedly ([`front`]): a repeated key is found there without touching
+//! moka's shared structures, and every invalidation or clear makes all of
+//! those memos stale at once.
+
+mod front;
+mod shared;
+
+pub(crate) use shared::{CacheConfig, CacheKey, Entry, KeyCache, LoadError, Record};
