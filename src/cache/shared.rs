@@ -779,6 +779,8 @@ mod tests {
         let id = KeyId::parse("aaaaaaaaaaaaaab1").unwrap();
         let key = served_twice(&cache, id).await;
         // Another thread serves the key (and makes its own memo).
+        let (memo_made, made) = std::sync::mpsc::channel();
+        let (invalidated, wait) = std::sync::mpsc::channel::<()>();
         let other = {
             let cache = cache.clone();
             std::thread::spawn(move || {
@@ -786,16 +788,16 @@ mod tests {
                     assert!(cache.lookup(&key, Instant::now()).is_some());
                 }
                 cache.entries.invalidate(&key);
-                assert!(cache.front.get(&key, Instant::now()).is_some());
-                std::thread::park();
+                memo_made
+                    .send(cache.front.get(&key, Instant::now()).is_some())
+                    .unwrap();
+                wait.recv().unwrap();
                 cache.front.get(&key, Instant::now()).is_some()
             })
         };
-        while cache.entries.get(&key).is_some() {
-            std::thread::yield_now();
-        }
+        assert!(made.recv().unwrap(), "the other thread has its memo");
         cache.invalidate(id);
-        other.thread().unpark();
+        invalidated.send(()).unwrap();
         assert!(!other.join().unwrap(), "the other thread's memo went stale");
     }
 
@@ -816,13 +818,14 @@ mod tests {
                 .is_none()
         );
 
-        // A key expiring in 2 s: its entry, and so its memo, ends then.
+        // A key expiring in 20 s, before the 30 s TTL: its entry, and so its
+        // memo, ends then.
         let soon = KeyId::parse("aaaaaaaaaaaaaab3").unwrap();
         let key = CacheKey::Id(soon);
         cache
             .get_or_load(key, || async move {
                 let mut api_key = ApiKey::new(soon, "owner");
-                api_key.expires_at = Some(OffsetDateTime::now_utc() + Duration::from_secs(2));
+                api_key.expires_at = Some(OffsetDateTime::now_utc() + Duration::from_secs(20));
                 Ok::<_, Down>(Some(Arc::new(Record::new(api_key, None))))
             })
             .await
@@ -835,7 +838,7 @@ mod tests {
         assert!(
             cache
                 .front
-                .get(&key, now + Duration::from_secs(3))
+                .get(&key, now + Duration::from_secs(21))
                 .is_none()
         );
     }
