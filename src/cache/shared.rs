@@ -528,34 +528,55 @@ mod tests {
         panic!("no load in flight");
     }
 
+    /// Tasks waiting on a load.
+    type Waiters = Vec<tokio::task::JoinHandle<Result<Entry, LoadError>>>;
+
+    /// `n` concurrent misses of `key`, each task loading with `outcome` once
+    /// the returned gate opens. Returns the number of loads run, the gate
+    /// and the tasks.
+    fn gated_misses(
+        cache: &Arc<KeyCache>,
+        key: CacheKey,
+        n: usize,
+        outcome: fn() -> Result<Option<Arc<Record>>, Down>,
+    ) -> (Arc<AtomicUsize>, tokio::sync::watch::Sender<bool>, Waiters) {
+        let loads = Arc::new(AtomicUsize::new(0));
+        let (release, gate) = tokio::sync::watch::channel(false);
+        let tasks = (0..n)
+            .map(|_| {
+                let (cache, loads, gate) = (cache.clone(), loads.clone(), gate.clone());
+                tokio::spawn(async move {
+                    cache
+                        .get_or_load(key, || {
+                            loads.fetch_add(1, Ordering::SeqCst);
+                            let mut gate = gate.clone();
+                            async move {
+                                gate.wait_for(|open| *open).await.unwrap();
+                                outcome()
+                            }
+                        })
+                        .await
+                })
+            })
+            .collect();
+        (loads, release, tasks)
+    }
+
     #[tokio::test]
     async fn concurrent_misses_share_one_load_and_leave_no_flight_behind() {
         let cache = cache();
-        let loads = Arc::new(AtomicUsize::new(0));
-        let (release, gate) = tokio::sync::watch::channel(false);
-        let mut tasks = Vec::new();
-        for _ in 0..20 {
-            let (cache, loads, gate) = (cache.clone(), loads.clone(), gate.clone());
-            tasks.push(tokio::spawn(async move {
-                cache
-                    .get_or_load(key(1), || {
-                        loads.fetch_add(1, Ordering::SeqCst);
-                        let mut gate = gate.clone();
-                        async move {
-                            gate.wait_for(|open| *open).await.unwrap();
-                            Ok::<_, Down>(Some(record("aaaaaaaaaaaaaaa1")))
-                        }
-                    })
-                    .await
-                    .is_ok_and(|entry| entry.record.is_some())
-            }));
-        }
+        let (loads, release, tasks) =
+            gated_misses(&cache, key(1), 20, || Ok(Some(record("aaaaaaaaaaaaaaa1"))));
         // Current-thread runtime: every task runs up to the gate first.
         tokio::task::yield_now().await;
         assert_eq!(cache.flights().len(), 1, "all 20 wait on one load");
         release.send(true).unwrap();
         for task in tasks {
-            assert!(task.await.unwrap());
+            assert!(
+                task.await
+                    .unwrap()
+                    .is_ok_and(|entry| entry.record.is_some())
+            );
         }
         assert_eq!(loads.load(Ordering::SeqCst), 1);
         assert_eq!(cache.flights().len(), 0);
@@ -569,29 +590,14 @@ mod tests {
     #[tokio::test]
     async fn a_failed_load_reaches_every_waiter_and_is_not_cached() {
         let cache = cache();
-        let loads = Arc::new(AtomicUsize::new(0));
-        let (release, gate) = tokio::sync::watch::channel(false);
-        let mut tasks = Vec::new();
-        for _ in 0..5 {
-            let (cache, loads, gate) = (cache.clone(), loads.clone(), gate.clone());
-            tasks.push(tokio::spawn(async move {
-                cache
-                    .get_or_load(key(2), || {
-                        loads.fetch_add(1, Ordering::SeqCst);
-                        let mut gate = gate.clone();
-                        async move {
-                            gate.wait_for(|open| *open).await.unwrap();
-                            Err::<Option<Arc<Record>>, _>(Down)
-                        }
-                    })
-                    .await
-                    .is_err()
-            }));
-        }
+        let (loads, release, tasks) = gated_misses(&cache, key(2), 5, || Err(Down));
         tokio::task::yield_now().await;
         release.send(true).unwrap();
         for task in tasks {
-            assert!(task.await.unwrap(), "every waiter sees the failure");
+            assert!(
+                task.await.unwrap().is_err(),
+                "every waiter sees the failure"
+            );
         }
         assert_eq!(loads.load(Ordering::SeqCst), 1);
         assert_eq!(cache.flights().len(), 0);
