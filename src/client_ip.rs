@@ -1,6 +1,12 @@
 //! The client address of a request: the peer, or — only when the peer is a
 //! trusted proxy — the nearest untrusted hop of `X-Forwarded-For`.
 //!
+//! When the hop that decides the client cannot be parsed (not an IP
+//! address, a header value that is not visible ASCII), the client is
+//! **unknown** (`None`), never the proxy's own address: keys with IP lists
+//! are then refused (SPEC §10a). Hops are bare addresses (`192.0.2.1`,
+//! `2001:db8::1`); a port or brackets make a hop unparseable.
+//!
 //! The peer comes from the request extensions: axum's
 //! `ConnectInfo<SocketAddr>` (with `into_make_service_with_connect_info`),
 //! or [`PeerAddr`], which a bare hyper server inserts itself.
@@ -37,7 +43,7 @@ fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
 
 /// The client address: the peer, unless the peer is trusted, in which case
 /// `X-Forwarded-For` is walked from the right past trusted hops. A hop that
-/// does not parse ends the walk at the last trusted address.
+/// does not parse makes the client unknown (`None`).
 pub(crate) fn client_ip(
     headers: &HeaderMap,
     extensions: &Extensions,
@@ -50,25 +56,28 @@ pub(crate) fn client_ip(
     forwarded_client(headers, peer, trusted)
 }
 
-/// Walks `X-Forwarded-For` (all headers, in order) from the right.
+/// Walks `X-Forwarded-For` (all headers, in order) from the right, from a
+/// trusted `peer`. `None` when the deciding hop cannot be parsed.
 pub(crate) fn forwarded_client(
     headers: &HeaderMap,
     peer: IpAddr,
     trusted: &[IpNet],
 ) -> Option<IpAddr> {
     let mut client = peer;
-    let values: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    for hop in values.iter().rev().flat_map(|v| v.rsplit(',')) {
-        let Ok(ip) = hop.trim().parse::<IpAddr>() else {
-            break;
-        };
-        client = canonical_ip(ip);
-        if !is_trusted(client, trusted) {
-            break;
+    let values: Vec<_> = headers.get_all("x-forwarded-for").iter().collect();
+    for value in values.into_iter().rev() {
+        // A value that is not text cannot be walked past: unknown.
+        let value = value.to_str().ok()?;
+        for hop in value.rsplit(',') {
+            let hop = hop.trim();
+            if hop.is_empty() {
+                // `a, , b` or a trailing comma: no hop there.
+                continue;
+            }
+            client = canonical_ip(hop.parse::<IpAddr>().ok()?);
+            if !is_trusted(client, trusted) {
+                return Some(client);
+            }
         }
     }
     Some(client)
@@ -77,6 +86,8 @@ pub(crate) fn forwarded_client(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
+    use proptest::prelude::*;
 
     fn ext(addr: &str) -> Extensions {
         let mut e = Extensions::new();
@@ -122,13 +133,54 @@ mod tests {
     }
 
     #[test]
-    fn garbage_hop_stops_the_walk() {
+    fn an_unparseable_deciding_hop_makes_the_client_unknown() {
+        // Not the last trusted hop (127.0.0.5), not the peer: unknown.
+        for chain in [
+            "1.1.1.1, garbage, 127.0.0.5",
+            "garbage",
+            "1.1.1.1, 203.0.113.7:443",
+            "[2001:db8::1]",
+            "unknown",
+        ] {
+            let ip = client_ip(&xff(&[chain]), &ext("127.0.0.1:1"), &loopback());
+            assert_eq!(ip, None, "{chain}");
+        }
+        let mut headers = xff(&["1.1.1.1"]);
+        headers.append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"\xff\xfe").unwrap(),
+        );
+        assert_eq!(
+            client_ip(&headers, &ext("127.0.0.1:1"), &loopback()),
+            None,
+            "a value that is not text"
+        );
+    }
+
+    #[test]
+    fn garbage_beyond_the_deciding_hop_is_never_read() {
         let ip = client_ip(
-            &xff(&["1.1.1.1, garbage, 127.0.0.5"]),
+            &xff(&["garbage, 203.0.113.9, 127.0.0.5"]),
             &ext("127.0.0.1:1"),
             &loopback(),
         );
-        assert_eq!(ip, Some("127.0.0.5".parse().unwrap()));
+        assert_eq!(ip, Some("203.0.113.9".parse().unwrap()));
+        let ip = client_ip(
+            &xff(&["198.51.100.1, , 203.0.113.9,"]),
+            &ext("127.0.0.1:1"),
+            &loopback(),
+        );
+        assert_eq!(
+            ip,
+            Some("203.0.113.9".parse().unwrap()),
+            "empty hops skipped"
+        );
+    }
+
+    #[test]
+    fn an_untrusted_peer_ignores_garbage_forwarding() {
+        let ip = client_ip(&xff(&["garbage"]), &ext("203.0.113.5:9"), &loopback());
+        assert_eq!(ip, Some("203.0.113.5".parse().unwrap()));
     }
 
     #[test]
@@ -145,5 +197,38 @@ mod tests {
             client_ip(&HeaderMap::new(), &ext("[::ffff:192.0.2.1]:80"), &[]),
             Some("192.0.2.1".parse().unwrap())
         );
+    }
+
+    proptest! {
+        #[test]
+        fn the_client_is_unknown_the_peer_or_a_hop_sent(
+            hops in prop::collection::vec(
+                prop_oneof![
+                    Just("127.0.0.9".to_owned()),
+                    Just("10.0.0.1".to_owned()),
+                    Just("203.0.113.1".to_owned()),
+                    Just("::1".to_owned()),
+                    Just("".to_owned()),
+                    "[ -~]{0,12}",
+                ],
+                0..6,
+            ),
+        ) {
+            let chain = hops.join(",");
+            let Ok(value) = HeaderValue::from_str(&chain) else { return Ok(()) };
+            let mut headers = HeaderMap::new();
+            headers.insert("x-forwarded-for", value);
+            match client_ip(&headers, &ext("127.0.0.1:1"), &loopback()) {
+                None => prop_assert!(
+                    hops.iter().any(|h| !h.trim().is_empty() && h.trim().parse::<IpAddr>().is_err()),
+                    "unknown without a bad hop: {:?}", chain
+                ),
+                Some(ip) => prop_assert!(
+                    ip == "127.0.0.1".parse::<IpAddr>().unwrap()
+                        || hops.iter().any(|h| h.trim().parse::<IpAddr>().ok().map(canonical_ip) == Some(ip)),
+                    "{} from {:?}", ip, chain
+                ),
+            }
+        }
     }
 }
