@@ -39,4 +39,4 @@ mod handlers;
 mod routes;
 mod types;
 
-pub use routes::{openapi, router, router_with_rules};
+pub use routes::{openapi, router, router_with_gateway, router_with_rules};

@@ -79,9 +79,29 @@ pub fn router(keygate: Keygate) -> Router {
 }
 
 /// The HTTP API of SPEC §9 with the route `rules` of SPEC §10 for forward
-/// auth.
+/// auth (in [`ForwardAuthMode::Auto`](crate::gateway::ForwardAuthMode)).
 pub fn router_with_rules(keygate: Keygate, rules: Rules) -> Router {
-    let gateway = Gateway::new(keygate.clone(), rules);
+    router_with_gateway(Gateway::new(keygate, rules))
+}
+
+/// The HTTP API of SPEC §9 with forward auth decided by `gateway`: its
+/// rules and its [forward-auth mode](Gateway::with_forward_auth). The
+/// management routes use the gateway's keygate.
+///
+/// ```
+/// use keygate::gateway::{ForwardAuthMode, Gateway, Rules};
+/// use keygate::{Keygate, MemoryStore, Pepper};
+///
+/// let keygate = Keygate::builder(MemoryStore::new())
+///     .pepper(Pepper::insecure_fixed_for_tests())
+///     .build()
+///     .unwrap();
+/// let rules = Rules::parse_toml("[[rule]]\npath = \"/public/**\"\npublic = true\n").unwrap();
+/// let gateway = Gateway::new(keygate, rules).with_forward_auth(ForwardAuthMode::Traefik);
+/// let app: axum::Router = keygate::admin::router_with_gateway(gateway);
+/// ```
+pub fn router_with_gateway(gateway: Gateway) -> Router {
+    let keygate = gateway.keygate().clone();
     let state = AppState {
         keygate: keygate.clone(),
         gateway,

@@ -144,6 +144,11 @@ pub struct ServeArgs {
     /// Route rules (TOML) for forward auth and the proxy.
     #[arg(long)]
     pub rules: Option<std::path::PathBuf>,
+    /// Where forward auth reads the original request: nginx (X-Original-*), traefik (X-Forwarded-*),
+    /// envoy (the request itself), or auto (every convention present; disagreeing ones are a 400).
+    #[arg(long, env = "KEYGATE_FORWARD_AUTH", default_value = "auto",
+          value_parser = ["nginx", "traefik", "envoy", "auto"])]
+    pub forward_auth: String,
     /// A proxy whose X-Forwarded-* / X-Original-* headers are believed; repeat for more. Default: loopback.
     #[arg(long = "trusted-proxy")]
     pub trusted_proxies: Vec<ipnet::IpNet>,

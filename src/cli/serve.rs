@@ -55,6 +55,10 @@ pub(crate) async fn serve(database_url: &str, args: ServeArgs) -> Result<(), Str
         Some(path) => Rules::load(path).map_err(|e| format!("{}: {e}", path.display()))?,
         None => Rules::default(),
     };
+    let forward_auth: crate::gateway::ForwardAuthMode = args
+        .forward_auth
+        .parse()
+        .map_err(|e| format!("--forward-auth: {e}"))?;
     let trusted = if args.trusted_proxies.is_empty() {
         loopback()
     } else {
@@ -99,7 +103,9 @@ pub(crate) async fn serve(database_url: &str, args: ServeArgs) -> Result<(), Str
         _ => None,
     };
 
-    let app = crate::admin::router_with_rules(keygate.clone(), rules);
+    let app = crate::admin::router_with_gateway(
+        crate::gateway::Gateway::new(keygate.clone(), rules).with_forward_auth(forward_auth),
+    );
     tracing::info!(
         address = %api_listener.local_addr().map_err(|e| e.to_string())?,
         "API listening"

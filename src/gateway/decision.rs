@@ -1,12 +1,21 @@
 //! [`Gateway`]: the access decision shared by forward auth and the proxy.
+//!
+//! One order for every request (SPEC §10a): `CONNECT` and `TRACE` are
+//! refused (405); a path servers read differently is refused (400
+//! `invalid_request`); the rules are applied to the normalized path; a
+//! request that no rule allows is refused (403 `forbidden`) **before** any
+//! credential is looked at (so the answer tells nothing about the key);
+//! then the credential, the key, its IP lists and the rule's scopes.
 
 use std::net::IpAddr;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, Uri};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri};
 
-use super::rules::{Access, Rules};
+use super::rules::{Access, NormalizedPath, Rules};
 use crate::credentials::{self, CredentialError};
 use crate::keygate::Keygate;
 use crate::rejection::Rejection;
@@ -29,13 +38,85 @@ pub const IDENTITY_HEADERS: [HeaderName; 4] = [
     ENVIRONMENT_HEADER,
 ];
 
+const NO_RULE_BODY: &str = r#"{"error":"forbidden","message":"no rule allows this request"}"#;
+const METHOD_NOT_ALLOWED_BODY: &str =
+    r#"{"error":"method_not_allowed","message":"CONNECT and TRACE are not accepted."}"#;
+
 /// What to do with a request.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum Decision {
     /// Let it through; `None` for a public rule.
     Allow(Option<AuthenticatedKey>),
-    /// Refuse it with this rejection.
+    /// Refuse it with this SPEC §3 rejection (a refused path is
+    /// [`Rejection::InvalidRequest`]).
     Deny(Rejection),
+    /// A rules file is loaded and none of its rules allows the request:
+    /// 403 `{"error":"forbidden","message":"no rule allows this request"}`.
+    NoRule,
+    /// `CONNECT` or `TRACE`: 405 `method_not_allowed`.
+    MethodNotAllowed,
+}
+
+/// Where forward auth reads the original request's method and URI
+/// (SPEC §10a), set with [`Gateway::with_forward_auth`] or
+/// `keygate serve --forward-auth`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ForwardAuthMode {
+    /// nginx `auth_request`: only `X-Original-Method` / `X-Original-URI`.
+    Nginx,
+    /// Traefik `ForwardAuth`: only `X-Forwarded-Method` / `X-Forwarded-Uri`.
+    Traefik,
+    /// Envoy `ext_authz` (HTTP): only the request's own method and its path
+    /// after `/v1/forward-auth`.
+    Envoy,
+    /// The default: every convention present is read, and the request is
+    /// refused (400 `invalid_request`) when two disagree on the method or
+    /// the URI, so a client-sent header that the proxy did not overwrite
+    /// never chooses what is judged.
+    #[default]
+    Auto,
+}
+
+impl ForwardAuthMode {
+    /// `nginx`, `traefik`, `envoy` or `auto`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForwardAuthMode::Nginx => "nginx",
+            ForwardAuthMode::Traefik => "traefik",
+            ForwardAuthMode::Envoy => "envoy",
+            ForwardAuthMode::Auto => "auto",
+        }
+    }
+}
+
+impl std::fmt::Display for ForwardAuthMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A forward-auth mode that is not `nginx`, `traefik`, `envoy` or `auto`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown forward-auth mode {0:?}: expected nginx, traefik, envoy or auto")]
+pub struct UnknownForwardAuthMode(String);
+
+impl FromStr for ForwardAuthMode {
+    type Err = UnknownForwardAuthMode;
+
+    /// Case-insensitive.
+    fn from_str(text: &str) -> Result<ForwardAuthMode, UnknownForwardAuthMode> {
+        [
+            ForwardAuthMode::Nginx,
+            ForwardAuthMode::Traefik,
+            ForwardAuthMode::Envoy,
+            ForwardAuthMode::Auto,
+        ]
+        .into_iter()
+        .find(|mode| mode.as_str().eq_ignore_ascii_case(text))
+        .ok_or_else(|| UnknownForwardAuthMode(text.to_owned()))
+    }
 }
 
 impl Decision {
@@ -69,15 +150,32 @@ impl Decision {
 pub struct Gateway {
     keygate: Keygate,
     rules: Arc<Rules>,
+    forward_auth: ForwardAuthMode,
 }
 
 impl Gateway {
-    /// A gateway applying `rules` with `keygate`.
+    /// A gateway applying `rules` with `keygate`; forward auth in
+    /// [`ForwardAuthMode::Auto`].
     pub fn new(keygate: Keygate, rules: Rules) -> Gateway {
         Gateway {
             keygate,
             rules: Arc::new(rules),
+            forward_auth: ForwardAuthMode::default(),
         }
+    }
+
+    /// Where forward auth reads the original request (default
+    /// [`ForwardAuthMode::Auto`]). Name the proxy in front when you know
+    /// it: then no other convention's headers are even looked at.
+    #[must_use]
+    pub fn with_forward_auth(mut self, mode: ForwardAuthMode) -> Gateway {
+        self.forward_auth = mode;
+        self
+    }
+
+    /// The forward-auth mode.
+    pub fn forward_auth(&self) -> ForwardAuthMode {
+        self.forward_auth
     }
 
     /// The keygate.
@@ -91,7 +189,8 @@ impl Gateway {
     }
 
     /// Decides a request for `method` and `uri` (path and query of the
-    /// original request) carrying `headers`, from `client`.
+    /// original request) carrying `headers`, from `client`, in the order of
+    /// the [module docs](self).
     pub async fn decide(
         &self,
         method: &Method,
@@ -99,9 +198,39 @@ impl Gateway {
         headers: &HeaderMap,
         client: Option<IpAddr>,
     ) -> Decision {
-        let requirement = match self.rules.evaluate(method, uri.path()) {
+        match self.admit(method, uri) {
+            Ok(path) => self.decide_path(method, &path, uri, headers, client).await,
+            Err(refused) => refused,
+        }
+    }
+
+    /// The checks made before any rule: the method, then the path. The
+    /// normalized path on success.
+    pub(crate) fn admit(&self, method: &Method, uri: &Uri) -> Result<NormalizedPath, Decision> {
+        if *method == Method::CONNECT || *method == Method::TRACE {
+            return Err(Decision::MethodNotAllowed);
+        }
+        NormalizedPath::parse(uri.path()).map_err(|error| {
+            tracing::debug!(%error, "path refused");
+            Decision::Deny(Rejection::InvalidRequest)
+        })
+    }
+
+    /// Decides a request whose path [`Gateway::admit`] normalized.
+    pub(crate) async fn decide_path(
+        &self,
+        method: &Method,
+        path: &NormalizedPath,
+        uri: &Uri,
+        headers: &HeaderMap,
+        client: Option<IpAddr>,
+    ) -> Decision {
+        let requirement = match self.rules.evaluate_normalized(method, path) {
             Access::Public => return Decision::Allow(None),
             Access::Key(requirement) => requirement,
+            // Refused before the credential is looked at.
+            Access::NoRule => return Decision::NoRule,
+            Access::InvalidPath => return Decision::Deny(Rejection::InvalidRequest),
         };
         let credential = match credentials::extract(headers, uri, &self.keygate.inner.sources) {
             Ok(credential) => credential,
@@ -127,6 +256,25 @@ impl Gateway {
         self.keygate.inner.responder.respond(rejection)
     }
 
+    /// The response refusing a request, `None` for [`Decision::Allow`]:
+    /// [`Gateway::deny`] for a rejection; for [`Decision::NoRule`] and
+    /// [`Decision::MethodNotAllowed`] a JSON error with
+    /// `Cache-Control: no-store`.
+    pub fn refusal(&self, decision: &Decision) -> Option<Response<Bytes>> {
+        let (status, body) = match decision {
+            Decision::Allow(_) => return None,
+            Decision::Deny(rejection) => return Some(self.deny(rejection)),
+            Decision::NoRule => (StatusCode::FORBIDDEN, NO_RULE_BODY),
+            Decision::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, METHOD_NOT_ALLOWED_BODY),
+        };
+        let mut response = Response::new(Bytes::from_static(body.as_bytes()));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Some(response)
+    }
+
     /// The proxies whose forwarding headers are believed.
     pub fn trusted_proxies(&self) -> &[ipnet::IpNet] {
         &self.keygate.inner.trusted_proxies
@@ -147,6 +295,17 @@ mod tests {
         assert_eq!(identity[1].1.as_bytes(), "José Müller".as_bytes());
         assert_eq!(identity[0].1, "0123456789abcdef");
         assert_eq!(identity[3].1, "live");
+    }
+
+    #[test]
+    fn forward_auth_modes_parse_case_insensitively() {
+        for mode in ["nginx", "traefik", "envoy", "auto"] {
+            let parsed: ForwardAuthMode = mode.to_uppercase().parse().unwrap();
+            assert_eq!(parsed.to_string(), mode);
+        }
+        assert_eq!(ForwardAuthMode::default(), ForwardAuthMode::Auto);
+        let error = "haproxy".parse::<ForwardAuthMode>().unwrap_err();
+        assert!(error.to_string().contains("\"haproxy\""), "{error}");
     }
 
     #[test]

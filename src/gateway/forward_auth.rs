@@ -1,51 +1,85 @@
-//! Forward auth (SPEC §10): one endpoint for nginx `auth_request`, Traefik
-//! `ForwardAuth` and Envoy `ext_authz` (HTTP).
+//! Forward auth (SPEC §10, §10a): one endpoint for nginx `auth_request`,
+//! Traefik `ForwardAuth` and Envoy `ext_authz` (HTTP).
 //!
-//! The original method and URI come from `X-Original-Method` /
-//! `X-Original-URI` (nginx), else `X-Forwarded-Method` / `X-Forwarded-Uri`
-//! (Traefik), else the request's own method and the path after
-//! `/v1/forward-auth` (Envoy). Those headers, and `X-Forwarded-For`, are
-//! believed only from trusted proxies. Allowed: exactly 200 with the
-//! `X-Keygate-*` identity headers (empty for a public rule). Denied: 401 or
-//! 403 exactly as SPEC §3. The request body is never read.
+//! Where the original method and URI come from is configured, not guessed
+//! ([`ForwardAuthMode`], `keygate serve --forward-auth`):
+//!
+//! | mode | reads |
+//! |---|---|
+//! | `nginx` | only `X-Original-Method` / `X-Original-URI` |
+//! | `traefik` | only `X-Forwarded-Method` / `X-Forwarded-Uri` |
+//! | `envoy` | only the request's own method and its path after `/v1/forward-auth` |
+//! | `auto` (default) | every convention present; 400 `invalid_request` when two disagree |
+//!
+//! The headers are believed only from trusted proxies: from any other peer
+//! they are ignored (`auto`) or the request is refused with 400
+//! `invalid_request` (`nginx`, `traefik`: without them there is nothing to
+//! judge). A convention is present when its URI or its method header is;
+//! its URI header is then required, and without its method header the
+//! request's own method is used. The same header sent twice is a 400. In
+//! `auto`, the Envoy form counts when there is a path after the prefix, or
+//! when no header convention is present (then it is `/`). Methods and
+//! URIs (path and query, as sent) must be equal for conventions to agree.
+//!
+//! Then the path is checked and judged as everywhere in the gateway (see
+//! [`Rules`](super::Rules)): refused paths are 400 `invalid_request`,
+//! `CONNECT` and `TRACE` 405, no matching rule 403 `forbidden`.
+//! `X-Forwarded-For` is believed only from trusted proxies; when the hop
+//! that decides the client cannot be parsed, the client is unknown and
+//! keys with IP lists are refused.
+//!
+//! Allowed: exactly 200 with the `X-Keygate-*` identity headers (empty for
+//! a public rule). Denied: 401 or 403 exactly as SPEC §3. The request body
+//! is never read.
 
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, Method, StatusCode, Uri};
 
-use super::Gateway;
+use super::{Decision, ForwardAuthMode, Gateway};
 use crate::client_ip::{client_ip, peer_ip};
 use crate::rejection::Rejection;
 
 /// The path prefix of the endpoint.
 pub const PREFIX: &str = "/v1/forward-auth";
 
-/// The original method and URI, per the precedence above.
-fn original(request: &Request, trusted: bool) -> Result<(Method, Uri), Rejection> {
+const NGINX: (&str, &str) = ("x-original-method", "x-original-uri");
+const TRAEFIK: (&str, &str) = ("x-forwarded-method", "x-forwarded-uri");
+
+/// The original method and URI per one header convention: `None` when
+/// neither header is there.
+fn from_headers(
+    request: &Request,
+    (method_header, uri_header): (&str, &str),
+) -> Option<Result<(Method, Uri), Rejection>> {
     let headers = request.headers();
-    if trusted {
-        for (method_header, uri_header) in [
-            ("x-original-method", "x-original-uri"),
-            ("x-forwarded-method", "x-forwarded-uri"),
-        ] {
-            if let Some(uri) = headers.get(uri_header) {
-                let uri = uri
-                    .to_str()
-                    .ok()
-                    .and_then(|u| u.parse::<Uri>().ok())
-                    .filter(|u| u.path().starts_with('/'))
-                    .ok_or(Rejection::InvalidRequest)?;
-                let method = match headers.get(method_header) {
-                    Some(m) => {
-                        Method::from_bytes(m.as_bytes()).map_err(|_| Rejection::InvalidRequest)?
-                    }
-                    None => request.method().clone(),
-                };
-                return Ok((method, uri));
-            }
-        }
+    if !headers.contains_key(method_header) && !headers.contains_key(uri_header) {
+        return None;
     }
-    // Envoy: the original request, its path after our prefix.
+    let single = |name: &str| {
+        let mut values = headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (value, None) => Ok(value),
+            _ => Err(Rejection::InvalidRequest),
+        }
+    };
+    Some((|| {
+        let uri = single(uri_header)?
+            .and_then(|u| u.to_str().ok())
+            .and_then(|u| u.parse::<Uri>().ok())
+            .filter(|u| u.scheme().is_none() && u.path().starts_with('/'))
+            .ok_or(Rejection::InvalidRequest)?;
+        let method = match single(method_header)? {
+            Some(m) => Method::from_bytes(m.as_bytes()).map_err(|_| Rejection::InvalidRequest)?,
+            None => request.method().clone(),
+        };
+        Ok((method, uri))
+    })())
+}
+
+/// The Envoy form: the request's own method, its path after our prefix,
+/// and whether there was such a path.
+fn envoy(request: &Request) -> Result<((Method, Uri), bool), Rejection> {
     let path_and_query = request
         .uri()
         .path_and_query()
@@ -54,32 +88,76 @@ fn original(request: &Request, trusted: bool) -> Result<(Method, Uri), Rejection
     let rest = path_and_query
         .strip_prefix(PREFIX)
         .unwrap_or(path_and_query);
+    let has_path = rest.starts_with('/') && !rest.starts_with("/?") && rest != "/";
     let rest = if rest.is_empty() || rest.starts_with('?') {
         format!("/{rest}")
     } else {
         rest.to_owned()
     };
     let uri = rest.parse::<Uri>().map_err(|_| Rejection::InvalidRequest)?;
-    Ok((request.method().clone(), uri))
+    Ok(((request.method().clone(), uri), has_path))
+}
+
+/// The original method and URI, per `mode` (see the module docs).
+fn original(
+    request: &Request,
+    mode: ForwardAuthMode,
+    trusted: bool,
+) -> Result<(Method, Uri), Rejection> {
+    let believed = |convention| {
+        if trusted {
+            from_headers(request, convention)
+        } else {
+            None
+        }
+    };
+    match mode {
+        ForwardAuthMode::Nginx => believed(NGINX).unwrap_or(Err(Rejection::InvalidRequest)),
+        ForwardAuthMode::Traefik => believed(TRAEFIK).unwrap_or(Err(Rejection::InvalidRequest)),
+        ForwardAuthMode::Envoy => envoy(request).map(|(original, _)| original),
+        ForwardAuthMode::Auto => {
+            let mut found = Vec::with_capacity(3);
+            for convention in [NGINX, TRAEFIK] {
+                if let Some(original) = believed(convention) {
+                    found.push(original?);
+                }
+            }
+            let (own, has_path) = envoy(request)?;
+            if found.is_empty() || has_path {
+                found.push(own);
+            }
+            let first = found.swap_remove(0);
+            let agree = found
+                .iter()
+                .all(|(method, uri)| *method == first.0 && uri == &first.1);
+            if !agree {
+                tracing::debug!("forward auth: the original-request conventions disagree");
+                return Err(Rejection::InvalidRequest);
+            }
+            Ok(first)
+        }
+    }
 }
 
 /// The handler, mounted at `/v1/forward-auth` and `/v1/forward-auth/{*rest}`
 /// for every method.
 #[utoipa::path(get, path = "/v1/forward-auth", tag = "gateway",
-    description = "Any method; also `/v1/forward-auth/{path}` (Envoy). The original method and URI come from X-Original-Method/X-Original-URI (nginx), X-Forwarded-Method/X-Forwarded-Uri (Traefik), or the request itself (Envoy), believed only from trusted proxies.",
+    description = "Any method; also `/v1/forward-auth/{path}` (Envoy). The original method and URI come from X-Original-Method/X-Original-URI (nginx), X-Forwarded-Method/X-Forwarded-Uri (Traefik), or the request itself (Envoy), per `--forward-auth` (default auto: every convention present, refused when two disagree), believed only from trusted proxies. Paths that servers read differently are refused; with a rules file, what no rule allows is refused.",
     responses(
         (status = 200, description = "Allowed; X-Keygate-Key-Id, X-Keygate-Owner, X-Keygate-Scopes and X-Keygate-Environment identify the key (empty for public rules)"),
+        (status = 400, description = "invalid_request: conventions disagree, headers missing in nginx/traefik mode, a refused path, or an ambiguous credential (SPEC §3, §10a)"),
         (status = 401, description = "No, or an invalid, key (SPEC §3)"),
-        (status = 403, description = "IP not allowed or insufficient scope (SPEC §3)"),
+        (status = 403, description = "IP not allowed or insufficient scope (SPEC §3), or forbidden: no rule allows the request (SPEC §10a)"),
+        (status = 405, description = "method_not_allowed: the original method is CONNECT or TRACE"),
         (status = 503, description = "The store is unavailable and the key is not cached"),
     ))]
 pub async fn handler(State(gateway): State<Gateway>, request: Request) -> Response {
     let trusted_proxies = gateway.trusted_proxies();
     let peer_trusted = peer_ip(request.extensions())
         .is_some_and(|peer| trusted_proxies.iter().any(|net| net.contains(&peer)));
-    let (method, uri) = match original(&request, peer_trusted) {
+    let (method, uri) = match original(&request, gateway.forward_auth(), peer_trusted) {
         Ok(original) => original,
-        Err(rejection) => return deny(&gateway, &rejection),
+        Err(rejection) => return refuse(&gateway, &Decision::Deny(rejection)),
     };
     let client = client_ip(request.headers(), request.extensions(), trusted_proxies);
     let decision = gateway
@@ -93,13 +171,17 @@ pub async fn handler(State(gateway): State<Gateway>, request: Request) -> Respon
             }
             (StatusCode::OK, headers).into_response()
         }
-        None => match decision {
-            super::Decision::Deny(rejection) => deny(&gateway, &rejection),
-            super::Decision::Allow(_) => unreachable!("an allowed decision has identity headers"),
-        },
+        None => refuse(&gateway, &decision),
     }
 }
 
-fn deny(gateway: &Gateway, rejection: &Rejection) -> Response {
-    gateway.deny(rejection).map(axum::body::Body::from)
+fn refuse(gateway: &Gateway, decision: &Decision) -> Response {
+    match gateway.refusal(decision) {
+        Some(response) => response.map(axum::body::Body::from),
+        // Only an allowed decision has no refusal, and it has identity
+        // headers; fail closed all the same.
+        None => gateway
+            .deny(&Rejection::InvalidRequest)
+            .map(axum::body::Body::from),
+    }
 }

@@ -2,8 +2,10 @@
 //! Envoy, and an authenticating reverse proxy — keygate in front of
 //! services in any language.
 //!
-//! [`Rules`] say which requests are public and which scopes others need;
-//! [`Gateway::decide`] applies them with a [`Keygate`](crate::Keygate);
+//! [`Rules`] say which requests are public and which scopes others need
+//! (with a rules file, what no rule allows is refused); paths that servers
+//! read differently are refused before any rule; [`Gateway::decide`]
+//! applies them with a [`Keygate`](crate::Keygate);
 //! [`forward_auth`] answers auth subrequests; [`proxy`] forwards allowed
 //! requests upstream with the credential removed and `X-Keygate-*`
 //! identity headers set.
@@ -14,7 +16,7 @@ pub mod proxy;
 mod rules;
 
 pub use decision::{
-    Decision, ENVIRONMENT_HEADER, Gateway, IDENTITY_HEADERS, KEY_ID_HEADER, OWNER_HEADER,
-    SCOPES_HEADER,
+    Decision, ENVIRONMENT_HEADER, ForwardAuthMode, Gateway, IDENTITY_HEADERS, KEY_ID_HEADER,
+    OWNER_HEADER, SCOPES_HEADER, UnknownForwardAuthMode,
 };
 pub use rules::{Access, Rules, RulesError};

@@ -1,6 +1,9 @@
 //! The authenticating reverse proxy of `keygate serve --upstream` (SPEC §8,
-//! §10): every request is decided by a [`Gateway`]; a denied one is answered
-//! exactly as SPEC §3 without reading its body, an allowed one is forwarded
+//! §10, §10a): every request is decided by a [`Gateway`]; a denied one is
+//! answered exactly as SPEC §3 without reading its body (a path servers
+//! read differently: 400 `invalid_request`; `CONNECT` and `TRACE`: 405
+//! `method_not_allowed`; with a rules file, no rule allowing it: 403
+//! `forbidden`), an allowed one is forwarded
 //! to one plain-HTTP upstream with the credential removed and the
 //! `X-Keygate-*` identity headers set. Bodies are streamed both ways, never
 //! collected.
@@ -44,9 +47,10 @@
 //! # What the upstream receives
 //!
 //! - The same method; the URI is the upstream's scheme and authority, its
-//!   base path (if any) joined with the original path, and the original
-//!   query. The path is forwarded as received: the rules judged its
-//!   normalized form.
+//!   base path (if any) joined with **the normalized path that was judged**
+//!   (dot and empty segments resolved, escapes re-made canonically, case
+//!   kept; see [`Rules`](super::Rules)), never the raw one, and the
+//!   original query. The asterisk form (`OPTIONS *`) is refused.
 //! - **No keygate credential**, from every configured source, whether the
 //!   route is public or not (the upstream must never see a keygate token):
 //!   `Authorization` values whose scheme is `Bearer` (case-insensitive; other
@@ -199,38 +203,29 @@ impl Upstream {
         })
     }
 
-    /// The upstream URI for the original request URI, without the
+    /// The upstream URI: the base path joined with the normalized `path`
+    /// that was judged, and the original URI's query without the
     /// credential query parameters.
-    fn uri(&self, original: &Uri, strip: &[Box<str>]) -> Result<Uri, http::Error> {
+    fn uri(&self, original: &Uri, path: &str, strip: &[Box<str>]) -> Result<Uri, http::Error> {
+        let query = original.query().map(|q| strip_query(q, strip));
+        let unchanged = self.base_path.is_empty()
+            && original.path() == path
+            && matches!(query, None | Some(Cow::Borrowed(_)));
         let path_and_query = match original.path_and_query() {
-            Some(pq) => pq,
-            None => &PathAndQuery::from_static("/"),
-        };
-        let query = path_and_query.query().map(|q| strip_query(q, strip));
-        let unchanged = self.base_path.is_empty() && matches!(query, None | Some(Cow::Borrowed(_)));
-        let path_and_query = if unchanged {
             // The common case: no copy (`PathAndQuery` is shared bytes).
-            path_and_query.clone()
-        } else {
-            let path = path_and_query.path();
-            let query = query.as_deref().unwrap_or("");
-            let mut joined =
-                String::with_capacity(self.base_path.len() + path.len() + query.len() + 1);
-            joined.push_str(&self.base_path);
-            if path.starts_with('/') {
+            Some(pq) if unchanged => pq.clone(),
+            _ => {
+                let query = query.as_deref().unwrap_or("");
+                let mut joined =
+                    String::with_capacity(self.base_path.len() + path.len() + query.len() + 1);
+                joined.push_str(&self.base_path);
                 joined.push_str(path);
-            } else if joined.is_empty() {
-                // `OPTIONS *` (asterisk form) to the upstream's root.
-                joined.push_str(path);
+                if !query.is_empty() {
+                    joined.push('?');
+                    joined.push_str(query);
+                }
+                PathAndQuery::try_from(joined)?
             }
-            if joined.is_empty() {
-                joined.push('/');
-            }
-            if !query.is_empty() {
-                joined.push('?');
-                joined.push_str(query);
-            }
-            PathAndQuery::try_from(joined)?
         };
         Uri::builder()
             .scheme(Scheme::HTTP)
@@ -496,14 +491,33 @@ impl Inner {
         request.extensions_mut().insert(PeerAddr(peer));
         let trusted_proxies = self.gateway.trusted_proxies();
         let client = client_ip(request.headers(), request.extensions(), trusted_proxies);
-        let decision = self
-            .gateway
-            .decide(request.method(), request.uri(), request.headers(), client)
-            .await;
-        if let Decision::Deny(rejection) = &decision {
-            // The body is dropped unread.
-            return self.gateway.deny(rejection).map(AuthBody::rejection);
-        }
+        let decision = match self.gateway.admit(request.method(), request.uri()) {
+            Ok(path) => {
+                let decision = self
+                    .gateway
+                    .decide_path(
+                        request.method(),
+                        &path,
+                        request.uri(),
+                        request.headers(),
+                        client,
+                    )
+                    .await;
+                (decision, Some(path))
+            }
+            Err(refused) => (refused, None),
+        };
+        let (decision, path) = match decision {
+            (decision @ Decision::Allow(_), Some(path)) => (decision, path),
+            (decision, _) => {
+                // The body is dropped unread.
+                let refusal = self.gateway.refusal(&decision).unwrap_or_else(|| {
+                    self.gateway
+                        .deny(&crate::rejection::Rejection::InvalidRequest)
+                });
+                return refusal.map(AuthBody::rejection);
+            }
+        };
 
         let (mut parts, body) = request.into_parts();
         let peer_ip = peer_ip(&parts.extensions).unwrap_or(peer.ip());
@@ -525,7 +539,10 @@ impl Inner {
         set_forwarding(headers, peer_ip, peer_trusted, original_host);
         headers.insert(HOST, self.upstream.host.clone());
 
-        parts.uri = match self.upstream.uri(&parts.uri, &self.strip.queries) {
+        parts.uri = match self
+            .upstream
+            .uri(&parts.uri, path.as_str(), &self.strip.queries)
+        {
             Ok(uri) => uri,
             Err(error) => {
                 tracing::warn!(error = %error, "cannot build the upstream URI");
@@ -740,7 +757,8 @@ mod tests {
         let based = Upstream::parse("http://up:1/base").unwrap();
         let none: &[Box<str>] = &[];
         let uri = |u: &Upstream, original: &str, strip: &[Box<str>]| {
-            u.uri(&original.parse().unwrap(), strip)
+            let original: Uri = original.parse().unwrap();
+            u.uri(&original, original.path(), strip)
                 .unwrap()
                 .to_string()
         };
@@ -752,8 +770,14 @@ mod tests {
         );
         assert_eq!(uri(&based, "/a/b?x=1", none), "http://up:1/base/a/b?x=1");
         assert_eq!(uri(&based, "/", none), "http://up:1/base/");
-        let asterisk = plain.uri(&"*".parse().unwrap(), none).unwrap();
-        assert_eq!(asterisk.path(), "*", "OPTIONS * stays in asterisk form");
+        let judged = plain
+            .uri(&"/a/../b//c?x=1".parse().unwrap(), "/b/c", none)
+            .unwrap();
+        assert_eq!(
+            judged.to_string(),
+            "http://up:1/b/c?x=1",
+            "the judged path, not the raw one"
+        );
         let strip = names(&["api_key"]);
         assert_eq!(
             uri(&plain, "/a?x=1&api_key=t&y=2", &strip),
