@@ -1054,3 +1054,258 @@ async fn shutdown_lets_in_flight_requests_finish_and_refuses_new_connections() {
         .unwrap()
         .unwrap();
 }
+
+// ---------------------------------------------------------------------------
+// Hardening (SPEC §10a)
+// ---------------------------------------------------------------------------
+
+/// Sends `head` (a raw request head, `Connection: close`) as is and reads
+/// the whole answer: request targets no URI builder would let through.
+async fn raw(addr: SocketAddr, head: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    timeout(TIMEOUT, stream.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"));
+    (status, answer)
+}
+
+fn raw_get(target: &str, token: &str) -> String {
+    format!(
+        "GET {target} HTTP/1.1\r\nHost: proxy.test\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+}
+
+#[tokio::test]
+async fn paths_servers_read_differently_are_refused_and_never_reach_the_upstream() {
+    let mut h = start(|b| b).await;
+    // A key that may use /api/** but not /admin/**.
+    let token = h.token(&["items:write"]).await;
+    let deep = "/api".to_owned() + &"/x".repeat(128);
+    let long = format!("/api/{}", "a".repeat(4096));
+    for target in [
+        "/public/..%2fadmin/x",
+        "/public/..%2Fadmin/x",
+        "/public/..%5cadmin/x",
+        "/public/..\\admin/x",
+        "/public/..;/admin/x",
+        "/api/..;/admin/x",
+        "/admin;x=1/users",
+        "/public/%252e%252e/admin/x",
+        "/admin./x",
+        "/admin%2e/x",
+        "/admin%20/x",
+        "/api/a%00b",
+        "/api/%zz",
+        "/api/%c3",
+        deep.as_str(),
+        long.as_str(),
+    ] {
+        let (status, answer) = raw(h.proxy, &raw_get(target, &token)).await;
+        assert_eq!(status, 400, "{target}: {answer}");
+        // Hyper refuses a raw `\` itself; every other answer is keygate's.
+        if !target.contains('\\') {
+            assert!(
+                answer.contains(r#""error":"invalid_request""#),
+                "{target}: {answer}"
+            );
+            assert!(answer.contains("no-store"), "{target}: {answer}");
+        }
+    }
+    assert_eq!(h.upstream.hits(), 0, "a refused path reached the upstream");
+}
+
+#[tokio::test]
+async fn rules_match_paths_case_insensitively() {
+    let mut h = start(|b| b).await;
+    let token = h.token(&["items:write"]).await;
+    for target in [
+        "/ADMIN/x",
+        "/Admin/users/1",
+        "/%41dmin/x",
+        "/public/../ADMIN/x",
+    ] {
+        let reply = call(
+            h.proxy,
+            request("DELETE", target)
+                .header("authorization", format!("Bearer {token}"))
+                .body(empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(reply.status, 403, "{target}");
+        assert_eq!(reply.json()["error"], "insufficient_scope", "{target}");
+        assert_eq!(reply.json()["required"], "admin:write", "{target}");
+    }
+    assert_eq!(h.upstream.hits(), 0);
+    // Public rules too: `/PUBLIC/x` needs no key.
+    let reply = call(h.proxy, request("GET", "/PUBLIC/x").body(empty()).unwrap()).await;
+    assert_eq!(reply.seen().uri(), "/PUBLIC/x", "the case is kept");
+}
+
+#[tokio::test]
+async fn the_upstream_gets_the_normalized_path_that_was_judged() {
+    let mut h = start_with(all_sources, "").await;
+    let token = h.token(&["items:write"]).await;
+    let cases = [
+        ("/public/./x//y/../z?q=1", "/public/x/z?q=1"),
+        ("/%70ublic/x", "/public/x"),
+        ("/public/a/", "/public/a/"),
+        ("/admin/../public/x", "/public/x"),
+        ("/public/%7euser/caf%c3%a9", "/public/~user/caf%C3%A9"),
+        ("//api//items/.", "/api/items/"),
+    ];
+    for (target, forwarded) in cases {
+        let reply = call(
+            h.proxy,
+            request("GET", target)
+                .header("authorization", format!("Bearer {token}"))
+                .body(empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(reply.seen().uri(), forwarded, "{target}");
+    }
+    // Credential query parameters are still removed; the rest of the query
+    // is kept as sent.
+    let reply = call(
+        h.proxy,
+        request("GET", &format!("/api/./items?a=%2F&api_key={token}&b=1"))
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.seen().uri(), "/api/items?a=%2F&b=1");
+}
+
+#[tokio::test]
+async fn connect_and_trace_are_refused_with_405() {
+    let mut h = start(|b| b).await;
+    let token = h.token(&["*:*"]).await;
+    let trace = call(
+        h.proxy,
+        request("TRACE", "/public/x")
+            .header("authorization", format!("Bearer {token}"))
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(trace.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(trace.json()["error"], "method_not_allowed");
+    assert!(trace.json()["message"].is_string());
+    assert_eq!(trace.header("cache-control"), Some("no-store"));
+    assert_eq!(trace.header("content-type"), Some("application/json"));
+
+    let (status, answer) = raw(
+        h.proxy,
+        &format!(
+            "CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    assert_eq!(status, 405, "{answer}");
+    assert!(
+        answer.contains(r#""error":"method_not_allowed""#),
+        "{answer}"
+    );
+    assert_eq!(h.upstream.hits(), 0);
+}
+
+#[tokio::test]
+async fn a_request_no_rule_allows_is_refused_before_its_credential_is_read() {
+    let mut h = start(|b| b).await;
+    let token = h.token(&["*:*"]).await;
+    for authorization in [
+        None,
+        Some(format!("Bearer {token}")),
+        Some("Bearer nope".into()),
+    ] {
+        let mut builder = request("GET", "/elsewhere");
+        if let Some(value) = &authorization {
+            builder = builder.header("authorization", value);
+        }
+        let reply = call(h.proxy, builder.body(empty()).unwrap()).await;
+        assert_eq!(reply.status, 403, "{authorization:?}");
+        assert_eq!(
+            reply.json(),
+            json!({"error": "forbidden", "message": "no rule allows this request"})
+        );
+        assert_eq!(reply.header("cache-control"), Some("no-store"));
+        assert_eq!(reply.header("www-authenticate"), None);
+    }
+    assert_eq!(h.upstream.hits(), 0);
+}
+
+#[tokio::test]
+async fn default_key_lets_any_valid_key_through_where_no_rule_matches() {
+    let upstream = upstream().await;
+    let keygate = builder().build().unwrap();
+    let rules = Rules::parse_toml(&format!("default = \"key\"\n{RULES}")).unwrap();
+    let proxy = Proxy::new(
+        Gateway::new(keygate.clone(), rules),
+        &format!("http://{}", upstream.addr),
+    )
+    .unwrap();
+    let (addr, _shutdown, _served) = serve(proxy).await;
+    let created = keygate
+        .keys()
+        .create(NewKey::new("alice", "any").scopes(["things:read"]))
+        .await
+        .unwrap();
+    let missing = call(addr, request("GET", "/elsewhere").body(empty()).unwrap()).await;
+    assert_eq!(missing.status, 401);
+    let allowed = call(
+        addr,
+        request("GET", "/elsewhere")
+            .header(
+                "authorization",
+                format!("Bearer {}", created.token.expose()),
+            )
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(allowed.seen().uri(), "/elsewhere");
+}
+
+#[tokio::test]
+async fn an_unparseable_forwarded_for_hop_makes_the_client_unknown() {
+    let mut h = start(|b| b.trusted_proxies(["127.0.0.0/8".parse().unwrap()])).await;
+    // Allowed only from the proxy's own address: what a broken hop used to
+    // be judged as.
+    let (local_only, _, _) = h.key(&["workspaces:read"], &["127.0.0.1"]).await;
+    let (anywhere, _, _) = h.key(&["workspaces:read"], &[]).await;
+    for chain in ["garbage", "203.0.113.7, not-an-ip", "203.0.113.7:443"] {
+        let refused = call(
+            h.proxy,
+            request("GET", "/api/workspaces")
+                .header("authorization", format!("Bearer {local_only}"))
+                .header("x-forwarded-for", chain)
+                .body(empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(refused.status, 403, "{chain}");
+        assert_eq!(refused.json()["error"], "ip_not_allowed", "{chain}");
+        // A key without IP lists does not care where the client is.
+        let allowed = call(
+            h.proxy,
+            request("GET", "/api/workspaces")
+                .header("authorization", format!("Bearer {anywhere}"))
+                .header("x-forwarded-for", chain)
+                .body(empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(allowed.status, 200, "{chain}");
+    }
+    assert_eq!(h.upstream.hits(), 3);
+}
