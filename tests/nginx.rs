@@ -144,6 +144,11 @@ struct Stack {
 
 impl Stack {
     fn start() -> Stack {
+        Stack::start_with(&[])
+    }
+
+    /// With extra `keygate serve` arguments.
+    fn start_with(args: &[&str]) -> Stack {
         require_nginx();
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("keygate");
@@ -154,7 +159,9 @@ impl Stack {
         let rules = fixture("rules.toml");
         let keygate = Serve::start(
             &data,
-            ServeOptions::new().args(["--rules", rules.to_str().unwrap()]),
+            ServeOptions::new()
+                .args(["--rules", rules.to_str().unwrap()])
+                .args(args.iter().copied()),
         );
         let admin = keygate.bootstrap_token();
         let (reader, record) = keygate.create_key(
@@ -428,5 +435,88 @@ fn nginx_passes_the_client_address_for_ip_lists() {
         &[("Authorization", &auth), ("X-Forwarded-For", "10.1.2.3")],
     );
     assert_eq!(response.status, 403, "{response:?}\n{}", stack.logs());
+    stack.assert_upstream_untouched(before);
+}
+
+// ---------------------------------------------------------------------------
+// Hardening (SPEC §10a)
+// ---------------------------------------------------------------------------
+
+/// nginx answers 500 when the auth subrequest answers anything but 2xx,
+/// 401 or 403 (here keygate's 400 `invalid_request`).
+fn assert_refused_by_nginx(stack: &Stack, response: &http::Response, what: &str) {
+    assert_eq!(
+        response.status,
+        500,
+        "{what}: {response:?}\n{}",
+        stack.logs()
+    );
+    assert!(
+        stack
+            .nginx
+            .error_log()
+            .contains("auth request unexpected status: 400"),
+        "{what}: keygate answered 400\n{}",
+        stack.logs()
+    );
+}
+
+#[test]
+fn nginx_a_client_sent_x_forwarded_uri_cannot_choose_the_judged_path() {
+    // auto (the default): nginx sets X-Original-URI, the client's
+    // X-Forwarded-Uri reaches keygate too, and they disagree.
+    let stack = Stack::start();
+    let before = stack.upstream.count();
+    let spoof = [
+        ("X-Forwarded-Uri", "/public/x"),
+        ("X-Forwarded-Method", "GET"),
+    ];
+    let response = stack.get("/admin/users", &spoof);
+    assert_refused_by_nginx(&stack, &response, "auto");
+    stack.assert_upstream_untouched(before);
+
+    // nginx mode: the client's header is not even read.
+    let stack = Stack::start_with(&["--forward-auth", "nginx"]);
+    let before = stack.upstream.count();
+    let response = stack.get("/admin/users", &spoof);
+    assert_eq!(response.status, 401, "{response:?}\n{}", stack.logs());
+    assert_eq!(
+        response.headers("www-authenticate"),
+        vec![r#"Bearer realm="keygate""#]
+    );
+    stack.assert_upstream_untouched(before);
+    // And the proxy's own header still works.
+    let response = stack.get("/public/x", &[("X-Forwarded-Uri", "/admin/users")]);
+    assert_eq!(response.status, 200, "{response:?}\n{}", stack.logs());
+}
+
+#[test]
+fn nginx_paths_servers_read_differently_never_reach_the_upstream() {
+    let stack = Stack::start();
+    let before = stack.upstream.count();
+    // `reader` holds workspaces:read, not admin:read.
+    let auth = bearer(&stack.reader);
+    for target in [
+        "/public/..%2fadmin/x",
+        "/public/..%2Fadmin/x",
+        "/public/..%5cadmin/x",
+        "/public/..;/admin/x",
+        "/admin;jsessionid=1/x",
+        "/public/%252e%252e/admin/x",
+        "/admin./x",
+        "/admin%20/x",
+    ] {
+        let response = stack.get(target, &[("Authorization", &auth)]);
+        assert_refused_by_nginx(&stack, &response, target);
+    }
+    for target in ["/ADMIN/x", "/Admin/users"] {
+        let response = stack.get(target, &[("Authorization", &auth)]);
+        assert_eq!(
+            response.status,
+            403,
+            "{target}: {response:?}\n{}",
+            stack.logs()
+        );
+    }
     stack.assert_upstream_untouched(before);
 }
