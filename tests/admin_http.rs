@@ -274,7 +274,8 @@ impl KeyStore for FlakyStore {
 // Fixture: a served API and a key for each role
 // ---------------------------------------------------------------------------
 
-/// The rules of SPEC §10's example.
+/// The rules of SPEC §10's example, and (SPEC §10a: with a rules file, no
+/// match is refused) a last rule letting any valid key reach the rest.
 const RULES: &str = r#"
 [[rule]]
 path = "/api/workspaces/**"
@@ -284,6 +285,9 @@ require = "workspaces:read"
 [[rule]]
 path = "/public/**"
 public = true
+
+[[rule]]
+path = "/**"
 "#;
 
 /// Every management scope except admin, plus `workspaces:*`.
@@ -2684,34 +2688,30 @@ async fn forward_auth_traefik_headers_work_like_nginx_ones() {
 }
 
 #[tokio::test]
-async fn forward_auth_nginx_headers_take_precedence_over_traefik_ones() {
+async fn forward_auth_refuses_nginx_and_traefik_headers_that_disagree() {
+    // SPEC §10a (the default `auto` mode): when the conventions disagree,
+    // one of them is a client-sent header the proxy did not overwrite, so
+    // neither is believed. (Before, nginx's headers simply won.)
     let api = Api::start_trusting_loopback().await;
-    // nginx says public, Traefik says protected: public.
-    let resp = api
-        .forward(
-            "/v1/forward-auth",
-            &[
-                ("X-Original-Method", "GET"),
-                ("X-Original-URI", "/public/x"),
-                ("X-Forwarded-Method", "GET"),
-                ("X-Forwarded-Uri", "/api/workspaces/1"),
-            ],
-        )
-        .await;
-    assert_public(&resp);
-    // nginx says protected, Traefik says public: protected.
-    let resp = api
-        .forward(
-            "/v1/forward-auth",
-            &[
-                ("X-Forwarded-Method", "GET"),
-                ("X-Forwarded-Uri", "/public/x"),
-                ("X-Original-Method", "GET"),
-                ("X-Original-URI", "/api/workspaces/1"),
-            ],
-        )
-        .await;
-    assert_missing_token(&resp);
+    for headers in [
+        [
+            ("X-Original-Method", "GET"),
+            ("X-Original-URI", "/public/x"),
+            ("X-Forwarded-Method", "GET"),
+            ("X-Forwarded-Uri", "/api/workspaces/1"),
+        ],
+        [
+            ("X-Forwarded-Method", "GET"),
+            ("X-Forwarded-Uri", "/public/x"),
+            ("X-Original-Method", "GET"),
+            ("X-Original-URI", "/api/workspaces/1"),
+        ],
+    ] {
+        let resp = api.forward("/v1/forward-auth", &headers).await;
+        resp.expect(400);
+        assert_eq!(resp.json()["error"], "invalid_request", "{resp}");
+        assert_eq!(resp.header("cache-control"), Some("no-store"), "{resp}");
+    }
 }
 
 #[tokio::test]
@@ -2879,6 +2879,8 @@ async fn forward_auth_path_traversal_does_not_reach_a_public_rule() {
         let resp = api.get(path).bearer(&other.token).send().await;
         assert_insufficient_scope(&resp, "workspaces:read");
     }
+    // Paths servers read differently are refused before any rule (SPEC
+    // §10a; before, they needed a key and met only catch-all rules).
     for uri in ["/public/a%2f..%2f..%2fapi", "/public/%zz"] {
         let resp = api
             .forward(
@@ -2886,7 +2888,8 @@ async fn forward_auth_path_traversal_does_not_reach_a_public_rule() {
                 &[("X-Original-Method", "GET"), ("X-Original-URI", uri)],
             )
             .await;
-        assert_missing_token(&resp);
+        resp.expect(400);
+        assert_eq!(resp.json()["error"], "invalid_request", "{resp}");
     }
 }
 
