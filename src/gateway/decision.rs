@@ -146,6 +146,14 @@ impl Decision {
 
 /// Route rules plus a keygate: decides requests described by method, path,
 /// headers and client address, whoever received them.
+///
+/// One order for every request (SPEC §10a): `CONNECT` and `TRACE` are
+/// refused ([`Decision::MethodNotAllowed`], 405); a path servers read
+/// differently is refused (400 `invalid_request`, see [`Rules`]); the rules
+/// are applied to the normalized path; a request that no rule allows is
+/// refused ([`Decision::NoRule`], 403 `forbidden`) **before** any
+/// credential is looked at, so the answer tells nothing about the key;
+/// then the credential, the key, its IP lists and the rule's scopes.
 #[derive(Clone, Debug)]
 pub struct Gateway {
     keygate: Keygate,
@@ -189,8 +197,8 @@ impl Gateway {
     }
 
     /// Decides a request for `method` and `uri` (path and query of the
-    /// original request) carrying `headers`, from `client`, in the order of
-    /// the [module docs](self).
+    /// original request) carrying `headers`, from `client`, in the order
+    /// given on [`Gateway`].
     pub async fn decide(
         &self,
         method: &Method,

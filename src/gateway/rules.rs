@@ -18,37 +18,8 @@
 //! public = true                    # no key needed
 //! ```
 //!
-//! # Paths
-//!
-//! Before any rule, the path (the query is ignored) is checked and
-//! normalized; what servers read differently is **refused** (400
-//! `invalid_request`), never guessed at:
-//!
-//! - a path that does not start with `/`, is longer than 4096 bytes or has
-//!   more than 128 segments (empty and dot segments count);
-//! - a raw `\`, an encoded `/` or `\` (`%2f`, `%5c`, any case), NUL (`%00`)
-//!   or any other control character;
-//! - a `;` in a segment, raw or encoded (`/public/..;/admin` is `/admin` to
-//!   Tomcat);
-//! - double encoding: a `%` that decodes to `%` followed by two hex digits
-//!   (`%252f`);
-//! - a bad escape (`%zz`, `%4`) or bytes that are not UTF-8 once decoded;
-//! - a segment that ends with `.` or a space once decoded (`/admin./x` and
-//!   `/admin%20/x` are `/admin/x` to Windows servers).
-//!
-//! Then every segment is percent-decoded; the dot segments `.` and `..`
-//! (also encoded, `%2e%2e`) are resolved as RFC 3986 does (`..` above the
-//! root stays at the root); empty segments are dropped; a trailing `/` is
-//! kept. The result is the [normalized path](NormalizedPath) that is judged
-//! — and that the proxy forwards, re-encoded canonically, so the upstream
-//! reads exactly what was judged.
-//!
-//! **Rules match case-insensitively**: `/ADMIN/x` meets a `/admin/**` rule
-//! (pattern and path are compared lowercased).
-//!
-//! Matching takes at most (pattern segments + 1) × (path segments + 1)
-//! steps whatever the pattern: `**` is matched by the two-pointer wildcard
-//! algorithm, which only remembers the last `**`, never by backtracking.
+//! How paths are checked and normalized, and matched, is documented on
+//! [`Rules`] (this module is private; the type is public).
 //!
 //! # Example
 //!
@@ -107,7 +78,7 @@ pub enum Access<'a> {
     /// (403 `forbidden`) whatever the credential.
     NoRule,
     /// The path is refused before any rule (400 `invalid_request`); see
-    /// the [module docs](self).
+    /// [`Rules`].
     InvalidPath,
 }
 
@@ -150,6 +121,39 @@ enum Fallback {
 /// [`Rules::default`] stands for "no rules file": no rules, and every
 /// request needs a valid key. A parsed file refuses what no rule matches
 /// unless it says `default = "key"`.
+///
+/// # Paths
+///
+/// Before any rule, the path (the query is ignored) is checked and
+/// normalized; what servers read differently is **refused** (400
+/// `invalid_request`), never guessed at:
+///
+/// - a path that does not start with `/`, is longer than 4096 bytes or has
+///   more than 128 segments (empty and dot segments count);
+/// - a raw `\`, an encoded `/` or `\` (`%2f`, `%5c`, any case), NUL (`%00`)
+///   or any other control character;
+/// - a `;` in a segment, raw or encoded (`/public/..;/admin` is `/admin` to
+///   Tomcat);
+/// - double encoding: a `%` that decodes to `%` followed by two hex digits
+///   (`%252f`);
+/// - a bad escape (`%zz`, `%4`) or bytes that are not UTF-8 once decoded;
+/// - a segment that ends with `.` or a space once decoded (`/admin./x` and
+///   `/admin%20/x` are `/admin/x` to Windows servers).
+///
+/// Then every segment is percent-decoded; the dot segments `.` and `..`
+/// (also encoded, `%2e%2e`) are resolved as RFC 3986 does (`..` above the
+/// root stays at the root); empty segments are dropped; a trailing `/` is
+/// kept. The result is the normalized path that is judged
+/// — and that the proxy forwards, re-encoded canonically, so the upstream
+/// reads exactly what was judged.
+///
+/// **Rules match case-insensitively**: `/ADMIN/x` meets a `/admin/**` rule
+/// (pattern and path are compared lowercased).
+///
+/// Matching takes at most (pattern segments + 1) × (path segments + 1)
+/// steps whatever the pattern: `**` is matched by the two-pointer wildcard
+/// algorithm, which only remembers the last `**`, never by backtracking.
+///
 #[derive(Clone, Debug)]
 pub struct Rules {
     rules: Vec<Rule>,
@@ -326,7 +330,7 @@ impl Rules {
 
     /// What a request with `method` for `path` (the path part of the URI,
     /// query allowed and ignored) needs: [`Access::InvalidPath`] when the
-    /// path is refused (see the [module docs](self)), else per the first
+    /// path is refused (see [`Rules`]), else per the first
     /// matching rule, else per the file's default.
     pub fn evaluate(&self, method: &Method, path: &str) -> Access<'_> {
         let path = path.split('?').next().unwrap_or_default();
@@ -457,8 +461,8 @@ const SEGMENT: &AsciiSet = &CONTROLS
     .add(b'|')
     .add(b'}');
 
-/// A path that passed the checks of SPEC §10a, normalized (see the
-/// [module docs](self)): what the rules judge and what the proxy forwards.
+/// A path that passed the checks of SPEC §10a, normalized (see
+/// [`Rules`]): what the rules judge and what the proxy forwards.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct NormalizedPath {
     /// Canonically encoded, starting with `/`.
