@@ -318,3 +318,37 @@ fn an_unparseable_forwarded_for_hop_refuses_keys_with_ip_lists() {
         assert_eq!(response.status, 200, "no IP lists: {chain}: {response:?}");
     }
 }
+
+#[test]
+fn a_pathological_pattern_meets_no_deep_path() {
+    // Several `**` and a path that almost matches used to cost seconds of
+    // CPU per unauthenticated request (backtracking). Now paths have at
+    // most 128 segments, and matching is bounded by pattern × path steps
+    // (counted in the unit tests; no timing here).
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\npath = \"/**/a/**/b/**/c/**/d\"\npublic = true\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let serve = Serve::start(
+        &data,
+        ServeOptions::new().args(["--rules", rules.to_str().unwrap()]),
+    );
+    let deep = "/a/b/c".repeat(400);
+    let response = http::get(serve.addr, FORWARD_AUTH, &[("X-Original-URI", &deep)]);
+    assert_invalid_request(&response, "1 200 segments");
+    let response = http::get(serve.addr, &format!("{FORWARD_AUTH}{deep}"), &[]);
+    assert_invalid_request(&response, "1 200 segments, Envoy form");
+
+    let near_miss = format!("{}/x", "/a/b/c".repeat(42));
+    assert_eq!(near_miss.matches('/').count(), 127);
+    let response = http::get(serve.addr, FORWARD_AUTH, &[("X-Original-URI", &near_miss)]);
+    assert_eq!(response.status, 403, "no rule: {response:?}");
+    let hit = format!("{}/d", "/a/b/c".repeat(42));
+    let response = http::get(serve.addr, FORWARD_AUTH, &[("X-Original-URI", &hit)]);
+    assert_eq!(response.status, 200, "public: {response:?}");
+}
