@@ -103,6 +103,7 @@ use super::{Decision, Gateway};
 use crate::body::AuthBody;
 use crate::client_ip::{PeerAddr, client_ip, peer_ip};
 use crate::credentials::CredentialSource;
+use crate::rejection::Rejection;
 
 /// How long connecting to the upstream may take before the request is a 502.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -482,6 +483,16 @@ struct Inner {
 }
 
 impl Inner {
+    /// The answer to a refused request; its body is dropped unread.
+    fn refuse(&self, decision: &Decision) -> Response<AuthBody<Incoming>> {
+        let refusal = self
+            .gateway
+            .refusal(decision)
+            // Only `Allow` has no refusal, and it is never passed here.
+            .unwrap_or_else(|| self.gateway.deny(&Rejection::InvalidRequest));
+        refusal.map(AuthBody::rejection)
+    }
+
     /// One request, start to finish.
     async fn handle(
         &self,
@@ -491,33 +502,24 @@ impl Inner {
         request.extensions_mut().insert(PeerAddr(peer));
         let trusted_proxies = self.gateway.trusted_proxies();
         let client = client_ip(request.headers(), request.extensions(), trusted_proxies);
-        let decision = match self.gateway.admit(request.method(), request.uri()) {
-            Ok(path) => {
-                let decision = self
-                    .gateway
-                    .decide_path(
-                        request.method(),
-                        &path,
-                        request.uri(),
-                        request.headers(),
-                        client,
-                    )
-                    .await;
-                (decision, Some(path))
-            }
-            Err(refused) => (refused, None),
+        // The method and the path first; the upstream gets the path judged.
+        let path = match self.gateway.admit(request.method(), request.uri()) {
+            Ok(path) => path,
+            Err(refused) => return self.refuse(&refused),
         };
-        let (decision, path) = match decision {
-            (decision @ Decision::Allow(_), Some(path)) => (decision, path),
-            (decision, _) => {
-                // The body is dropped unread.
-                let refusal = self.gateway.refusal(&decision).unwrap_or_else(|| {
-                    self.gateway
-                        .deny(&crate::rejection::Rejection::InvalidRequest)
-                });
-                return refusal.map(AuthBody::rejection);
-            }
-        };
+        let decision = self
+            .gateway
+            .decide_path(
+                request.method(),
+                &path,
+                request.uri(),
+                request.headers(),
+                client,
+            )
+            .await;
+        if !matches!(decision, Decision::Allow(_)) {
+            return self.refuse(&decision);
+        }
 
         let (mut parts, body) = request.into_parts();
         let peer_ip = peer_ip(&parts.extensions).unwrap_or(peer.ip());
