@@ -306,6 +306,38 @@ mod tests {
     }
 
     #[test]
+    fn refusals_are_json_and_never_cached() {
+        let keygate = crate::Keygate::builder(crate::MemoryStore::new())
+            .pepper(crate::Pepper::insecure_fixed_for_tests())
+            .build()
+            .unwrap();
+        let gateway = Gateway::new(keygate, Rules::default());
+        assert!(gateway.refusal(&Decision::Allow(None)).is_none());
+        for (decision, status, body) in [
+            (Decision::NoRule, 403, NO_RULE_BODY),
+            (Decision::MethodNotAllowed, 405, METHOD_NOT_ALLOWED_BODY),
+        ] {
+            let response = gateway.refusal(&decision).unwrap();
+            assert_eq!(response.status(), status);
+            assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+            assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
+            assert!(!response.headers().contains_key("www-authenticate"));
+            let json: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+            assert_eq!(
+                json,
+                serde_json::from_str::<serde_json::Value>(body).unwrap()
+            );
+        }
+        let no_rule: serde_json::Value = serde_json::from_str(NO_RULE_BODY).unwrap();
+        assert_eq!(no_rule["error"], "forbidden");
+        assert_eq!(no_rule["message"], "no rule allows this request");
+        let denied = gateway
+            .refusal(&Decision::Deny(Rejection::InvalidRequest))
+            .unwrap();
+        assert_eq!(denied.status(), 400);
+    }
+
+    #[test]
     fn forward_auth_modes_parse_case_insensitively() {
         for mode in ["nginx", "traefik", "envoy", "auto"] {
             let parsed: ForwardAuthMode = mode.to_uppercase().parse().unwrap();
