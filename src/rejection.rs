@@ -34,6 +34,11 @@ pub enum Rejection {
     MissingToken,
     /// Credentials in two sources, or a malformed credential header (400).
     InvalidRequest,
+    /// The gateway refused the request's path before any rule: one that
+    /// servers read differently (an encoded `/`, a `;`, double encoding…),
+    /// or forward-auth headers that disagree about it (400, code
+    /// `invalid_request`).
+    InvalidPath,
     /// The token is not valid; the reason is for logs only (401).
     InvalidToken(InvalidReason),
     /// The client address is outside the key's IP lists (403).
@@ -49,7 +54,7 @@ impl Rejection {
     pub fn status(&self) -> StatusCode {
         match self {
             Rejection::MissingToken | Rejection::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            Rejection::InvalidRequest => StatusCode::BAD_REQUEST,
+            Rejection::InvalidRequest | Rejection::InvalidPath => StatusCode::BAD_REQUEST,
             Rejection::IpNotAllowed | Rejection::InsufficientScope(_) => StatusCode::FORBIDDEN,
             Rejection::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -59,7 +64,7 @@ impl Rejection {
     pub fn code(&self) -> &'static str {
         match self {
             Rejection::MissingToken => "missing_token",
-            Rejection::InvalidRequest => "invalid_request",
+            Rejection::InvalidRequest | Rejection::InvalidPath => "invalid_request",
             Rejection::InvalidToken(_) => "invalid_token",
             Rejection::IpNotAllowed => "ip_not_allowed",
             Rejection::InsufficientScope(_) => "insufficient_scope",
@@ -73,6 +78,9 @@ impl Rejection {
             Rejection::MissingToken => "An API key is required.",
             Rejection::InvalidRequest => {
                 "The request must carry exactly one well-formed credential."
+            }
+            Rejection::InvalidPath => {
+                "The request path or method is malformed or ambiguous and is refused."
             }
             Rejection::InvalidToken(_) => "The API key is invalid, expired or revoked.",
             Rejection::IpNotAllowed => "This API key may not be used from this address.",
@@ -115,8 +123,8 @@ pub struct DefaultResponder {
     invalid_token: HeaderValue,
     realm: Arc<str>,
     /// Bodies of missing_token, invalid_request, invalid_token,
-    /// ip_not_allowed and unavailable.
-    bodies: [Bytes; 5],
+    /// ip_not_allowed, unavailable and the refused path.
+    bodies: [Bytes; 6],
 }
 
 /// A realm that cannot sit in a quoted-string.
@@ -156,6 +164,7 @@ impl DefaultResponder {
                 fixed(Rejection::InvalidToken(InvalidReason::Malformed)),
                 fixed(Rejection::IpNotAllowed),
                 fixed(Rejection::Unavailable),
+                fixed(Rejection::InvalidPath),
             ],
             expose_reason: false,
             missing: challenge(None)?,
@@ -181,6 +190,7 @@ impl DefaultResponder {
             Rejection::InvalidToken(_) if !self.expose_reason => Some(&self.bodies[2]),
             Rejection::IpNotAllowed => Some(&self.bodies[3]),
             Rejection::Unavailable => Some(&self.bodies[4]),
+            Rejection::InvalidPath => Some(&self.bodies[5]),
             _ => None,
         };
         if let Some(body) = fixed {
@@ -212,7 +222,9 @@ impl RejectionResponder for DefaultResponder {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         let challenge = match rejection {
             Rejection::MissingToken => Some(self.missing.clone()),
-            Rejection::InvalidRequest => Some(self.invalid_request.clone()),
+            Rejection::InvalidRequest | Rejection::InvalidPath => {
+                Some(self.invalid_request.clone())
+            }
             Rejection::InvalidToken(_) => Some(self.invalid_token.clone()),
             Rejection::InsufficientScope(required) => {
                 let scopes: Vec<&str> = required.scopes().iter().map(|s| s.as_str()).collect();
@@ -277,6 +289,11 @@ mod tests {
                 ),
             ),
             (Rejection::Unavailable, 503, None),
+            (
+                Rejection::InvalidPath,
+                400,
+                Some("Bearer realm=\"keygate\", error=\"invalid_request\""),
+            ),
         ];
         for (rejection, status, challenge) in cases {
             let r = responder().respond(&rejection);
@@ -296,6 +313,17 @@ mod tests {
         }
         let r = responder().respond(&Rejection::Unavailable);
         assert_eq!(r.headers()[RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn a_refused_path_says_so_and_not_that_the_credential_is_wrong() {
+        let body = json(&responder().respond(&Rejection::InvalidPath));
+        assert_eq!(body["error"], "invalid_request");
+        assert_eq!(
+            body["message"],
+            "The request path or method is malformed or ambiguous and is refused."
+        );
+        assert_ne!(body["message"], Rejection::InvalidRequest.message());
     }
 
     #[test]

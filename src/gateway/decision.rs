@@ -49,7 +49,7 @@ pub enum Decision {
     /// Let it through; `None` for a public rule.
     Allow(Option<AuthenticatedKey>),
     /// Refuse it with this SPEC §3 rejection (a refused path is
-    /// [`Rejection::InvalidRequest`]).
+    /// [`Rejection::InvalidPath`], a 400 `invalid_request`).
     Deny(Rejection),
     /// A rules file is loaded and none of its rules allows the request:
     /// 403 `{"error":"forbidden","message":"no rule allows this request"}`.
@@ -220,7 +220,7 @@ impl Gateway {
         }
         NormalizedPath::parse(uri.path()).map_err(|error| {
             tracing::debug!(%error, "path refused");
-            Decision::Deny(Rejection::InvalidRequest)
+            Decision::Deny(Rejection::InvalidPath)
         })
     }
 
@@ -238,7 +238,7 @@ impl Gateway {
             Access::Key(requirement) => requirement,
             // Refused before the credential is looked at.
             Access::NoRule => return Decision::NoRule,
-            Access::InvalidPath => return Decision::Deny(Rejection::InvalidRequest),
+            Access::InvalidPath => return Decision::Deny(Rejection::InvalidPath),
         };
         let credential = match credentials::extract(headers, uri, &self.keygate.inner.sources) {
             Ok(credential) => credential,

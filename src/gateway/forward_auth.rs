@@ -60,7 +60,7 @@ fn from_headers(
         let mut values = headers.get_all(name).iter();
         match (values.next(), values.next()) {
             (value, None) => Ok(value),
-            _ => Err(Rejection::InvalidRequest),
+            _ => Err(Rejection::InvalidPath),
         }
     };
     Some((|| {
@@ -68,9 +68,9 @@ fn from_headers(
             .and_then(|u| u.to_str().ok())
             .and_then(|u| u.parse::<Uri>().ok())
             .filter(|u| u.scheme().is_none() && u.path().starts_with('/'))
-            .ok_or(Rejection::InvalidRequest)?;
+            .ok_or(Rejection::InvalidPath)?;
         let method = match single(method_header)? {
-            Some(m) => Method::from_bytes(m.as_bytes()).map_err(|_| Rejection::InvalidRequest)?,
+            Some(m) => Method::from_bytes(m.as_bytes()).map_err(|_| Rejection::InvalidPath)?,
             None => request.method().clone(),
         };
         Ok((method, uri))
@@ -94,7 +94,7 @@ fn envoy(request: &Request) -> Result<((Method, Uri), bool), Rejection> {
     } else {
         rest.to_owned()
     };
-    let uri = rest.parse::<Uri>().map_err(|_| Rejection::InvalidRequest)?;
+    let uri = rest.parse::<Uri>().map_err(|_| Rejection::InvalidPath)?;
     Ok(((request.method().clone(), uri), has_path))
 }
 
@@ -112,8 +112,8 @@ fn original(
         }
     };
     match mode {
-        ForwardAuthMode::Nginx => believed(NGINX).unwrap_or(Err(Rejection::InvalidRequest)),
-        ForwardAuthMode::Traefik => believed(TRAEFIK).unwrap_or(Err(Rejection::InvalidRequest)),
+        ForwardAuthMode::Nginx => believed(NGINX).unwrap_or(Err(Rejection::InvalidPath)),
+        ForwardAuthMode::Traefik => believed(TRAEFIK).unwrap_or(Err(Rejection::InvalidPath)),
         ForwardAuthMode::Envoy => envoy(request).map(|(original, _)| original),
         ForwardAuthMode::Auto => {
             let mut found = Vec::with_capacity(3);
@@ -132,7 +132,7 @@ fn original(
                 .all(|(method, uri)| *method == first.0 && uri == &first.1);
             if !agree {
                 tracing::debug!("forward auth: the original-request conventions disagree");
-                return Err(Rejection::InvalidRequest);
+                return Err(Rejection::InvalidPath);
             }
             Ok(first)
         }
@@ -181,7 +181,7 @@ fn refuse(gateway: &Gateway, decision: &Decision) -> Response {
         // Only an allowed decision has no refusal, and it has identity
         // headers; fail closed all the same.
         None => gateway
-            .deny(&Rejection::InvalidRequest)
+            .deny(&Rejection::InvalidPath)
             .map(axum::body::Body::from),
     }
 }
