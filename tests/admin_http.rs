@@ -296,15 +296,17 @@ const MANAGER_SCOPES: [&str; 6] = [
     "workspaces:*",
 ];
 
-/// The built-in management scopes every catalog lists.
-const BUILTIN_SCOPES: [&str; 7] = [
+/// keygate's own scopes, which every catalog lists (SPEC §4a).
+const BUILTIN_SCOPES: [&str; 9] = [
     "keys:read",
     "keys:create",
     "keys:update",
     "keys:revoke",
     "keys:delete",
-    "keys:admin",
     "keys:verify",
+    "admin:keys",
+    "audit:read",
+    "metrics:read",
 ];
 
 /// The fields of a key record (SPEC §5).
@@ -397,7 +399,7 @@ struct Api {
     bob: Key,
     /// Owner `svc`, only `keys:verify`.
     verifier: Key,
-    /// Owner `ops`, `keys:admin keys:read keys:create workspaces:read`.
+    /// Owner `ops`, `admin:keys keys:read keys:create workspaces:read`.
     ops: Key,
 }
 
@@ -416,18 +418,29 @@ impl Api {
         let keygate = builder.build().expect("keygate");
         let rules = Rules::parse_toml(RULES).expect("rules");
         let addr = serve(keygate::admin::router_with_rules(keygate.clone(), rules)).await;
+        // The role keys never expire (unless the keygate has a maximum
+        // lifetime), so that the mint ceiling (SPEC §4a) does not cut the
+        // lifetimes the tests look at; tests/admin_http.rs's ceiling tests
+        // make their own expiring callers.
         let key = |owner: &str, name: &str, scopes: &[&str]| {
-            make_key(
-                &keygate,
-                NewKey::new(owner, name).scopes(scopes.iter().copied()),
-            )
+            let new = NewKey::new(owner, name).scopes(scopes.iter().copied());
+            let keygate = keygate.clone();
+            async move {
+                match keygate.keys().create(new.clone().expires_in("never")).await {
+                    Ok(created) => Key {
+                        token: created.token.expose().to_owned(),
+                        id: created.key.id.to_string(),
+                    },
+                    Err(_) => make_key(&keygate, new).await,
+                }
+            }
         };
         let admin = key("admin", "root", &["*:*"]).await;
         let alice = key("alice", "manager", &MANAGER_SCOPES).await;
         let alice_reader = key("alice", "reader", &["keys:read"]).await;
         let bob = key("bob", "manager", &MANAGER_SCOPES).await;
         let verifier = key("svc", "verifier", &["keys:verify"]).await;
-        let ops_scopes = ["keys:admin", "keys:read", "keys:create", "workspaces:read"];
+        let ops_scopes = ["admin:keys", "keys:read", "keys:create", "workspaces:read"];
         let ops = key("ops", "ops", &ops_scopes).await;
         Api {
             addr,
@@ -817,11 +830,11 @@ async fn create_returns_a_working_token_once_with_the_callers_owner() {
 async fn create_accepts_every_lifetime_form() {
     let api = Api::start().await;
     let cases = [
-        ("30m", Some(Duration::minutes(30))),
+        ("90s", Some(Duration::seconds(90))),
+        ("30min", Some(Duration::minutes(30))),
         ("12h", Some(Duration::hours(12))),
         ("30d", Some(Duration::days(30))),
         ("1w", Some(Duration::weeks(1))),
-        ("1y", Some(Duration::days(365))),
         ("never", None),
     ];
     for (i, (expires_in, lifetime)) in cases.into_iter().enumerate() {
@@ -842,6 +855,40 @@ async fn create_accepts_every_lifetime_form() {
             None => assert!(record["expires_at"].is_null(), "{expires_in}: {record}"),
         }
     }
+    // Calendar units (SPEC §5a): the same day and time a month / a year on.
+    for (expires_in, months) in [("1mo", 1), ("3mo", 3), ("1y", 12)] {
+        let resp = api
+            .post("/v1/keys")
+            .bearer(&api.alice.token)
+            .json(&json!({"name": format!("cal-{expires_in}"), "expires_in": expires_in}))
+            .send()
+            .await;
+        resp.expect(201);
+        let record = &resp.json()["api_key"];
+        let created = parse_time(&record["created_at"]);
+        let expires = parse_time(&record["expires_at"]);
+        let index = |t: OffsetDateTime| i64::from(t.year()) * 12 + i64::from(u8::from(t.month()));
+        assert_eq!(
+            index(expires) - index(created),
+            months,
+            "{expires_in}: {record}"
+        );
+        assert!(expires.day() <= created.day(), "{expires_in}: {record}");
+        assert_eq!(expires.time(), created.time(), "{expires_in}: {record}");
+    }
+    // A bare `m` is ambiguous: minutes or months? Refused, naming both.
+    let resp = api
+        .post("/v1/keys")
+        .bearer(&api.alice.token)
+        .json(&json!({"name": "ambiguous", "expires_in": "30m"}))
+        .send()
+        .await;
+    assert_error(&resp, 400, "bad_request", Some("expires_in"));
+    let message = resp.json()["message"].as_str().expect("message").to_owned();
+    assert!(
+        message.contains("min") && message.contains("mo"),
+        "{message}"
+    );
     let at = (OffsetDateTime::now_utc() + Duration::days(10))
         .replace_nanosecond(0)
         .expect("whole second");
@@ -859,9 +906,11 @@ async fn create_accepts_every_lifetime_form() {
 #[tokio::test]
 async fn create_sets_environment_and_organization() {
     let api = Api::start().await;
+    // An admin:keys caller: a live key without an organization may not
+    // create these (the mint ceiling, SPEC §4a).
     let resp = api
         .post("/v1/keys")
-        .bearer(&api.alice.token)
+        .bearer(&api.admin.token)
         .json(&json!({"name": "staging", "environment": "test", "organization": "acme"}))
         .send()
         .await;
@@ -882,7 +931,7 @@ async fn create_sets_environment_and_organization() {
     ] {
         let resp = api
             .post("/v1/keys")
-            .bearer(&api.alice.token)
+            .bearer(&api.admin.token)
             .json(&body)
             .send()
             .await;
@@ -911,7 +960,7 @@ async fn create_respects_the_maximum_lifetime() {
     ] {
         let resp = api
             .post("/v1/keys")
-            .bearer(&api.alice.token)
+            .bearer(&api.admin.token)
             .json(&body)
             .send()
             .await;
@@ -919,14 +968,14 @@ async fn create_respects_the_maximum_lifetime() {
     }
     let resp = api
         .post("/v1/keys")
-        .bearer(&api.alice.token)
+        .bearer(&api.admin.token)
         .json(&json!({"name": "ok", "expires_in": "30d"}))
         .send()
         .await;
     resp.expect(201);
     let resp = api
         .post("/v1/keys")
-        .bearer(&api.alice.token)
+        .bearer(&api.admin.token)
         .json(&json!({"name": "default"}))
         .send()
         .await;
@@ -940,7 +989,7 @@ async fn create_respects_the_maximum_lifetime() {
 }
 
 #[tokio::test]
-async fn create_for_another_owner_needs_keys_admin() {
+async fn create_for_another_owner_needs_admin_keys() {
     let api = Api::start().await;
     let before = api.ids_of("bob").await;
     let resp = api
@@ -962,7 +1011,7 @@ async fn create_for_another_owner_needs_keys_admin() {
     resp.expect(201);
     assert_eq!(resp.json()["api_key"]["owner"], "alice");
 
-    // keys:admin (+ keys:create) may create for anyone.
+    // admin:keys (+ keys:create) may create for anyone.
     let resp = api
         .post("/v1/keys")
         .bearer(&api.ops.token)
@@ -993,7 +1042,7 @@ async fn create_cannot_mint_a_scope_the_caller_does_not_hold() {
         json!(["*:*"]),
         json!(["*:read"]),
         json!(["workspaces:write"]),
-        json!(["keys:admin"]),
+        json!(["admin:keys"]),
         json!(["workspaces:read", "keys:read"]),
     ] {
         let resp = api
@@ -1002,7 +1051,7 @@ async fn create_cannot_mint_a_scope_the_caller_does_not_hold() {
             .json(&json!({"name": "wider", "scopes": scopes}))
             .send()
             .await;
-        assert_error(&resp, 400, "bad_request", Some("scopes"));
+        assert_error(&resp, 403, "forbidden", Some("scopes"));
     }
     assert_eq!(api.ids_of("mia").await, BTreeSet::from([minter.id.clone()]));
     // Within its grants, it may.
@@ -1028,7 +1077,7 @@ async fn create_cannot_mint_a_scope_the_caller_does_not_hold() {
         .json(&json!({"name": "wilder", "scopes": ["*:*"]}))
         .send()
         .await;
-    assert_error(&resp, 400, "bad_request", Some("scopes"));
+    assert_error(&resp, 403, "forbidden", Some("scopes"));
 }
 
 #[tokio::test]
@@ -1951,7 +2000,7 @@ async fn rotate_with_grace_keeps_the_old_token_working() {
     }
     // The grace never extends a key past its own expiry.
     let short = api
-        .key(NewKey::new("alice", "short").expires_in("30m"))
+        .key(NewKey::new("alice", "short").expires_in("30min"))
         .await;
     let short_expiry = parse_time(&api.record(&short.id).await["expires_at"]);
     rotate(&api, &short, Some(json!({"grace": "1d"}))).await;
@@ -1972,7 +2021,7 @@ async fn rotate_needs_every_scope_of_the_key() {
         .bearer(&api.alice.token)
         .send()
         .await;
-    assert_error(&resp, 400, "bad_request", Some("scopes"));
+    assert_error(&resp, 403, "forbidden", Some("scopes"));
     assert!(api.works(&target.token).await, "nothing changed");
     assert!(api.record(&target.id).await["superseded_by"].is_null());
     // An admin holding every scope may.
@@ -2189,7 +2238,7 @@ async fn authcheck_answers_each_named_expression_for_the_calling_key() {
     let checks = json!({"checks": {
         "a": "workspaces:read",
         "b": "workspaces:write or templates:use",
-        "c": "keys:admin",
+        "c": "admin:keys",
     }});
     let resp = api
         .post("/v1/authcheck")
@@ -2451,6 +2500,433 @@ async fn verify_needs_keys_verify_and_a_strict_body() {
         .send()
         .await
         .expect(200);
+}
+
+// ---------------------------------------------------------------------------
+// Management scopes and the mint ceiling (SPEC §4a)
+// ---------------------------------------------------------------------------
+
+/// `METHOD path` with `token` and an optional JSON body.
+async fn call(api: &Api, method: &str, path: &str, token: &str, body: Option<Value>) -> Resp {
+    let mut req = api.req(method, path).bearer(token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    req.send().await
+}
+
+#[tokio::test]
+async fn a_keys_wildcard_key_cannot_reach_another_owners_keys() {
+    let api = Api::start().await;
+    let wild = api
+        .key(NewKey::new("bob", "wild").scopes(["keys:*", "workspaces:*"]))
+        .await;
+    let victim = api
+        .key(NewKey::new("alice", "victim").scopes(["workspaces:read"]))
+        .await;
+    let before = api.record(&victim.id).await;
+    let item = format!("/v1/keys/{}", victim.id);
+
+    // Listing: own keys only; naming alice is forbidden.
+    let resp = call(&api, "GET", "/v1/keys?limit=1000", &wild.token, None).await;
+    resp.expect(200);
+    let listed = ids(&resp.json()["keys"]);
+    assert!(!listed.contains(&victim.id), "{resp}");
+    assert!(listed.contains(&wild.id), "{resp}");
+    let resp = call(&api, "GET", "/v1/keys?owner=alice", &wild.token, None).await;
+    assert_error(&resp, 403, "forbidden", None);
+    // Show, update, revoke, rotate, delete: invisible (404).
+    for (method, path, body) in [
+        ("GET", item.clone(), None),
+        ("PATCH", item.clone(), Some(json!({"name": "mine now"}))),
+        ("POST", format!("{item}/revoke"), None),
+        ("POST", format!("{item}/rotate"), None),
+        ("DELETE", item.clone(), None),
+    ] {
+        let resp = call(&api, method, &path, &wild.token, body).await;
+        assert_not_found(&resp);
+    }
+    // Creating for alice is forbidden.
+    let resp = call(
+        &api,
+        "POST",
+        "/v1/keys",
+        &wild.token,
+        Some(json!({"owner": "alice", "name": "planted"})),
+    )
+    .await;
+    assert_error(&resp, 403, "forbidden", None);
+    assert!(api.works(&victim.token).await, "alice's key untouched");
+    assert_eq!(api.record(&victim.id).await, before);
+
+    // admin:keys (or admin:*) with the own-owner scopes reaches every owner.
+    for (i, admin_scope) in ["admin:keys", "admin:*"].into_iter().enumerate() {
+        let admin = api
+            .key(NewKey::new("bob", format!("admin-{i}")).scopes(["keys:*", admin_scope]))
+            .await;
+        let target = api.key(NewKey::new("alice", format!("target-{i}"))).await;
+        let item = format!("/v1/keys/{}", target.id);
+        let resp = call(
+            &api,
+            "GET",
+            "/v1/keys?owner=alice&limit=1000",
+            &admin.token,
+            None,
+        )
+        .await;
+        resp.expect(200);
+        assert!(ids(&resp.json()["keys"]).contains(&target.id), "{resp}");
+        call(&api, "GET", &item, &admin.token, None)
+            .await
+            .expect(200);
+        call(&api, "POST", &format!("{item}/revoke"), &admin.token, None)
+            .await
+            .expect(200);
+        assert!(!api.works(&target.token).await, "revoked by {admin_scope}");
+        call(&api, "DELETE", &item, &admin.token, None)
+            .await
+            .expect(204);
+    }
+}
+
+#[tokio::test]
+async fn a_key_limited_to_one_address_cannot_mint_a_wider_key() {
+    let api = Api::start().await;
+    let fenced = api
+        .key(
+            NewKey::new("alice", "fenced")
+                .scopes(["keys:create", "workspaces:read"])
+                .ip_allow(["127.0.0.1/32"]),
+        )
+        .await;
+    assert!(api.works(&fenced.token).await, "127.0.0.1 is allowed");
+    let before = api.ids_of("alice").await;
+    for body in [
+        json!({"name": "free"}),
+        json!({"name": "free", "ip_allow": []}),
+        json!({"name": "wider", "ip_allow": ["127.0.0.0/8"]}),
+        json!({"name": "elsewhere", "ip_allow": ["127.0.0.1", "10.0.0.1"]}),
+        json!({"name": "v6", "ip_allow": ["::1"]}),
+    ] {
+        let resp = call(&api, "POST", "/v1/keys", &fenced.token, Some(body.clone())).await;
+        assert_error(&resp, 403, "forbidden", Some("ip_allow"));
+        assert_no_secret(&resp.body, &fenced.token);
+    }
+    assert_eq!(api.ids_of("alice").await, before, "nothing written");
+    let resp = call(
+        &api,
+        "POST",
+        "/v1/keys",
+        &fenced.token,
+        Some(json!({"name": "same", "ip_allow": ["127.0.0.1"]})),
+    )
+    .await;
+    resp.expect(201);
+    assert_eq!(
+        strings(&resp.json()["api_key"]["ip_allow"]),
+        ["127.0.0.1/32"]
+    );
+}
+
+#[tokio::test]
+async fn a_key_with_a_deny_list_cannot_mint_a_key_without_it() {
+    let api = Api::start().await;
+    let denier = api
+        .key(
+            NewKey::new("alice", "denier")
+                .scopes(["keys:create"])
+                .ip_deny(["10.0.0.0/8"]),
+        )
+        .await;
+    let before = api.ids_of("alice").await;
+    for body in [
+        json!({"name": "open"}),
+        json!({"name": "partial", "ip_deny": ["10.1.0.0/16"]}),
+        json!({"name": "other", "ip_deny": ["192.168.0.0/16"]}),
+    ] {
+        let resp = call(&api, "POST", "/v1/keys", &denier.token, Some(body)).await;
+        assert_error(&resp, 403, "forbidden", Some("ip_deny"));
+    }
+    assert_eq!(api.ids_of("alice").await, before, "nothing written");
+    call(
+        &api,
+        "POST",
+        "/v1/keys",
+        &denier.token,
+        Some(json!({"name": "covered", "ip_deny": ["10.0.0.0/7", "192.168.0.0/16"]})),
+    )
+    .await
+    .expect(201);
+}
+
+#[tokio::test]
+async fn a_thirty_minute_key_cannot_mint_or_rotate_into_a_longer_lived_key() {
+    let api = Api::start().await;
+    let short = api
+        .key(
+            NewKey::new("alice", "short")
+                .scopes(["keys:create", "keys:read", "workspaces:read"])
+                .expires_in("30min"),
+        )
+        .await;
+    let short_expiry = parse_time(&api.record(&short.id).await["expires_at"]);
+    let before = api.ids_of("alice").await;
+    let later = (OffsetDateTime::now_utc() + Duration::days(1))
+        .format(&Rfc3339)
+        .expect("format");
+    for body in [
+        json!({"name": "forever", "expires_in": "never"}),
+        json!({"name": "longer", "expires_in": "1h"}),
+        json!({"name": "month", "expires_in": "1mo"}),
+        json!({"name": "absolute", "expires_at": later}),
+    ] {
+        let resp = call(&api, "POST", "/v1/keys", &short.token, Some(body)).await;
+        assert_error(&resp, 403, "forbidden", Some("expires_at"));
+    }
+    assert_eq!(api.ids_of("alice").await, before, "nothing written");
+
+    // Shorter is fine; no lifetime means the default cut to the caller's.
+    let resp = call(
+        &api,
+        "POST",
+        "/v1/keys",
+        &short.token,
+        Some(json!({"name": "shorter", "expires_in": "10min"})),
+    )
+    .await;
+    resp.expect(201);
+    let resp = call(
+        &api,
+        "POST",
+        "/v1/keys",
+        &short.token,
+        Some(json!({"name": "default"})),
+    )
+    .await;
+    resp.expect(201);
+    let child = resp.json();
+    assert_eq!(parse_time(&child["api_key"]["expires_at"]), short_expiry);
+
+    // Rotating a never-expiring key would hand out a never-expiring token.
+    let forever = api
+        .key(NewKey::new("alice", "forever").expires_in("never"))
+        .await;
+    let resp = call(
+        &api,
+        "POST",
+        &format!("/v1/keys/{}/rotate", forever.id),
+        &short.token,
+        Some(json!({"grace": "1d"})),
+    )
+    .await;
+    assert_error(&resp, 403, "forbidden", Some("expires_at"));
+    assert!(api.works(&forever.token).await, "nothing changed");
+    let record = api.record(&forever.id).await;
+    assert!(
+        record["superseded_by"].is_null() && record["expires_at"].is_null(),
+        "{record}"
+    );
+
+    // A key within the ceiling rotates, and the new key never outlives the
+    // caller: the short key rotating itself keeps its expiry.
+    let resp = call(
+        &api,
+        "POST",
+        &format!("/v1/keys/{}/rotate", short.id),
+        &short.token,
+        Some(json!({"grace": "1d"})),
+    )
+    .await;
+    resp.expect(201);
+    let new = &resp.json()["api_key"];
+    assert_eq!(parse_time(&new["expires_at"]), short_expiry, "{new}");
+    let old = api.record(&short.id).await;
+    assert_eq!(
+        parse_time(&old["expires_at"]),
+        short_expiry,
+        "grace never extends"
+    );
+}
+
+#[tokio::test]
+async fn a_test_key_cannot_mint_a_live_key() {
+    let api = Api::start().await;
+    let tester = api
+        .key(
+            NewKey::new("alice", "tester")
+                .scopes(["keys:create"])
+                .environment(keygate::Environment::Test),
+        )
+        .await;
+    let before = api.ids_of("alice").await;
+    let resp = call(
+        &api,
+        "POST",
+        "/v1/keys",
+        &tester.token,
+        Some(json!({"name": "live", "environment": "live"})),
+    )
+    .await;
+    assert_error(&resp, 403, "forbidden", Some("environment"));
+    assert_eq!(api.ids_of("alice").await, before, "nothing written");
+    // Without an environment, the new key is a test key like its creator.
+    let resp = call(
+        &api,
+        "POST",
+        "/v1/keys",
+        &tester.token,
+        Some(json!({"name": "t"})),
+    )
+    .await;
+    resp.expect(201);
+    assert_eq!(resp.json()["api_key"]["environment"], "test");
+    assert!(
+        resp.json()["key"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("kg_test_"))
+    );
+
+    // Nor rotate a live key into a fresh live token.
+    let live = api.key(NewKey::new("alice", "live-target")).await;
+    let resp = call(
+        &api,
+        "POST",
+        &format!("/v1/keys/{}/rotate", live.id),
+        &tester.token,
+        None,
+    )
+    .await;
+    assert_error(&resp, 403, "forbidden", Some("environment"));
+    assert!(api.record(&live.id).await["superseded_by"].is_null());
+}
+
+#[tokio::test]
+async fn a_key_cannot_mint_a_key_of_another_organization() {
+    let api = Api::start().await;
+    let member = api
+        .key(
+            NewKey::new("alice", "member")
+                .scopes(["keys:create"])
+                .organization("acme"),
+        )
+        .await;
+    let loner = api
+        .key(NewKey::new("alice", "loner").scopes(["keys:create"]))
+        .await;
+    let before = api.ids_of("alice").await;
+    for (token, body) in [
+        (
+            &member.token,
+            json!({"name": "x", "organization": "globex"}),
+        ),
+        (&loner.token, json!({"name": "x", "organization": "acme"})),
+    ] {
+        let resp = call(&api, "POST", "/v1/keys", token, Some(body)).await;
+        assert_error(&resp, 403, "forbidden", Some("organization"));
+    }
+    assert_eq!(api.ids_of("alice").await, before, "nothing written");
+    let resp = call(
+        &api,
+        "POST",
+        "/v1/keys",
+        &member.token,
+        Some(json!({"name": "in"})),
+    )
+    .await;
+    resp.expect(201);
+    assert_eq!(resp.json()["api_key"]["organization"], "acme");
+}
+
+#[tokio::test]
+async fn patch_cannot_widen_a_key_beyond_the_callers_own_limits() {
+    let api = Api::start().await;
+    let fenced = api
+        .key(
+            NewKey::new("alice", "fenced-updater")
+                .scopes(["keys:update", "workspaces:read"])
+                .ip_allow(["127.0.0.1/32"])
+                .ip_deny(["127.0.0.2/32"]),
+        )
+        .await;
+    let target = api
+        .key(
+            NewKey::new("alice", "target")
+                .scopes(["*:*"])
+                .ip_allow(["127.0.0.1"])
+                .ip_deny(["127.0.0.2"]),
+        )
+        .await;
+    let before = api.record(&target.id).await;
+    let path = format!("/v1/keys/{}", target.id);
+    for (body, field) in [
+        (json!({"ip_allow": []}), "ip_allow"),
+        (json!({"ip_allow": ["0.0.0.0/0"]}), "ip_allow"),
+        (json!({"ip_deny": []}), "ip_deny"),
+        (
+            json!({"name": "renamed", "ip_allow": ["127.0.0.0/8"]}),
+            "ip_allow",
+        ),
+        (json!({"scopes": ["*:*"]}), "scopes"),
+    ] {
+        let resp = call(&api, "PATCH", &path, &fenced.token, Some(body)).await;
+        assert_error(&resp, 403, "forbidden", Some(field));
+    }
+    assert_eq!(api.record(&target.id).await, before, "nothing written");
+    // Narrowing within the caller's limits is fine.
+    let resp = call(
+        &api,
+        "PATCH",
+        &path,
+        &fenced.token,
+        Some(json!({"scopes": ["workspaces:read"], "ip_deny": ["127.0.0.2", "10.0.0.0/8"]})),
+    )
+    .await;
+    resp.expect(200);
+    assert_eq!(strings(&resp.json()["scopes"]), ["workspaces:read"]);
+}
+
+#[tokio::test]
+async fn admin_keys_is_not_bound_by_the_ceiling_but_by_its_scopes() {
+    let api = Api::start().await;
+    let admin = api
+        .key(
+            NewKey::new("ops", "limited-admin")
+                .scopes(["admin:keys", "keys:create", "workspaces:read"])
+                .expires_in("30min")
+                .environment(keygate::Environment::Test)
+                .ip_allow(["127.0.0.1"]),
+        )
+        .await;
+    let resp = call(
+        &api,
+        "POST",
+        "/v1/keys",
+        &admin.token,
+        Some(json!({
+            "owner": "carol",
+            "name": "unbounded",
+            "scopes": ["workspaces:read"],
+            "expires_in": "never",
+            "environment": "live",
+            "organization": "globex",
+        })),
+    )
+    .await;
+    resp.expect(201);
+    let record = &resp.json()["api_key"];
+    assert!(
+        record["expires_at"].is_null() && record["ip_allow"] == json!([]),
+        "{record}"
+    );
+    let resp = call(
+        &api,
+        "POST",
+        "/v1/keys",
+        &admin.token,
+        Some(json!({"name": "wider", "scopes": ["workspaces:write"]})),
+    )
+    .await;
+    assert_error(&resp, 403, "forbidden", Some("scopes"));
 }
 
 // ---------------------------------------------------------------------------

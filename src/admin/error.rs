@@ -80,6 +80,7 @@ impl IntoResponse for ApiError {
             ApiError::Key(e) => {
                 let status = match &e {
                     KeyError::Invalid { .. } => StatusCode::BAD_REQUEST,
+                    KeyError::Forbidden { .. } => StatusCode::FORBIDDEN,
                     KeyError::Conflict { .. } | KeyError::KeyLimitReached { .. } => {
                         StatusCode::CONFLICT
                     }

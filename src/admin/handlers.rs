@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, Request, State};
@@ -21,7 +21,7 @@ use crate::client_ip::client_ip;
 use crate::gateway::Gateway;
 use crate::key::ApiKey;
 use crate::keygate::Keygate;
-use crate::keys::{CreatedKey, KeyUpdate, NewKey, parse_duration};
+use crate::keys::{Ceiling, CreatedKey, KeyUpdate, NewKey, Span, holds_admin_keys, parse_span};
 use crate::rejection::Rejection;
 use crate::scope::{Requirement, Scope, ScopeCatalog};
 use crate::store::{Cursor, ListQuery, MAX_PAGE_SIZE};
@@ -44,9 +44,6 @@ impl axum::extract::FromRef<AppState> for Gateway {
 /// Most checks in one `/v1/authcheck` call.
 const MAX_CHECKS: usize = 100;
 
-static KEYS_ADMIN: LazyLock<Scope> =
-    LazyLock::new(|| Scope::parse("keys:admin").unwrap_or_else(|_| unreachable!("a valid scope")));
-
 /// The caller must hold `keys:<action>`; otherwise a SPEC §3
 /// `insufficient_scope` response.
 fn need(state: &AppState, caller: &AuthenticatedKey, action: &str) -> Result<(), ApiError> {
@@ -61,8 +58,10 @@ fn need(state: &AppState, caller: &AuthenticatedKey, action: &str) -> Result<(),
     )))
 }
 
+/// Whether the caller holds `admin:keys` (SPEC §4a): every owner's keys,
+/// and no mint ceiling but its scopes. `keys:*` does not reach it.
 fn is_admin(caller: &AuthenticatedKey) -> bool {
-    caller.scopes().allows(&KEYS_ADMIN)
+    holds_admin_keys(caller.scopes())
 }
 
 /// Parses a JSON body strictly: malformed JSON and unknown fields are 400.
@@ -81,7 +80,7 @@ fn strict_or_default<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, A
 }
 
 /// The key `id`, if the caller may see it: its own owner's, or any with
-/// `keys:admin`. Anything else is 404, like a key that does not exist.
+/// `admin:keys`. Anything else is 404, like a key that does not exist.
 async fn visible_key(
     state: &AppState,
     caller: &AuthenticatedKey,
@@ -109,12 +108,12 @@ fn created(created: CreatedKey) -> Response {
 }
 
 /// Create a key. `owner` defaults to the caller's; another owner needs
-/// `keys:admin`. Scopes must be within the caller's own.
+/// `admin:keys`. Scopes must be within the caller's own.
 #[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = NewKey,
     responses(
         (status = 201, description = "Created; the token is shown once", body = CreatedBody),
         (status = 400, description = "A field breaks a rule", body = ErrorBody),
-        (status = 403, description = "Missing keys:create, or another owner without keys:admin", body = ErrorBody),
+        (status = 403, description = "Missing keys:create, or another owner without admin:keys", body = ErrorBody),
         (status = 409, description = "Duplicate name or key limit reached", body = ErrorBody),
     ),
     security(("bearer" = []), ("api_key" = [])))]
@@ -129,12 +128,16 @@ pub(crate) async fn create_key(
         None => new = new.owner(caller.owner()),
         Some(owner) if owner != caller.owner() && !is_admin(&caller) => {
             return Err(ApiError::Forbidden(
-                "Creating keys for another owner requires keys:admin.",
+                "Creating keys for another owner requires admin:keys.",
             ));
         }
         Some(_) => {}
     }
-    let key = state.keygate.keys().create_as(caller.scopes(), new).await?;
+    let key = state
+        .keygate
+        .keys()
+        .create_as(&Ceiling::of(&caller), new)
+        .await?;
     Ok(created(key))
 }
 
@@ -156,10 +159,10 @@ fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
-/// List keys: the caller's own, or (with `keys:admin`) any owner's.
+/// List keys: the caller's own, or (with `admin:keys`) any owner's.
 #[utoipa::path(get, path = "/v1/keys", tag = "keys",
     params(
-        ("owner" = Option<String>, Query, description = "Only this owner's keys (another owner needs keys:admin; admins see every owner by default)"),
+        ("owner" = Option<String>, Query, description = "Only this owner's keys (another owner needs admin:keys; admins see every owner by default)"),
         ("include_revoked" = Option<bool>, Query, description = "Include revoked keys"),
         ("limit" = Option<u32>, Query, description = "Page size, 1 to 1000 (default 100)"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
@@ -167,7 +170,7 @@ fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     responses(
         (status = 200, description = "A page of keys", body = KeyListBody),
         (status = 400, description = "A bad parameter", body = ErrorBody),
-        (status = 403, description = "Missing keys:read, or another owner without keys:admin", body = ErrorBody),
+        (status = 403, description = "Missing keys:read, or another owner without admin:keys", body = ErrorBody),
     ),
     security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list_keys(
@@ -219,7 +222,7 @@ pub(crate) async fn list_keys(
     list.owner = match owner {
         Some(o) if o != caller.owner() && !is_admin(&caller) => {
             return Err(ApiError::Forbidden(
-                "Listing another owner's keys requires keys:admin.",
+                "Listing another owner's keys requires admin:keys.",
             ));
         }
         Some(o) => Some(o),
@@ -272,7 +275,11 @@ pub(crate) async fn update_key(
     need(&state, &caller, "update")?;
     let id = visible_key(&state, &caller, &id).await?;
     let update: KeyUpdate = strict(&body)?;
-    let key = state.keygate.keys().update(&id, update).await?;
+    let key = state
+        .keygate
+        .keys()
+        .update_as(&Ceiling::of(&caller), &id, update)
+        .await?;
     Ok(Json(key).into_response())
 }
 
@@ -321,19 +328,19 @@ pub(crate) async fn rotate_key(
     let id = visible_key(&state, &caller, &id).await?;
     let body: RotateBody = strict_or_default(&body)?;
     let grace = match body.grace {
-        None => time::Duration::ZERO,
+        None => Span::ZERO,
         Some(Grace::Seconds(secs)) => i64::try_from(secs)
             .ok()
             .filter(|s| *s <= 1000 * 365 * 86_400)
-            .map(time::Duration::seconds)
+            .map(Span::Seconds)
             .ok_or_else(|| ApiError::bad_request(Some("grace"), "grace is too large"))?,
-        Some(Grace::Text(text)) => parse_duration(&text)
+        Some(Grace::Text(text)) => parse_span(&text)
             .map_err(|m| ApiError::bad_request(Some("grace"), format!("grace: {m}")))?,
     };
     let key = state
         .keygate
         .keys()
-        .rotate_as(caller.scopes(), &id, grace)
+        .rotate_within(&id, grace, Some(&Ceiling::of(&caller)))
         .await?;
     Ok(created(key))
 }

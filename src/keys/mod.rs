@@ -29,15 +29,18 @@
 //! # }
 //! ```
 
+mod ceiling;
 mod error;
 mod input;
 mod lifetime;
 mod manager;
 mod rules;
 
+pub use ceiling::Ceiling;
+pub(crate) use ceiling::holds_admin_keys;
 pub use error::KeyError;
 pub use input::{KeyUpdate, NewKey};
-pub(crate) use lifetime::parse_duration;
+pub(crate) use lifetime::{Span, parse_duration, parse_span};
 pub use manager::{CreatedKey, KeyPage, Keys};
 pub(crate) use rules::KeyPolicy;
 pub use rules::{
