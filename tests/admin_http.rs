@@ -169,9 +169,15 @@ impl Req {
     }
 
     /// A body sent as is, labelled `application/json`.
-    fn raw(mut self, body: impl Into<Vec<u8>>) -> Req {
+    fn raw(self, body: impl Into<Vec<u8>>) -> Req {
+        self.body_as_is(body)
+            .header("Content-Type", "application/json")
+    }
+
+    /// A body sent as is, with no `Content-Type` of its own.
+    fn body_as_is(mut self, body: impl Into<Vec<u8>>) -> Req {
         self.body = Some(body.into());
-        self.header("Content-Type", "application/json")
+        self
     }
 
     async fn send(self) -> Resp {
@@ -2930,6 +2936,186 @@ async fn admin_keys_is_not_bound_by_the_ceiling_but_by_its_scopes() {
 }
 
 // ---------------------------------------------------------------------------
+// API strictness (SPEC §4a): object bodies, JSON errors everywhere
+// ---------------------------------------------------------------------------
+
+/// A JSON error of SPEC §9 with this status and code, and nothing more.
+#[track_caller]
+fn assert_json_error(resp: &Resp, status: u16, code: &str) {
+    assert_error(resp, status, code, None);
+    let fields: BTreeSet<String> = resp
+        .json()
+        .as_object()
+        .expect("object")
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(
+        fields,
+        BTreeSet::from(["error".to_owned(), "message".to_owned()]),
+        "{resp}"
+    );
+}
+
+#[tokio::test]
+async fn arrays_and_other_non_object_bodies_are_refused_everywhere() {
+    let api = Api::start().await;
+    let target = api.key(NewKey::new("alice", "target")).await;
+    let item = format!("/v1/keys/{}", target.id);
+    // Arrays that serde would read positionally into each body's fields.
+    let verify_array = json!([api.alice.token, null, null]).to_string();
+    let endpoints: [(&str, String, &str, &str); 6] = [
+        (
+            "POST",
+            "/v1/keys".to_owned(),
+            &api.admin.token,
+            r#"[null, "from-array", null, null, null, [], null, null, [], [], null]"#,
+        ),
+        (
+            "PATCH",
+            item.clone(),
+            &api.alice.token,
+            r#"["renamed", null, null, null, null, null]"#,
+        ),
+        (
+            "POST",
+            format!("{item}/revoke"),
+            &api.alice.token,
+            r#"["via an array"]"#,
+        ),
+        (
+            "POST",
+            format!("{item}/rotate"),
+            &api.alice.token,
+            r#"["1h"]"#,
+        ),
+        (
+            "POST",
+            "/v1/authcheck".to_owned(),
+            &api.alice.token,
+            r#"[{"a": "keys:read"}]"#,
+        ),
+        (
+            "POST",
+            "/v1/verify".to_owned(),
+            &api.verifier.token,
+            verify_array.as_str(),
+        ),
+    ];
+    let admin_keys = api.ids_of("admin").await;
+    for (method, path, token, array) in endpoints {
+        for body in [array, "null", "1", r#""text""#, "true", "[]"] {
+            let resp = api.req(method, &path).bearer(token).raw(body).send().await;
+            assert_error(&resp, 400, "bad_request", None);
+            assert_no_secret(&resp.body, token);
+        }
+    }
+    assert_eq!(api.ids_of("admin").await, admin_keys, "nothing created");
+    let record = api.record(&target.id).await;
+    assert_eq!(record["name"], "target", "{record}");
+    assert!(
+        record["revoked_at"].is_null() && record["superseded_by"].is_null(),
+        "{record}"
+    );
+    assert!(api.works(&target.token).await);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_wrong_methods_answer_in_json() {
+    let api = Api::start().await;
+    for path in [
+        "/nope",
+        "/v1/key",
+        "/v1/keys/x/y",
+        "/v1/keys/abc/revoke/now",
+        "/",
+    ] {
+        for token in [None, Some(&api.admin.token)] {
+            let mut req = api.get(path);
+            if let Some(token) = token {
+                req = req.bearer(token);
+            }
+            let resp = req.send().await;
+            assert_json_error(&resp, 404, "not_found");
+        }
+    }
+    for (method, path, allowed) in [
+        ("PUT", "/v1/keys", &["GET", "POST"][..]),
+        ("DELETE", "/v1/scopes", &["GET"][..]),
+        ("GET", "/v1/keys/0000000000000000/revoke", &["POST"][..]),
+        ("POST", "/healthz", &["GET"][..]),
+        ("DELETE", "/v1/openapi.json", &["GET"][..]),
+    ] {
+        let resp = api.req(method, path).bearer(&api.admin.token).send().await;
+        assert_json_error(&resp, 405, "method_not_allowed");
+        let allow = resp
+            .header("allow")
+            .unwrap_or_else(|| panic!("no Allow: {resp}"));
+        for m in allowed {
+            assert!(allow.contains(m), "{method} {path}: Allow {allow}");
+        }
+    }
+    // Forward auth still answers every method itself, exactly as SPEC §3.
+    for method in ["GET", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+        let resp = api
+            .req(method, "/v1/forward-auth/api/workspaces/1")
+            .send()
+            .await;
+        assert_missing_token(&resp);
+    }
+    let resp = api
+        .req("PUT", "/v1/forward-auth")
+        .bearer(&api.admin.token)
+        .send()
+        .await;
+    resp.expect(200);
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_payload_too_large_in_json() {
+    let api = Api::start().await;
+    let before = api.ids_of("admin").await;
+    let padding = "x".repeat(70 * 1024);
+    let big = json!({"name": "big", "description": padding}).to_string();
+    for (path, token) in [
+        ("/v1/keys", &api.admin.token),
+        ("/v1/authcheck", &api.admin.token),
+        ("/v1/verify", &api.verifier.token),
+    ] {
+        let resp = api.post(path).bearer(token).raw(big.clone()).send().await;
+        assert_json_error(&resp, 413, "payload_too_large");
+    }
+    assert_eq!(api.ids_of("admin").await, before, "nothing written");
+}
+
+#[tokio::test]
+async fn bodies_not_labelled_json_are_unsupported_media_type() {
+    let api = Api::start().await;
+    let before = api.ids_of("admin").await;
+    let body = json!({"name": "form"}).to_string();
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
+        let mut req = api.post("/v1/keys").bearer(&api.admin.token);
+        if let Some(content_type) = content_type {
+            req = req.header("Content-Type", content_type);
+        }
+        let resp = req.body_as_is(body.clone()).send().await;
+        assert_json_error(&resp, 415, "unsupported_media_type");
+    }
+    assert_eq!(api.ids_of("admin").await, before, "nothing written");
+    // Empty optional bodies need no label.
+    let target = api.key(NewKey::new("alice", "plain-revoke")).await;
+    api.post(&format!("/v1/keys/{}/revoke", target.id))
+        .bearer(&api.alice.token)
+        .send()
+        .await
+        .expect(200);
+}
+
+// ---------------------------------------------------------------------------
 // Health and OpenAPI
 // ---------------------------------------------------------------------------
 
@@ -3011,6 +3197,114 @@ async fn openapi_document_lists_every_route_and_the_key_schema() {
     // No credentials needed, and the document is what `openapi()` builds.
     let built = serde_json::to_value(keygate::admin::openapi()).expect("serialize");
     assert_eq!(doc, built);
+}
+
+#[tokio::test]
+async fn openapi_document_lists_every_status_and_bound() {
+    let doc = serde_json::to_value(keygate::admin::openapi()).expect("serialize");
+    let codes = |op: &Value| -> BTreeSet<String> {
+        op["responses"]
+            .as_object()
+            .unwrap_or_else(|| panic!("responses: {op}"))
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let mut secured = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            let listed = codes(op);
+            let has = |code: &str| listed.contains(code);
+            let is_secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+            if is_secured {
+                secured += 1;
+                for code in ["400", "401", "403", "503"] {
+                    assert!(has(code), "{method} {path} lacks {code}: {listed:?}");
+                }
+            }
+            if op.get("requestBody").is_some() {
+                for code in ["400", "413", "415"] {
+                    assert!(has(code), "{method} {path} lacks {code}: {listed:?}");
+                }
+            }
+            if path.contains("{id}") {
+                assert!(has("404"), "{method} {path} lacks 404: {listed:?}");
+                let id = op["parameters"]
+                    .as_array()
+                    .and_then(|ps| ps.iter().find(|p| p["name"] == "id"))
+                    .unwrap_or_else(|| panic!("{method} {path}: no id parameter"));
+                assert_eq!(id["schema"]["minLength"], 16, "{id}");
+                assert_eq!(id["schema"]["maxLength"], 16, "{id}");
+            }
+            // Every error answer is the JSON error object. (Forward auth's
+            // own annotation lives in src/gateway and documents its SPEC §3
+            // answers in prose.)
+            let gateway = op["tags"]
+                .as_array()
+                .is_some_and(|t| t.contains(&json!("gateway")));
+            for (code, response) in op["responses"].as_object().expect("responses") {
+                if gateway {
+                    continue;
+                }
+                if code.starts_with('4') || (code == "503" && is_secured) {
+                    let schema = &response["content"]["application/json"]["schema"]["$ref"];
+                    assert_eq!(
+                        schema, "#/components/schemas/ErrorBody",
+                        "{method} {path} {code}: {response}"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(secured, 10, "every management operation is secured");
+    for (path, method, code) in [
+        ("/v1/keys", "post", "409"),
+        ("/v1/keys/{id}", "patch", "409"),
+        ("/v1/keys/{id}/rotate", "post", "409"),
+        ("/readyz", "get", "503"),
+    ] {
+        assert!(
+            codes(&doc["paths"][path][method]).contains(code),
+            "{method} {path} lacks {code}"
+        );
+    }
+
+    let limit = doc["paths"]["/v1/keys"]["get"]["parameters"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "limit"))
+        .expect("a limit parameter");
+    assert_eq!(limit["schema"]["minimum"], 1, "{limit}");
+    assert_eq!(limit["schema"]["maximum"], 1000, "{limit}");
+
+    let schemas = &doc["components"]["schemas"];
+    for schema in ["NewKey", "KeyUpdate"] {
+        let props = &schemas[schema]["properties"];
+        assert_eq!(props["name"]["maxLength"], 128, "{schema}: {props}");
+        assert_eq!(props["description"]["maxLength"], 1024, "{schema}: {props}");
+        for list in ["scopes", "ip_allow", "ip_deny"] {
+            assert_eq!(props[list]["maxItems"], 64, "{schema}.{list}: {props}");
+        }
+        assert!(
+            props["metadata"]["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("4 KiB")),
+            "{schema}: {props}"
+        );
+    }
+    let new_key = &schemas["NewKey"]["properties"];
+    for field in ["owner", "organization"] {
+        assert_eq!(new_key[field]["maxLength"], 128, "{field}: {new_key}");
+    }
+    assert!(
+        new_key["expires_in"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("30min") && !d.contains("30m`")),
+        "{new_key}"
+    );
+    assert_eq!(
+        schemas["RevokeBody"]["properties"]["reason"]["maxLength"],
+        1024
+    );
 }
 
 // ---------------------------------------------------------------------------

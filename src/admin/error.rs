@@ -18,8 +18,16 @@ pub(crate) enum ApiError {
     },
     /// 403 `forbidden`.
     Forbidden(&'static str),
-    /// 404 `not_found`.
+    /// 404 `not_found`: no such key (or not visible to the caller).
     NotFound,
+    /// 404 `not_found`: no such route.
+    NoRoute,
+    /// 405 `method_not_allowed`: the route exists, not with this method.
+    MethodNotAllowed,
+    /// 413 `payload_too_large`.
+    PayloadTooLarge,
+    /// 415 `unsupported_media_type`: a body not labelled JSON.
+    UnsupportedMediaType,
     /// A key-management refusal.
     Key(KeyError),
     /// The store failed: 503 `unavailable`.
@@ -77,6 +85,33 @@ impl IntoResponse for ApiError {
             }
             ApiError::Forbidden(message) => json(StatusCode::FORBIDDEN, "forbidden", message, None),
             ApiError::NotFound => json(StatusCode::NOT_FOUND, "not_found", "No such key.", None),
+            ApiError::NoRoute => json(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "No such route in this API.",
+                None,
+            ),
+            ApiError::MethodNotAllowed => json(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "This route does not accept this method (see the Allow header).",
+                None,
+            ),
+            ApiError::PayloadTooLarge => json(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                &format!(
+                    "The request body is larger than {} bytes.",
+                    super::extract::MAX_BODY_BYTES
+                ),
+                None,
+            ),
+            ApiError::UnsupportedMediaType => json(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "The request body must be JSON, sent as Content-Type: application/json.",
+                None,
+            ),
             ApiError::Key(e) => {
                 let status = match &e {
                     KeyError::Invalid { .. } => StatusCode::BAD_REQUEST,

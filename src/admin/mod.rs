@@ -34,6 +34,7 @@
 //! [`Router`]: axum::Router
 
 mod error;
+mod extract;
 mod handlers;
 mod routes;
 mod types;
