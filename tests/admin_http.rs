@@ -3115,6 +3115,72 @@ async fn bodies_not_labelled_json_are_unsupported_media_type() {
         .expect(200);
 }
 
+#[tokio::test]
+async fn a_token_sent_in_the_wrong_field_is_never_echoed() {
+    let api = Api::start().await;
+    let secret = &api.bob.token;
+    for body in [
+        json!({"name": "n", "environment": secret}),
+        json!({"name": "n", "ip_allow": [secret]}),
+        json!({"name": "n", "expires_at": secret}),
+        json!({"name": "n", "expires_in": secret}),
+        json!({"name": "n", "scopes": [secret]}),
+        json!({"name": "n", "metadata": secret}),
+        json!({secret: 1}),
+    ] {
+        let resp = call(
+            &api,
+            "POST",
+            "/v1/keys",
+            &api.admin.token,
+            Some(body.clone()),
+        )
+        .await;
+        assert_error(&resp, 400, "bad_request", resp.json()["field"].as_str());
+        assert_no_secret(&resp.body, secret);
+    }
+    let resp = call(
+        &api,
+        "POST",
+        "/v1/verify",
+        &api.verifier.token,
+        Some(json!({"key": 5, "require": secret})),
+    )
+    .await;
+    resp.expect(400);
+    assert_no_secret(&resp.body, secret);
+}
+
+#[tokio::test]
+async fn nested_in_an_app_the_api_keeps_its_json_errors_to_itself() {
+    let keygate = builder().build().expect("keygate");
+    let admin = make_key(&keygate, NewKey::new("admin", "root").scopes(["*:*"])).await;
+    let app = axum::Router::new()
+        .route("/hello", axum::routing::get(|| async { "hi" }))
+        .nest("/keygate", keygate::admin::router(keygate.clone()));
+    let addr = serve(app).await;
+    let resp = Req::new(addr, "GET", "/keygate/v1/nope")
+        .bearer(&admin.token)
+        .send()
+        .await;
+    assert_json_error(&resp, 404, "not_found");
+    let resp = Req::new(addr, "PUT", "/keygate/v1/keys")
+        .bearer(&admin.token)
+        .send()
+        .await;
+    assert_json_error(&resp, 405, "method_not_allowed");
+    Req::new(addr, "GET", "/keygate/v1/keys")
+        .bearer(&admin.token)
+        .send()
+        .await
+        .expect(200);
+    Req::new(addr, "GET", "/hello").send().await.expect(200);
+    // Outside the nest, the app's own (default) answers.
+    let resp = Req::new(addr, "GET", "/elsewhere").send().await;
+    resp.expect(404);
+    assert!(resp.body.is_empty(), "{resp}");
+}
+
 // ---------------------------------------------------------------------------
 // Health and OpenAPI
 // ---------------------------------------------------------------------------
