@@ -3371,6 +3371,10 @@ async fn openapi_document_lists_every_status_and_bound() {
         schemas["RevokeBody"]["properties"]["reason"]["maxLength"],
         1024
     );
+    assert_eq!(
+        schemas["VerifyBody"]["properties"]["require"]["maxLength"],
+        4096
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -74,8 +74,9 @@ pub(crate) struct ScopesBody {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AuthcheckBody {
-    /// Named requirement expressions to evaluate for the calling key (at
-    /// most 100).
+    /// Named requirement expressions to evaluate for the calling key: at
+    /// most 100, each at most 4096 bytes, 256 scopes and 32 levels of
+    /// parentheses.
     pub checks: BTreeMap<String, String>,
 }
 
@@ -85,7 +86,9 @@ pub(crate) struct AuthcheckBody {
 pub(crate) struct VerifyBody {
     /// The token to verify.
     pub key: String,
-    /// A requirement expression the key must satisfy.
+    /// A requirement expression the key must satisfy (at most 4096 bytes,
+    /// 256 scopes, 32 levels of parentheses).
+    #[schema(max_length = 4096)]
     pub require: Option<String>,
     /// The address the key is used from, for its IP lists. Default: the
     /// caller's address.
