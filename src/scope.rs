@@ -970,7 +970,8 @@ pub struct ScopeCatalog {
 }
 
 impl ScopeCatalog {
-    /// A catalog containing only the built-in `keys:*` management scopes.
+    /// A catalog containing only keygate's built-in scopes (`keys:*`, `admin:keys`,
+    /// `audit:read`, `metrics:read`).
     pub fn new() -> ScopeCatalog {
         let entries = BUILTIN_SCOPES
             .iter()
