@@ -89,7 +89,7 @@ pub use crate::client_ip::PeerAddr;
 pub use crate::credentials::CredentialSource;
 pub use crate::key::{ApiKey, KeyStatus, StoredKey};
 pub use crate::keygate::{ConfigError, Keygate, KeygateBuilder};
-pub use crate::keys::{CreatedKey, KeyError, KeyPage, KeyUpdate, Keys, NewKey};
+pub use crate::keys::{Ceiling, CreatedKey, KeyError, KeyPage, KeyUpdate, Keys, NewKey};
 pub use crate::layer::{ApiKeyAuth, ApiKeyLayer};
 pub use crate::rejection::{Rejection, RejectionResponder};
 pub use crate::require::{RequireScope, RequireScopeLayer};

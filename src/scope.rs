@@ -64,21 +64,29 @@ const MAX_EXPR_SCOPES: usize = 256;
 /// Echoed input in error messages is cut to this many characters.
 const MAX_ECHO_CHARS: usize = 64;
 
-/// Key-management scopes that every catalog contains.
-const BUILTIN_SCOPES: [(&str, &str); 7] = [
-    ("keys:read", "List and inspect API keys"),
+/// keygate's own scopes, which every catalog contains (SPEC §4a): the five
+/// own-owner management scopes and `keys:verify` (all covered by `keys:*`),
+/// `admin:keys` (reaches every owner; covered by `admin:*` and `*:*`, not by
+/// `keys:*`), `audit:read` and `metrics:read`.
+const BUILTIN_SCOPES: [(&str, &str); 9] = [
+    ("keys:read", "List and inspect the owner's own API keys"),
     (
         "keys:create",
-        "Create API keys, limited to the creator's own scopes",
+        "Create and rotate the owner's own API keys, within the creating key's own limits",
     ),
     (
         "keys:update",
-        "Update API keys, limited to narrowing their scopes",
+        "Update the owner's own API keys, limited to narrowing their scopes",
     ),
-    ("keys:revoke", "Revoke API keys"),
-    ("keys:delete", "Permanently delete API keys"),
-    ("keys:admin", "Administer all API keys"),
+    ("keys:revoke", "Revoke the owner's own API keys"),
+    ("keys:delete", "Permanently delete the owner's own API keys"),
     ("keys:verify", "Verify API keys presented to a service"),
+    (
+        "admin:keys",
+        "Extend the keys:* scopes to every owner's keys, without the mint ceiling",
+    ),
+    ("audit:read", "Read the audit log of key changes"),
+    ("metrics:read", "Read the Prometheus metrics"),
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -939,9 +947,11 @@ fn combine(mut items: Vec<Requirement>, make: fn(Vec<Requirement>) -> Requiremen
 ///
 /// With a catalog, keys can only be created with scopes it knows: a concrete scope must be an
 /// entry, `resource:*` needs an entry with that resource, `*:action` needs an entry with that
-/// action, and `*:*` is always accepted. The key-management scopes `keys:read`, `keys:create`,
-/// `keys:update`, `keys:revoke`, `keys:delete`, `keys:admin` and `keys:verify` are built into
-/// every catalog (so `keys:*` is always known, as are `*:read`, `*:create`, and so on).
+/// action, and `*:*` is always accepted. keygate's own scopes — `keys:read`, `keys:create`,
+/// `keys:update`, `keys:revoke`, `keys:delete`, `keys:verify`, `admin:keys`, `audit:read` and
+/// `metrics:read` — are built into every catalog (so `keys:*` and `admin:*` are always known, as
+/// are `*:read`, `*:create`, and so on). `keys:admin` is not one of them: it was replaced by
+/// `admin:keys` and is an ordinary scope with no power of its own.
 ///
 /// ```
 /// use keygate::scope::{Scope, ScopeCatalog};
@@ -960,7 +970,8 @@ pub struct ScopeCatalog {
 }
 
 impl ScopeCatalog {
-    /// A catalog containing only the built-in `keys:*` management scopes.
+    /// A catalog containing only keygate's built-in scopes (`keys:*`, `admin:keys`,
+    /// `audit:read`, `metrics:read`).
     pub fn new() -> ScopeCatalog {
         let entries = BUILTIN_SCOPES
             .iter()
@@ -1397,8 +1408,28 @@ mod tests {
     #[test]
     fn full_wildcard_mints_anything() {
         let holder = set(&["*:*"]);
-        let requested = set(&["*:*", "r:*", "*:a", "x:y", "keys:admin"]);
+        let requested = set(&["*:*", "r:*", "*:a", "x:y", "admin:keys"]);
         assert_eq!(holder.check_can_mint(&requested), Ok(()));
+    }
+
+    #[test]
+    fn keys_wildcard_does_not_reach_admin_keys() {
+        let admin = scope("admin:keys");
+        assert!(!set(&["keys:*"]).allows(&admin));
+        assert!(!set(&["keys:admin"]).allows(&admin));
+        assert!(set(&["admin:*"]).allows(&admin));
+        assert!(set(&["*:*"]).allows(&admin));
+        assert!(set(&["admin:keys"]).allows(&admin));
+        for own in [
+            "keys:read",
+            "keys:create",
+            "keys:update",
+            "keys:revoke",
+            "keys:delete",
+        ] {
+            assert!(set(&["keys:*"]).allows(&scope(own)), "{own}");
+            assert!(!set(&["admin:keys"]).allows(&scope(own)), "{own}");
+        }
     }
 
     #[test]
@@ -1649,12 +1680,17 @@ mod tests {
                 "keys:update",
                 "keys:revoke",
                 "keys:delete",
-                "keys:admin",
                 "keys:verify",
+                "admin:keys",
+                "admin:*",
+                "audit:read",
+                "metrics:read",
             ] {
                 assert_eq!(c.check(&scope(s)), Ok(()), "{s}");
             }
             assert_eq!(c.check(&scope("keys:fly")), not_in_catalog("keys:fly"));
+            // Replaced by admin:keys: no longer built in.
+            assert_eq!(c.check(&scope("keys:admin")), not_in_catalog("keys:admin"));
         }
     }
 
@@ -1682,7 +1718,7 @@ mod tests {
         assert!(
             entries
                 .iter()
-                .filter(|(s, _)| s.starts_with("keys:"))
+                .filter(|(s, _)| BUILTIN_SCOPES.iter().any(|(b, _)| b == s))
                 .all(|(_, d)| !d.is_empty())
         );
     }

@@ -169,9 +169,15 @@ impl Req {
     }
 
     /// A body sent as is, labelled `application/json`.
-    fn raw(mut self, body: impl Into<Vec<u8>>) -> Req {
+    fn raw(self, body: impl Into<Vec<u8>>) -> Req {
+        self.body_as_is(body)
+            .header("Content-Type", "application/json")
+    }
+
+    /// A body sent as is, with no `Content-Type` of its own.
+    fn body_as_is(mut self, body: impl Into<Vec<u8>>) -> Req {
         self.body = Some(body.into());
-        self.header("Content-Type", "application/json")
+        self
     }
 
     async fn send(self) -> Resp {
@@ -300,15 +306,17 @@ const MANAGER_SCOPES: [&str; 6] = [
     "workspaces:*",
 ];
 
-/// The built-in management scopes every catalog lists.
-const BUILTIN_SCOPES: [&str; 7] = [
+/// keygate's own scopes, which every catalog lists (SPEC §4a).
+const BUILTIN_SCOPES: [&str; 9] = [
     "keys:read",
     "keys:create",
     "keys:update",
     "keys:revoke",
     "keys:delete",
-    "keys:admin",
     "keys:verify",
+    "admin:keys",
+    "audit:read",
+    "metrics:read",
 ];
 
 /// The fields of a key record (SPEC §5).
@@ -401,7 +409,7 @@ struct Api {
     bob: Key,
     /// Owner `svc`, only `keys:verify`.
     verifier: Key,
-    /// Owner `ops`, `keys:admin keys:read keys:create workspaces:read`.
+    /// Owner `ops`, `admin:keys keys:read keys:create workspaces:read`.
     ops: Key,
 }
 
@@ -420,18 +428,29 @@ impl Api {
         let keygate = builder.build().expect("keygate");
         let rules = Rules::parse_toml(RULES).expect("rules");
         let addr = serve(keygate::admin::router_with_rules(keygate.clone(), rules)).await;
+        // The role keys never expire (unless the keygate has a maximum
+        // lifetime), so that the mint ceiling (SPEC §4a) does not cut the
+        // lifetimes the tests look at; tests/admin_http.rs's ceiling tests
+        // make their own expiring callers.
         let key = |owner: &str, name: &str, scopes: &[&str]| {
-            make_key(
-                &keygate,
-                NewKey::new(owner, name).scopes(scopes.iter().copied()),
-            )
+            let new = NewKey::new(owner, name).scopes(scopes.iter().copied());
+            let keygate = keygate.clone();
+            async move {
+                match keygate.keys().create(new.clone().expires_in("never")).await {
+                    Ok(created) => Key {
+                        token: created.token.expose().to_owned(),
+                        id: created.key.id.to_string(),
+                    },
+                    Err(_) => make_key(&keygate, new).await,
+                }
+            }
         };
         let admin = key("admin", "root", &["*:*"]).await;
         let alice = key("alice", "manager", &MANAGER_SCOPES).await;
         let alice_reader = key("alice", "reader", &["keys:read"]).await;
         let bob = key("bob", "manager", &MANAGER_SCOPES).await;
         let verifier = key("svc", "verifier", &["keys:verify"]).await;
-        let ops_scopes = ["keys:admin", "keys:read", "keys:create", "workspaces:read"];
+        let ops_scopes = ["admin:keys", "keys:read", "keys:create", "workspaces:read"];
         let ops = key("ops", "ops", &ops_scopes).await;
         Api {
             addr,
@@ -821,11 +840,11 @@ async fn create_returns_a_working_token_once_with_the_callers_owner() {
 async fn create_accepts_every_lifetime_form() {
     let api = Api::start().await;
     let cases = [
-        ("30m", Some(Duration::minutes(30))),
+        ("90s", Some(Duration::seconds(90))),
+        ("30min", Some(Duration::minutes(30))),
         ("12h", Some(Duration::hours(12))),
         ("30d", Some(Duration::days(30))),
         ("1w", Some(Duration::weeks(1))),
-        ("1y", Some(Duration::days(365))),
         ("never", None),
     ];
     for (i, (expires_in, lifetime)) in cases.into_iter().enumerate() {
@@ -846,6 +865,40 @@ async fn create_accepts_every_lifetime_form() {
             None => assert!(record["expires_at"].is_null(), "{expires_in}: {record}"),
         }
     }
+    // Calendar units (SPEC §5a): the same day and time a month / a year on.
+    for (expires_in, months) in [("1mo", 1), ("3mo", 3), ("1y", 12)] {
+        let resp = api
+            .post("/v1/keys")
+            .bearer(&api.alice.token)
+            .json(&json!({"name": format!("cal-{expires_in}"), "expires_in": expires_in}))
+            .send()
+            .await;
+        resp.expect(201);
+        let record = &resp.json()["api_key"];
+        let created = parse_time(&record["created_at"]);
+        let expires = parse_time(&record["expires_at"]);
+        let index = |t: OffsetDateTime| i64::from(t.year()) * 12 + i64::from(u8::from(t.month()));
+        assert_eq!(
+            index(expires) - index(created),
+            months,
+            "{expires_in}: {record}"
+        );
+        assert!(expires.day() <= created.day(), "{expires_in}: {record}");
+        assert_eq!(expires.time(), created.time(), "{expires_in}: {record}");
+    }
+    // A bare `m` is ambiguous: minutes or months? Refused, naming both.
+    let resp = api
+        .post("/v1/keys")
+        .bearer(&api.alice.token)
+        .json(&json!({"name": "ambiguous", "expires_in": "30m"}))
+        .send()
+        .await;
+    assert_error(&resp, 400, "bad_request", Some("expires_in"));
+    let message = resp.json()["message"].as_str().expect("message").to_owned();
+    assert!(
+        message.contains("min") && message.contains("mo"),
+        "{message}"
+    );
     let at = (OffsetDateTime::now_utc() + Duration::days(10))
         .replace_nanosecond(0)
         .expect("whole second");
@@ -863,9 +916,11 @@ async fn create_accepts_every_lifetime_form() {
 #[tokio::test]
 async fn create_sets_environment_and_organization() {
     let api = Api::start().await;
+    // An admin:keys caller: a live key without an organization may not
+    // create these (the mint ceiling, SPEC §4a).
     let resp = api
         .post("/v1/keys")
-        .bearer(&api.alice.token)
+        .bearer(&api.admin.token)
         .json(&json!({"name": "staging", "environment": "test", "organization": "acme"}))
         .send()
         .await;
@@ -886,7 +941,7 @@ async fn create_sets_environment_and_organization() {
     ] {
         let resp = api
             .post("/v1/keys")
-            .bearer(&api.alice.token)
+            .bearer(&api.admin.token)
             .json(&body)
             .send()
             .await;
@@ -915,7 +970,7 @@ async fn create_respects_the_maximum_lifetime() {
     ] {
         let resp = api
             .post("/v1/keys")
-            .bearer(&api.alice.token)
+            .bearer(&api.admin.token)
             .json(&body)
             .send()
             .await;
@@ -923,14 +978,14 @@ async fn create_respects_the_maximum_lifetime() {
     }
     let resp = api
         .post("/v1/keys")
-        .bearer(&api.alice.token)
+        .bearer(&api.admin.token)
         .json(&json!({"name": "ok", "expires_in": "30d"}))
         .send()
         .await;
     resp.expect(201);
     let resp = api
         .post("/v1/keys")
-        .bearer(&api.alice.token)
+        .bearer(&api.admin.token)
         .json(&json!({"name": "default"}))
         .send()
         .await;
@@ -944,7 +999,7 @@ async fn create_respects_the_maximum_lifetime() {
 }
 
 #[tokio::test]
-async fn create_for_another_owner_needs_keys_admin() {
+async fn create_for_another_owner_needs_admin_keys() {
     let api = Api::start().await;
     let before = api.ids_of("bob").await;
     let resp = api
@@ -966,7 +1021,7 @@ async fn create_for_another_owner_needs_keys_admin() {
     resp.expect(201);
     assert_eq!(resp.json()["api_key"]["owner"], "alice");
 
-    // keys:admin (+ keys:create) may create for anyone.
+    // admin:keys (+ keys:create) may create for anyone.
     let resp = api
         .post("/v1/keys")
         .bearer(&api.ops.token)
@@ -997,7 +1052,7 @@ async fn create_cannot_mint_a_scope_the_caller_does_not_hold() {
         json!(["*:*"]),
         json!(["*:read"]),
         json!(["workspaces:write"]),
-        json!(["keys:admin"]),
+        json!(["admin:keys"]),
         json!(["workspaces:read", "keys:read"]),
     ] {
         let resp = api
@@ -1006,7 +1061,7 @@ async fn create_cannot_mint_a_scope_the_caller_does_not_hold() {
             .json(&json!({"name": "wider", "scopes": scopes}))
             .send()
             .await;
-        assert_error(&resp, 400, "bad_request", Some("scopes"));
+        assert_error(&resp, 403, "forbidden", Some("scopes"));
     }
     assert_eq!(api.ids_of("mia").await, BTreeSet::from([minter.id.clone()]));
     // Within its grants, it may.
@@ -1032,7 +1087,7 @@ async fn create_cannot_mint_a_scope_the_caller_does_not_hold() {
         .json(&json!({"name": "wilder", "scopes": ["*:*"]}))
         .send()
         .await;
-    assert_error(&resp, 400, "bad_request", Some("scopes"));
+    assert_error(&resp, 403, "forbidden", Some("scopes"));
 }
 
 #[tokio::test]
@@ -1955,7 +2010,7 @@ async fn rotate_with_grace_keeps_the_old_token_working() {
     }
     // The grace never extends a key past its own expiry.
     let short = api
-        .key(NewKey::new("alice", "short").expires_in("30m"))
+        .key(NewKey::new("alice", "short").expires_in("30min"))
         .await;
     let short_expiry = parse_time(&api.record(&short.id).await["expires_at"]);
     rotate(&api, &short, Some(json!({"grace": "1d"}))).await;
@@ -1976,7 +2031,7 @@ async fn rotate_needs_every_scope_of_the_key() {
         .bearer(&api.alice.token)
         .send()
         .await;
-    assert_error(&resp, 400, "bad_request", Some("scopes"));
+    assert_error(&resp, 403, "forbidden", Some("scopes"));
     assert!(api.works(&target.token).await, "nothing changed");
     assert!(api.record(&target.id).await["superseded_by"].is_null());
     // An admin holding every scope may.
@@ -2193,7 +2248,7 @@ async fn authcheck_answers_each_named_expression_for_the_calling_key() {
     let checks = json!({"checks": {
         "a": "workspaces:read",
         "b": "workspaces:write or templates:use",
-        "c": "keys:admin",
+        "c": "admin:keys",
     }});
     let resp = api
         .post("/v1/authcheck")
@@ -2458,6 +2513,679 @@ async fn verify_needs_keys_verify_and_a_strict_body() {
 }
 
 // ---------------------------------------------------------------------------
+// Management scopes and the mint ceiling (SPEC §4a)
+// ---------------------------------------------------------------------------
+
+/// `METHOD path` with `token` and an optional JSON body.
+async fn call(api: &Api, method: &str, path: &str, token: &str, body: Option<Value>) -> Resp {
+    let mut req = api.req(method, path).bearer(token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    req.send().await
+}
+
+#[tokio::test]
+async fn a_keys_wildcard_key_cannot_reach_another_owners_keys() {
+    let api = Api::start().await;
+    let wild = api
+        .key(NewKey::new("bob", "wild").scopes(["keys:*", "workspaces:*"]))
+        .await;
+    let victim = api
+        .key(NewKey::new("alice", "victim").scopes(["workspaces:read"]))
+        .await;
+    let before = api.record(&victim.id).await;
+    let item = format!("/v1/keys/{}", victim.id);
+
+    // Listing: own keys only; naming alice is forbidden.
+    let resp = call(&api, "GET", "/v1/keys?limit=1000", &wild.token, None).await;
+    resp.expect(200);
+    let listed = ids(&resp.json()["keys"]);
+    assert!(!listed.contains(&victim.id), "{resp}");
+    assert!(listed.contains(&wild.id), "{resp}");
+    let resp = call(&api, "GET", "/v1/keys?owner=alice", &wild.token, None).await;
+    assert_error(&resp, 403, "forbidden", None);
+    // Show, update, revoke, rotate, delete: invisible (404).
+    for (method, path, body) in [
+        ("GET", item.clone(), None),
+        ("PATCH", item.clone(), Some(json!({"name": "mine now"}))),
+        ("POST", format!("{item}/revoke"), None),
+        ("POST", format!("{item}/rotate"), None),
+        ("DELETE", item.clone(), None),
+    ] {
+        let resp = call(&api, method, &path, &wild.token, body).await;
+        assert_not_found(&resp);
+    }
+    // Creating for alice is forbidden.
+    let resp = call(
+        &api,
+        "POST",
+        "/v1/keys",
+        &wild.token,
+        Some(json!({"owner": "alice", "name": "planted"})),
+    )
+    .await;
+    assert_error(&resp, 403, "forbidden", None);
+    assert!(api.works(&victim.token).await, "alice's key untouched");
+    assert_eq!(api.record(&victim.id).await, before);
+
+    // admin:keys (or admin:*) with the own-owner scopes reaches every owner.
+    for (i, admin_scope) in ["admin:keys", "admin:*"].into_iter().enumerate() {
+        let admin = api
+            .key(NewKey::new("bob", format!("admin-{i}")).scopes(["keys:*", admin_scope]))
+            .await;
+        let target = api.key(NewKey::new("alice", format!("target-{i}"))).await;
+        let item = format!("/v1/keys/{}", target.id);
+        let resp = call(
+            &api,
+            "GET",
+            "/v1/keys?owner=alice&limit=1000",
+            &admin.token,
+            None,
+        )
+        .await;
+        resp.expect(200);
+        assert!(ids(&resp.json()["keys"]).contains(&target.id), "{resp}");
+        call(&api, "GET", &item, &admin.token, None)
+            .await
+            .expect(200);
+        call(&api, "POST", &format!("{item}/revoke"), &admin.token, None)
+            .await
+            .expect(200);
+        assert!(!api.works(&target.token).await, "revoked by {admin_scope}");
+        call(&api, "DELETE", &item, &admin.token, None)
+            .await
+            .expect(204);
+    }
+}
+
+#[tokio::test]
+async fn a_key_limited_to_one_address_cannot_mint_a_wider_key() {
+    let api = Api::start().await;
+    let fenced = api
+        .key(
+            NewKey::new("alice", "fenced")
+                .scopes(["keys:create", "workspaces:read"])
+                .ip_allow(["127.0.0.1/32"]),
+        )
+        .await;
+    assert!(api.works(&fenced.token).await, "127.0.0.1 is allowed");
+    let before = api.ids_of("alice").await;
+    for body in [
+        json!({"name": "free"}),
+        json!({"name": "free", "ip_allow": []}),
+        json!({"name": "wider", "ip_allow": ["127.0.0.0/8"]}),
+        json!({"name": "elsewhere", "ip_allow": ["127.0.0.1", "10.0.0.1"]}),
+        json!({"name": "v6", "ip_allow": ["::1"]}),
+    ] {
+        let resp = call(&api, "POST", "/v1/keys", &fenced.token, Some(body.clone())).await;
+        assert_error(&resp, 403, "forbidden", Some("ip_allow"));
+        assert_no_secret(&resp.body, &fenced.token);
+    }
+    assert_eq!(api.ids_of("alice").await, before, "nothing written");
+    let resp = call(
+        &api,
+        "POST",
+        "/v1/keys",
+        &fenced.token,
+        Some(json!({"name": "same", "ip_allow": ["127.0.0.1"]})),
+    )
+    .await;
+    resp.expect(201);
+    assert_eq!(
+        strings(&resp.json()["api_key"]["ip_allow"]),
+        ["127.0.0.1/32"]
+    );
+}
+
+#[tokio::test]
+async fn a_key_with_a_deny_list_cannot_mint_a_key_without_it() {
+    let api = Api::start().await;
+    let denier = api
+        .key(
+            NewKey::new("alice", "denier")
+                .scopes(["keys:create"])
+                .ip_deny(["10.0.0.0/8"]),
+        )
+        .await;
+    let before = api.ids_of("alice").await;
+    for body in [
+        json!({"name": "open"}),
+        json!({"name": "partial", "ip_deny": ["10.1.0.0/16"]}),
+        json!({"name": "other", "ip_deny": ["192.168.0.0/16"]}),
+    ] {
+        let resp = call(&api, "POST", "/v1/keys", &denier.token, Some(body)).await;
+        assert_error(&resp, 403, "forbidden", Some("ip_deny"));
+    }
+    assert_eq!(api.ids_of("alice").await, before, "nothing written");
+    call(
+        &api,
+        "POST",
+        "/v1/keys",
+        &denier.token,
+        Some(json!({"name": "covered", "ip_deny": ["10.0.0.0/7", "192.168.0.0/16"]})),
+    )
+    .await
+    .expect(201);
+}
+
+#[tokio::test]
+async fn a_thirty_minute_key_cannot_mint_or_rotate_into_a_longer_lived_key() {
+    let api = Api::start().await;
+    let short = api
+        .key(
+            NewKey::new("alice", "short")
+                .scopes(["keys:create", "keys:read", "workspaces:read"])
+                .expires_in("30min"),
+        )
+        .await;
+    let short_expiry = parse_time(&api.record(&short.id).await["expires_at"]);
+    let before = api.ids_of("alice").await;
+    let later = (OffsetDateTime::now_utc() + Duration::days(1))
+        .format(&Rfc3339)
+        .expect("format");
+    for body in [
+        json!({"name": "forever", "expires_in": "never"}),
+        json!({"name": "longer", "expires_in": "1h"}),
+        json!({"name": "month", "expires_in": "1mo"}),
+        json!({"name": "absolute", "expires_at": later}),
+    ] {
+        let resp = call(&api, "POST", "/v1/keys", &short.token, Some(body)).await;
+        assert_error(&resp, 403, "forbidden", Some("expires_at"));
+    }
+    assert_eq!(api.ids_of("alice").await, before, "nothing written");
+
+    // Shorter is fine; no lifetime means the default cut to the caller's.
+    let resp = call(
+        &api,
+        "POST",
+        "/v1/keys",
+        &short.token,
+        Some(json!({"name": "shorter", "expires_in": "10min"})),
+    )
+    .await;
+    resp.expect(201);
+    let resp = call(
+        &api,
+        "POST",
+        "/v1/keys",
+        &short.token,
+        Some(json!({"name": "default"})),
+    )
+    .await;
+    resp.expect(201);
+    let child = resp.json();
+    assert_eq!(parse_time(&child["api_key"]["expires_at"]), short_expiry);
+
+    // Rotating a never-expiring key would hand out a never-expiring token.
+    let forever = api
+        .key(NewKey::new("alice", "forever").expires_in("never"))
+        .await;
+    let resp = call(
+        &api,
+        "POST",
+        &format!("/v1/keys/{}/rotate", forever.id),
+        &short.token,
+        Some(json!({"grace": "1d"})),
+    )
+    .await;
+    assert_error(&resp, 403, "forbidden", Some("expires_at"));
+    assert!(api.works(&forever.token).await, "nothing changed");
+    let record = api.record(&forever.id).await;
+    assert!(
+        record["superseded_by"].is_null() && record["expires_at"].is_null(),
+        "{record}"
+    );
+
+    // A key within the ceiling rotates, and the new key never outlives the
+    // caller: the short key rotating itself keeps its expiry.
+    let resp = call(
+        &api,
+        "POST",
+        &format!("/v1/keys/{}/rotate", short.id),
+        &short.token,
+        Some(json!({"grace": "1d"})),
+    )
+    .await;
+    resp.expect(201);
+    let new = &resp.json()["api_key"];
+    assert_eq!(parse_time(&new["expires_at"]), short_expiry, "{new}");
+    let old = api.record(&short.id).await;
+    assert_eq!(
+        parse_time(&old["expires_at"]),
+        short_expiry,
+        "grace never extends"
+    );
+}
+
+#[tokio::test]
+async fn a_test_key_cannot_mint_a_live_key() {
+    let api = Api::start().await;
+    let tester = api
+        .key(
+            NewKey::new("alice", "tester")
+                .scopes(["keys:create"])
+                .environment(keygate::Environment::Test),
+        )
+        .await;
+    let before = api.ids_of("alice").await;
+    let resp = call(
+        &api,
+        "POST",
+        "/v1/keys",
+        &tester.token,
+        Some(json!({"name": "live", "environment": "live"})),
+    )
+    .await;
+    assert_error(&resp, 403, "forbidden", Some("environment"));
+    assert_eq!(api.ids_of("alice").await, before, "nothing written");
+    // Without an environment, the new key is a test key like its creator.
+    let resp = call(
+        &api,
+        "POST",
+        "/v1/keys",
+        &tester.token,
+        Some(json!({"name": "t"})),
+    )
+    .await;
+    resp.expect(201);
+    assert_eq!(resp.json()["api_key"]["environment"], "test");
+    assert!(
+        resp.json()["key"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("kg_test_"))
+    );
+
+    // Nor rotate a live key into a fresh live token.
+    let live = api.key(NewKey::new("alice", "live-target")).await;
+    let resp = call(
+        &api,
+        "POST",
+        &format!("/v1/keys/{}/rotate", live.id),
+        &tester.token,
+        None,
+    )
+    .await;
+    assert_error(&resp, 403, "forbidden", Some("environment"));
+    assert!(api.record(&live.id).await["superseded_by"].is_null());
+}
+
+#[tokio::test]
+async fn a_key_cannot_mint_a_key_of_another_organization() {
+    let api = Api::start().await;
+    let member = api
+        .key(
+            NewKey::new("alice", "member")
+                .scopes(["keys:create"])
+                .organization("acme"),
+        )
+        .await;
+    let loner = api
+        .key(NewKey::new("alice", "loner").scopes(["keys:create"]))
+        .await;
+    let before = api.ids_of("alice").await;
+    for (token, body) in [
+        (
+            &member.token,
+            json!({"name": "x", "organization": "globex"}),
+        ),
+        (&loner.token, json!({"name": "x", "organization": "acme"})),
+    ] {
+        let resp = call(&api, "POST", "/v1/keys", token, Some(body)).await;
+        assert_error(&resp, 403, "forbidden", Some("organization"));
+    }
+    assert_eq!(api.ids_of("alice").await, before, "nothing written");
+    let resp = call(
+        &api,
+        "POST",
+        "/v1/keys",
+        &member.token,
+        Some(json!({"name": "in"})),
+    )
+    .await;
+    resp.expect(201);
+    assert_eq!(resp.json()["api_key"]["organization"], "acme");
+}
+
+#[tokio::test]
+async fn patch_cannot_widen_a_key_beyond_the_callers_own_limits() {
+    let api = Api::start().await;
+    let fenced = api
+        .key(
+            NewKey::new("alice", "fenced-updater")
+                .scopes(["keys:update", "workspaces:read"])
+                .ip_allow(["127.0.0.1/32"])
+                .ip_deny(["127.0.0.2/32"]),
+        )
+        .await;
+    let target = api
+        .key(
+            NewKey::new("alice", "target")
+                .scopes(["*:*"])
+                .ip_allow(["127.0.0.1"])
+                .ip_deny(["127.0.0.2"]),
+        )
+        .await;
+    let before = api.record(&target.id).await;
+    let path = format!("/v1/keys/{}", target.id);
+    for (body, field) in [
+        (json!({"ip_allow": []}), "ip_allow"),
+        (json!({"ip_allow": ["0.0.0.0/0"]}), "ip_allow"),
+        (json!({"ip_deny": []}), "ip_deny"),
+        (
+            json!({"name": "renamed", "ip_allow": ["127.0.0.0/8"]}),
+            "ip_allow",
+        ),
+        (json!({"scopes": ["*:*"]}), "scopes"),
+    ] {
+        let resp = call(&api, "PATCH", &path, &fenced.token, Some(body)).await;
+        assert_error(&resp, 403, "forbidden", Some(field));
+    }
+    assert_eq!(api.record(&target.id).await, before, "nothing written");
+    // Narrowing within the caller's limits is fine.
+    let resp = call(
+        &api,
+        "PATCH",
+        &path,
+        &fenced.token,
+        Some(json!({"scopes": ["workspaces:read"], "ip_deny": ["127.0.0.2", "10.0.0.0/8"]})),
+    )
+    .await;
+    resp.expect(200);
+    assert_eq!(strings(&resp.json()["scopes"]), ["workspaces:read"]);
+}
+
+#[tokio::test]
+async fn admin_keys_is_not_bound_by_the_ceiling_but_by_its_scopes() {
+    let api = Api::start().await;
+    let admin = api
+        .key(
+            NewKey::new("ops", "limited-admin")
+                .scopes(["admin:keys", "keys:create", "workspaces:read"])
+                .expires_in("30min")
+                .environment(keygate::Environment::Test)
+                .ip_allow(["127.0.0.1"]),
+        )
+        .await;
+    let resp = call(
+        &api,
+        "POST",
+        "/v1/keys",
+        &admin.token,
+        Some(json!({
+            "owner": "carol",
+            "name": "unbounded",
+            "scopes": ["workspaces:read"],
+            "expires_in": "never",
+            "environment": "live",
+            "organization": "globex",
+        })),
+    )
+    .await;
+    resp.expect(201);
+    let record = &resp.json()["api_key"];
+    assert!(
+        record["expires_at"].is_null() && record["ip_allow"] == json!([]),
+        "{record}"
+    );
+    let resp = call(
+        &api,
+        "POST",
+        "/v1/keys",
+        &admin.token,
+        Some(json!({"name": "wider", "scopes": ["workspaces:write"]})),
+    )
+    .await;
+    assert_error(&resp, 403, "forbidden", Some("scopes"));
+}
+
+// ---------------------------------------------------------------------------
+// API strictness (SPEC §4a): object bodies, JSON errors everywhere
+// ---------------------------------------------------------------------------
+
+/// A JSON error of SPEC §9 with this status and code, and nothing more.
+#[track_caller]
+fn assert_json_error(resp: &Resp, status: u16, code: &str) {
+    assert_error(resp, status, code, None);
+    let fields: BTreeSet<String> = resp
+        .json()
+        .as_object()
+        .expect("object")
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(
+        fields,
+        BTreeSet::from(["error".to_owned(), "message".to_owned()]),
+        "{resp}"
+    );
+}
+
+#[tokio::test]
+async fn arrays_and_other_non_object_bodies_are_refused_everywhere() {
+    let api = Api::start().await;
+    let target = api.key(NewKey::new("alice", "target")).await;
+    let item = format!("/v1/keys/{}", target.id);
+    // Arrays that serde would read positionally into each body's fields.
+    let verify_array = json!([api.alice.token, null, null]).to_string();
+    let endpoints: [(&str, String, &str, &str); 6] = [
+        (
+            "POST",
+            "/v1/keys".to_owned(),
+            &api.admin.token,
+            r#"[null, "from-array", null, null, null, [], null, null, [], [], null]"#,
+        ),
+        (
+            "PATCH",
+            item.clone(),
+            &api.alice.token,
+            r#"["renamed", null, null, null, null, null]"#,
+        ),
+        (
+            "POST",
+            format!("{item}/revoke"),
+            &api.alice.token,
+            r#"["via an array"]"#,
+        ),
+        (
+            "POST",
+            format!("{item}/rotate"),
+            &api.alice.token,
+            r#"["1h"]"#,
+        ),
+        (
+            "POST",
+            "/v1/authcheck".to_owned(),
+            &api.alice.token,
+            r#"[{"a": "keys:read"}]"#,
+        ),
+        (
+            "POST",
+            "/v1/verify".to_owned(),
+            &api.verifier.token,
+            verify_array.as_str(),
+        ),
+    ];
+    let admin_keys = api.ids_of("admin").await;
+    for (method, path, token, array) in endpoints {
+        for body in [array, "null", "1", r#""text""#, "true", "[]"] {
+            let resp = api.req(method, &path).bearer(token).raw(body).send().await;
+            assert_error(&resp, 400, "bad_request", None);
+            assert_no_secret(&resp.body, token);
+        }
+    }
+    assert_eq!(api.ids_of("admin").await, admin_keys, "nothing created");
+    let record = api.record(&target.id).await;
+    assert_eq!(record["name"], "target", "{record}");
+    assert!(
+        record["revoked_at"].is_null() && record["superseded_by"].is_null(),
+        "{record}"
+    );
+    assert!(api.works(&target.token).await);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_wrong_methods_answer_in_json() {
+    let api = Api::start().await;
+    for path in [
+        "/nope",
+        "/v1/key",
+        "/v1/keys/x/y",
+        "/v1/keys/abc/revoke/now",
+        "/",
+    ] {
+        for token in [None, Some(&api.admin.token)] {
+            let mut req = api.get(path);
+            if let Some(token) = token {
+                req = req.bearer(token);
+            }
+            let resp = req.send().await;
+            assert_json_error(&resp, 404, "not_found");
+        }
+    }
+    for (method, path, allowed) in [
+        ("PUT", "/v1/keys", &["GET", "POST"][..]),
+        ("DELETE", "/v1/scopes", &["GET"][..]),
+        ("GET", "/v1/keys/0000000000000000/revoke", &["POST"][..]),
+        ("POST", "/healthz", &["GET"][..]),
+        ("DELETE", "/v1/openapi.json", &["GET"][..]),
+    ] {
+        let resp = api.req(method, path).bearer(&api.admin.token).send().await;
+        assert_json_error(&resp, 405, "method_not_allowed");
+        let allow = resp
+            .header("allow")
+            .unwrap_or_else(|| panic!("no Allow: {resp}"));
+        for m in allowed {
+            assert!(allow.contains(m), "{method} {path}: Allow {allow}");
+        }
+    }
+    // Forward auth still answers every method itself, exactly as SPEC §3.
+    for method in ["GET", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+        let resp = api
+            .req(method, "/v1/forward-auth/api/workspaces/1")
+            .send()
+            .await;
+        assert_missing_token(&resp);
+    }
+    let resp = api
+        .req("PUT", "/v1/forward-auth")
+        .bearer(&api.admin.token)
+        .send()
+        .await;
+    resp.expect(200);
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_payload_too_large_in_json() {
+    let api = Api::start().await;
+    let before = api.ids_of("admin").await;
+    let padding = "x".repeat(70 * 1024);
+    let big = json!({"name": "big", "description": padding}).to_string();
+    for (path, token) in [
+        ("/v1/keys", &api.admin.token),
+        ("/v1/authcheck", &api.admin.token),
+        ("/v1/verify", &api.verifier.token),
+    ] {
+        let resp = api.post(path).bearer(token).raw(big.clone()).send().await;
+        assert_json_error(&resp, 413, "payload_too_large");
+    }
+    assert_eq!(api.ids_of("admin").await, before, "nothing written");
+}
+
+#[tokio::test]
+async fn bodies_not_labelled_json_are_unsupported_media_type() {
+    let api = Api::start().await;
+    let before = api.ids_of("admin").await;
+    let body = json!({"name": "form"}).to_string();
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
+        let mut req = api.post("/v1/keys").bearer(&api.admin.token);
+        if let Some(content_type) = content_type {
+            req = req.header("Content-Type", content_type);
+        }
+        let resp = req.body_as_is(body.clone()).send().await;
+        assert_json_error(&resp, 415, "unsupported_media_type");
+    }
+    assert_eq!(api.ids_of("admin").await, before, "nothing written");
+    // Empty optional bodies need no label.
+    let target = api.key(NewKey::new("alice", "plain-revoke")).await;
+    api.post(&format!("/v1/keys/{}/revoke", target.id))
+        .bearer(&api.alice.token)
+        .send()
+        .await
+        .expect(200);
+}
+
+#[tokio::test]
+async fn a_token_sent_in_the_wrong_field_is_never_echoed() {
+    let api = Api::start().await;
+    let secret = &api.bob.token;
+    for body in [
+        json!({"name": "n", "environment": secret}),
+        json!({"name": "n", "ip_allow": [secret]}),
+        json!({"name": "n", "expires_at": secret}),
+        json!({"name": "n", "expires_in": secret}),
+        json!({"name": "n", "scopes": [secret]}),
+        json!({"name": "n", "metadata": secret}),
+        json!({secret: 1}),
+    ] {
+        let resp = call(
+            &api,
+            "POST",
+            "/v1/keys",
+            &api.admin.token,
+            Some(body.clone()),
+        )
+        .await;
+        assert_error(&resp, 400, "bad_request", resp.json()["field"].as_str());
+        assert_no_secret(&resp.body, secret);
+    }
+    let resp = call(
+        &api,
+        "POST",
+        "/v1/verify",
+        &api.verifier.token,
+        Some(json!({"key": 5, "require": secret})),
+    )
+    .await;
+    resp.expect(400);
+    assert_no_secret(&resp.body, secret);
+}
+
+#[tokio::test]
+async fn nested_in_an_app_the_api_keeps_its_json_errors_to_itself() {
+    let keygate = builder().build().expect("keygate");
+    let admin = make_key(&keygate, NewKey::new("admin", "root").scopes(["*:*"])).await;
+    let app = axum::Router::new()
+        .route("/hello", axum::routing::get(|| async { "hi" }))
+        .nest("/keygate", keygate::admin::router(keygate.clone()));
+    let addr = serve(app).await;
+    let resp = Req::new(addr, "GET", "/keygate/v1/nope")
+        .bearer(&admin.token)
+        .send()
+        .await;
+    assert_json_error(&resp, 404, "not_found");
+    let resp = Req::new(addr, "PUT", "/keygate/v1/keys")
+        .bearer(&admin.token)
+        .send()
+        .await;
+    assert_json_error(&resp, 405, "method_not_allowed");
+    Req::new(addr, "GET", "/keygate/v1/keys")
+        .bearer(&admin.token)
+        .send()
+        .await
+        .expect(200);
+    Req::new(addr, "GET", "/hello").send().await.expect(200);
+    // Outside the nest, the app's own (default) answers.
+    let resp = Req::new(addr, "GET", "/elsewhere").send().await;
+    resp.expect(404);
+    assert!(resp.body.is_empty(), "{resp}");
+}
+
+// ---------------------------------------------------------------------------
 // Health and OpenAPI
 // ---------------------------------------------------------------------------
 
@@ -2539,6 +3267,118 @@ async fn openapi_document_lists_every_route_and_the_key_schema() {
     // No credentials needed, and the document is what `openapi()` builds.
     let built = serde_json::to_value(keygate::admin::openapi()).expect("serialize");
     assert_eq!(doc, built);
+}
+
+#[tokio::test]
+async fn openapi_document_lists_every_status_and_bound() {
+    let doc = serde_json::to_value(keygate::admin::openapi()).expect("serialize");
+    let codes = |op: &Value| -> BTreeSet<String> {
+        op["responses"]
+            .as_object()
+            .unwrap_or_else(|| panic!("responses: {op}"))
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let mut secured = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            let listed = codes(op);
+            let has = |code: &str| listed.contains(code);
+            let is_secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+            if is_secured {
+                secured += 1;
+                for code in ["400", "401", "403", "503"] {
+                    assert!(has(code), "{method} {path} lacks {code}: {listed:?}");
+                }
+            }
+            if op.get("requestBody").is_some() {
+                for code in ["400", "413", "415"] {
+                    assert!(has(code), "{method} {path} lacks {code}: {listed:?}");
+                }
+            }
+            if path.contains("{id}") {
+                assert!(has("404"), "{method} {path} lacks 404: {listed:?}");
+                let id = op["parameters"]
+                    .as_array()
+                    .and_then(|ps| ps.iter().find(|p| p["name"] == "id"))
+                    .unwrap_or_else(|| panic!("{method} {path}: no id parameter"));
+                assert_eq!(id["schema"]["minLength"], 16, "{id}");
+                assert_eq!(id["schema"]["maxLength"], 16, "{id}");
+            }
+            // Every error answer is the JSON error object. (Forward auth's
+            // own annotation lives in src/gateway and documents its SPEC §3
+            // answers in prose.)
+            let gateway = op["tags"]
+                .as_array()
+                .is_some_and(|t| t.contains(&json!("gateway")));
+            for (code, response) in op["responses"].as_object().expect("responses") {
+                if gateway {
+                    continue;
+                }
+                if code.starts_with('4') || (code == "503" && is_secured) {
+                    let schema = &response["content"]["application/json"]["schema"]["$ref"];
+                    assert_eq!(
+                        schema, "#/components/schemas/ErrorBody",
+                        "{method} {path} {code}: {response}"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(secured, 10, "every management operation is secured");
+    for (path, method, code) in [
+        ("/v1/keys", "post", "409"),
+        ("/v1/keys/{id}", "patch", "409"),
+        ("/v1/keys/{id}/rotate", "post", "409"),
+        ("/readyz", "get", "503"),
+    ] {
+        assert!(
+            codes(&doc["paths"][path][method]).contains(code),
+            "{method} {path} lacks {code}"
+        );
+    }
+
+    let limit = doc["paths"]["/v1/keys"]["get"]["parameters"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "limit"))
+        .expect("a limit parameter");
+    assert_eq!(limit["schema"]["minimum"], 1, "{limit}");
+    assert_eq!(limit["schema"]["maximum"], 1000, "{limit}");
+
+    let schemas = &doc["components"]["schemas"];
+    for schema in ["NewKey", "KeyUpdate"] {
+        let props = &schemas[schema]["properties"];
+        assert_eq!(props["name"]["maxLength"], 128, "{schema}: {props}");
+        assert_eq!(props["description"]["maxLength"], 1024, "{schema}: {props}");
+        for list in ["scopes", "ip_allow", "ip_deny"] {
+            assert_eq!(props[list]["maxItems"], 64, "{schema}.{list}: {props}");
+        }
+        assert!(
+            props["metadata"]["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("4 KiB")),
+            "{schema}: {props}"
+        );
+    }
+    let new_key = &schemas["NewKey"]["properties"];
+    for field in ["owner", "organization"] {
+        assert_eq!(new_key[field]["maxLength"], 128, "{field}: {new_key}");
+    }
+    assert!(
+        new_key["expires_in"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("30min") && !d.contains("30m`")),
+        "{new_key}"
+    );
+    assert_eq!(
+        schemas["RevokeBody"]["properties"]["reason"]["maxLength"],
+        1024
+    );
+    assert_eq!(
+        schemas["VerifyBody"]["properties"]["require"]["maxLength"],
+        4096
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -836,8 +836,15 @@ fn bad_lifetimes_are_refused_naming_the_field() {
         "expires",
     );
 
+    // A bare `m` is ambiguous (minutes or months): refused (SPEC §5a).
+    kg.assert_refused(
+        &create_args("alice", "ambiguous", &["--expires-in", "30m"]),
+        "bad_request",
+        "expires_in",
+    );
+
     // The documented forms work, including never.
-    for (i, ok) in ["30m", "12h", "30d", "1w", "1y", "never"]
+    for (i, ok) in ["30min", "12h", "30d", "1w", "1mo", "1y", "never"]
         .iter()
         .enumerate()
     {

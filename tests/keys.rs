@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use keygate::{
-    Environment, InvalidReason, KeyError, KeyStatus, KeyUpdate, Keygate, KeygateBuilder,
+    Ceiling, Environment, InvalidReason, KeyError, KeyStatus, KeyUpdate, Keygate, KeygateBuilder,
     MemoryStore, NewKey, Pepper, ScopeCatalog, ScopeSet, SqliteStore, VerifyError,
 };
 use time::{Duration, OffsetDateTime};
@@ -569,7 +569,13 @@ async fn catalog_limits_scopes_but_keeps_management_scopes() {
 #[tokio::test]
 async fn a_key_can_never_mint_a_scope_it_does_not_hold() {
     for (_backend, gate, _dir) in gates().await {
-        let grants = ScopeSet::parse(["workspaces:*", "templates:use"]).unwrap();
+        let caller = gate
+            .keys()
+            .create(NewKey::new("alice", "caller").scopes(["workspaces:*", "templates:use"]))
+            .await
+            .unwrap()
+            .key;
+        let ceiling = Ceiling::of_record(&caller);
         for ok in [
             vec!["workspaces:read"],
             vec!["workspaces:*", "templates:use"],
@@ -577,7 +583,7 @@ async fn a_key_can_never_mint_a_scope_it_does_not_hold() {
         ] {
             let name = format!("ok{}", ok.join(","));
             gate.keys()
-                .create_as(&grants, NewKey::new("alice", name).scopes(ok))
+                .create_as(&ceiling, NewKey::new("alice", name).scopes(ok))
                 .await
                 .unwrap();
         }
@@ -585,7 +591,7 @@ async fn a_key_can_never_mint_a_scope_it_does_not_hold() {
             let err = gate
                 .keys()
                 .create_as(
-                    &grants,
+                    &ceiling,
                     NewKey::new("alice", bad).scopes(["workspaces:read", bad]),
                 )
                 .await
@@ -593,7 +599,7 @@ async fn a_key_can_never_mint_a_scope_it_does_not_hold() {
             assert!(
                 matches!(
                     err,
-                    KeyError::Invalid {
+                    KeyError::Forbidden {
                         field: "scopes",
                         ..
                     }
@@ -610,13 +616,13 @@ async fn a_key_can_never_mint_a_scope_it_does_not_hold() {
             .unwrap();
         let err = gate
             .keys()
-            .rotate_as(&grants, &admin.key.id, Duration::ZERO)
+            .rotate_as(&ceiling, &admin.key.id, Duration::ZERO)
             .await
             .unwrap_err();
         assert!(
             matches!(
                 err,
-                KeyError::Invalid {
+                KeyError::Forbidden {
                     field: "scopes",
                     ..
                 }
@@ -624,6 +630,128 @@ async fn a_key_can_never_mint_a_scope_it_does_not_hold() {
             "{err:?}"
         );
         assert!(gate.verify(admin.token.expose()).await.is_ok());
+    }
+}
+
+/// Every limit of SPEC §4a, through the library on every backend: the
+/// caller's ceiling bounds create, rotate and update; nothing is written
+/// on a refusal; the operator's methods are unbounded.
+#[tokio::test]
+async fn the_mint_ceiling_bounds_every_attribute_on_every_backend() {
+    for (backend, gate, _dir) in gates().await {
+        let caller = gate
+            .keys()
+            .create(
+                NewKey::new("alice", "caller")
+                    .scopes(["keys:create", "keys:update", "workspaces:read"])
+                    .expires_in("1h")
+                    .environment(Environment::Test)
+                    .organization("acme")
+                    .ip_allow(["10.0.0.0/8"])
+                    .ip_deny(["10.9.0.0/16"]),
+            )
+            .await
+            .unwrap()
+            .key;
+        let ceiling = Ceiling::of_record(&caller);
+        let within = || {
+            NewKey::new("alice", "within")
+                .environment(Environment::Test)
+                .organization("acme")
+                .ip_allow(["10.1.0.0/16"])
+                .ip_deny(["10.9.0.0/16"])
+        };
+        let before = count_all(&gate).await;
+        for (new, field) in [
+            (within().expires_in("never"), "expires_at"),
+            (within().expires_in("2h"), "expires_at"),
+            (within().environment(Environment::Live), "environment"),
+            (within().organization("other"), "organization"),
+            (within().ip_allow(Vec::<String>::new()), "ip_allow"),
+            (within().ip_allow(["11.0.0.0/8"]), "ip_allow"),
+            (within().ip_deny(Vec::<String>::new()), "ip_deny"),
+            (within().scopes(["keys:delete"]), "scopes"),
+        ] {
+            let err = gate.keys().create_as(&ceiling, new).await.unwrap_err();
+            assert!(
+                matches!(err, KeyError::Forbidden { field: f, .. } if f == field),
+                "{backend}: {field}: {err:?}"
+            );
+            assert_eq!(err.code(), "forbidden");
+        }
+        assert_eq!(count_all(&gate).await, before, "{backend}: nothing written");
+
+        // Within the ceiling; environment, organization and lifetime come
+        // from the caller when left out.
+        let made = gate
+            .keys()
+            .create_as(
+                &ceiling,
+                NewKey::new("alice", "inherits")
+                    .ip_allow(["10.1.0.0/16"])
+                    .ip_deny(["10.9.0.0/16"]),
+            )
+            .await
+            .unwrap()
+            .key;
+        assert_eq!(made.environment, Environment::Test, "{backend}");
+        assert_eq!(made.organization.as_deref(), Some("acme"), "{backend}");
+        assert_eq!(made.expires_at, caller.expires_at, "{backend}: default cut");
+
+        // Update: no widening of the IP lists.
+        for (update, field) in [
+            (
+                KeyUpdate::default().ip_allow(Vec::<String>::new()),
+                "ip_allow",
+            ),
+            (KeyUpdate::default().ip_deny(["10.8.0.0/16"]), "ip_deny"),
+        ] {
+            let err = gate
+                .keys()
+                .update_as(&ceiling, &made.id, update)
+                .await
+                .unwrap_err();
+            assert_eq!(err.field(), Some(field), "{backend}: {err:?}");
+            assert_eq!(err.code(), "forbidden");
+        }
+        assert_eq!(gate.keys().get(&made.id).await.unwrap(), made);
+
+        // Rotation: a key beyond the ceiling is refused; the operator may.
+        let never = gate
+            .keys()
+            .create(
+                NewKey::new("alice", "forever")
+                    .expires_in("never")
+                    .environment(Environment::Test)
+                    .organization("acme")
+                    .ip_allow(["10.1.0.0/16"])
+                    .ip_deny(["10.9.0.0/16"]),
+            )
+            .await
+            .unwrap();
+        let err = gate
+            .keys()
+            .rotate_as(&ceiling, &never.key.id, Duration::ZERO)
+            .await
+            .unwrap_err();
+        assert_eq!(err.field(), Some("expires_at"), "{backend}: {err:?}");
+        assert!(gate.verify(never.token.expose()).await.is_ok());
+        let rotated = gate
+            .keys()
+            .rotate(&never.key.id, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(
+            rotated.key.expires_at, None,
+            "{backend}: the operator is unbounded"
+        );
+        // A key within the ceiling rotates, never outliving the caller.
+        let renewed = gate
+            .keys()
+            .rotate_as(&ceiling, &made.id, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(renewed.key.expires_at, caller.expires_at, "{backend}");
     }
 }
 

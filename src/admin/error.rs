@@ -18,8 +18,16 @@ pub(crate) enum ApiError {
     },
     /// 403 `forbidden`.
     Forbidden(&'static str),
-    /// 404 `not_found`.
+    /// 404 `not_found`: no such key (or not visible to the caller).
     NotFound,
+    /// 404 `not_found`: no such route.
+    NoRoute,
+    /// 405 `method_not_allowed`: the route exists, not with this method.
+    MethodNotAllowed,
+    /// 413 `payload_too_large`.
+    PayloadTooLarge,
+    /// 415 `unsupported_media_type`: a body not labelled JSON.
+    UnsupportedMediaType,
     /// A key-management refusal.
     Key(KeyError),
     /// The store failed: 503 `unavailable`.
@@ -57,7 +65,45 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The shortest token of any configured prefix: a one-character prefix,
+/// `_`, a four-letter environment, `_` and 54 base62 characters.
+const SHORTEST_TOKEN: usize = 61;
+
+/// `message` with every run of token characters (base62 and `_`) long
+/// enough to be a token, and holding an environment marker, replaced by
+/// `[redacted]`: error messages echo bits of the request (a bad value, a
+/// serde complaint), and a token sent in the wrong field must not come back.
+fn redact_tokens(message: &str) -> std::borrow::Cow<'_, str> {
+    let is_token_char = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let suspicious = |run: &str| {
+        run.len() >= SHORTEST_TOKEN && (run.contains("_live_") || run.contains("_test_"))
+    };
+    if !message.split(|c: char| !is_token_char(c)).any(suspicious) {
+        return std::borrow::Cow::Borrowed(message);
+    }
+    let mut out = String::with_capacity(message.len());
+    let mut run_start = None;
+    for (i, c) in message.char_indices().chain([(message.len(), ' ')]) {
+        match (is_token_char(c) && i < message.len(), run_start) {
+            (true, None) => run_start = Some(i),
+            (true, Some(_)) => {}
+            (false, start) => {
+                if let Some(start) = start {
+                    let run = &message[start..i];
+                    out.push_str(if suspicious(run) { "[redacted]" } else { run });
+                    run_start = None;
+                }
+                if i < message.len() {
+                    out.push(c);
+                }
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 fn json(status: StatusCode, code: &str, message: &str, field: Option<&str>) -> Response {
+    let message = redact_tokens(message);
     let mut body = serde_json::json!({"error": code, "message": message});
     if let Some(field) = field {
         body["field"] = serde_json::Value::String(field.to_owned());
@@ -77,9 +123,37 @@ impl IntoResponse for ApiError {
             }
             ApiError::Forbidden(message) => json(StatusCode::FORBIDDEN, "forbidden", message, None),
             ApiError::NotFound => json(StatusCode::NOT_FOUND, "not_found", "No such key.", None),
+            ApiError::NoRoute => json(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "No such route in this API.",
+                None,
+            ),
+            ApiError::MethodNotAllowed => json(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "This route does not accept this method (see the Allow header).",
+                None,
+            ),
+            ApiError::PayloadTooLarge => json(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                &format!(
+                    "The request body is larger than {} bytes.",
+                    super::extract::MAX_BODY_BYTES
+                ),
+                None,
+            ),
+            ApiError::UnsupportedMediaType => json(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "The request body must be JSON, sent as Content-Type: application/json.",
+                None,
+            ),
             ApiError::Key(e) => {
                 let status = match &e {
                     KeyError::Invalid { .. } => StatusCode::BAD_REQUEST,
+                    KeyError::Forbidden { .. } => StatusCode::FORBIDDEN,
                     KeyError::Conflict { .. } | KeyError::KeyLimitReached { .. } => {
                         StatusCode::CONFLICT
                     }
@@ -101,6 +175,35 @@ impl IntoResponse for ApiError {
                 response
             }
             ApiError::Auth(response) => response.map(axum::body::Body::from),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_in_messages_are_redacted() {
+        let token = format!(
+            "kg_live_{}",
+            "a1B2".repeat(14).get(..54).unwrap_or_default()
+        );
+        let message = format!("unknown variant `{token}`, expected `live` or `test`");
+        let redacted = redact_tokens(&message);
+        assert!(!redacted.contains(&token), "{redacted}");
+        assert_eq!(
+            redacted,
+            "unknown variant `[redacted]`, expected `live` or `test`"
+        );
+        let quoted = format!("\"{token}\" is not an IPv4/IPv6 address");
+        assert!(!redact_tokens(&quoted).contains("a1B2a1B2"));
+        for harmless in [
+            "name: name must not be empty",
+            "scope workspaces:write is not within the calling key's own scopes",
+            "invalid JSON body: expected value at line 1 column 1",
+        ] {
+            assert_eq!(redact_tokens(harmless), harmless);
         }
     }
 }

@@ -3,16 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use super::extract::{JsonObject, KeyPath, OptionalJsonObject, json_object};
 use super::types::{
     AuthcheckBody, CreatedBody, ErrorBody, Grace, KeyListBody, RevokeBody, RotateBody, ScopeEntry,
     ScopesBody, StatusBody, VerifyBody, VerifyResult,
@@ -21,7 +20,7 @@ use crate::client_ip::client_ip;
 use crate::gateway::Gateway;
 use crate::key::ApiKey;
 use crate::keygate::Keygate;
-use crate::keys::{CreatedKey, KeyUpdate, NewKey, parse_duration};
+use crate::keys::{Ceiling, CreatedKey, KeyUpdate, NewKey, Span, holds_admin_keys, parse_span};
 use crate::rejection::Rejection;
 use crate::scope::{Requirement, Scope, ScopeCatalog};
 use crate::store::{Cursor, ListQuery, MAX_PAGE_SIZE};
@@ -44,9 +43,6 @@ impl axum::extract::FromRef<AppState> for Gateway {
 /// Most checks in one `/v1/authcheck` call.
 const MAX_CHECKS: usize = 100;
 
-static KEYS_ADMIN: LazyLock<Scope> =
-    LazyLock::new(|| Scope::parse("keys:admin").unwrap_or_else(|_| unreachable!("a valid scope")));
-
 /// The caller must hold `keys:<action>`; otherwise a SPEC §3
 /// `insufficient_scope` response.
 fn need(state: &AppState, caller: &AuthenticatedKey, action: &str) -> Result<(), ApiError> {
@@ -61,27 +57,25 @@ fn need(state: &AppState, caller: &AuthenticatedKey, action: &str) -> Result<(),
     )))
 }
 
+/// Whether the caller holds `admin:keys` (SPEC §4a): every owner's keys,
+/// and no mint ceiling but its scopes. `keys:*` does not reach it.
 fn is_admin(caller: &AuthenticatedKey) -> bool {
-    caller.scopes().allows(&KEYS_ADMIN)
+    holds_admin_keys(caller.scopes())
 }
 
-/// Parses a JSON body strictly: malformed JSON and unknown fields are 400.
-fn strict<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(None, format!("invalid JSON body: {e}")))
+/// The fallback of the router: 404 `not_found` as JSON.
+pub(crate) async fn no_route() -> ApiError {
+    ApiError::NoRoute
 }
 
-/// As [`strict`], with an empty body meaning the default.
-fn strict_or_default<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        Ok(T::default())
-    } else {
-        strict(body)
-    }
+/// A route that exists, asked with another method: 405
+/// `method_not_allowed` as JSON (axum adds `Allow`).
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 /// The key `id`, if the caller may see it: its own owner's, or any with
-/// `keys:admin`. Anything else is 404, like a key that does not exist.
+/// `admin:keys`. Anything else is 404, like a key that does not exist.
 async fn visible_key(
     state: &AppState,
     caller: &AuthenticatedKey,
@@ -109,32 +103,45 @@ fn created(created: CreatedKey) -> Response {
 }
 
 /// Create a key. `owner` defaults to the caller's; another owner needs
-/// `keys:admin`. Scopes must be within the caller's own.
+/// `admin:keys`. The key must stay within the caller's own limits (the mint
+/// ceiling of SPEC §4a): scopes within its grants and, unless the caller
+/// holds `admin:keys`, an expiry no later than its own, its environment and
+/// organization (the defaults when left out), an allow list within its own
+/// and a deny list including its own. A left-out lifetime is the default
+/// cut to the caller's expiry. Each violation is 403 `forbidden` naming the
+/// field.
 #[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = NewKey,
     responses(
         (status = 201, description = "Created; the token is shown once", body = CreatedBody),
-        (status = 400, description = "A field breaks a rule", body = ErrorBody),
-        (status = 403, description = "Missing keys:create, or another owner without keys:admin", body = ErrorBody),
-        (status = 409, description = "Duplicate name or key limit reached", body = ErrorBody),
+        (status = 400, description = "A field breaks a rule of SPEC §5, the body is not a JSON object, or credentials in two places or a malformed credential (SPEC §3 invalid_request)", body = ErrorBody),
+        (status = 401, description = "No credential, or an invalid one (SPEC §3 missing_token / invalid_token)", body = ErrorBody),
+        (status = 403, description = "Missing keys:create; another owner without admin:keys; the key would exceed the calling key's own limits (forbidden, naming the field: scopes, expires_at, environment, organization, ip_allow, ip_deny); or ip_not_allowed", body = ErrorBody),
+        (status = 409, description = "Duplicate name (conflict) or key limit reached (key_limit_reached)", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB (payload_too_large)", body = ErrorBody),
+        (status = 415, description = "A body not sent as Content-Type: application/json (unsupported_media_type)", body = ErrorBody),
+        (status = 503, description = "The key store is unavailable (Retry-After: 1)", body = ErrorBody),
     ),
     security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn create_key(
     State(state): State<AppState>,
     caller: AuthenticatedKey,
-    body: Bytes,
+    JsonObject(mut new): JsonObject<NewKey>,
 ) -> Result<Response, ApiError> {
     need(&state, &caller, "create")?;
-    let mut new: NewKey = strict(&body)?;
     match new.owner_name() {
         None => new = new.owner(caller.owner()),
         Some(owner) if owner != caller.owner() && !is_admin(&caller) => {
             return Err(ApiError::Forbidden(
-                "Creating keys for another owner requires keys:admin.",
+                "Creating keys for another owner requires admin:keys.",
             ));
         }
         Some(_) => {}
     }
-    let key = state.keygate.keys().create_as(caller.scopes(), new).await?;
+    let key = state
+        .keygate
+        .keys()
+        .create_as(&Ceiling::of(&caller), new)
+        .await?;
     Ok(created(key))
 }
 
@@ -156,18 +163,20 @@ fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
-/// List keys: the caller's own, or (with `keys:admin`) any owner's.
+/// List keys: the caller's own, or (with `admin:keys`) any owner's.
 #[utoipa::path(get, path = "/v1/keys", tag = "keys",
     params(
-        ("owner" = Option<String>, Query, description = "Only this owner's keys (another owner needs keys:admin; admins see every owner by default)"),
+        ("owner" = Option<String>, Query, description = "Only this owner's keys (another owner needs admin:keys; admins see every owner by default)"),
         ("include_revoked" = Option<bool>, Query, description = "Include revoked keys"),
-        ("limit" = Option<u32>, Query, description = "Page size, 1 to 1000 (default 100)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size, 1 to 1000 (default 100)"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
     ),
     responses(
         (status = 200, description = "A page of keys", body = KeyListBody),
-        (status = 400, description = "A bad parameter", body = ErrorBody),
-        (status = 403, description = "Missing keys:read, or another owner without keys:admin", body = ErrorBody),
+        (status = 400, description = "A bad parameter, or credentials in two places or a malformed credential (SPEC §3 invalid_request)", body = ErrorBody),
+        (status = 401, description = "No credential, or an invalid one (SPEC §3 missing_token / invalid_token)", body = ErrorBody),
+        (status = 403, description = "Missing keys:read, another owner without admin:keys, or ip_not_allowed", body = ErrorBody),
+        (status = 503, description = "The key store is unavailable (Retry-After: 1)", body = ErrorBody),
     ),
     security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list_keys(
@@ -219,7 +228,7 @@ pub(crate) async fn list_keys(
     list.owner = match owner {
         Some(o) if o != caller.owner() && !is_admin(&caller) => {
             return Err(ApiError::Forbidden(
-                "Listing another owner's keys requires keys:admin.",
+                "Listing another owner's keys requires admin:keys.",
             ));
         }
         Some(o) => Some(o),
@@ -236,16 +245,20 @@ pub(crate) async fn list_keys(
 
 /// One key.
 #[utoipa::path(get, path = "/v1/keys/{id}", tag = "keys",
-    params(("id" = String, Path, description = "Key id")),
+    params(("id" = String, Path, min_length = 16, max_length = 16, pattern = "^[0-9A-Za-z]{16}$", description = "Key id")),
     responses(
         (status = 200, description = "The key", body = ApiKey),
-        (status = 404, description = "Absent or not visible to the caller", body = ErrorBody),
+        (status = 400, description = "Credentials in two places or a malformed credential (SPEC §3 invalid_request)", body = ErrorBody),
+        (status = 401, description = "No credential, or an invalid one (SPEC §3 missing_token / invalid_token)", body = ErrorBody),
+        (status = 403, description = "Missing keys:read, or ip_not_allowed", body = ErrorBody),
+        (status = 404, description = "No such key, or not visible to the caller", body = ErrorBody),
+        (status = 503, description = "The key store is unavailable (Retry-After: 1)", body = ErrorBody),
     ),
     security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn get_key(
     State(state): State<AppState>,
     caller: AuthenticatedKey,
-    Path(id): Path<String>,
+    KeyPath(id): KeyPath,
 ) -> Result<Response, ApiError> {
     need(&state, &caller, "read")?;
     let id = visible_key(&state, &caller, &id).await?;
@@ -253,46 +266,61 @@ pub(crate) async fn get_key(
     Ok(Json(key).into_response())
 }
 
-/// Change name, description, metadata, IP lists, or narrow scopes.
+/// Change name, description, metadata, IP lists, or narrow scopes. Unless
+/// the caller holds `admin:keys`, new scopes must be within its grants and
+/// new IP lists no wider than its own (403 `forbidden` naming the field).
 #[utoipa::path(patch, path = "/v1/keys/{id}", tag = "keys", request_body = KeyUpdate,
-    params(("id" = String, Path, description = "Key id")),
+    params(("id" = String, Path, min_length = 16, max_length = 16, pattern = "^[0-9A-Za-z]{16}$", description = "Key id")),
     responses(
         (status = 200, description = "The updated key", body = ApiKey),
-        (status = 400, description = "A field breaks a rule", body = ErrorBody),
-        (status = 404, description = "Absent or not visible to the caller", body = ErrorBody),
+        (status = 400, description = "A field breaks a rule (scopes may only narrow), the body is not a JSON object, or credentials in two places or a malformed credential (SPEC §3 invalid_request)", body = ErrorBody),
+        (status = 401, description = "No credential, or an invalid one (SPEC §3 missing_token / invalid_token)", body = ErrorBody),
+        (status = 403, description = "Missing keys:update; a value beyond the calling key's own limits (forbidden, naming the field: scopes, ip_allow, ip_deny); or ip_not_allowed", body = ErrorBody),
+        (status = 404, description = "No such key, or not visible to the caller", body = ErrorBody),
         (status = 409, description = "Duplicate name", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB (payload_too_large)", body = ErrorBody),
+        (status = 415, description = "A body not sent as Content-Type: application/json (unsupported_media_type)", body = ErrorBody),
+        (status = 503, description = "The key store is unavailable (Retry-After: 1)", body = ErrorBody),
     ),
     security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn update_key(
     State(state): State<AppState>,
     caller: AuthenticatedKey,
-    Path(id): Path<String>,
-    body: Bytes,
+    KeyPath(id): KeyPath,
+    JsonObject(update): JsonObject<KeyUpdate>,
 ) -> Result<Response, ApiError> {
     need(&state, &caller, "update")?;
     let id = visible_key(&state, &caller, &id).await?;
-    let update: KeyUpdate = strict(&body)?;
-    let key = state.keygate.keys().update(&id, update).await?;
+    let key = state
+        .keygate
+        .keys()
+        .update_as(&Ceiling::of(&caller), &id, update)
+        .await?;
     Ok(Json(key).into_response())
 }
 
 /// Revoke a key; it is refused from the next request on.
 #[utoipa::path(post, path = "/v1/keys/{id}/revoke", tag = "keys", request_body(content = RevokeBody, description = "Optional"),
-    params(("id" = String, Path, description = "Key id")),
+    params(("id" = String, Path, min_length = 16, max_length = 16, pattern = "^[0-9A-Za-z]{16}$", description = "Key id")),
     responses(
         (status = 200, description = "The revoked key", body = ApiKey),
-        (status = 404, description = "Absent or not visible to the caller", body = ErrorBody),
+        (status = 400, description = "A bad reason, a body that is not a JSON object, or credentials in two places or a malformed credential (SPEC §3 invalid_request)", body = ErrorBody),
+        (status = 401, description = "No credential, or an invalid one (SPEC §3 missing_token / invalid_token)", body = ErrorBody),
+        (status = 403, description = "Missing keys:revoke, or ip_not_allowed", body = ErrorBody),
+        (status = 404, description = "No such key, or not visible to the caller", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB (payload_too_large)", body = ErrorBody),
+        (status = 415, description = "A body not sent as Content-Type: application/json (unsupported_media_type)", body = ErrorBody),
+        (status = 503, description = "The key store is unavailable (Retry-After: 1)", body = ErrorBody),
     ),
     security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn revoke_key(
     State(state): State<AppState>,
     caller: AuthenticatedKey,
-    Path(id): Path<String>,
-    body: Bytes,
+    KeyPath(id): KeyPath,
+    OptionalJsonObject(body): OptionalJsonObject<RevokeBody>,
 ) -> Result<Response, ApiError> {
     need(&state, &caller, "revoke")?;
     let id = visible_key(&state, &caller, &id).await?;
-    let body: RevokeBody = strict_or_default(&body)?;
     let key = state
         .keygate
         .keys()
@@ -302,54 +330,66 @@ pub(crate) async fn revoke_key(
 }
 
 /// Rotate a key: a new key with the same attributes; the old one expires
-/// after the grace period. The caller must hold every scope of the key.
+/// after the grace period (`90s`, `30min`, `12h`, `1d`, `1mo`, … or whole
+/// seconds). The key must be within the caller's own limits (403
+/// `forbidden` naming the field otherwise), and the new key never outlives
+/// a caller without `admin:keys`.
 #[utoipa::path(post, path = "/v1/keys/{id}/rotate", tag = "keys", request_body(content = RotateBody, description = "Optional"),
-    params(("id" = String, Path, description = "Key id")),
+    params(("id" = String, Path, min_length = 16, max_length = 16, pattern = "^[0-9A-Za-z]{16}$", description = "Key id")),
     responses(
         (status = 201, description = "The new key; its token is shown once", body = CreatedBody),
-        (status = 404, description = "Absent or not visible to the caller", body = ErrorBody),
+        (status = 400, description = "A bad grace, a body that is not a JSON object, or credentials in two places or a malformed credential (SPEC §3 invalid_request)", body = ErrorBody),
+        (status = 401, description = "No credential, or an invalid one (SPEC §3 missing_token / invalid_token)", body = ErrorBody),
+        (status = 403, description = "Missing keys:create; the key exceeds the calling key's own limits (forbidden, naming the field); or ip_not_allowed", body = ErrorBody),
+        (status = 404, description = "No such key, or not visible to the caller", body = ErrorBody),
         (status = 409, description = "Revoked, expired or already rotated", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB (payload_too_large)", body = ErrorBody),
+        (status = 415, description = "A body not sent as Content-Type: application/json (unsupported_media_type)", body = ErrorBody),
+        (status = 503, description = "The key store is unavailable (Retry-After: 1)", body = ErrorBody),
     ),
     security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn rotate_key(
     State(state): State<AppState>,
     caller: AuthenticatedKey,
-    Path(id): Path<String>,
-    body: Bytes,
+    KeyPath(id): KeyPath,
+    OptionalJsonObject(body): OptionalJsonObject<RotateBody>,
 ) -> Result<Response, ApiError> {
     need(&state, &caller, "create")?;
     let id = visible_key(&state, &caller, &id).await?;
-    let body: RotateBody = strict_or_default(&body)?;
     let grace = match body.grace {
-        None => time::Duration::ZERO,
+        None => Span::ZERO,
         Some(Grace::Seconds(secs)) => i64::try_from(secs)
             .ok()
             .filter(|s| *s <= 1000 * 365 * 86_400)
-            .map(time::Duration::seconds)
+            .map(Span::Seconds)
             .ok_or_else(|| ApiError::bad_request(Some("grace"), "grace is too large"))?,
-        Some(Grace::Text(text)) => parse_duration(&text)
+        Some(Grace::Text(text)) => parse_span(&text)
             .map_err(|m| ApiError::bad_request(Some("grace"), format!("grace: {m}")))?,
     };
     let key = state
         .keygate
         .keys()
-        .rotate_as(caller.scopes(), &id, grace)
+        .rotate_within(&id, grace, Some(&Ceiling::of(&caller)))
         .await?;
     Ok(created(key))
 }
 
 /// Delete a key's record.
 #[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys",
-    params(("id" = String, Path, description = "Key id")),
+    params(("id" = String, Path, min_length = 16, max_length = 16, pattern = "^[0-9A-Za-z]{16}$", description = "Key id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "Absent or not visible to the caller", body = ErrorBody),
+        (status = 400, description = "Credentials in two places or a malformed credential (SPEC §3 invalid_request)", body = ErrorBody),
+        (status = 401, description = "No credential, or an invalid one (SPEC §3 missing_token / invalid_token)", body = ErrorBody),
+        (status = 403, description = "Missing keys:delete, or ip_not_allowed", body = ErrorBody),
+        (status = 404, description = "No such key, or not visible to the caller", body = ErrorBody),
+        (status = 503, description = "The key store is unavailable (Retry-After: 1)", body = ErrorBody),
     ),
     security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn delete_key(
     State(state): State<AppState>,
     caller: AuthenticatedKey,
-    Path(id): Path<String>,
+    KeyPath(id): KeyPath,
 ) -> Result<Response, ApiError> {
     need(&state, &caller, "delete")?;
     let id = visible_key(&state, &caller, &id).await?;
@@ -359,7 +399,13 @@ pub(crate) async fn delete_key(
 
 /// The scopes the application defines.
 #[utoipa::path(get, path = "/v1/scopes", tag = "scopes",
-    responses((status = 200, description = "The scope catalog", body = ScopesBody)),
+    responses(
+        (status = 200, description = "The scope catalog", body = ScopesBody),
+        (status = 400, description = "Credentials in two places or a malformed credential (SPEC §3 invalid_request)", body = ErrorBody),
+        (status = 401, description = "No credential, or an invalid one (SPEC §3 missing_token / invalid_token)", body = ErrorBody),
+        (status = 403, description = "ip_not_allowed", body = ErrorBody),
+        (status = 503, description = "The key store is unavailable (Retry-After: 1)", body = ErrorBody),
+    ),
     security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn scopes(State(state): State<AppState>, _caller: AuthenticatedKey) -> Response {
     let default = ScopeCatalog::default();
@@ -380,11 +426,18 @@ pub(crate) async fn scopes(State(state): State<AppState>, _caller: Authenticated
 #[utoipa::path(post, path = "/v1/authcheck", tag = "scopes", request_body = AuthcheckBody,
     responses(
         (status = 200, description = "Each check's name and whether the calling key satisfies it", body = BTreeMap<String, bool>),
-        (status = 400, description = "A check does not parse", body = ErrorBody),
+        (status = 400, description = "A check does not parse, more than 100 checks, a body that is not a JSON object, or credentials in two places or a malformed credential (SPEC §3 invalid_request)", body = ErrorBody),
+        (status = 401, description = "No credential, or an invalid one (SPEC §3 missing_token / invalid_token)", body = ErrorBody),
+        (status = 403, description = "ip_not_allowed", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB (payload_too_large)", body = ErrorBody),
+        (status = 415, description = "A body not sent as Content-Type: application/json (unsupported_media_type)", body = ErrorBody),
+        (status = 503, description = "The key store is unavailable (Retry-After: 1)", body = ErrorBody),
     ),
     security(("bearer" = []), ("api_key" = [])))]
-pub(crate) async fn authcheck(caller: AuthenticatedKey, body: Bytes) -> Result<Response, ApiError> {
-    let body: AuthcheckBody = strict(&body)?;
+pub(crate) async fn authcheck(
+    caller: AuthenticatedKey,
+    JsonObject(body): JsonObject<AuthcheckBody>,
+) -> Result<Response, ApiError> {
     if body.checks.len() > MAX_CHECKS {
         return Err(ApiError::bad_request(
             Some("checks"),
@@ -404,9 +457,12 @@ pub(crate) async fn authcheck(caller: AuthenticatedKey, body: Bytes) -> Result<R
 #[utoipa::path(post, path = "/v1/verify", tag = "keys", request_body = VerifyBody,
     responses(
         (status = 200, description = "The verdict", body = VerifyResult),
-        (status = 400, description = "A bad field", body = ErrorBody),
-        (status = 403, description = "Missing keys:verify", body = ErrorBody),
-        (status = 503, description = "The store is unavailable", body = ErrorBody),
+        (status = 400, description = "A bad field, a body that is not a JSON object, or credentials in two places or a malformed credential (SPEC §3 invalid_request)", body = ErrorBody),
+        (status = 401, description = "No credential, or an invalid one (SPEC §3 missing_token / invalid_token)", body = ErrorBody),
+        (status = 403, description = "Missing keys:verify, or ip_not_allowed", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB (payload_too_large)", body = ErrorBody),
+        (status = 415, description = "A body not sent as Content-Type: application/json (unsupported_media_type)", body = ErrorBody),
+        (status = 503, description = "The key store is unavailable (Retry-After: 1)", body = ErrorBody),
     ),
     security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn verify(
@@ -420,10 +476,10 @@ pub(crate) async fn verify(
         request.extensions(),
         state.gateway.trusted_proxies(),
     );
-    let body = axum::body::to_bytes(request.into_body(), 64 * 1024)
-        .await
-        .map_err(|_| ApiError::bad_request(None, "the body is too large"))?;
-    let body: VerifyBody = strict(&body)?;
+    let (parts, body) = request.into_parts();
+    let body: VerifyBody = json_object(&parts.headers, body)
+        .await?
+        .ok_or_else(|| ApiError::bad_request(None, "the body must be a JSON object"))?;
     let requirement = body
         .require
         .as_deref()

@@ -2,12 +2,11 @@
 //! forward auth, health and the OpenAPI document — as an axum [`Router`]
 //! you can nest in your own app, and what `keygate serve` runs.
 //!
-//! Management scopes `keys:read`, `keys:create`, `keys:update`,
+//! Management scopes (SPEC §4a) `keys:read`, `keys:create`, `keys:update`,
 //! `keys:revoke` and `keys:delete` act on the caller's own owner;
-//! `keys:admin` extends them to every owner; `*:*` holds everything. Keys of
-//! other owners are invisible (404) without `keys:admin`. A key never mints
-//! or rotates into scopes it does not hold. JSON bodies are strict: unknown
-//! fields and malformed JSON are 400 `bad_request`.
+//! `admin:keys` extends them to every owner (`keys:*` does not: it covers
+//! the own-owner scopes only); `admin:*` and `*:*` cover `admin:keys`. Keys
+//! of other owners are invisible (404) without `admin:keys`.
 //!
 //! # Example
 //!
@@ -35,6 +34,7 @@
 //! [`Router`]: axum::Router
 
 mod error;
+mod extract;
 mod handlers;
 mod routes;
 mod types;

@@ -31,7 +31,7 @@ impl utoipa::Modify for SecuritySchemes {
 #[openapi(
     info(
         title = "keygate",
-        description = "API-key management, verification and forward auth (SPEC §9, §10).",
+        description = "API-key management, verification and forward auth (SPEC §9, §10). Every error is the JSON object {\"error\", \"message\", \"field\"?}: an unknown route answers 404 not_found, a known route asked with another method 405 method_not_allowed (with Allow). Request bodies are JSON objects of at most 64 KiB sent as application/json.",
         license(name = "MIT OR Apache-2.0")
     ),
     paths(
@@ -129,5 +129,13 @@ pub fn router_with_gateway(gateway: Gateway) -> Router {
         .route("/v1/openapi.json", get(openapi_json))
         .route(forward_auth::PREFIX, any(forward_auth::handler))
         .route("/v1/forward-auth/{*rest}", any(forward_auth::handler));
-    authenticated.merge(open).with_state(state)
+    // Unknown routes and wrong methods answer in the JSON of SPEC §9, like
+    // every other error of the API. The 405 fallback is set after the auth
+    // layer, so it answers without a credential; `any` routes (forward
+    // auth) keep their own handler for every method.
+    authenticated
+        .merge(open)
+        .fallback(handlers::no_route)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .with_state(state)
 }

@@ -31,16 +31,18 @@ pub(crate) struct KeyListBody {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RevokeBody {
     /// Why the key is revoked (kept in the record).
+    #[schema(max_length = 1024)]
     pub reason: Option<String>,
 }
 
-/// A grace period: `"1h"`-style text or whole seconds.
+/// A grace period: `"1h"`-style text (SPEC §5a units `s`, `min`, `h`, `d`,
+/// `w`, `mo`, `y`; a bare `m` is refused as ambiguous) or whole seconds.
 #[derive(Deserialize, ToSchema)]
 #[serde(untagged)]
 pub(crate) enum Grace {
-    /// Whole seconds.
+    /// Whole seconds, at most 1000 years.
     Seconds(u64),
-    /// `30m`, `12h`, `1d`, …
+    /// `30min`, `12h`, `1d`, `1mo`, `1y`, …
     Text(String),
 }
 
@@ -72,7 +74,9 @@ pub(crate) struct ScopesBody {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AuthcheckBody {
-    /// Named requirement expressions to evaluate for the calling key.
+    /// Named requirement expressions to evaluate for the calling key: at
+    /// most 100, each at most 4096 bytes, 256 scopes and 32 levels of
+    /// parentheses.
     pub checks: BTreeMap<String, String>,
 }
 
@@ -82,7 +86,9 @@ pub(crate) struct AuthcheckBody {
 pub(crate) struct VerifyBody {
     /// The token to verify.
     pub key: String,
-    /// A requirement expression the key must satisfy.
+    /// A requirement expression the key must satisfy (at most 4096 bytes,
+    /// 256 scopes, 32 levels of parentheses).
+    #[schema(max_length = 4096)]
     pub require: Option<String>,
     /// The address the key is used from, for its IP lists. Default: the
     /// caller's address.
@@ -104,7 +110,9 @@ pub(crate) struct VerifyResult {
 /// A management error.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct ErrorBody {
-    /// `bad_request`, `forbidden`, `not_found`, `conflict`, `key_limit_reached`, `unavailable`, or a SPEC §3 code.
+    /// `bad_request`, `forbidden`, `not_found`, `method_not_allowed`,
+    /// `conflict`, `key_limit_reached`, `payload_too_large`,
+    /// `unsupported_media_type`, `unavailable`, or a SPEC §3 code.
     pub error: String,
     /// One sentence.
     pub message: String,

@@ -79,7 +79,7 @@ pub enum KeysCommand {
     Rotate {
         /// The key id.
         id: String,
-        /// How long the old key keeps working, e.g. 10m or 1d. Default: 0.
+        /// How long the old key keeps working, e.g. 10min or 1d. Default: 0.
         #[arg(long, default_value = "0")]
         grace: String,
     },
@@ -102,7 +102,7 @@ pub struct CreateArgs {
     /// A granted scope, `resource:action`; repeat for more.
     #[arg(long = "scope")]
     pub scopes: Vec<String>,
-    /// Lifetime: 30m, 12h, 30d, 1w, 1y or never. Default: 90d.
+    /// Lifetime: 30min, 12h, 30d, 1w, 1mo, 1y or never. Default: 90d.
     #[arg(long, conflicts_with = "expires_at")]
     pub expires_in: Option<String>,
     /// Expiry as an RFC 3339 timestamp in the future.

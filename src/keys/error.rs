@@ -24,6 +24,15 @@ pub enum KeyError {
         /// One sentence saying what is wrong.
         message: String,
     },
+    /// The key would be more powerful than the calling key allows: outside
+    /// its [`Ceiling`](crate::Ceiling) (SPEC §4a; HTTP 403 `forbidden`).
+    #[error("{field}: {message}")]
+    Forbidden {
+        /// The offending field, as named in JSON.
+        field: &'static str,
+        /// One sentence saying what is wrong.
+        message: String,
+    },
     /// The owner already holds the maximum number of active keys
     /// (HTTP 409 `key_limit_reached`).
     #[error("owner already has the maximum of {limit} active keys")]
@@ -57,16 +66,19 @@ impl KeyError {
     /// The JSON field this error is about, when it is about one.
     pub fn field(&self) -> Option<&'static str> {
         match self {
-            KeyError::Invalid { field, .. } | KeyError::Conflict { field, .. } => Some(field),
+            KeyError::Invalid { field, .. }
+            | KeyError::Conflict { field, .. }
+            | KeyError::Forbidden { field, .. } => Some(field),
             _ => None,
         }
     }
 
-    /// The machine-readable code of SPEC §9: `bad_request`, `conflict`,
-    /// `key_limit_reached`, `not_found` or `unavailable`.
+    /// The machine-readable code of SPEC §9: `bad_request`, `forbidden`,
+    /// `conflict`, `key_limit_reached`, `not_found` or `unavailable`.
     pub fn code(&self) -> &'static str {
         match self {
             KeyError::Invalid { .. } => "bad_request",
+            KeyError::Forbidden { .. } => "forbidden",
             KeyError::Conflict { .. } => "conflict",
             KeyError::KeyLimitReached { .. } => "key_limit_reached",
             KeyError::NotFound => "not_found",

@@ -3,10 +3,10 @@
 use time::{Duration, OffsetDateTime};
 
 use super::input::{KeyUpdate, NewKey};
-use super::{KeyError, rules};
+use super::lifetime::Span;
+use super::{Ceiling, KeyError, rules};
 use crate::key::{ApiKey, KeyStatus, StoredKey};
 use crate::keygate::Keygate;
-use crate::scope::ScopeSet;
 use crate::secret::SecretToken;
 use crate::store::{Cursor, InsertRules, ListQuery, StoreError};
 use crate::token::{Environment, KeyId};
@@ -63,8 +63,8 @@ impl<'a> Keys<'a> {
         from_store(e, self.limit())
     }
 
-    /// Creates a key with any valid scopes: for trusted callers (the CLI,
-    /// your own code).
+    /// Creates a key with any valid scopes and attributes: for trusted
+    /// callers (the CLI, your own code). No [`Ceiling`] applies.
     ///
     /// # Errors
     ///
@@ -75,21 +75,31 @@ impl<'a> Keys<'a> {
         self.create_within(new, None).await
     }
 
-    /// Creates a key on behalf of a caller holding `grants`: every requested
-    /// scope must be within them (a key never mints a scope it does not hold).
+    /// Creates a key on behalf of a calling key: the new key must stay
+    /// within the caller's [`Ceiling`] (SPEC §4a) — scopes, expiry,
+    /// environment, organization and IP lists.
+    ///
+    /// What the request leaves out comes from the caller where the caller
+    /// limits it: without `environment` or `organization`, the caller's;
+    /// without a lifetime, the default lifetime cut to the caller's expiry.
+    /// An allow list is never inherited: a caller with one must give one.
     ///
     /// # Errors
     ///
-    /// As [`Keys::create`]; a scope beyond `grants` is [`KeyError::Invalid`]
-    /// on `scopes`.
-    pub async fn create_as(&self, grants: &ScopeSet, new: NewKey) -> Result<CreatedKey, KeyError> {
-        self.create_within(new, Some(grants)).await
+    /// As [`Keys::create`]; anything beyond the ceiling is
+    /// [`KeyError::Forbidden`] naming the field.
+    pub async fn create_as(
+        &self,
+        ceiling: &Ceiling<'_>,
+        new: NewKey,
+    ) -> Result<CreatedKey, KeyError> {
+        self.create_within(new, Some(ceiling)).await
     }
 
     async fn create_within(
         &self,
         new: NewKey,
-        ceiling: Option<&ScopeSet>,
+        ceiling: Option<&Ceiling<'_>>,
     ) -> Result<CreatedKey, KeyError> {
         let inner = &self.gate.inner;
         let now = Keygate::now();
@@ -114,12 +124,8 @@ impl<'a> Keys<'a> {
             .as_deref()
             .map(|d| rules::text("description", d))
             .transpose()?;
-        let ceiling = ceiling.map(|grants| rules::Ceiling {
-            grants,
-            holder: "the creating key's own scopes",
-        });
-        let scopes = rules::scopes(&new.scopes, inner.policy.catalog.as_ref(), ceiling)?;
-        let expires_at = rules::expiry(
+        let scopes = rules::scopes(&new.scopes, inner.policy.catalog.as_ref(), None)?;
+        let mut expires_at = rules::expiry(
             new.expires_in.as_deref(),
             new.expires_at.as_deref(),
             &inner.policy,
@@ -128,7 +134,25 @@ impl<'a> Keys<'a> {
         let ip_allow = rules::ip_list("ip_allow", &new.ip_allow)?;
         let ip_deny = rules::ip_list("ip_deny", &new.ip_deny)?;
         let metadata = rules::metadata(new.metadata.as_ref())?;
-        let environment = new.environment.unwrap_or_default();
+        let mut environment = new.environment.unwrap_or_default();
+        let mut organization = organization;
+        if let Some(ceiling) = ceiling {
+            if new.environment.is_none() {
+                environment = ceiling.default_environment().unwrap_or_default();
+            }
+            if new.organization.is_none() {
+                organization = ceiling.default_organization().map(str::to_owned);
+            }
+            if new.expires_in.is_none() && new.expires_at.is_none() {
+                expires_at = ceiling.cap_expiry(expires_at);
+            }
+            ceiling.check_scopes(&scopes)?;
+            ceiling.check_expiry(expires_at)?;
+            ceiling.check_environment(environment)?;
+            ceiling.check_organization(organization.as_deref())?;
+            ceiling.check_ip_allow(&ip_allow)?;
+            ceiling.check_ip_deny(&ip_deny)?;
+        }
 
         let id = KeyId::generate();
         let key = ApiKey {
@@ -252,7 +276,8 @@ impl<'a> Keys<'a> {
         ))
     }
 
-    /// Changes name, description, metadata, IP lists, or narrows scopes.
+    /// Changes name, description, metadata, IP lists, or narrows scopes: for
+    /// trusted callers. No [`Ceiling`] applies.
     ///
     /// # Errors
     ///
@@ -260,6 +285,34 @@ impl<'a> Keys<'a> {
     /// already hold is refused), [`KeyError::Conflict`] for a duplicate
     /// name, [`KeyError::NotFound`], or [`KeyError::Store`].
     pub async fn update(&self, id: &KeyId, update: KeyUpdate) -> Result<ApiKey, KeyError> {
+        self.update_within(id, update, None).await
+    }
+
+    /// Updates a key on behalf of a calling key: every field the update
+    /// sets must stay within the caller's [`Ceiling`] — scopes within the
+    /// caller's grants (and, as always, the key's own), IP lists no wider
+    /// than the caller's. Fields the update leaves alone are not judged: an
+    /// update cannot widen them.
+    ///
+    /// # Errors
+    ///
+    /// As [`Keys::update`]; a value beyond the ceiling is
+    /// [`KeyError::Forbidden`] naming the field.
+    pub async fn update_as(
+        &self,
+        ceiling: &Ceiling<'_>,
+        id: &KeyId,
+        update: KeyUpdate,
+    ) -> Result<ApiKey, KeyError> {
+        self.update_within(id, update, Some(ceiling)).await
+    }
+
+    async fn update_within(
+        &self,
+        id: &KeyId,
+        update: KeyUpdate,
+        ceiling: Option<&Ceiling<'_>>,
+    ) -> Result<ApiKey, KeyError> {
         let catalog = self.gate.inner.policy.catalog.as_ref();
         // Validate what does not depend on the stored record once, up front.
         let name = update.name.as_deref().map(rules::name).transpose()?;
@@ -283,14 +336,26 @@ impl<'a> Keys<'a> {
             .as_deref()
             .map(|l| rules::ip_list("ip_deny", l))
             .transpose()?;
+        if let Some(ceiling) = ceiling {
+            if let Some(l) = &ip_allow {
+                ceiling.check_ip_allow(l)?;
+            }
+            if let Some(l) = &ip_deny {
+                ceiling.check_ip_deny(l)?;
+            }
+        }
         let key = self
             .modify(id, |key, _now| {
                 if let Some(raw) = &update.scopes {
-                    let ceiling = rules::Ceiling {
+                    let bound = rules::ScopeBound {
                         grants: &key.scopes,
                         holder: "the key's current scopes (scopes may only narrow)",
                     };
-                    key.scopes = rules::scopes(raw, catalog, Some(ceiling))?;
+                    let scopes = rules::scopes(raw, catalog, Some(bound))?;
+                    if let Some(ceiling) = ceiling {
+                        ceiling.check_scopes(&scopes)?;
+                    }
+                    key.scopes = scopes;
                 }
                 if let Some(name) = &name {
                     key.name.clone_from(name);
@@ -342,7 +407,8 @@ impl<'a> Keys<'a> {
 
     /// Rotates a key: a new key with the same attributes, name and lifetime
     /// length; the old one gets `superseded_by` and expires at
-    /// `min(old expiry, now + grace)`.
+    /// `min(old expiry, now + grace)`. For trusted callers: no [`Ceiling`]
+    /// applies.
     ///
     /// # Errors
     ///
@@ -350,32 +416,37 @@ impl<'a> Keys<'a> {
     /// already rotated; [`KeyError::Invalid`] on `grace` when negative;
     /// [`KeyError::NotFound`]; [`KeyError::Store`].
     pub async fn rotate(&self, id: &KeyId, grace: Duration) -> Result<CreatedKey, KeyError> {
-        self.rotate_within(id, grace, None).await
+        self.rotate_within(id, Span::from(grace), None).await
     }
 
-    /// Rotates on behalf of a caller holding `grants`: refused unless the
-    /// key's scopes are within them, since rotation hands out a token.
+    /// Rotates on behalf of a calling key. Rotation hands out a token for a
+    /// copy of the key, so the key must be within the caller's [`Ceiling`]
+    /// in every attribute (refused otherwise), and the new key never
+    /// outlives the caller: its renewed expiry is cut to the caller's.
     ///
     /// # Errors
     ///
-    /// As [`Keys::rotate`]; a key with scopes beyond `grants` is
-    /// [`KeyError::Invalid`] on `scopes`.
+    /// As [`Keys::rotate`]; a key beyond the ceiling is
+    /// [`KeyError::Forbidden`] naming the field.
     pub async fn rotate_as(
         &self,
-        grants: &ScopeSet,
+        ceiling: &Ceiling<'_>,
         id: &KeyId,
         grace: Duration,
     ) -> Result<CreatedKey, KeyError> {
-        self.rotate_within(id, grace, Some(grants)).await
+        self.rotate_within(id, Span::from(grace), Some(ceiling))
+            .await
     }
 
-    async fn rotate_within(
+    /// [`Keys::rotate`] or [`Keys::rotate_as`] with a grace that may be in
+    /// calendar units (`1mo`), measured from the instant of the rotation.
+    pub(crate) async fn rotate_within(
         &self,
         id: &KeyId,
-        grace: Duration,
-        ceiling: Option<&ScopeSet>,
+        grace: Span,
+        ceiling: Option<&Ceiling<'_>>,
     ) -> Result<CreatedKey, KeyError> {
-        if grace < Duration::ZERO {
+        if grace.is_negative() {
             return Err(KeyError::invalid("grace", "grace must not be negative"));
         }
         let inner = &self.gate.inner;
@@ -394,14 +465,12 @@ impl<'a> Keys<'a> {
                     return Err(KeyError::conflict("id", "an expired key cannot be rotated"));
                 }
             }
-            if let Some(grants) = ceiling
-                && let Err(scope) = grants.check_can_mint(&old.key.scopes)
-            {
-                return Err(KeyError::invalid(
-                    "scopes",
-                    format!("the key holds {scope}, which the caller does not"),
-                ));
+            if let Some(ceiling) = ceiling {
+                ceiling.check_key(&old.key)?;
             }
+            let cutoff = grace
+                .after(now)
+                .ok_or_else(|| KeyError::invalid("grace", "grace is too large"))?;
             let new_id = KeyId::generate();
             let mut fresh = old.key.clone();
             fresh.id = new_id;
@@ -416,6 +485,9 @@ impl<'a> Keys<'a> {
                     .map_or(lifetime, |max| lifetime.min(max));
                 now + lifetime
             });
+            if let Some(ceiling) = ceiling {
+                fresh.expires_at = ceiling.cap_expiry(fresh.expires_at);
+            }
             fresh.last_used_at = None;
             fresh.last_used_ip = None;
             let environment = fresh.environment;
@@ -424,7 +496,6 @@ impl<'a> Keys<'a> {
             let mut superseded = old.clone();
             superseded.key.superseded_by = Some(new_id);
             superseded.key.updated_at = now;
-            let cutoff = now + grace;
             superseded.key.expires_at =
                 Some(old.key.expires_at.map_or(cutoff, |at| at.min(cutoff)));
             match inner.store.rotate(&superseded, &new, now).await {

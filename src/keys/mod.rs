@@ -6,6 +6,15 @@
 //! uniqueness and the per-owner limit are enforced inside the store's own
 //! transactions, so they hold under concurrency.
 //!
+//! [`Keys::create`], [`Keys::rotate`] and [`Keys::update`] act as the
+//! operator (the CLI, your own code) and are bounded by the rules only.
+//! [`Keys::create_as`], [`Keys::rotate_as`] and [`Keys::update_as`] act on
+//! behalf of a calling key and keep every key within its [`Ceiling`] (SPEC
+//! §4a): no key ever creates a key more powerful than itself. Lifetimes and
+//! grace periods use the durations of SPEC §5a (`90s`, `30min`, `12h`,
+//! `30d`, `1w`, `3mo`, `1y`; `mo` and `y` are calendar units, a bare `m` is
+//! refused).
+//!
 //! # Example
 //!
 //! ```
@@ -29,15 +38,18 @@
 //! # }
 //! ```
 
+mod ceiling;
 mod error;
 mod input;
 mod lifetime;
 mod manager;
 mod rules;
 
+pub use ceiling::Ceiling;
+pub(crate) use ceiling::holds_admin_keys;
 pub use error::KeyError;
 pub use input::{KeyUpdate, NewKey};
-pub(crate) use lifetime::parse_duration;
+pub(crate) use lifetime::{Span, parse_duration, parse_span};
 pub use manager::{CreatedKey, KeyPage, Keys};
 pub(crate) use rules::KeyPolicy;
 pub use rules::{

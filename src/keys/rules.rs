@@ -80,19 +80,20 @@ pub(crate) fn text(field: &'static str, value: &str) -> Result<String, KeyError>
     Ok(value.to_owned())
 }
 
-/// The ceiling a new scope set must stay within, and how to name it.
-pub(crate) struct Ceiling<'a> {
+/// The bound a new scope set must stay within (400 when it does not), and
+/// how to name it: the key's current scopes, when an update narrows them.
+pub(crate) struct ScopeBound<'a> {
     pub grants: &'a ScopeSet,
     /// Completes "scope X is not within …".
     pub holder: &'static str,
 }
 
 /// Scopes: at most 64, each valid, in the catalog when there is one, and
-/// within `ceiling` when given.
+/// within `bound` when given.
 pub(crate) fn scopes(
     raw: &[String],
     catalog: Option<&ScopeCatalog>,
-    ceiling: Option<Ceiling<'_>>,
+    bound: Option<ScopeBound<'_>>,
 ) -> Result<ScopeSet, KeyError> {
     if raw.len() > MAX_SCOPES {
         return Err(KeyError::invalid(
@@ -114,12 +115,12 @@ pub(crate) fn scopes(
         parsed.push(scope);
     }
     let set = ScopeSet::new(parsed);
-    if let Some(ceiling) = ceiling
-        && let Err(scope) = ceiling.grants.check_can_mint(&set)
+    if let Some(bound) = bound
+        && let Err(scope) = bound.grants.check_can_mint(&set)
     {
         return Err(KeyError::invalid(
             "scopes",
-            format!("scope {scope} is not within {}", ceiling.holder),
+            format!("scope {scope} is not within {}", bound.holder),
         ));
     }
     Ok(set)
@@ -201,9 +202,14 @@ pub(crate) fn expiry(
                 "give either expires_in or expires_at, not both",
             ));
         }
-        (Some(text), None) => parse_lifetime(text)
-            .map_err(|m| KeyError::invalid("expires_in", m))?
-            .map(|d| now + d),
+        (Some(text), None) => {
+            match parse_lifetime(text).map_err(|m| KeyError::invalid("expires_in", m))? {
+                None => None,
+                Some(span) => Some(span.after(now).ok_or_else(|| {
+                    KeyError::invalid("expires_in", "the lifetime ends too far in the future")
+                })?),
+            }
+        }
         (None, Some(text)) => {
             let at = OffsetDateTime::parse(text.trim(), &Rfc3339).map_err(|_| {
                 let shown: String = text.chars().take(64).collect();
@@ -262,7 +268,7 @@ mod tests {
     }
 
     fn now() -> OffsetDateTime {
-        OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
+        time::macros::datetime!(2027-01-15 08:00:00 UTC)
     }
 
     #[test]
@@ -297,7 +303,7 @@ mod tests {
         assert!(scopes(&raw(&["templates:use"]), Some(&catalog), None).is_err());
         let grants = ScopeSet::parse(["workspaces:*"]).unwrap();
         let ceiling = || {
-            Some(Ceiling {
+            Some(ScopeBound {
                 grants: &grants,
                 holder: "the test grants",
             })
@@ -342,8 +348,20 @@ mod tests {
         );
         assert_eq!(expiry(Some("never"), None, &p, now()).unwrap(), None);
         assert_eq!(
-            expiry(Some("30m"), None, &p, now()).unwrap(),
+            expiry(Some("30min"), None, &p, now()).unwrap(),
             Some(now() + Duration::minutes(30))
+        );
+        let err = expiry(Some("30m"), None, &p, now()).unwrap_err();
+        assert_eq!(err.field(), Some("expires_in"));
+        assert!(err.to_string().contains("min") && err.to_string().contains("mo"));
+        // Calendar units: 2027-01-15T08:00:00Z plus a month and a year.
+        assert_eq!(
+            expiry(Some("1mo"), None, &p, now()).unwrap(),
+            Some(time::macros::datetime!(2027-02-15 08:00:00 UTC))
+        );
+        assert_eq!(
+            expiry(Some("1y"), None, &p, now()).unwrap(),
+            Some(time::macros::datetime!(2028-01-15 08:00:00 UTC))
         );
         assert_eq!(
             expiry(None, Some("2030-01-01T00:00:00.900Z"), &p, now())
@@ -367,6 +385,8 @@ mod tests {
         );
         assert!(expiry(Some("31d"), None, &capped, now()).is_err());
         assert!(expiry(Some("30d"), None, &capped, now()).is_ok());
+        // A calendar month from January 15 is 31 days: over a 30-day maximum.
+        assert!(expiry(Some("1mo"), None, &capped, now()).is_err());
         assert_eq!(
             expiry(None, Some("2030-01-01T00:00:00Z"), &capped, now())
                 .unwrap_err()

@@ -1,0 +1,222 @@
+//! Strict request bodies and key ids for the HTTP API (SPEC §4a): a body
+//! is at most [`MAX_BODY_BYTES`], labelled JSON, a JSON **object** without
+//! unknown fields; every refusal is an [`ApiError`] in the JSON of SPEC §9.
+
+use axum::body::Body;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use http::HeaderMap;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+
+/// The largest request body the API reads, in bytes (64 KiB: several
+/// times the largest valid key).
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A required JSON object body, parsed strictly.
+pub(crate) struct JsonObject<T>(pub T);
+
+/// An optional JSON object body: an empty body is `T::default()`.
+pub(crate) struct OptionalJsonObject<T>(pub T);
+
+/// The `{id}` of a key route, as sent. A path that does not decode is no
+/// key at all: 404, like an unknown id.
+pub(crate) struct KeyPath(pub String);
+
+impl<S, T> FromRequest<S> for JsonObject<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        match json_object(&parts.headers, body).await? {
+            Some(value) => Ok(JsonObject(value)),
+            None => Err(ApiError::bad_request(
+                None,
+                "the body must be a JSON object",
+            )),
+        }
+    }
+}
+
+impl<S, T> FromRequest<S> for OptionalJsonObject<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Default,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        Ok(OptionalJsonObject(
+            json_object(&parts.headers, body).await?.unwrap_or_default(),
+        ))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for KeyPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Ok(KeyPath(id)),
+            Err(_) => Err(ApiError::NotFound),
+        }
+    }
+}
+
+/// Whether `headers` label the body JSON: `application/json` or
+/// `application/<anything>+json`, parameters allowed.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match essence.split_once('/') {
+        Some(("application", subtype)) => subtype == "json" || subtype.ends_with("+json"),
+        _ => false,
+    }
+}
+
+/// Reads and parses a JSON object body: `None` when the body is empty (or
+/// only whitespace).
+///
+/// # Errors
+///
+/// 413 `payload_too_large` beyond [`MAX_BODY_BYTES`] (judged from
+/// `Content-Length` before reading, else while reading), 415
+/// `unsupported_media_type` for a non-empty body not labelled JSON, 400
+/// `bad_request` for anything but a JSON object, malformed JSON or an
+/// unknown field. Messages never echo the body.
+pub(crate) async fn json_object<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Option<T>, ApiError> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|error| {
+            let too_large =
+                std::iter::successors(Some(&error as &(dyn std::error::Error + 'static)), |e| {
+                    e.source()
+                })
+                .any(|e| e.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::bad_request(None, "the request body could not be read")
+            }
+        })?;
+    let Some(start) = bytes.iter().position(|b| !b.is_ascii_whitespace()) else {
+        return Ok(None);
+    };
+    if !is_json(headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    if bytes[start] != b'{' {
+        return Err(ApiError::bad_request(
+            None,
+            "the body must be a JSON object",
+        ));
+    }
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| ApiError::bad_request(None, format!("invalid JSON body: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(content_type: Option<&str>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = content_type {
+            headers.insert(CONTENT_TYPE, value.parse().unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn json_media_types_are_recognised() {
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/merge-patch+json",
+        ] {
+            assert!(is_json(&headers(Some(ok))), "{ok}");
+        }
+        for bad in [
+            None,
+            Some("text/plain"),
+            Some("application/x-www-form-urlencoded"),
+            Some("multipart/form-data; boundary=x"),
+            Some("application/jsonp"),
+            Some("text/json"),
+        ] {
+            assert!(!is_json(&headers(bad)), "{bad:?}");
+        }
+    }
+
+    #[derive(serde::Deserialize, Debug, Default)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body2 {
+        a: Option<String>,
+        b: Option<u32>,
+    }
+
+    async fn parse(content_type: Option<&str>, body: &str) -> Result<Option<Body2>, ApiError> {
+        json_object(&headers(content_type), Body::from(body.to_owned())).await
+    }
+
+    #[tokio::test]
+    async fn only_objects_are_bodies() {
+        let json = Some("application/json");
+        assert!(matches!(parse(json, r#" {"a": "x"} "#).await, Ok(Some(_))));
+        assert!(matches!(parse(json, "  \n").await, Ok(None)));
+        assert!(matches!(parse(None, "").await, Ok(None)));
+        for bad in [
+            r#"["x", 1]"#,
+            "null",
+            "1",
+            r#""x""#,
+            "true",
+            "{",
+            r#"{"c": 1}"#,
+        ] {
+            assert!(
+                matches!(parse(json, bad).await, Err(ApiError::BadRequest { .. })),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            parse(Some("text/plain"), "{}").await,
+            Err(ApiError::UnsupportedMediaType)
+        ));
+        assert!(matches!(
+            parse(None, "{}").await,
+            Err(ApiError::UnsupportedMediaType)
+        ));
+        let big = format!(r#"{{"a": "{}"}}"#, "x".repeat(MAX_BODY_BYTES));
+        assert!(matches!(
+            parse(json, &big).await,
+            Err(ApiError::PayloadTooLarge)
+        ));
+    }
+}

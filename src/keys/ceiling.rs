@@ -1,0 +1,375 @@
+//! [`Ceiling`]: a key never creates a key more powerful than itself
+//! (SPEC §4a).
+
+use std::sync::LazyLock;
+
+use ipnet::IpNet;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::KeyError;
+use crate::key::ApiKey;
+use crate::scope::{Scope, ScopeSet};
+use crate::token::Environment;
+use crate::validator::AuthenticatedKey;
+
+/// The scope that reaches every owner and lifts the ceiling. `keys:*` does
+/// not cover it; `admin:*` and `*:*` do.
+static ADMIN_KEYS: LazyLock<Scope> =
+    LazyLock::new(|| Scope::parse("admin:keys").unwrap_or_else(|_| unreachable!("a valid scope")));
+
+/// Whether `scopes` hold `admin:keys` (directly or through `admin:*`,
+/// `*:keys` or `*:*`).
+pub(crate) fn holds_admin_keys(scopes: &ScopeSet) -> bool {
+    scopes.allows(&ADMIN_KEYS)
+}
+
+/// The limits a calling key puts on every key it creates, rotates or
+/// updates: the mint ceiling of SPEC §4a, built from the caller's own
+/// record with [`Ceiling::of`].
+///
+/// - **Scopes**: within the caller's grants (a wildcard only from an equal
+///   or wider wildcard), for every caller, `admin:keys` included.
+///
+/// Unless the caller holds `admin:keys`, also:
+///
+/// - **Expiry** no later than the caller's own: a caller that expires cannot
+///   create a key that never expires. When a create asks for no lifetime,
+///   the default lifetime is cut to the caller's expiry instead of refused;
+///   a rotated key never outlives the caller either.
+/// - **Environment** and **organization**: the caller's own. When a create
+///   names neither, the new key takes the caller's.
+/// - **`ip_allow`**: when the caller has an allow list, every requested
+///   network lies inside one of the caller's networks; an empty list
+///   (every address) is too wide.
+/// - **`ip_deny`**: covers every network the caller denies.
+///
+/// A violation is [`KeyError::Forbidden`] naming the field (`scopes`,
+/// `expires_at`, `environment`, `organization`, `ip_allow`, `ip_deny`);
+/// nothing is written. The operator's methods ([`Keys::create`],
+/// [`Keys::rotate`], [`Keys::update`]) are not bound by any ceiling.
+///
+/// [`Keys::create`]: crate::Keys::create
+/// [`Keys::rotate`]: crate::Keys::rotate
+/// [`Keys::update`]: crate::Keys::update
+///
+/// # Example
+///
+/// ```
+/// use keygate::{Ceiling, KeyError, Keygate, MemoryStore, NewKey, Pepper};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let keygate = Keygate::builder(MemoryStore::new())
+///     .pepper(Pepper::insecure_fixed_for_tests())
+///     .build()?;
+/// let caller = keygate
+///     .keys()
+///     .create(NewKey::new("alice", "ci").scopes(["keys:create"]).ip_allow(["127.0.0.1"]))
+///     .await?;
+/// let ceiling = Ceiling::of_record(&caller.key);
+/// let wider = NewKey::new("alice", "anywhere").scopes(["keys:create"]);
+/// let err = keygate.keys().create_as(&ceiling, wider).await.unwrap_err();
+/// assert!(matches!(err, KeyError::Forbidden { field: "ip_allow", .. }));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Ceiling<'a> {
+    caller: &'a ApiKey,
+    admin: bool,
+}
+
+fn forbidden(field: &'static str, message: impl Into<String>) -> KeyError {
+    KeyError::Forbidden {
+        field,
+        message: message.into(),
+    }
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap_or_else(|_| at.to_string())
+}
+
+impl<'a> Ceiling<'a> {
+    /// The ceiling of the key that made the request.
+    pub fn of(caller: &'a AuthenticatedKey) -> Ceiling<'a> {
+        Ceiling::of_record(caller.record())
+    }
+
+    /// The ceiling of a key, from its record.
+    pub fn of_record(caller: &'a ApiKey) -> Ceiling<'a> {
+        Ceiling {
+            caller,
+            admin: holds_admin_keys(&caller.scopes),
+        }
+    }
+
+    /// Whether the caller holds `admin:keys`: every owner, and no limit but
+    /// its scopes.
+    pub fn is_admin(&self) -> bool {
+        self.admin
+    }
+
+    /// The caller's limits other than scopes, unless it is an admin.
+    fn limits(&self) -> Option<&'a ApiKey> {
+        (!self.admin).then_some(self.caller)
+    }
+
+    /// The environment of a new key that names none: the caller's, unless
+    /// the caller is an admin.
+    pub(crate) fn default_environment(&self) -> Option<Environment> {
+        self.limits().map(|c| c.environment)
+    }
+
+    /// The organization of a new key that names none: the caller's, unless
+    /// the caller is an admin.
+    pub(crate) fn default_organization(&self) -> Option<&'a str> {
+        self.limits().and_then(|c| c.organization.as_deref())
+    }
+
+    /// Scopes within the caller's grants.
+    pub(crate) fn check_scopes(&self, scopes: &ScopeSet) -> Result<(), KeyError> {
+        match self.caller.scopes.check_can_mint(scopes) {
+            Ok(()) => Ok(()),
+            Err(scope) => Err(forbidden(
+                "scopes",
+                format!("scope {scope} is not within the calling key's own scopes"),
+            )),
+        }
+    }
+
+    /// An expiry no later than the caller's.
+    pub(crate) fn check_expiry(&self, at: Option<OffsetDateTime>) -> Result<(), KeyError> {
+        let Some(limit) = self.limits().and_then(|c| c.expires_at) else {
+            return Ok(());
+        };
+        match at {
+            None => Err(forbidden(
+                "expires_at",
+                format!(
+                    "the calling key expires at {}, so it cannot create a key that never expires",
+                    rfc3339(limit)
+                ),
+            )),
+            Some(at) if at > limit => Err(forbidden(
+                "expires_at",
+                format!(
+                    "the key would expire after the calling key, which expires at {}",
+                    rfc3339(limit)
+                ),
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// `at`, cut to the caller's expiry (for defaults and renewals, which
+    /// the caller did not ask for explicitly).
+    pub(crate) fn cap_expiry(&self, at: Option<OffsetDateTime>) -> Option<OffsetDateTime> {
+        match (at, self.limits().and_then(|c| c.expires_at)) {
+            (Some(at), Some(limit)) => Some(at.min(limit)),
+            (None, limit) => limit,
+            (at, None) => at,
+        }
+    }
+
+    /// The caller's environment.
+    pub(crate) fn check_environment(&self, environment: Environment) -> Result<(), KeyError> {
+        match self.limits() {
+            Some(c) if c.environment != environment => Err(forbidden(
+                "environment",
+                format!(
+                    "a {} key cannot create or hand out a {} key",
+                    c.environment, environment
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The caller's organization.
+    pub(crate) fn check_organization(&self, organization: Option<&str>) -> Result<(), KeyError> {
+        match self.limits() {
+            Some(c) if c.organization.as_deref() != organization => Err(forbidden(
+                "organization",
+                match &c.organization {
+                    Some(_) => "the key must belong to the calling key's own organization",
+                    None => "the calling key has no organization, so neither may the key",
+                },
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// An allow list inside the caller's, when the caller has one.
+    pub(crate) fn check_ip_allow(&self, allow: &[IpNet]) -> Result<(), KeyError> {
+        let Some(own) = self.limits().map(|c| &c.ip_allow).filter(|l| !l.is_empty()) else {
+            return Ok(());
+        };
+        if allow.is_empty() {
+            return Err(forbidden(
+                "ip_allow",
+                "the calling key is limited to an IP allow list, so the key must have one within it",
+            ));
+        }
+        match allow
+            .iter()
+            .find(|net| !own.iter().any(|mine| mine.contains(*net)))
+        {
+            Some(net) => Err(forbidden(
+                "ip_allow",
+                format!("{net} is not within the calling key's IP allow list"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// A deny list covering every network the caller denies.
+    pub(crate) fn check_ip_deny(&self, deny: &[IpNet]) -> Result<(), KeyError> {
+        let Some(own) = self.limits().map(|c| &c.ip_deny) else {
+            return Ok(());
+        };
+        match own
+            .iter()
+            .find(|mine| !deny.iter().any(|net| net.contains(*mine)))
+        {
+            Some(net) => Err(forbidden(
+                "ip_deny",
+                format!("the key must deny {net}, as the calling key does"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Every attribute of `key` within the ceiling (rotation hands out a
+    /// token for a copy of it).
+    pub(crate) fn check_key(&self, key: &ApiKey) -> Result<(), KeyError> {
+        self.check_scopes(&key.scopes)?;
+        self.check_expiry(key.expires_at)?;
+        self.check_environment(key.environment)?;
+        self.check_organization(key.organization.as_deref())?;
+        self.check_ip_allow(&key.ip_allow)?;
+        self.check_ip_deny(&key.ip_deny)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::KeyId;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    fn caller() -> ApiKey {
+        let mut key = ApiKey::new(KeyId::generate(), "alice");
+        key.scopes = ScopeSet::parse(["keys:create", "workspaces:*"]).unwrap();
+        key.expires_at = Some(time::macros::datetime!(2030-01-01 00:00:00 UTC));
+        key.environment = Environment::Test;
+        key.organization = Some("acme".into());
+        key.ip_allow = vec![net("10.0.0.0/8"), net("192.168.1.0/24")];
+        key.ip_deny = vec![net("10.9.0.0/16")];
+        key
+    }
+
+    #[test]
+    fn a_key_within_every_limit_passes() {
+        let me = caller();
+        let ceiling = Ceiling::of_record(&me);
+        assert!(!ceiling.is_admin());
+        assert!(ceiling.check_key(&me).is_ok(), "a key fits its own ceiling");
+        let mut narrower = me.clone();
+        narrower.scopes = ScopeSet::parse(["workspaces:read"]).unwrap();
+        narrower.expires_at = Some(time::macros::datetime!(2029-01-01 00:00:00 UTC));
+        narrower.ip_allow = vec![net("10.1.0.0/16"), net("192.168.1.7/32")];
+        narrower.ip_deny = vec![net("10.0.0.0/12"), net("172.16.0.0/12")];
+        assert!(ceiling.check_key(&narrower).is_ok());
+    }
+
+    #[test]
+    fn each_wider_attribute_is_forbidden_naming_its_field() {
+        let me = caller();
+        let ceiling = Ceiling::of_record(&me);
+        let field = |change: &dyn Fn(&mut ApiKey)| {
+            let mut key = me.clone();
+            change(&mut key);
+            let err = ceiling.check_key(&key).unwrap_err();
+            assert_eq!(err.code(), "forbidden");
+            err.field()
+        };
+        assert_eq!(
+            field(&|k| k.scopes = ScopeSet::parse(["*:*"]).unwrap()),
+            Some("scopes")
+        );
+        assert_eq!(field(&|k| k.expires_at = None), Some("expires_at"));
+        assert_eq!(
+            field(&|k| k.expires_at = Some(time::macros::datetime!(2030-01-01 00:00:01 UTC))),
+            Some("expires_at")
+        );
+        assert_eq!(
+            field(&|k| k.environment = Environment::Live),
+            Some("environment")
+        );
+        assert_eq!(field(&|k| k.organization = None), Some("organization"));
+        assert_eq!(
+            field(&|k| k.organization = Some("other".into())),
+            Some("organization")
+        );
+        assert_eq!(field(&|k| k.ip_allow = vec![]), Some("ip_allow"));
+        assert_eq!(
+            field(&|k| k.ip_allow = vec![net("10.0.0.0/7")]),
+            Some("ip_allow")
+        );
+        assert_eq!(
+            field(&|k| k.ip_allow = vec![net("2001:db8::/32")]),
+            Some("ip_allow")
+        );
+        assert_eq!(field(&|k| k.ip_deny = vec![]), Some("ip_deny"));
+        assert_eq!(
+            field(&|k| k.ip_deny = vec![net("10.9.0.0/17")]),
+            Some("ip_deny")
+        );
+    }
+
+    #[test]
+    fn admin_keys_lifts_every_limit_but_scopes() {
+        let mut me = caller();
+        me.scopes = ScopeSet::parse(["admin:keys", "keys:create"]).unwrap();
+        let ceiling = Ceiling::of_record(&me);
+        assert!(ceiling.is_admin());
+        let mut wide = ApiKey::new(KeyId::generate(), "bob");
+        wide.scopes = ScopeSet::parse(["keys:create"]).unwrap();
+        assert!(ceiling.check_key(&wide).is_ok());
+        wide.scopes = ScopeSet::parse(["*:*"]).unwrap();
+        assert_eq!(
+            ceiling.check_key(&wide).unwrap_err().field(),
+            Some("scopes")
+        );
+        assert_eq!(ceiling.default_environment(), None);
+        assert_eq!(ceiling.cap_expiry(None), None);
+    }
+
+    #[test]
+    fn keys_wildcard_is_not_admin() {
+        let mut me = caller();
+        me.scopes = ScopeSet::parse(["keys:*"]).unwrap();
+        assert!(!Ceiling::of_record(&me).is_admin());
+        me.scopes = ScopeSet::parse(["admin:*"]).unwrap();
+        assert!(Ceiling::of_record(&me).is_admin());
+    }
+
+    #[test]
+    fn defaults_are_cut_to_the_callers_expiry() {
+        let me = caller();
+        let ceiling = Ceiling::of_record(&me);
+        let limit = me.expires_at;
+        assert_eq!(ceiling.cap_expiry(None), limit);
+        let later = Some(time::macros::datetime!(2031-01-01 00:00:00 UTC));
+        assert_eq!(ceiling.cap_expiry(later), limit);
+        let sooner = Some(time::macros::datetime!(2029-01-01 00:00:00 UTC));
+        assert_eq!(ceiling.cap_expiry(sooner), sooner);
+        assert_eq!(ceiling.default_environment(), Some(Environment::Test));
+        assert_eq!(ceiling.default_organization(), Some("acme"));
+    }
+}
