@@ -3097,19 +3097,40 @@ async fn bodies_not_labelled_json_are_unsupported_media_type() {
     let api = Api::start().await;
     let before = api.ids_of("admin").await;
     let body = json!({"name": "form"}).to_string();
-    for content_type in [
-        Some("text/plain"),
-        Some("application/x-www-form-urlencoded"),
-        None,
-    ] {
+    for content_type in ["text/plain", "text/plain; charset=utf-8", "application/xml"] {
+        let resp = api
+            .post("/v1/keys")
+            .bearer(&api.admin.token)
+            .header("Content-Type", content_type)
+            .body_as_is(body.clone())
+            .send()
+            .await;
+        assert_json_error(&resp, 415, "unsupported_media_type");
+    }
+    assert_eq!(api.ids_of("admin").await, before, "nothing written");
+    // A real form body is no JSON object: 400, nothing written.
+    let resp = api
+        .post("/v1/keys")
+        .bearer(&api.admin.token)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body_as_is("name=form&owner=admin".to_owned())
+        .send()
+        .await;
+    assert_json_error(&resp, 400, "bad_request");
+    assert_eq!(api.ids_of("admin").await, before, "nothing written");
+    // JSON without a label, or with curl -d's default label, is read.
+    for content_type in [None, Some("application/x-www-form-urlencoded")] {
         let mut req = api.post("/v1/keys").bearer(&api.admin.token);
         if let Some(content_type) = content_type {
             req = req.header("Content-Type", content_type);
         }
-        let resp = req.body_as_is(body.clone()).send().await;
-        assert_json_error(&resp, 415, "unsupported_media_type");
+        let name = format!("unlabelled-{}", content_type.is_some());
+        let resp = req
+            .body_as_is(json!({"name": name}).to_string())
+            .send()
+            .await;
+        resp.expect(201);
     }
-    assert_eq!(api.ids_of("admin").await, before, "nothing written");
     // Empty optional bodies need no label.
     let target = api.key(NewKey::new("alice", "plain-revoke")).await;
     api.post(&format!("/v1/keys/{}/revoke", target.id))
