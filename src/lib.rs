@@ -72,6 +72,8 @@ pub mod key;
 pub mod keygate;
 pub mod keys;
 pub mod layer;
+#[cfg(feature = "axum")]
+pub mod listener;
 pub mod rejection;
 pub mod require;
 pub mod scope;
@@ -91,6 +93,8 @@ pub use crate::key::{ApiKey, KeyStatus, StoredKey};
 pub use crate::keygate::{ConfigError, Keygate, KeygateBuilder};
 pub use crate::keys::{CreatedKey, KeyError, KeyPage, KeyUpdate, Keys, NewKey};
 pub use crate::layer::{ApiKeyAuth, ApiKeyLayer};
+#[cfg(feature = "axum")]
+pub use crate::listener::ListenerLimits;
 pub use crate::rejection::{Rejection, RejectionResponder};
 pub use crate::require::{RequireScope, RequireScopeLayer};
 pub use crate::scope::{Requirement, Scope, ScopeCatalog, ScopeSet};
@@ -99,6 +103,6 @@ pub use crate::secret::{Pepper, PepperError, SecretToken};
 pub use crate::store::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use crate::store::SqliteStore;
-pub use crate::store::{KeyStore, ListQuery, MemoryStore, StoreError};
+pub use crate::store::{KeyStore, ListQuery, MemoryStore, StoreError, StoreMeta};
 pub use crate::token::{Environment, KeyId};
 pub use crate::validator::{AuthenticatedKey, InvalidReason, KeyValidator, VerifyError};
