@@ -80,11 +80,34 @@ struct Kg {
 }
 
 impl Kg {
-    fn new() -> Kg {
+    /// A directory with no database yet.
+    fn bare() -> Kg {
         Kg {
             dir: tempfile::tempdir().expect("create a temporary directory"),
             pepper: None,
         }
+    }
+
+    /// A directory holding an empty database (and its pepper file): `init`,
+    /// then the bootstrap key deleted. Only `init` and `serve` create a
+    /// database (SPEC §8a).
+    fn new() -> Kg {
+        Kg::bare().initialized()
+    }
+
+    /// An empty database set up with `KEYGATE_PEPPER=pepper` (no pepper file).
+    fn with_pepper(pepper: &str) -> Kg {
+        let mut kg = Kg::bare();
+        kg.pepper = Some(pepper.into());
+        kg.initialized()
+    }
+
+    fn initialized(self) -> Kg {
+        let token = self.init();
+        let (_, id, _, _) = split_token(&token);
+        let run = self.run(&["keys", "delete", id]);
+        assert_eq!(run.status, 0, "deleting the bootstrap key failed: {run:?}");
+        self
     }
 
     fn path(&self) -> &Path {
@@ -241,6 +264,17 @@ impl Kg {
         );
         assert_eq!(self.count(), before, "{args:?} wrote a key");
     }
+}
+
+/// `chmod 600 path`.
+fn make_private(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// Whether a message names a field, as JSON (`ip_allow`) or as a flag (`ip-allow`).
@@ -1331,8 +1365,7 @@ fn list_hides_revoked_keys_and_filters_by_owner() {
 
 #[test]
 fn pepper_from_env_is_used_and_no_file_is_created() {
-    let mut kg = Kg::new();
-    kg.pepper = Some(HEX_PEPPER_A.into());
+    let mut kg = Kg::with_pepper(HEX_PEPPER_A);
     let (token, _) = kg.create("alice", "ci", &[]);
     assert!(!kg.pepper_file().exists(), "a pepper file was created");
     assert_eq!(kg.verify(&token, None), (0, "valid".into()));
@@ -1341,9 +1374,13 @@ fn pepper_from_env_is_used_and_no_file_is_created() {
     kg.pepper = Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into());
     assert_eq!(kg.verify(&token, None), (0, "valid".into()));
 
-    // Another pepper makes existing tokens invalid.
+    // Another pepper is refused outright (SPEC §8a), rather than making
+    // every token invalid.
     kg.pepper = Some(HEX_PEPPER_B.into());
-    assert_eq!(kg.verify(&token, None), (1, "invalid_token".into()));
+    let run = kg.run(&["verify", &token]);
+    assert_eq!(run.status, 1, "{run:?}");
+    assert!(run.stdout.is_empty(), "{run:?}");
+    assert!(run.stderr.contains("pepper does not match"), "{run:?}");
 
     // No pepper at all: the database holds keys, so no new pepper is minted.
     kg.pepper = None;
@@ -1383,15 +1420,17 @@ fn missing_pepper_file_is_refused_not_silently_replaced() {
     assert!(run.stderr.to_lowercase().contains("pepper"), "{run:?}");
     assert_eq!(std::fs::read(kg.pepper_file()).unwrap(), &pepper[..31]);
 
-    // Restoring the file restores service, and nothing was created meanwhile.
+    // Restoring the file (private, as SPEC §8a requires) restores service,
+    // and nothing was created meanwhile.
     std::fs::write(kg.pepper_file(), &pepper).unwrap();
+    make_private(&kg.pepper_file());
     assert_eq!(kg.verify(&token, None), (0, "valid".into()));
     assert_eq!(kg.count(), 1);
 }
 
 #[test]
 fn short_or_garbled_pepper_env_is_refused() {
-    let mut kg = Kg::new();
+    let mut kg = Kg::with_pepper(HEX_PEPPER_A);
     for bad in [
         &HEX_PEPPER_A[..62],                            // 31 bytes of hex
         "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHg==", // 31 bytes of base64
@@ -1414,7 +1453,7 @@ fn short_or_garbled_pepper_env_is_refused() {
 
 #[test]
 fn unsupported_database_url_is_bad_usage() {
-    let kg = Kg::new();
+    let kg = Kg::bare();
     let mut cmd = kg.bare_command();
     cmd.args(["--database-url", "mysql://x", "keys", "list"]);
     let run = Kg::finish(cmd);
@@ -1434,7 +1473,7 @@ fn unsupported_database_url_is_bad_usage() {
 
 #[test]
 fn database_url_comes_from_env_then_defaults_to_keygate_db() {
-    let kg = Kg::new();
+    let kg = Kg::bare();
 
     // KEYGATE_DATABASE_URL is honoured when --database-url is absent.
     let other = kg.path().join("other.db");

@@ -10,5 +10,5 @@ mod serve;
 #[cfg(feature = "axum")]
 pub use args::ServeArgs;
 pub use args::{Cli, Command, CreateArgs, KeysCommand};
-pub use database::{Opened, PEPPER_FILE, SetupError, open};
+pub use database::{Create, Opened, PEPPER_FILE, SetupError, open};
 pub use run::{run, usage_error};

@@ -24,6 +24,7 @@
 //! ```
 
 mod memory;
+mod meta;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -32,6 +33,7 @@ mod sql;
 mod sqlite;
 
 pub use memory::MemoryStore;
+pub use meta::StoreMeta;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
