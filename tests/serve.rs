@@ -979,11 +979,12 @@ fn a_wrong_pepper_stops_serve_before_it_listens() {
     let token = server.bootstrap_token();
     assert_eq!(server.stop().code(), Some(0));
     let listen = format!("127.0.0.1:{}", free_port());
-    let out = support::keygate_command(dir.path())
-        .env("KEYGATE_PEPPER", "ab".repeat(32))
-        .args(["serve", "--listen", &listen])
-        .output()
-        .unwrap();
+    let pepper = "ab".repeat(32);
+    let out = support::run_keygate_env(
+        dir.path(),
+        &[("KEYGATE_PEPPER", &pepper)],
+        &["serve", "--listen", &listen],
+    );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(out.stdout.is_empty(), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -1052,11 +1053,12 @@ fn serve_flags_come_from_the_environment() {
     );
 
     // A bad value in a variable is refused like a bad flag.
-    let out = support::keygate_command(dir.path())
-        .env("KEYGATE_TRUSTED_PROXY", "10.0.0.0/8,nonsense")
-        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
-        .output()
-        .unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let out = support::run_keygate_env(
+        dir.path(),
+        &[("KEYGATE_TRUSTED_PROXY", "10.0.0.0/8,nonsense")],
+        &["serve", "--listen", &listen],
+    );
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
 

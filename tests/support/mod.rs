@@ -119,7 +119,17 @@ pub fn keygate_command(dir: &Path) -> Command {
 
 /// Runs `keygate ARGS` in `dir` to completion (at most 30 s).
 pub fn run_keygate(dir: &Path, args: &[&str]) -> std::process::Output {
-    let mut child = keygate_command(dir)
+    run_keygate_env(dir, &[], args)
+}
+
+/// Runs `keygate ARGS` in `dir` with extra environment variables, to
+/// completion (at most 30 s).
+pub fn run_keygate_env(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let mut command = keygate_command(dir);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
