@@ -48,7 +48,7 @@
 //! | feature  | default | what it adds                                   |
 //! |----------|---------|------------------------------------------------|
 //! | `sqlite` | yes     | [`SqliteStore`], the embedded store            |
-//! | `axum`   | yes     | `AuthenticatedKey` extractors for axum         |
+//! | `axum`   | yes     | `AuthenticatedKey` extractors for axum, the gateway, the admin API and the bounded [`listener`] |
 //! | `postgres` | no    | `PostgresStore`, shared by many instances, with push invalidation |
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]

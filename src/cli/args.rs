@@ -6,7 +6,9 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "keygate", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Database URL: `sqlite://FILE` (created if missing) or `sqlite::memory:`.
+    /// Database URL: `sqlite://FILE` or `sqlite::memory:` (or, with the
+    /// postgres feature, `postgres://…`). Only `init` and `serve` create a
+    /// database that does not exist.
     #[arg(
         long,
         global = true,
@@ -64,12 +66,12 @@ pub enum KeysCommand {
     },
     /// Show one key.
     Show {
-        /// The key id (the 16 characters after `kg_live_`).
+        /// The key: its id, its display prefix (`kg_live_<id>`) or the whole token.
         id: String,
     },
     /// Revoke a key.
     Revoke {
-        /// The key id.
+        /// The key: its id, its display prefix or the whole token.
         id: String,
         /// Why (kept in the record).
         #[arg(long)]
@@ -77,7 +79,7 @@ pub enum KeysCommand {
     },
     /// Replace a key by a new one with the same attributes; print the new token once.
     Rotate {
-        /// The key id.
+        /// The key: its id, its display prefix or the whole token.
         id: String,
         /// How long the old key keeps working, e.g. 10m or 1d. Default: 0.
         #[arg(long, default_value = "0")]
@@ -85,7 +87,7 @@ pub enum KeysCommand {
     },
     /// Delete a key's record.
     Delete {
-        /// The key id.
+        /// The key: its id, its display prefix or the whole token.
         id: String,
     },
 }

@@ -1,7 +1,9 @@
 //! `keygate serve`: the HTTP API of SPEC §9 on `--listen`, and with
-//! `--upstream` the authenticating reverse proxy on `--proxy-listen`.
-//! Stops gracefully on SIGINT/SIGTERM: in-flight requests finish, usage is
-//! flushed, exit status 0.
+//! `--upstream` the authenticating reverse proxy on `--proxy-listen`, both
+//! run by [`crate::listener`] with the bounds of `--header-timeout`,
+//! `--idle-timeout` and `--max-connections`. Every flag and file is checked
+//! before the bootstrap key is created. Stops gracefully on SIGINT/SIGTERM:
+//! in-flight requests finish, usage is flushed, exit status 0.
 
 use ipnet::IpNet;
 use tokio::sync::watch;

@@ -11,6 +11,10 @@
 //! (feature `sqlite`, the default) and `PostgresStore` (feature `postgres`,
 //! shared by many instances).
 //!
+//! Optional abilities are extension traits: [`StoreMeta`] (a small table of
+//! facts about the database, such as the `keygate` binary's pepper check
+//! value), implemented by the SQLite and PostgreSQL stores.
+//!
 //! # Example
 //!
 //! ```

@@ -20,7 +20,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 /// Keys in an SQLite database, through sqlx.
 ///
-/// [`SqliteStore::open`] creates the database file if it is missing, applies
+/// [`SqliteStore::open`] creates the database file if it is missing
+/// ([`SqliteStore::open_existing`] refuses to), applies
 /// the embedded migrations and turns on WAL journaling. Name uniqueness and
 /// the per-owner limit are checked inside `BEGIN IMMEDIATE` transactions,
 /// which SQLite runs one at a time.
