@@ -86,7 +86,8 @@ pub struct ListenerLimits {
     /// How long a kept-alive connection may stay idle. Default: 60 s.
     pub idle_timeout: Duration,
     /// How many connections may be open at once; further ones wait in the
-    /// listen backlog. Default: 1024. Zero is treated as one.
+    /// listen backlog. Default: 1024. Zero is treated as one, and values
+    /// above `u32::MAX` as `u32::MAX`.
     pub max_connections: usize,
 }
 
@@ -195,7 +196,10 @@ where
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(limits.idle_timeout))
         .keep_alive_timeout(limits.header_timeout);
-    let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    // At most u32::MAX, so that shutdown can wait for every slot at once.
+    let max = limits
+        .max_connections
+        .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
     let slots = Arc::new(Semaphore::new(max));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);

@@ -1835,4 +1835,13 @@ fn a_closed_stdout_ends_the_command_quietly() {
         let expected = if args.contains(&"nonexistent") { 1 } else { 0 };
         assert_eq!(status.code(), Some(expected), "{args:?}: {stderr}");
     }
+
+    // A new token nobody could see is a failure naming the key to revoke.
+    let before = kg.count();
+    let (status, stderr) =
+        run_with_closed_stdout(&kg, &["keys", "create", "--owner", "carol", "--name", "x"]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("keygate keys revoke"), "{stderr}");
+    assert_eq!(kg.count(), before + 1);
 }

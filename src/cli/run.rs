@@ -84,7 +84,8 @@ impl From<SetupError> for Failure {
 
 /// A write to stdout that failed. A closed pipe (`keygate keys list |
 /// head -1`) ends the command quietly with status 0, as the reader asked
-/// for no more; any other write error is reported with status 1.
+/// for no more; any other write error is reported with status 1. (A new
+/// token that cannot be printed is a failure: see `print_created`.)
 impl From<std::io::Error> for Failure {
     fn from(e: std::io::Error) -> Failure {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
@@ -326,11 +327,24 @@ pub(crate) async fn bootstrap(gate: &Keygate) -> Result<CreatedKey, KeyError> {
         .await
 }
 
+/// Prints a new token once. If stdout is closed or fails, the key exists
+/// but nobody saw its token: that is a failure (status 1) naming the key,
+/// so that it can be revoked — unlike a closed stdout elsewhere.
 fn print_created(created: &CreatedKey, json: bool) -> Result<(), Failure> {
-    if json {
-        out(json!({"key": created.token.expose(), "api_key": created.key}))?;
+    let written = if json {
+        out(json!({"key": created.token.expose(), "api_key": created.key}))
     } else {
-        out(created.token.expose())?;
+        out(created.token.expose())
+    };
+    if let Err(e) = written {
+        return Err(Failure::refused(
+            "unavailable",
+            format!(
+                "key {} was created but its token could not be printed ({e}); \
+                 revoke it with `keygate keys revoke {}`",
+                created.key.display_prefix, created.key.id
+            ),
+        ));
     }
     note(SHOWN_ONCE);
     Ok(())
