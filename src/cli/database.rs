@@ -3,13 +3,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::secret::{PEPPER_ENV, Pepper, PepperError};
-use crate::store::{KeyStore, ListQuery, StoreMeta};
+use crate::secret::{PEPPER_ENV, Pepper};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+use crate::store::StoreMeta;
+use crate::store::{KeyStore, ListQuery};
 
 /// The file the binary keeps its pepper in, beside an SQLite database.
 pub const PEPPER_FILE: &str = "keygate.pepper";
 
 /// The name under which the pepper check value is kept in `keygate_meta`.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 const PEPPER_CHECK: &str = "pepper_check";
 
 /// Whether [`open`] may create a database that does not exist.
@@ -100,11 +103,14 @@ pub async fn open(url: &str, create: Create) -> Result<Opened, SetupError> {
         #[cfg(feature = "postgres")]
         return open_postgres(url, env_pepper, create).await;
     }
+    #[cfg(not(all(feature = "sqlite", feature = "postgres")))]
+    let _ = (env_pepper, create);
     Err(SetupError::UnsupportedUrl)
 }
 
 /// Stores the pepper's check value unless one is there, and refuses a
 /// pepper that does not match the stored one.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 async fn check_pepper(store: &dyn StoreMeta, pepper: &Pepper) -> Result<(), SetupError> {
     let stored = store
         .meta_get_or_insert(PEPPER_CHECK, &pepper.check_value())
@@ -214,8 +220,8 @@ async fn open_sqlite(
         }
         (None, Some(db)) => {
             let path = pepper_path(db);
-            let pepper_error = |e: PepperError| match e {
-                PepperError::Exposed { mode } => SetupError::Pepper(format!(
+            let pepper_error = |e: crate::secret::PepperError| match e {
+                crate::secret::PepperError::Exposed { mode } => SetupError::Pepper(format!(
                     "{} is accessible to group or others (mode {mode:o}); \
                      run `chmod 600 {}`",
                     path.display(),
