@@ -535,3 +535,106 @@ async fn accept_error(error: std::io::Error) {
     tracing::error!(error = %error, "accept error");
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::{ListenerLimits, serve_router};
+
+    const SHORT: Duration = Duration::from_millis(300);
+
+    /// A server with 300 ms header and idle timeouts; its address.
+    async fn short_server() -> SocketAddr {
+        let app =
+            Router::new()
+                .route(
+                    "/slow",
+                    get(|| async {
+                        tokio::time::sleep(SHORT * 4).await;
+                        "done"
+                    }),
+                )
+                .route(
+                    "/stream",
+                    get(|| async {
+                        let chunks = futures_util::stream::unfold(0u8, |n| async move {
+                            if n == 4 {
+                                return None;
+                            }
+                            tokio::time::sleep(SHORT * 2).await;
+                            Some((
+                                Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"x")),
+                                n + 1,
+                            ))
+                        });
+                        axum::body::Body::from_stream(chunks)
+                    }),
+                )
+                .route(
+                    "/peer",
+                    get(
+                        |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<
+                            SocketAddr,
+                        >| async move { peer.to_string() },
+                    ),
+                );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = ListenerLimits::default()
+            .header_timeout(SHORT)
+            .idle_timeout(SHORT);
+        tokio::spawn(serve_router(listener, limits, app, std::future::pending()));
+        addr
+    }
+
+    async fn get_to_end(addr: SocketAddr, path: &str) -> (String, SocketAddr) {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let local = stream.local_addr().unwrap();
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .await
+            .unwrap();
+        let mut raw = Vec::new();
+        tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut raw))
+            .await
+            .expect("an answer")
+            .unwrap();
+        (String::from_utf8_lossy(&raw).into_owned(), local)
+    }
+
+    #[tokio::test]
+    async fn a_slow_handler_and_a_slow_stream_outlive_the_idle_timeout() {
+        let addr = short_server().await;
+        let (slow, _) = get_to_end(addr, "/slow").await;
+        assert!(slow.starts_with("HTTP/1.1 200"), "{slow}");
+        assert!(slow.ends_with("done"), "{slow}");
+        let (stream, _) = get_to_end(addr, "/stream").await;
+        assert!(stream.starts_with("HTTP/1.1 200"), "{stream}");
+        assert_eq!(stream.matches("1\r\nx\r\n").count(), 4, "{stream}");
+        assert!(stream.ends_with("0\r\n\r\n"), "the whole body: {stream}");
+    }
+
+    #[tokio::test]
+    async fn handlers_see_the_peer_address() {
+        let addr = short_server().await;
+        let (answer, local) = get_to_end(addr, "/peer").await;
+        assert!(answer.ends_with(&local.to_string()), "{answer}");
+    }
+
+    #[test]
+    fn defaults_are_the_secure_ones() {
+        let limits = ListenerLimits::default();
+        assert_eq!(limits.header_timeout, Duration::from_secs(10));
+        assert_eq!(limits.idle_timeout, Duration::from_secs(60));
+        assert_eq!(limits.max_connections, 1024);
+    }
+}
