@@ -630,6 +630,31 @@ mod tests {
         assert!(answer.ends_with(&local.to_string()), "{answer}");
     }
 
+    #[tokio::test]
+    async fn an_idle_http2_connection_is_closed_too() {
+        let addr = short_server().await;
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .unwrap();
+        let connection = tokio::spawn(connection);
+        let request = http::Request::get(format!("http://{addr}/peer"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        drop(response);
+        // Nothing more is sent: the server closes the connection.
+        tokio::time::timeout(Duration::from_secs(10), connection)
+            .await
+            .expect("the idle HTTP/2 connection was closed")
+            .unwrap()
+            .ok();
+    }
+
     #[test]
     fn defaults_are_the_secure_ones() {
         let limits = ListenerLimits::default();
