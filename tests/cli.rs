@@ -1614,6 +1614,21 @@ fn another_pepper_is_refused_at_start_not_key_by_key() {
 }
 
 #[test]
+fn a_lost_pepper_file_is_not_replaced_even_on_a_database_without_keys() {
+    // init, then the only key deleted: the database holds no key, but it
+    // was set up with that pepper.
+    let kg = Kg::new();
+    std::fs::remove_file(kg.pepper_file()).unwrap();
+    for args in [vec!["init"], vec!["keys", "list"]] {
+        let run = kg.run(&args);
+        assert_eq!(run.status, 1, "{args:?}: {run:?}");
+        assert!(run.stdout.is_empty(), "{args:?}: {run:?}");
+        assert!(run.stderr.contains("keygate.pepper is missing"), "{run:?}");
+        assert!(!kg.pepper_file().exists(), "{args:?} minted a new pepper");
+    }
+}
+
+#[test]
 fn a_database_without_a_check_value_gets_one_on_first_open() {
     // A database made by an older keygate: no keygate_meta row.
     let mut kg = Kg::with_pepper(HEX_PEPPER_A);

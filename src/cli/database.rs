@@ -236,9 +236,15 @@ async fn open_sqlite(
                         path.display()
                     )));
                 }
-                if existed && has_keys(&store).await? {
+                let checked = store
+                    .meta_get(PEPPER_CHECK)
+                    .await
+                    .map_err(SetupError::Store)?
+                    .is_some();
+                if existed && (checked || has_keys(&store).await?) {
                     return Err(SetupError::Pepper(format!(
-                        "{} is missing but the database holds keys; restore it or set {PEPPER_ENV}",
+                        "{} is missing but the database was set up with a pepper; \
+                         restore it or set {PEPPER_ENV}",
                         path.display()
                     )));
                 }

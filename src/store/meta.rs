@@ -20,4 +20,11 @@ pub trait StoreMeta: KeyStore {
     ///
     /// [`StoreError`] when the store fails.
     async fn meta_get_or_insert(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError>;
+
+    /// The value stored under `name`, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the store fails.
+    async fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
 }

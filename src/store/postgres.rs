@@ -673,6 +673,14 @@ impl StoreMeta for PostgresStore {
                 .map_err(pg_error),
         }
     }
+
+    async fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        sqlx::query_scalar("SELECT value FROM keygate_meta WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(pg_error)
+    }
 }
 
 #[cfg(test)]

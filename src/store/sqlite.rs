@@ -339,4 +339,12 @@ impl StoreMeta for SqliteStore {
         tx.commit().await.map_err(store_error)?;
         Ok(stored)
     }
+
+    async fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        sqlx::query_scalar("SELECT value FROM keygate_meta WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)
+    }
 }
