@@ -1790,6 +1790,7 @@ fn key_arguments_take_an_id_a_display_prefix_or_a_token_and_never_print_the_toke
         vec!["keys", "show", &live, &live],
         vec!["verify", &live, "--bogus"],
         vec!["--json", "keys", "show", &live, &live],
+        vec!["keys", "show", &tampered, &tampered],
     ] {
         let run = kg.run(&args);
         assert_eq!(run.status, 2, "{run:?}");

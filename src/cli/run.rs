@@ -204,13 +204,15 @@ pub fn usage_error(error: &clap::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// `text` with every command-line argument that holds a well-formed token
-/// (any prefix) replaced by its display prefix.
+/// `text` with every command-line argument that holds a token — or
+/// anything shaped like one: a mistyped token is nearly a secret too —
+/// replaced by what may be shown (`kg_live_<id>[redacted]`).
 fn redact_tokens(text: &str) -> String {
     let mut text = text.to_owned();
-    for arg in std::env::args().skip(1) {
+    for arg in std::env::args_os().skip(1) {
+        let arg = arg.to_string_lossy();
         for word in arg.split(|c: char| c == '=' || c.is_whitespace()) {
-            if let Some(shown) = token_display(word)
+            if let Some(shown) = token_like(word)
                 && text.contains(word)
             {
                 text = text.replace(word, &format!("{shown}[redacted]"));
@@ -220,13 +222,16 @@ fn redact_tokens(text: &str) -> String {
     text
 }
 
-/// The display prefix of `word` when it is a well-formed token under any
-/// valid prefix (checksum included).
-fn token_display(word: &str) -> Option<String> {
-    let prefix = word.split('_').next()?;
-    let format = crate::token::TokenFormat::new(prefix).ok()?;
-    let token = format.parse(word).ok()?;
-    Some(format.display_prefix(token.environment(), token.id()))
+/// For a word shaped like a token (`prefix_env_` and more than an id of
+/// alphanumerics after it), the part that may be shown: up to the id.
+fn token_like(word: &str) -> Option<&str> {
+    let mut parts = word.splitn(3, '_');
+    let (prefix, env, body) = (parts.next()?, parts.next()?, parts.next()?);
+    let shaped = crate::token::TokenFormat::new(prefix).is_ok()
+        && env.parse::<Environment>().is_ok()
+        && body.len() > 16
+        && body.bytes().all(|b| b.is_ascii_alphanumeric());
+    shaped.then(|| &word[..prefix.len() + env.len() + 2 + 16])
 }
 
 async fn keygate(url: &str, create: Create) -> Result<Keygate, Failure> {
@@ -545,5 +550,27 @@ async fn verify(
     } else {
         // Already reported on stdout: exit 1 without a second message.
         Err(Failure::refused(code, String::new()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_like;
+
+    #[test]
+    fn token_shaped_words_keep_only_their_display_prefix() {
+        let token = format!("kg_live_{}{}", "A".repeat(16), "b".repeat(38));
+        assert_eq!(token_like(&token), Some(&token[..24]));
+        let mistyped = format!("kg_test_{}x", "A".repeat(30));
+        assert_eq!(token_like(&mistyped), Some(&mistyped[..24]));
+        for word in [
+            "kg_live_ABC",
+            "--bogus",
+            "alice",
+            "kg_prod_AAAAAAAAAAAAAAAAAAAA",
+            "Kg_live_AAAAAAAAAAAAAAAAAAAA",
+        ] {
+            assert_eq!(token_like(word), None, "{word}");
+        }
     }
 }
