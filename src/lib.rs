@@ -48,7 +48,7 @@
 //! | feature  | default | what it adds                                   |
 //! |----------|---------|------------------------------------------------|
 //! | `sqlite` | yes     | [`SqliteStore`], the embedded store            |
-//! | `axum`   | yes     | `AuthenticatedKey` extractors for axum         |
+//! | `axum`   | yes     | `AuthenticatedKey` extractors for axum, the gateway, the admin API and the bounded [`listener`] |
 //! | `postgres` | no    | `PostgresStore`, shared by many instances, with push invalidation |
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
@@ -72,6 +72,8 @@ pub mod key;
 pub mod keygate;
 pub mod keys;
 pub mod layer;
+#[cfg(feature = "axum")]
+pub mod listener;
 pub mod rejection;
 pub mod require;
 pub mod scope;
@@ -91,6 +93,8 @@ pub use crate::key::{ApiKey, KeyStatus, StoredKey};
 pub use crate::keygate::{ConfigError, Keygate, KeygateBuilder};
 pub use crate::keys::{Ceiling, CreatedKey, KeyError, KeyPage, KeyUpdate, Keys, NewKey};
 pub use crate::layer::{ApiKeyAuth, ApiKeyLayer};
+#[cfg(feature = "axum")]
+pub use crate::listener::ListenerLimits;
 pub use crate::rejection::{Rejection, RejectionResponder};
 pub use crate::require::{RequireScope, RequireScopeLayer};
 pub use crate::scope::{Requirement, Scope, ScopeCatalog, ScopeSet};
@@ -99,6 +103,6 @@ pub use crate::secret::{Pepper, PepperError, SecretToken};
 pub use crate::store::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use crate::store::SqliteStore;
-pub use crate::store::{KeyStore, ListQuery, MemoryStore, StoreError};
+pub use crate::store::{KeyStore, ListQuery, MemoryStore, StoreError, StoreMeta};
 pub use crate::token::{Environment, KeyId};
 pub use crate::validator::{AuthenticatedKey, InvalidReason, KeyValidator, VerifyError};

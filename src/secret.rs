@@ -28,6 +28,10 @@ pub const MIN_PEPPER_LEN: usize = 32;
 /// The environment variable [`Pepper::from_env`] reads.
 pub const PEPPER_ENV: &str = "KEYGATE_PEPPER";
 
+/// The label whose HMAC under the pepper is the pepper check value
+/// ([`Pepper::check_value`]). Not a token: tokens have no spaces.
+pub const PEPPER_CHECK_LABEL: &str = "keygate pepper check v1";
+
 /// The HMAC-SHA256 of a token under the pepper: what stores keep.
 pub type TokenMac = [u8; 32];
 
@@ -108,23 +112,52 @@ impl Pepper {
     /// (mode 0600 on Unix) when it does not exist.
     ///
     /// The file holds the raw bytes. An existing file that is not readable,
-    /// or shorter than 32 bytes, is an error: it is never overwritten.
+    /// or shorter than 32 bytes, is an error: it is never overwritten. On
+    /// Unix an existing file that its group or others may read or write is
+    /// refused too (fix it with `chmod 600`).
     ///
     /// # Errors
     ///
     /// [`PepperError::Io`] on a file-system error, [`PepperError::TooShort`]
-    /// for a truncated file.
+    /// for a truncated file, [`PepperError::Exposed`] for a file readable by
+    /// others.
     pub fn load_or_create(path: &Path) -> Result<Pepper, PepperError> {
-        match std::fs::read(path) {
-            Ok(bytes) => Pepper::from_bytes(&bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        match Pepper::load(path) {
+            Err(PepperError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut bytes = [0u8; MIN_PEPPER_LEN];
                 getrandom::fill(&mut bytes).map_err(|_| PepperError::Random)?;
                 write_new_private_file(path, &bytes).map_err(PepperError::Io)?;
                 Pepper::from_bytes(&bytes)
             }
-            Err(e) => Err(PepperError::Io(e)),
+            other => other,
         }
+    }
+
+    /// Reads the pepper file at `path` (see [`Pepper::load_or_create`]),
+    /// never creating it.
+    ///
+    /// # Errors
+    ///
+    /// [`PepperError::Io`] on a file-system error (`NotFound` when the file
+    /// is missing), [`PepperError::TooShort`] for a truncated file,
+    /// [`PepperError::Exposed`] for a file readable by others.
+    pub fn load(path: &Path) -> Result<Pepper, PepperError> {
+        let file = std::fs::File::open(path).map_err(PepperError::Io)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = file
+                .metadata()
+                .map_err(PepperError::Io)?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                return Err(PepperError::Exposed { mode: mode & 0o777 });
+            }
+        }
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut &file, &mut bytes).map_err(PepperError::Io)?;
+        Pepper::from_bytes(&bytes)
     }
 
     /// A fresh random pepper from the OS CSPRNG, for stores that live no
@@ -144,6 +177,22 @@ impl Pepper {
     pub fn insecure_fixed_for_tests() -> Pepper {
         Pepper::from_bytes(b"keygate-insecure-test-pepper-do-not-use-in-production")
             .unwrap_or_else(|_| unreachable!("the fixed test pepper is longer than 32 bytes"))
+    }
+
+    /// The check value stored beside the keys so that a wrong pepper is
+    /// noticed at start (SPEC §8a): HMAC-SHA256 of the fixed label
+    /// [`PEPPER_CHECK_LABEL`] under this pepper. It reveals nothing of the
+    /// pepper.
+    pub fn check_value(&self) -> TokenMac {
+        let mut mac = self.mac.clone();
+        mac.update(PEPPER_CHECK_LABEL.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Whether `stored` is this pepper's [check value](Pepper::check_value),
+    /// compared in constant time.
+    pub fn matches_check(&self, stored: &[u8]) -> bool {
+        stored.len() == MIN_PEPPER_LEN && bool::from(self.check_value().ct_eq(stored))
     }
 
     /// HMAC-SHA256 of `token` under this pepper.
@@ -205,6 +254,14 @@ pub enum PepperError {
     /// The OS random number generator failed.
     #[error("the OS random number generator failed")]
     Random,
+    /// The pepper file may be read or written by its group or others.
+    #[error(
+        "the pepper file is accessible to group or others (mode {mode:o}); restrict it with chmod 600"
+    )]
+    Exposed {
+        /// The file's permission bits.
+        mode: u32,
+    },
     /// Reading or writing the pepper file failed.
     #[error("cannot read or create the pepper file")]
     Io(#[source] std::io::Error),
@@ -309,11 +366,47 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keygate.pepper");
         std::fs::write(&path, [1u8; 5]).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
         assert!(matches!(
             Pepper::load_or_create(&path),
             Err(PepperError::TooShort)
         ));
         assert_eq!(std::fs::read(&path).unwrap(), [1u8; 5]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn pepper_file_readable_by_others_is_refused_and_left_alone() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keygate.pepper");
+        std::fs::write(&path, [9u8; 32]).unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o660, 0o602] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert!(
+                matches!(Pepper::load_or_create(&path), Err(PepperError::Exposed { mode: m }) if m == mode),
+                "mode {mode:o} accepted"
+            );
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert!(Pepper::load_or_create(&path).is_ok());
+        assert_eq!(std::fs::read(&path).unwrap(), [9u8; 32]);
+    }
+
+    #[test]
+    fn check_value_is_the_mac_of_the_label_and_tells_peppers_apart() {
+        let a = Pepper::from_bytes(&[1u8; 32]).unwrap();
+        let b = Pepper::from_bytes(&[2u8; 32]).unwrap();
+        assert_eq!(a.check_value(), a.mac(PEPPER_CHECK_LABEL));
+        assert!(a.matches_check(&a.check_value()));
+        assert!(!a.matches_check(&b.check_value()));
+        assert!(!a.matches_check(&a.check_value()[..31]));
+        assert!(!a.matches_check(&[]));
+        assert_ne!(&a.check_value()[..], &[1u8; 32][..]);
     }
 
     #[test]

@@ -80,11 +80,34 @@ struct Kg {
 }
 
 impl Kg {
-    fn new() -> Kg {
+    /// A directory with no database yet.
+    fn bare() -> Kg {
         Kg {
             dir: tempfile::tempdir().expect("create a temporary directory"),
             pepper: None,
         }
+    }
+
+    /// A directory holding an empty database (and its pepper file): `init`,
+    /// then the bootstrap key deleted. Only `init` and `serve` create a
+    /// database (SPEC §8a).
+    fn new() -> Kg {
+        Kg::bare().initialized()
+    }
+
+    /// An empty database set up with `KEYGATE_PEPPER=pepper` (no pepper file).
+    fn with_pepper(pepper: &str) -> Kg {
+        let mut kg = Kg::bare();
+        kg.pepper = Some(pepper.into());
+        kg.initialized()
+    }
+
+    fn initialized(self) -> Kg {
+        let token = self.init();
+        let (_, id, _, _) = split_token(&token);
+        let run = self.run(&["keys", "delete", id]);
+        assert_eq!(run.status, 0, "deleting the bootstrap key failed: {run:?}");
+        self
     }
 
     fn path(&self) -> &Path {
@@ -241,6 +264,17 @@ impl Kg {
         );
         assert_eq!(self.count(), before, "{args:?} wrote a key");
     }
+}
+
+/// `chmod 600 path`.
+fn make_private(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// Whether a message names a field, as JSON (`ip_allow`) or as a flag (`ip-allow`).
@@ -1338,8 +1372,7 @@ fn list_hides_revoked_keys_and_filters_by_owner() {
 
 #[test]
 fn pepper_from_env_is_used_and_no_file_is_created() {
-    let mut kg = Kg::new();
-    kg.pepper = Some(HEX_PEPPER_A.into());
+    let mut kg = Kg::with_pepper(HEX_PEPPER_A);
     let (token, _) = kg.create("alice", "ci", &[]);
     assert!(!kg.pepper_file().exists(), "a pepper file was created");
     assert_eq!(kg.verify(&token, None), (0, "valid".into()));
@@ -1348,9 +1381,13 @@ fn pepper_from_env_is_used_and_no_file_is_created() {
     kg.pepper = Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into());
     assert_eq!(kg.verify(&token, None), (0, "valid".into()));
 
-    // Another pepper makes existing tokens invalid.
+    // Another pepper is refused outright (SPEC §8a), rather than making
+    // every token invalid.
     kg.pepper = Some(HEX_PEPPER_B.into());
-    assert_eq!(kg.verify(&token, None), (1, "invalid_token".into()));
+    let run = kg.run(&["verify", &token]);
+    assert_eq!(run.status, 1, "{run:?}");
+    assert!(run.stdout.is_empty(), "{run:?}");
+    assert!(run.stderr.contains("pepper does not match"), "{run:?}");
 
     // No pepper at all: the database holds keys, so no new pepper is minted.
     kg.pepper = None;
@@ -1390,15 +1427,17 @@ fn missing_pepper_file_is_refused_not_silently_replaced() {
     assert!(run.stderr.to_lowercase().contains("pepper"), "{run:?}");
     assert_eq!(std::fs::read(kg.pepper_file()).unwrap(), &pepper[..31]);
 
-    // Restoring the file restores service, and nothing was created meanwhile.
+    // Restoring the file (private, as SPEC §8a requires) restores service,
+    // and nothing was created meanwhile.
     std::fs::write(kg.pepper_file(), &pepper).unwrap();
+    make_private(&kg.pepper_file());
     assert_eq!(kg.verify(&token, None), (0, "valid".into()));
     assert_eq!(kg.count(), 1);
 }
 
 #[test]
 fn short_or_garbled_pepper_env_is_refused() {
-    let mut kg = Kg::new();
+    let mut kg = Kg::with_pepper(HEX_PEPPER_A);
     for bad in [
         &HEX_PEPPER_A[..62],                            // 31 bytes of hex
         "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHg==", // 31 bytes of base64
@@ -1421,7 +1460,7 @@ fn short_or_garbled_pepper_env_is_refused() {
 
 #[test]
 fn unsupported_database_url_is_bad_usage() {
-    let kg = Kg::new();
+    let kg = Kg::bare();
     let mut cmd = kg.bare_command();
     cmd.args(["--database-url", "mysql://x", "keys", "list"]);
     let run = Kg::finish(cmd);
@@ -1441,7 +1480,7 @@ fn unsupported_database_url_is_bad_usage() {
 
 #[test]
 fn database_url_comes_from_env_then_defaults_to_keygate_db() {
-    let kg = Kg::new();
+    let kg = Kg::bare();
 
     // KEYGATE_DATABASE_URL is honoured when --database-url is absent.
     let other = kg.path().join("other.db");
@@ -1476,4 +1515,356 @@ fn json_flag_is_accepted_after_the_subcommand() {
         body["key"].is_string() && body["api_key"].is_object(),
         "{body}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// 12. The hardened binary (SPEC §8a)
+// ---------------------------------------------------------------------------
+
+/// Every command but `init` (and `serve`), with placeholder key arguments.
+fn non_creating_commands() -> Vec<Vec<String>> {
+    let id = random_base62(16);
+    let token = with_checksum(&format!("kg_live_{id}{}", random_base62(32)));
+    [
+        vec!["keys", "list"],
+        vec!["keys", "create", "--owner", "alice", "--name", "ci"],
+        vec!["keys", "show", &id],
+        vec!["keys", "revoke", &id],
+        vec!["keys", "rotate", &id],
+        vec!["keys", "delete", &id],
+        vec!["verify", &token],
+    ]
+    .into_iter()
+    .map(|args| args.into_iter().map(str::to_owned).collect())
+    .collect()
+}
+
+#[test]
+fn commands_other_than_init_refuse_a_missing_database_and_create_no_file() {
+    let kg = Kg::bare();
+    let db = kg.path().join("keygate.db");
+    for args in non_creating_commands() {
+        let run = kg.run(&args);
+        assert_eq!(run.status, 1, "{args:?}: {run:?}");
+        assert!(run.stdout.is_empty(), "{args:?}: {run:?}");
+        let message = run.stderr.trim_end();
+        assert_eq!(
+            message.lines().count(),
+            1,
+            "{args:?}: one line: {message:?}"
+        );
+        assert!(
+            message.contains(&db.display().to_string()),
+            "{args:?}: the message names the database it looked for: {message:?}"
+        );
+        assert!(message.contains("keygate init"), "{args:?}: {message:?}");
+
+        let (status, body) = kg.run_json(&args);
+        assert_eq!(status, 1, "{args:?}: {body}");
+        assert_eq!(body["error"], "not_found", "{args:?}: {body}");
+
+        assert!(
+            files_in(kg.path()).is_empty(),
+            "{args:?} created {:?}",
+            files_in(kg.path())
+        );
+    }
+    // With a pepper in the environment, no more.
+    let mut kg = kg;
+    kg.pepper = Some(HEX_PEPPER_A.into());
+    assert_eq!(kg.run(&["keys", "list"]).status, 1);
+    assert!(files_in(kg.path()).is_empty());
+
+    // init creates it; then the same commands work.
+    kg.pepper = None;
+    kg.init();
+    assert_eq!(kg.count(), 1);
+}
+
+#[test]
+fn another_pepper_is_refused_at_start_not_key_by_key() {
+    let kg = Kg::new();
+    let (token, record) = kg.create("alice", "ci", &[]);
+    let original = std::fs::read(kg.pepper_file()).unwrap();
+
+    // Another pepper file of the right shape: refused by every command,
+    // which says so, and changes nothing.
+    std::fs::write(kg.pepper_file(), [0x5au8; 32]).unwrap();
+    make_private(&kg.pepper_file());
+    for args in [
+        vec!["keys", "list"],
+        vec!["verify", &token],
+        vec!["keys", "create", "--owner", "bob", "--name", "x"],
+        vec!["init"],
+    ] {
+        let run = kg.run(&args);
+        assert_eq!(run.status, 1, "{args:?}: {run:?}");
+        assert!(run.stdout.is_empty(), "{args:?}: {run:?}");
+        let message = run.stderr.trim_end();
+        assert_eq!(message.lines().count(), 1, "{message:?}");
+        assert!(message.contains("pepper does not match"), "{message:?}");
+        assert!(!message.contains(&hex_lower(&original)), "{message:?}");
+    }
+
+    // Through the environment too.
+    let mut env = Kg::new();
+    env.pepper = Some(HEX_PEPPER_B.into());
+    let run = env.run(&["keys", "list"]);
+    assert_eq!(run.status, 1, "{run:?}");
+    assert!(run.stderr.contains("pepper does not match"), "{run:?}");
+
+    // The right pepper again: everything as before.
+    std::fs::write(kg.pepper_file(), &original).unwrap();
+    make_private(&kg.pepper_file());
+    assert_eq!(kg.verify(&token, None), (0, "valid".into()));
+    assert_eq!(ids(&kg.list_all()), vec![id_of(&record)]);
+}
+
+#[test]
+fn a_lost_pepper_file_is_not_replaced_even_on_a_database_without_keys() {
+    // init, then the only key deleted: the database holds no key, but it
+    // was set up with that pepper.
+    let kg = Kg::new();
+    std::fs::remove_file(kg.pepper_file()).unwrap();
+    for args in [vec!["init"], vec!["keys", "list"]] {
+        let run = kg.run(&args);
+        assert_eq!(run.status, 1, "{args:?}: {run:?}");
+        assert!(run.stdout.is_empty(), "{args:?}: {run:?}");
+        assert!(run.stderr.contains("keygate.pepper is missing"), "{run:?}");
+        assert!(!kg.pepper_file().exists(), "{args:?} minted a new pepper");
+    }
+}
+
+#[test]
+fn a_database_without_a_check_value_gets_one_on_first_open() {
+    // A database made by an older keygate: no keygate_meta row.
+    let mut kg = Kg::with_pepper(HEX_PEPPER_A);
+    let (token, _) = kg.create("alice", "ci", &[]);
+    let url = kg.db_url();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let store = keygate::SqliteStore::open(&url).await.unwrap();
+            sqlx::query("DELETE FROM keygate_meta")
+                .execute(store.pool())
+                .await
+                .unwrap();
+            store.pool().close().await;
+        });
+    // The first open stores the current pepper's check value...
+    assert_eq!(kg.verify(&token, None), (0, "valid".into()));
+    // ...and from then on another pepper is refused.
+    kg.pepper = Some(HEX_PEPPER_B.into());
+    let run = kg.run(&["keys", "list"]);
+    assert_eq!(run.status, 1, "{run:?}");
+    assert!(run.stderr.contains("pepper does not match"), "{run:?}");
+}
+
+#[cfg(unix)]
+#[test]
+fn database_and_pepper_files_are_created_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let kg = Kg::new();
+    kg.create("alice", "ci", &[]);
+    let files = files_in(kg.path());
+    let names: Vec<_> = files
+        .iter()
+        .filter_map(|(p, _)| p.file_name()?.to_str().map(str::to_owned))
+        .collect();
+    assert!(names.iter().any(|n| n == "keygate.db"), "{names:?}");
+    assert!(names.iter().any(|n| n == "keygate.pepper"), "{names:?}");
+    for (path, _) in &files {
+        let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} has mode {mode:o}", path.display());
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_pepper_file_readable_by_others_is_refused_naming_the_fix() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let kg = Kg::new();
+    let (token, _) = kg.create("alice", "ci", &[]);
+    let pepper = std::fs::read(kg.pepper_file()).unwrap();
+    for mode in [0o644, 0o640] {
+        std::fs::set_permissions(kg.pepper_file(), std::fs::Permissions::from_mode(mode)).unwrap();
+        for args in [vec!["keys", "list"], vec!["verify", &token], vec!["init"]] {
+            let run = kg.run(&args);
+            assert_eq!(run.status, 1, "{args:?} with mode {mode:o}: {run:?}");
+            assert!(run.stdout.is_empty(), "{run:?}");
+            let message = run.stderr.trim_end();
+            assert_eq!(message.lines().count(), 1, "{message:?}");
+            assert!(
+                message.contains(&kg.pepper_file().display().to_string()),
+                "names the file: {message:?}"
+            );
+            assert!(message.contains("chmod 600"), "names the fix: {message:?}");
+        }
+        assert_eq!(
+            std::fs::read(kg.pepper_file()).unwrap(),
+            pepper,
+            "left alone"
+        );
+    }
+    make_private(&kg.pepper_file());
+    assert_eq!(kg.verify(&token, None), (0, "valid".into()));
+}
+
+#[test]
+fn key_arguments_take_an_id_a_display_prefix_or_a_token_and_never_print_the_token() {
+    let kg = Kg::new();
+    let mut tokens = Vec::new();
+    let mut outputs = String::new();
+    let keep = |run: &Run, outputs: &mut String| {
+        outputs.push_str(&run.stdout);
+        outputs.push_str(&run.stderr);
+    };
+
+    // show: by token, by display prefix, by id — the same record.
+    let (token, record) = kg.create("alice", "show", &[]);
+    tokens.push(token.clone());
+    let id = id_of(&record);
+    for given in [token.clone(), format!("kg_live_{id}"), id.clone()] {
+        let (status, body) = kg.show(&given);
+        assert_eq!(status, 0, "{body}");
+        assert_eq!(body["id"], id.as_str(), "{body}");
+        let plain = kg.run(&["keys", "show", &given]);
+        assert_eq!(plain.status, 0, "{plain:?}");
+        keep(&plain, &mut outputs);
+    }
+
+    // revoke, rotate and delete by token.
+    let (revoked, record) = kg.create("alice", "revoke", &[]);
+    tokens.push(revoked.clone());
+    let run = kg.run(&["keys", "revoke", &revoked, "--reason", "leaked"]);
+    assert_eq!(run.status, 0, "{run:?}");
+    keep(&run, &mut outputs);
+    assert_eq!(kg.show(&id_of(&record)).1["status"], "revoked");
+
+    let (rotated, _) = kg.create("alice", "rotate", &[]);
+    tokens.push(rotated.clone());
+    let run = kg.run(&["keys", "rotate", &rotated]);
+    assert_eq!(run.status, 0, "{run:?}");
+    assert_eq!(kg.verify(&rotated, None).0, 1, "the old token is replaced");
+    outputs.push_str(&run.stderr); // stdout is the new token, printed once by design
+
+    let (deleted, record) = kg.create("alice", "delete", &[]);
+    tokens.push(deleted.clone());
+    let run = kg.run(&["keys", "delete", &deleted]);
+    assert_eq!(run.status, 0, "{run:?}");
+    keep(&run, &mut outputs);
+    assert_eq!(kg.show(&id_of(&record)).0, 1);
+
+    // Unknown, tampered and garbled tokens: refused, never repeated.
+    let unknown = with_checksum(&format!(
+        "kg_live_{}{}",
+        random_base62(16),
+        random_base62(32)
+    ));
+    let mut tampered = token.clone();
+    tampered.replace_range(30..31, if &token[30..31] == "a" { "b" } else { "a" });
+    let garbled = format!("{token}!");
+    let given = [unknown.clone(), tampered.clone(), garbled.clone()];
+    tokens.extend(given.iter().cloned());
+    for bad in &given {
+        for cmd in ["show", "revoke", "rotate", "delete"] {
+            let run = kg.run(&["keys", cmd, bad]);
+            assert_eq!(run.status, 1, "keys {cmd}: {run:?}");
+            keep(&run, &mut outputs);
+            let (status, body) = kg.run_json(&["keys", cmd, bad]);
+            assert_eq!(status, 1, "{body}");
+            assert_eq!(body["error"], "not_found", "{body}");
+            outputs.push_str(&body.to_string());
+        }
+        let run = kg.run(&["verify", bad]);
+        assert_eq!(run.status, 1, "{run:?}");
+        keep(&run, &mut outputs);
+        let run = kg.run(&["--json", "verify", bad]);
+        keep(&run, &mut outputs);
+    }
+    // A live token given to verify is not repeated either.
+    let (live, _) = kg.create("bob", "live", &[]);
+    tokens.push(live.clone());
+    for args in [vec!["verify", &live], vec!["--json", "verify", &live]] {
+        let run = kg.run(&args);
+        assert_eq!(run.status, 0, "{run:?}");
+        keep(&run, &mut outputs);
+    }
+    // Nor by a usage error that quotes an argument.
+    for args in [
+        vec!["keys", "show", &live, &live],
+        vec!["verify", &live, "--bogus"],
+        vec!["--json", "keys", "show", &live, &live],
+        vec!["keys", "show", &tampered, &tampered],
+    ] {
+        let run = kg.run(&args);
+        assert_eq!(run.status, 2, "{run:?}");
+        keep(&run, &mut outputs);
+    }
+
+    for token in &tokens {
+        let secret = &token[24..56];
+        assert!(
+            !outputs.contains(token.as_str()),
+            "a token was printed back"
+        );
+        assert!(!outputs.contains(secret), "a token secret was printed back");
+    }
+}
+
+/// Runs `keygate ARGS` with stdout a pipe whose reading end is closed
+/// before the command writes: the situation of `keygate keys list | head -1`
+/// once `head` has exited.
+fn run_with_closed_stdout(kg: &Kg, args: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut cmd = kg.bare_command();
+    cmd.arg("--database-url")
+        .arg(kg.db_url())
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn keygate");
+    drop(child.stdout.take()); // the reader goes away at once
+    let out = child.wait_with_output().expect("wait for keygate");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    let kg = Kg::new();
+    let (token, record) = kg.create("alice", "ci", &[]);
+    kg.create("bob", "ci", &[]);
+    let id = id_of(&record);
+    for args in [
+        vec!["keys", "list"],
+        vec!["--json", "keys", "list"],
+        vec!["keys", "show", &id],
+        vec!["verify", &token],
+        vec!["--json", "verify", &token],
+        vec!["keys", "show", "nonexistent"],
+        vec!["--json", "keys", "show", "nonexistent"],
+    ] {
+        let (status, stderr) = run_with_closed_stdout(&kg, &args);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(
+            status.code().is_some(),
+            "{args:?}: killed by a signal: {status}"
+        );
+        let expected = if args.contains(&"nonexistent") { 1 } else { 0 };
+        assert_eq!(status.code(), Some(expected), "{args:?}: {stderr}");
+    }
+
+    // A new token nobody could see is a failure naming the key to revoke.
+    let before = kg.count();
+    let (status, stderr) =
+        run_with_closed_stdout(&kg, &["keys", "create", "--owner", "carol", "--name", "x"]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("keygate keys revoke"), "{stderr}");
+    assert_eq!(kg.count(), before + 1);
 }

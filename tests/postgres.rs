@@ -579,7 +579,68 @@ async fn the_binary_refuses_postgres_without_a_pepper() {
         .fetch_one(store.pool())
         .await
         .unwrap();
-    assert_eq!(applied, 1, "migrated only now, by this connect");
+    let embedded = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        applied,
+        i64::try_from(embedded).unwrap(),
+        "migrated only now, by this connect"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_refuses_a_database_without_the_schema_and_a_wrong_pepper() {
+    const PEPPER_A: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    const PEPPER_B: &str = "f0e0d0c0b0a090807060504030201000ffeeddccbbaa99887766554433221100";
+    let db = TestDb::create().await;
+    // A password in the URL (trust auth ignores it) must never be shown.
+    use sqlx::Connection as _;
+    let url = match db.url.split_once("://") {
+        Some((scheme, rest)) if rest.find('@').is_some_and(|at| !rest[..at].contains(':')) => {
+            let at = rest.find('@').unwrap();
+            format!("{scheme}://{}:sekret-pw{}", &rest[..at], &rest[at..])
+        }
+        _ => db.url.clone(),
+    };
+    let cli = |pepper: &'static str, args: &'static [&'static str]| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || keygate_cli(&url, Some(pepper), args))
+    };
+
+    // No keygate tables yet: every command but init and serve refuses,
+    // naming the database, and migrates nothing.
+    for args in [&["keys", "list"][..], &["verify", "kg_live_x"][..]] {
+        let (status, stdout, stderr) = cli(PEPPER_A, args).await.unwrap();
+        assert_eq!(status, 1, "{args:?}: {stdout} {stderr}");
+        assert!(stdout.is_empty(), "{stdout}");
+        assert!(stderr.contains("no keygate database"), "{stderr}");
+        assert!(stderr.contains(&db.name), "names the database: {stderr}");
+        assert!(
+            !stderr.contains("sekret-pw"),
+            "the password leaked: {stderr}"
+        );
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+    let migrated: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+            .fetch_one(&mut sqlx::PgConnection::connect(&db.url).await.unwrap())
+            .await
+            .unwrap();
+    assert_eq!(migrated, None, "a refused command migrated the database");
+
+    // init stores the pepper check; another pepper is then refused.
+    let (status, _, stderr) = cli(PEPPER_A, &["init"]).await.unwrap();
+    assert_eq!(status, 0, "{stderr}");
+    let (status, stdout, stderr) = cli(PEPPER_B, &["keys", "list"]).await.unwrap();
+    assert_eq!(status, 1, "{stdout} {stderr}");
+    assert!(stderr.contains("pepper does not match"), "{stderr}");
+    assert!(
+        !stderr.contains(PEPPER_A) && !stderr.contains(PEPPER_B),
+        "{stderr}"
+    );
+    let (status, _, stderr) = cli(PEPPER_A, &["keys", "list"]).await.unwrap();
+    assert_eq!(status, 0, "{stderr}");
 }
 
 /// A `keygate serve` process on the test database; killed on drop.

@@ -893,3 +893,325 @@ fn forward_auth_ignores_original_uri_headers_from_untrusted_peers() {
     let response = http::get(serve.addr, "/v1/forward-auth/public/x", &[]);
     assert_eq!(response.status, 200, "{response:?}");
 }
+
+// ---------------------------------------------------------------------------
+// (8a) serve checks everything first; every flag has a variable
+// ---------------------------------------------------------------------------
+
+/// How many keys the database in `dir` holds (0 when there is none).
+fn key_count(dir: &std::path::Path) -> usize {
+    if !dir.join("keygate.db").exists() {
+        return 0;
+    }
+    let out = run_keygate(dir, &["--json", "keys", "list", "--include-revoked"]);
+    assert!(out.status.success(), "keys list: {out:?}");
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    body["keys"].as_array().unwrap().len()
+}
+
+#[test]
+fn every_flag_and_file_is_checked_before_the_bootstrap_key_is_made() {
+    let dir = temp();
+    let bad_rules = dir.path().join("bad.toml");
+    std::fs::write(&bad_rules, "[[rule]]\npath = 5\n").unwrap();
+    let bad_rules = bad_rules.to_str().unwrap().to_owned();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    let proxy = format!("127.0.0.1:{}", free_port());
+    let cases: Vec<Vec<&str>> = vec![
+        vec![
+            "--upstream",
+            "https://127.0.0.1:1",
+            "--proxy-listen",
+            &proxy,
+        ],
+        vec![
+            "--upstream",
+            "http://user:pw@127.0.0.1:1",
+            "--proxy-listen",
+            &proxy,
+        ],
+        vec!["--upstream", "not a url", "--proxy-listen", &proxy],
+        vec![
+            "--upstream",
+            "http://127.0.0.1:1",
+            "--proxy-listen",
+            &taken_addr,
+        ],
+        vec!["--rules", &bad_rules],
+        vec!["--rules", "/nonexistent/rules.toml"],
+        vec!["--trusted-proxy", "not-a-network"],
+        vec!["--header-timeout", "1m"],
+        vec!["--idle-timeout", "0s"],
+        vec!["--max-connections", "0"],
+        vec!["--log-format", "xml"],
+    ];
+    for case in &cases {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let mut args = vec!["--listen", listen.as_str()];
+        args.extend_from_slice(case);
+        let mut all = vec!["serve"];
+        all.extend_from_slice(&args);
+        let out = run_keygate(dir.path(), &all);
+        assert!(!out.status.success(), "{case:?} started");
+        assert!(
+            matches!(out.status.code(), Some(1 | 2)),
+            "{case:?}: {}",
+            out.status
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "{case:?} printed a bootstrap key: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert_eq!(key_count(dir.path()), 0, "{case:?} burnt the bootstrap key");
+    }
+    drop(taken);
+    // A good start still creates and prints the bootstrap key.
+    let server = Serve::start(dir.path(), ServeOptions::new());
+    assert_token_shape(&server.bootstrap_token());
+}
+
+#[test]
+fn a_wrong_pepper_stops_serve_before_it_listens() {
+    let dir = temp();
+    let mut server = Serve::start(dir.path(), ServeOptions::new());
+    let token = server.bootstrap_token();
+    assert_eq!(server.stop().code(), Some(0));
+    let listen = format!("127.0.0.1:{}", free_port());
+    let pepper = "ab".repeat(32);
+    let out = support::run_keygate_env(
+        dir.path(),
+        &[("KEYGATE_PEPPER", &pepper)],
+        &["serve", "--listen", &listen],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("pepper does not match"), "{stderr}");
+    // The right pepper (the file) still works.
+    let server = Serve::start(dir.path(), ServeOptions::new());
+    assert_eq!(server.call("GET", "/v1/keys", &token, "").status, 200);
+}
+
+#[test]
+fn serve_flags_come_from_the_environment() {
+    let dir = temp();
+    let upstream = Upstream::start();
+    let rules = fixture("rules.toml");
+    let api = format!("127.0.0.1:{}", free_port());
+    let proxy = format!("127.0.0.1:{}", free_port());
+    let serve = Serve::start(
+        dir.path(),
+        ServeOptions::new()
+            .env("KEYGATE_LISTEN", &api)
+            .env("KEYGATE_UPSTREAM", &upstream.url())
+            .env("KEYGATE_PROXY_LISTEN", &proxy)
+            .env("KEYGATE_RULES", rules.to_str().unwrap())
+            .env("KEYGATE_TRUSTED_PROXY", "10.0.0.0/8,192.168.0.0/16")
+            .env("KEYGATE_LOG_FORMAT", "json")
+            .env("KEYGATE_HEADER_TIMEOUT", "1s")
+            .env("KEYGATE_IDLE_TIMEOUT", "2s")
+            .env("KEYGATE_MAX_CONNECTIONS", "16"),
+    );
+    assert_eq!(serve.addr.to_string(), api);
+
+    // KEYGATE_UPSTREAM, KEYGATE_PROXY_LISTEN, KEYGATE_RULES: a public path
+    // goes through the proxy without a key.
+    let through = http::get(serve.proxy_addr.unwrap(), "/public/env", &[]);
+    assert_eq!(through.status, 200, "{through:?}");
+    assert!(
+        upstream
+            .received()
+            .iter()
+            .any(|r| r.target() == "/public/env")
+    );
+
+    // KEYGATE_TRUSTED_PROXY (a list) replaced the loopback default: the
+    // test client is untrusted, so its X-Original-URI is not believed.
+    let judged = http::get(
+        serve.addr,
+        "/v1/forward-auth",
+        &[
+            ("X-Original-URI", "/public/x"),
+            ("X-Original-Method", "GET"),
+        ],
+    );
+    assert_ne!(judged.status, 200, "{judged:?}");
+
+    // KEYGATE_HEADER_TIMEOUT: a stalled head is cut off after about 1 s.
+    let mut stalled = http::connect(serve.addr).unwrap();
+    stalled.write_all(b"GET /healthz HT").unwrap();
+    assert!(http::closed_within(&mut stalled, Duration::from_secs(8)));
+
+    // KEYGATE_LOG_FORMAT: JSON lines on stderr.
+    let stderr = serve.stderr();
+    let first = stderr.lines().next().expect("a log line");
+    assert!(
+        serde_json::from_str::<Value>(first).is_ok(),
+        "not JSON: {first}"
+    );
+
+    // A bad value in a variable is refused like a bad flag.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let out = support::run_keygate_env(
+        dir.path(),
+        &[("KEYGATE_TRUSTED_PROXY", "10.0.0.0/8,nonsense")],
+        &["serve", "--listen", &listen],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+// ---------------------------------------------------------------------------
+// (8a) listeners: header and idle timeouts, a connection bound
+// ---------------------------------------------------------------------------
+
+/// Short bounds, so that the tests run in seconds.
+const SHORT_LIMITS: [&str; 6] = [
+    "--header-timeout",
+    "1s",
+    "--idle-timeout",
+    "3s",
+    "--max-connections",
+    "3",
+];
+
+/// Generous: the timeout, plus room for a loaded machine.
+const CLOSE_SLACK: Duration = Duration::from_secs(8);
+
+#[test]
+fn the_default_header_timeout_cuts_off_a_stalled_head_on_the_api() {
+    let dir = temp();
+    let serve = Serve::start(dir.path(), ServeOptions::new());
+    let mut stalled = http::connect(serve.addr).unwrap();
+    stalled
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    assert!(
+        http::closed_within(&mut stalled, Duration::from_secs(10) + CLOSE_SLACK),
+        "a stalled request head must not hold a connection past 10 s"
+    );
+    assert_eq!(http::get(serve.addr, "/healthz", &[]).status, 200);
+}
+
+#[test]
+fn stalled_and_trickled_heads_are_cut_off_on_the_api_and_proxy_listeners() {
+    let dir = temp();
+    let upstream = Upstream::start();
+    let serve = Serve::start(
+        dir.path(),
+        ServeOptions::new()
+            .upstream(&upstream.url())
+            .args(SHORT_LIMITS),
+    );
+    for addr in [serve.addr, serve.proxy_addr.unwrap()] {
+        // Half a request line, then nothing.
+        let mut half = http::connect(addr).unwrap();
+        half.write_all(b"GET /healthz HT").unwrap();
+        // Connected, never a byte.
+        let mut silent = http::connect(addr).unwrap();
+        // Slowloris: a header byte every 200 ms, never the end of the head.
+        let mut trickle = http::connect(addr).unwrap();
+        trickle
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+        let mut writer = trickle.try_clone().unwrap();
+        let trickler = std::thread::spawn(move || {
+            for _ in 0..100 {
+                std::thread::sleep(Duration::from_millis(200));
+                if writer.write_all(b"X").is_err() {
+                    return;
+                }
+            }
+        });
+        for (what, stream) in [
+            ("half a request line", &mut half),
+            ("a silent connection", &mut silent),
+            ("a trickled head", &mut trickle),
+        ] {
+            assert!(
+                http::closed_within(stream, CLOSE_SLACK),
+                "{what} on {addr} was not closed within the header timeout"
+            );
+        }
+        trickler.join().unwrap();
+        assert!(
+            upstream.received().is_empty(),
+            "nothing reached the upstream"
+        );
+    }
+    assert_eq!(http::get(serve.addr, "/healthz", &[]).status, 200);
+}
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let dir = temp();
+    let upstream = Upstream::start();
+    let serve = Serve::start(
+        dir.path(),
+        ServeOptions::new()
+            .upstream(&upstream.url())
+            .args(SHORT_LIMITS),
+    );
+    let token = serve.bootstrap_token();
+    let request =
+        format!("GET /healthz HTTP/1.1\r\nHost: keygate\r\nAuthorization: Bearer {token}\r\n\r\n");
+    for addr in [serve.addr, serve.proxy_addr.unwrap()] {
+        let mut conn = http::connect(addr).unwrap();
+        conn.write_all(request.as_bytes()).unwrap();
+        let first = http::read_one(&mut conn).expect("a first answer");
+        assert_eq!(first.status, 200, "{addr}: {first:?}");
+        // Idle for longer than the header timeout (1 s) but less than the
+        // idle timeout (3 s): the connection is still usable.
+        std::thread::sleep(Duration::from_millis(1500));
+        conn.write_all(request.as_bytes()).unwrap();
+        let second = http::read_one(&mut conn).expect("kept alive past the header timeout");
+        assert_eq!(second.status, 200, "{addr}: {second:?}");
+        // Then left idle: closed after the idle timeout.
+        assert!(
+            http::closed_within(&mut conn, Duration::from_secs(3) + CLOSE_SLACK),
+            "an idle keep-alive connection on {addr} stayed open"
+        );
+    }
+}
+
+#[test]
+fn slow_clients_cannot_exhaust_the_connection_bound() {
+    let dir = temp();
+    let upstream = Upstream::start();
+    let serve = Serve::start(
+        dir.path(),
+        ServeOptions::new()
+            .upstream(&upstream.url())
+            .args(SHORT_LIMITS),
+    );
+    for addr in [serve.addr, serve.proxy_addr.unwrap()] {
+        // One more slow client than --max-connections 3.
+        let mut slow: Vec<_> = (0..4)
+            .map(|_| {
+                let mut stream = http::connect(addr).unwrap();
+                stream.write_all(b"GET /healthz HT").unwrap();
+                stream
+            })
+            .collect();
+        // A new client is still served: once the slow ones are timed out.
+        let response = http::try_request(addr, "GET", "/healthz", &[], b"")
+            .unwrap_or_else(|e| panic!("{addr}: a new client was not served: {e}"));
+        assert!(matches!(response.status, 200 | 401), "{addr}: {response:?}");
+        // The bound held: the new client got in only after at least two of
+        // the three slow clients holding the slots had been closed (one
+        // freed slot went to the fourth slow client, queued before it).
+        let closed = slow[..3]
+            .iter_mut()
+            .filter(|stream| {
+                http::closed_within(&mut stream.try_clone().unwrap(), Duration::from_millis(200))
+            })
+            .count();
+        assert!(
+            closed >= 2,
+            "{addr}: the new client was served while the slow clients still held every slot"
+        );
+        // And the queued slow client is timed out too.
+        assert!(http::closed_within(&mut slow[3], CLOSE_SLACK));
+    }
+}

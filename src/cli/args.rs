@@ -6,7 +6,9 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "keygate", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Database URL: `sqlite://FILE` (created if missing) or `sqlite::memory:`.
+    /// Database URL: `sqlite://FILE` or `sqlite::memory:` (or, with the
+    /// postgres feature, `postgres://…`). Only `init` and `serve` create a
+    /// database that does not exist.
     #[arg(
         long,
         global = true,
@@ -64,12 +66,12 @@ pub enum KeysCommand {
     },
     /// Show one key.
     Show {
-        /// The key id (the 16 characters after `kg_live_`).
+        /// The key: its id, its display prefix (`kg_live_<id>`) or the whole token.
         id: String,
     },
     /// Revoke a key.
     Revoke {
-        /// The key id.
+        /// The key: its id, its display prefix or the whole token.
         id: String,
         /// Why (kept in the record).
         #[arg(long)]
@@ -77,7 +79,7 @@ pub enum KeysCommand {
     },
     /// Replace a key by a new one with the same attributes; print the new token once.
     Rotate {
-        /// The key id.
+        /// The key: its id, its display prefix or the whole token.
         id: String,
         /// How long the old key keeps working, e.g. 10min or 1d. Default: 0.
         #[arg(long, default_value = "0")]
@@ -85,7 +87,7 @@ pub enum KeysCommand {
     },
     /// Delete a key's record.
     Delete {
-        /// The key id.
+        /// The key: its id, its display prefix or the whole token.
         id: String,
     },
 }
@@ -128,31 +130,121 @@ pub struct CreateArgs {
     pub metadata: Option<String>,
 }
 
-/// `keygate serve …`
+/// `keygate serve …`. Every flag can also be set by the environment
+/// variable named in its help (a flag wins over its variable).
 #[cfg(feature = "axum")]
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address of the HTTP API.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "KEYGATE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
     /// Forward authenticated requests to this http:// URL.
-    #[arg(long)]
+    #[arg(long, env = "KEYGATE_UPSTREAM")]
     pub upstream: Option<String>,
     /// Address of the proxy listener (with --upstream).
-    #[arg(long, default_value = "127.0.0.1:8000", requires = "upstream")]
+    #[arg(
+        long,
+        env = "KEYGATE_PROXY_LISTEN",
+        default_value = "127.0.0.1:8000",
+        requires = "upstream"
+    )]
     pub proxy_listen: String,
     /// Route rules (TOML) for forward auth and the proxy.
-    #[arg(long)]
+    #[arg(long, env = "KEYGATE_RULES")]
     pub rules: Option<std::path::PathBuf>,
     /// Where forward auth reads the original request: nginx (X-Original-*), traefik (X-Forwarded-*),
     /// envoy (the request itself), or auto (every convention present; disagreeing ones are a 400).
     #[arg(long, env = "KEYGATE_FORWARD_AUTH", default_value = "auto",
           value_parser = ["nginx", "traefik", "envoy", "auto"])]
     pub forward_auth: String,
-    /// A proxy whose X-Forwarded-* / X-Original-* headers are believed; repeat for more. Default: loopback.
-    #[arg(long = "trusted-proxy")]
+    /// A proxy whose X-Forwarded-* / X-Original-* headers are believed; repeat
+    /// for more (comma-separated in the variable). Default: loopback.
+    #[arg(
+        long = "trusted-proxy",
+        env = "KEYGATE_TRUSTED_PROXY",
+        value_delimiter = ','
+    )]
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Log format on stderr.
-    #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+    #[arg(long, env = "KEYGATE_LOG_FORMAT", value_parser = ["text", "json"], default_value = "text")]
     pub log_format: String,
+    /// How long a request head may take to arrive on either listener
+    /// (`500ms`, `10s`, `1min`); a slower connection is closed.
+    #[arg(long, env = "KEYGATE_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_timeout)]
+    pub header_timeout: std::time::Duration,
+    /// How long a kept-alive connection may stay idle before it is closed.
+    #[arg(long, env = "KEYGATE_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_timeout)]
+    pub idle_timeout: std::time::Duration,
+    /// Most connections open at once on each listener; further ones wait
+    /// in the listen backlog until one closes.
+    #[arg(
+        long,
+        env = "KEYGATE_MAX_CONNECTIONS",
+        default_value = "1024",
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000)
+    )]
+    pub max_connections: u32,
+}
+
+#[cfg(feature = "axum")]
+impl ServeArgs {
+    /// The listener bounds these flags set.
+    pub fn limits(&self) -> crate::listener::ListenerLimits {
+        crate::listener::ListenerLimits::default()
+            .header_timeout(self.header_timeout)
+            .idle_timeout(self.idle_timeout)
+            .max_connections(usize::try_from(self.max_connections).unwrap_or(usize::MAX))
+    }
+}
+
+/// A listener timeout: a positive whole number of `ms`, `s` or `min`, at
+/// most one day. A bare `m` is refused as ambiguous (SPEC §5a).
+#[cfg(feature = "axum")]
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    use std::time::Duration;
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| "expected a number and a unit: ms, s or min (e.g. 10s)".to_string())?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "min" => Duration::from_secs(n.saturating_mul(60)),
+        "m" => return Err("\"m\" is ambiguous: write min (minutes)".into()),
+        _ => return Err("the unit must be ms, s or min (e.g. 10s)".into()),
+    };
+    if duration.is_zero() || duration > Duration::from_secs(86_400) {
+        return Err("must be more than 0 and at most 1 day".into());
+    }
+    Ok(duration)
+}
+
+#[cfg(all(test, feature = "axum"))]
+mod tests {
+    use std::time::Duration;
+
+    use super::parse_timeout;
+
+    #[test]
+    fn timeouts_take_ms_s_and_min_and_refuse_the_rest() {
+        assert_eq!(parse_timeout("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_timeout("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_timeout("2min"), Ok(Duration::from_secs(120)));
+        for bad in [
+            "",
+            "10",
+            "s",
+            "0s",
+            "1m",
+            "-1s",
+            "1.5s",
+            "2d",
+            "1h",
+            "99999999999999999999s",
+        ] {
+            assert!(parse_timeout(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(parse_timeout("1441min").is_err());
+    }
 }

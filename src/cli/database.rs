@@ -4,10 +4,26 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::secret::{PEPPER_ENV, Pepper};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+use crate::store::StoreMeta;
 use crate::store::{KeyStore, ListQuery};
 
 /// The file the binary keeps its pepper in, beside an SQLite database.
 pub const PEPPER_FILE: &str = "keygate.pepper";
+
+/// The name under which the pepper check value is kept in `keygate_meta`.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+const PEPPER_CHECK: &str = "pepper_check";
+
+/// Whether [`open`] may create a database that does not exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Create {
+    /// Create the database (and, for SQLite, its pepper file): `init` and `serve`.
+    IfMissing,
+    /// Refuse a database that does not exist, and create no file: every
+    /// other command.
+    Never,
+}
 
 /// Why the database or pepper could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -18,12 +34,21 @@ pub enum SetupError {
          with the postgres feature, postgres://USER@HOST/DB)"
     )]
     UnsupportedUrl,
+    /// The database does not exist and this command does not create one.
+    #[error("no keygate database at {0}; create it with `keygate init` (or `keygate serve`)")]
+    Missing(String),
     /// The store failed to open or migrate.
     #[error("cannot open the database: {0}")]
     Store(#[source] crate::store::StoreError),
     /// The pepper could not be loaded or created.
     #[error("{0}")]
     Pepper(String),
+    /// The pepper is not the one the database was set up with.
+    #[error(
+        "the pepper does not match this database (it was set up with another one); \
+         set {PEPPER_ENV} or restore {PEPPER_FILE} to the pepper it was created with"
+    )]
+    PepperMismatch,
 }
 
 /// An open store and the pepper that goes with it.
@@ -50,10 +75,20 @@ fn sqlite_file(url: &str) -> Option<PathBuf> {
 /// the database, mode 0600). A database that already holds keys never gets
 /// a fresh pepper: that would silently invalidate every key.
 ///
+/// With [`Create::Never`] a database that does not exist is refused and no
+/// file is created. With [`Create::IfMissing`] a new SQLite file is created
+/// mode 0600 (SQLite gives its `-wal` and `-shm` files the same mode).
+///
+/// The pepper is then checked against the database: the first open stores
+/// its check value ([`Pepper::check_value`]) in `keygate_meta`, and a later
+/// open with another pepper is refused with [`SetupError::PepperMismatch`].
+/// A database made by an older keygate, without a check value, gets the
+/// current pepper's on its first open.
+///
 /// # Errors
 ///
 /// [`SetupError`] saying what is wrong.
-pub async fn open(url: &str) -> Result<Opened, SetupError> {
+pub async fn open(url: &str, create: Create) -> Result<Opened, SetupError> {
     let env_pepper = match std::env::var(PEPPER_ENV) {
         Ok(text) => Some(
             Pepper::parse(&text).map_err(|e| SetupError::Pepper(format!("{PEPPER_ENV}: {e}")))?,
@@ -62,62 +97,168 @@ pub async fn open(url: &str) -> Result<Opened, SetupError> {
     };
     if url.starts_with("sqlite:") {
         #[cfg(feature = "sqlite")]
-        return open_sqlite(url, env_pepper).await;
+        return open_sqlite(url, env_pepper, create).await;
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         #[cfg(feature = "postgres")]
-        return open_postgres(url, env_pepper).await;
+        return open_postgres(url, env_pepper, create).await;
     }
+    #[cfg(not(all(feature = "sqlite", feature = "postgres")))]
+    let _ = (env_pepper, create);
     Err(SetupError::UnsupportedUrl)
+}
+
+/// Stores the pepper's check value unless one is there, and refuses a
+/// pepper that does not match the stored one.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+async fn check_pepper(store: &dyn StoreMeta, pepper: &Pepper) -> Result<(), SetupError> {
+    let stored = store
+        .meta_get_or_insert(PEPPER_CHECK, &pepper.check_value())
+        .await
+        .map_err(SetupError::Store)?;
+    if pepper.matches_check(&stored) {
+        Ok(())
+    } else {
+        Err(SetupError::PepperMismatch)
+    }
 }
 
 /// PostgreSQL: the pepper must come from `KEYGATE_PEPPER` — there is no
 /// file beside the database to keep one in, and every instance sharing the
-/// database needs the same one. Checked before connecting.
+/// database needs the same one. Checked before connecting. With
+/// [`Create::Never`], a database without the keygate schema is refused
+/// before any migration runs.
 #[cfg(feature = "postgres")]
-async fn open_postgres(url: &str, env_pepper: Option<Pepper>) -> Result<Opened, SetupError> {
+async fn open_postgres(
+    url: &str,
+    env_pepper: Option<Pepper>,
+    create: Create,
+) -> Result<Opened, SetupError> {
     let pepper = env_pepper.ok_or_else(|| {
         SetupError::Pepper(format!(
             "{PEPPER_ENV} must be set for a PostgreSQL database (every instance sharing \
              the database needs the same pepper; generate one with `openssl rand -hex 32`)"
         ))
     })?;
-    let store: Arc<dyn KeyStore> = Arc::new(
-        crate::store::PostgresStore::connect(url)
+    let options: sqlx::postgres::PgConnectOptions = url
+        .parse()
+        .map_err(|e| SetupError::Store(crate::store::StoreError::Backend(Box::new(e))))?;
+    let pool = crate::store::PostgresStore::pool_options()
+        .connect_with(options.clone())
+        .await
+        .map_err(|e| SetupError::Store(crate::store::StoreError::Unavailable(Box::new(e))))?;
+    if create == Create::Never {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('keygate_keys') IS NOT NULL")
+            .fetch_one(&pool)
             .await
-            .map_err(SetupError::Store)?,
-    );
-    Ok(Opened { store, pepper })
+            .map_err(|e| SetupError::Store(crate::store::StoreError::Unavailable(Box::new(e))))?;
+        if !exists {
+            // Named without the password.
+            return Err(SetupError::Missing(format!(
+                "postgres://{}:{}/{} (no keygate tables)",
+                options.get_host(),
+                options.get_port(),
+                options.get_database().unwrap_or_default()
+            )));
+        }
+    }
+    let store = crate::store::PostgresStore::from_pool(pool)
+        .await
+        .map_err(SetupError::Store)?;
+    check_pepper(&store, &pepper).await?;
+    Ok(Opened {
+        store: Arc::new(store),
+        pepper,
+    })
+}
+
+/// Creates an empty SQLite database file, mode 0600, unless it exists.
+#[cfg(feature = "sqlite")]
+fn create_private_file(path: &Path) -> Result<(), SetupError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(SetupError::Store(crate::store::StoreError::Unavailable(
+            Box::new(std::io::Error::new(
+                e.kind(),
+                format!("cannot create {}: {e}", path.display()),
+            )),
+        ))),
+    }
 }
 
 #[cfg(feature = "sqlite")]
-async fn open_sqlite(url: &str, env_pepper: Option<Pepper>) -> Result<Opened, SetupError> {
+async fn open_sqlite(
+    url: &str,
+    env_pepper: Option<Pepper>,
+    create: Create,
+) -> Result<Opened, SetupError> {
     let file = sqlite_file(url);
     let existed = file.as_deref().is_some_and(Path::exists);
-    let store: Arc<dyn KeyStore> = Arc::new(
-        crate::store::SqliteStore::open(url)
-            .await
-            .map_err(SetupError::Store)?,
-    );
-    let pepper = match (env_pepper, file) {
+    if let Some(db) = &file
+        && !existed
+    {
+        match create {
+            Create::Never => return Err(SetupError::Missing(db.display().to_string())),
+            Create::IfMissing => create_private_file(db)?,
+        }
+    }
+    let store = match create {
+        Create::IfMissing => crate::store::SqliteStore::open(url).await,
+        Create::Never => crate::store::SqliteStore::open_existing(url).await,
+    }
+    .map_err(SetupError::Store)?;
+    let pepper = match (env_pepper, &file) {
         (Some(pepper), _) => pepper,
         (None, None) => {
             // An in-memory database dies with the process; so may its pepper.
             Pepper::random().map_err(|e| SetupError::Pepper(e.to_string()))?
         }
         (None, Some(db)) => {
-            let path = pepper_path(&db);
-            if existed && !path.exists() && has_keys(&*store).await? {
-                return Err(SetupError::Pepper(format!(
-                    "{} is missing but the database holds keys; restore it or set {PEPPER_ENV}",
+            let path = pepper_path(db);
+            let pepper_error = |e: crate::secret::PepperError| match e {
+                crate::secret::PepperError::Exposed { mode } => SetupError::Pepper(format!(
+                    "{} is accessible to group or others (mode {mode:o}); \
+                     run `chmod 600 {}`",
+                    path.display(),
                     path.display()
-                )));
+                )),
+                e => SetupError::Pepper(format!("{}: {e}", path.display())),
+            };
+            if !path.exists() {
+                if create == Create::Never {
+                    return Err(SetupError::Pepper(format!(
+                        "{} is missing; restore it or set {PEPPER_ENV}",
+                        path.display()
+                    )));
+                }
+                let checked = store
+                    .meta_get(PEPPER_CHECK)
+                    .await
+                    .map_err(SetupError::Store)?
+                    .is_some();
+                if existed && (checked || has_keys(&store).await?) {
+                    return Err(SetupError::Pepper(format!(
+                        "{} is missing but the database was set up with a pepper; \
+                         restore it or set {PEPPER_ENV}",
+                        path.display()
+                    )));
+                }
+                Pepper::load_or_create(&path).map_err(pepper_error)?
+            } else {
+                Pepper::load(&path).map_err(pepper_error)?
             }
-            Pepper::load_or_create(&path)
-                .map_err(|e| SetupError::Pepper(format!("{}: {e}", path.display())))?
         }
     };
-    Ok(Opened { store, pepper })
+    check_pepper(&store, &pepper).await?;
+    Ok(Opened {
+        store: Arc::new(store),
+        pepper,
+    })
 }
 
 fn pepper_path(db: &Path) -> PathBuf {

@@ -7,7 +7,7 @@ use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 
 use super::args::{Cli, Command, CreateArgs, KeysCommand};
-use super::database::{self, SetupError};
+use super::database::{self, Create, SetupError};
 use crate::key::ApiKey;
 use crate::keygate::Keygate;
 use crate::keys::{CreatedKey, KeyError, NewKey, parse_duration};
@@ -69,13 +69,51 @@ impl From<SetupError> for Failure {
         } else {
             1
         };
+        let code = match e {
+            SetupError::Missing(_) => "not_found",
+            _ => "unavailable",
+        };
         Failure {
             status,
-            code: "unavailable",
+            code,
             message: error_chain(&e),
             field: None,
         }
     }
+}
+
+/// A write to stdout that failed. A closed pipe (`keygate keys list |
+/// head -1`) ends the command quietly with status 0, as the reader asked
+/// for no more; any other write error is reported with status 1. (A new
+/// token that cannot be printed is a failure: see `print_created`.)
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Failure {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return Failure::refused("closed", String::new()).with_status(0);
+        }
+        Failure::refused("unavailable", format!("cannot write to stdout: {e}"))
+    }
+}
+
+impl Failure {
+    fn with_status(mut self, status: u8) -> Failure {
+        self.status = status;
+        self
+    }
+}
+
+/// Writes one line on stdout.
+///
+/// # Errors
+///
+/// The write error (see `From<std::io::Error> for Failure`).
+pub(crate) fn out(line: impl std::fmt::Display) -> std::io::Result<()> {
+    writeln!(std::io::stdout().lock(), "{line}")
+}
+
+/// Writes one line on stderr; a closed stderr is ignored (never a panic).
+pub(crate) fn note(line: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// `error: cause: cause`, one line.
@@ -126,9 +164,9 @@ pub async fn run(cli: Cli) -> ExitCode {
                 if let Some(field) = f.field {
                     body["field"] = json!(field);
                 }
-                println!("{body}");
+                let _ = out(body);
             } else {
-                eprintln!("error: {}", f.message);
+                note(format_args!("error: {}", f.message));
             }
             ExitCode::from(f.status)
         }
@@ -142,13 +180,19 @@ pub async fn run(cli: Cli) -> ExitCode {
 /// for usage errors, 0 for help and version.
 pub fn usage_error(error: &clap::Error) -> ExitCode {
     let json = std::env::args_os().skip(1).any(|arg| arg == "--json");
-    if !json || !error.use_stderr() {
-        // Help, version, or a human reader: clap's own rendering.
+    let status = ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
+    if !error.use_stderr() {
+        // Help or version: clap's own rendering.
         let _ = error.print();
-        return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
+        return status;
+    }
+    // clap may quote an argument (`unexpected argument '…'`): never a token.
+    let text = redact_tokens(&error.render().to_string());
+    if !json {
+        let _ = write!(std::io::stderr().lock(), "{text}");
+        return status;
     }
     // The error and its details, up to the usage lines that follow.
-    let text = error.render().to_string();
     let message = text
         .lines()
         .take_while(|line| !line.trim().is_empty() && !line.starts_with("Usage:"))
@@ -156,29 +200,85 @@ pub fn usage_error(error: &clap::Error) -> ExitCode {
         .collect::<Vec<_>>()
         .join(" ");
     let message = message.strip_prefix("error: ").unwrap_or(&message);
-    println!("{}", json!({"error": "bad_usage", "message": message}));
+    let _ = out(json!({"error": "bad_usage", "message": message}));
     ExitCode::from(2)
 }
 
-async fn keygate(url: &str) -> Result<Keygate, Failure> {
-    let opened = database::open(url).await?;
+/// `text` with every command-line argument that holds a token — or
+/// anything shaped like one: a mistyped token is nearly a secret too —
+/// replaced by what may be shown (`kg_live_<id>[redacted]`).
+fn redact_tokens(text: &str) -> String {
+    let mut text = text.to_owned();
+    for arg in std::env::args_os().skip(1) {
+        let arg = arg.to_string_lossy();
+        for word in arg.split(|c: char| c == '=' || c.is_whitespace()) {
+            if let Some(shown) = token_like(word)
+                && text.contains(word)
+            {
+                text = text.replace(word, &format!("{shown}[redacted]"));
+            }
+        }
+    }
+    text
+}
+
+/// For a word shaped like a token (`prefix_env_` and more than an id of
+/// alphanumerics after it), the part that may be shown: up to the id.
+fn token_like(word: &str) -> Option<&str> {
+    let mut parts = word.splitn(3, '_');
+    let (prefix, env, body) = (parts.next()?, parts.next()?, parts.next()?);
+    let shaped = crate::token::TokenFormat::new(prefix).is_ok()
+        && env.parse::<Environment>().is_ok()
+        && body.len() > 16
+        && body.bytes().all(|b| b.is_ascii_alphanumeric());
+    shaped.then(|| &word[..prefix.len() + env.len() + 2 + 16])
+}
+
+async fn keygate(url: &str, create: Create) -> Result<Keygate, Failure> {
+    let opened = database::open(url, create).await?;
     Keygate::builder(opened.store)
         .pepper(opened.pepper)
         .build()
         .map_err(|e| Failure::refused("bad_request", e.to_string()))
 }
 
-fn key_id(text: &str) -> Result<KeyId, Failure> {
-    // Accept the display prefix too: `kg_live_<id>`.
-    let id = text.rsplit('_').next().unwrap_or(text);
-    KeyId::parse(id).map_err(|_| Failure::refused("not_found", format!("no key with id {text:?}")))
+/// The key a command names: its id, its display prefix (`kg_live_<id>`) or
+/// a whole token (checked by the token parser, checksum included; only its
+/// id is used). The text is never repeated in a message: it may be a token.
+fn key_id(gate: &Keygate, text: &str) -> Result<KeyId, Failure> {
+    let format = gate.token_format();
+    if let Ok(id) = KeyId::parse(text) {
+        return Ok(id);
+    }
+    if let Ok(token) = format.parse(text) {
+        return Ok(token.id());
+    }
+    let display = text
+        .strip_prefix(format.prefix())
+        .and_then(|rest| rest.strip_prefix('_'))
+        .and_then(|rest| rest.split_once('_'))
+        .filter(|(env, _)| env.parse::<Environment>().is_ok())
+        .and_then(|(_, id)| KeyId::parse(id).ok());
+    display.ok_or_else(|| {
+        Failure::refused(
+            "not_found",
+            "no such key: expected a key id, a display prefix (kg_live_<id>) or a whole token",
+        )
+    })
 }
 
 async fn dispatch(cli: Cli) -> Result<(), Failure> {
     let json = cli.json;
     match cli.command {
-        Command::Init => init(&keygate(&cli.database_url).await?, json).await,
-        Command::Keys(command) => keys(&keygate(&cli.database_url).await?, command, json).await,
+        Command::Init => init(&keygate(&cli.database_url, Create::IfMissing).await?, json).await,
+        Command::Keys(command) => {
+            keys(
+                &keygate(&cli.database_url, Create::Never).await?,
+                command,
+                json,
+            )
+            .await
+        }
         #[cfg(feature = "axum")]
         Command::Serve(args) => super::serve::serve(&cli.database_url, *args)
             .await
@@ -190,7 +290,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                 .transpose()
                 .map_err(|e| Failure::usage(format!("--require: {e}")))?;
             verify(
-                &keygate(&cli.database_url).await?,
+                &keygate(&cli.database_url, Create::Never).await?,
                 &token,
                 requirement,
                 json,
@@ -216,8 +316,7 @@ async fn init(gate: &Keygate, json: bool) -> Result<(), Failure> {
         ));
     }
     let created = bootstrap(gate).await?;
-    print_created(&created, json);
-    Ok(())
+    print_created(&created, json)
 }
 
 /// Creates the bootstrap admin key: owner `admin`, scope `*:*`, no expiry.
@@ -233,16 +332,27 @@ pub(crate) async fn bootstrap(gate: &Keygate) -> Result<CreatedKey, KeyError> {
         .await
 }
 
-fn print_created(created: &CreatedKey, json: bool) {
-    if json {
-        println!(
-            "{}",
-            json!({"key": created.token.expose(), "api_key": created.key})
-        );
+/// Prints a new token once. If stdout is closed or fails, the key exists
+/// but nobody saw its token: that is a failure (status 1) naming the key,
+/// so that it can be revoked — unlike a closed stdout elsewhere.
+fn print_created(created: &CreatedKey, json: bool) -> Result<(), Failure> {
+    let written = if json {
+        out(json!({"key": created.token.expose(), "api_key": created.key}))
     } else {
-        println!("{}", created.token.expose());
+        out(created.token.expose())
+    };
+    if let Err(e) = written {
+        return Err(Failure::refused(
+            "unavailable",
+            format!(
+                "key {} was created but its token could not be printed ({e}); \
+                 revoke it with `keygate keys revoke {}`",
+                created.key.display_prefix, created.key.id
+            ),
+        ));
     }
-    eprintln!("{SHOWN_ONCE}");
+    note(SHOWN_ONCE);
+    Ok(())
 }
 
 fn new_key(args: CreateArgs) -> Result<NewKey, Failure> {
@@ -287,7 +397,7 @@ async fn keys(gate: &Keygate, command: KeysCommand, json: bool) -> Result<(), Fa
     match command {
         KeysCommand::Create(args) => {
             let created = keys.create(new_key(*args)?).await?;
-            print_created(&created, json);
+            print_created(&created, json)?;
         }
         KeysCommand::List {
             owner,
@@ -310,21 +420,21 @@ async fn keys(gate: &Keygate, command: KeysCommand, json: bool) -> Result<(), Fa
                 }
             }
             if json {
-                println!("{}", json!({"keys": all, "next_cursor": null}));
+                out(json!({"keys": all, "next_cursor": null}))?;
             } else {
-                print_table(&all);
+                print_table(&all)?;
             }
         }
         KeysCommand::Show { id } => {
-            let key = keys.get(&key_id(&id)?).await?;
-            print_key(&key, json);
+            let key = keys.get(&key_id(gate, &id)?).await?;
+            print_key(&key, json)?;
         }
         KeysCommand::Revoke { id, reason } => {
-            let key = keys.revoke(&key_id(&id)?, reason.as_deref()).await?;
+            let key = keys.revoke(&key_id(gate, &id)?, reason.as_deref()).await?;
             if json {
-                println!("{}", json!(key));
+                out(json!(key))?;
             } else {
-                println!("revoked {}", key.display_prefix);
+                out(format_args!("revoked {}", key.display_prefix))?;
             }
         }
         KeysCommand::Rotate { id, grace } => {
@@ -334,16 +444,16 @@ async fn keys(gate: &Keygate, command: KeysCommand, json: bool) -> Result<(), Fa
                 message: format!("grace: {m}"),
                 field: Some("grace"),
             })?;
-            let created = keys.rotate(&key_id(&id)?, grace).await?;
-            print_created(&created, json);
+            let created = keys.rotate(&key_id(gate, &id)?, grace).await?;
+            print_created(&created, json)?;
         }
         KeysCommand::Delete { id } => {
-            let id = key_id(&id)?;
+            let id = key_id(gate, &id)?;
             keys.delete(&id).await?;
             if json {
-                println!("{}", json!({"deleted": id}));
+                out(json!({"deleted": id}))?;
             } else {
-                println!("deleted {id}");
+                out(format_args!("deleted {id}"))?;
             }
         }
     }
@@ -355,16 +465,16 @@ fn time_text(t: Option<time::OffsetDateTime>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-fn print_table(keys: &[ApiKey]) {
+fn print_table(keys: &[ApiKey]) -> std::io::Result<()> {
     let now = time::OffsetDateTime::now_utc();
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(
+    writeln!(
         out,
         "{:<16}  {:<8}  {:<20}  {:<20}  {:<20}  SCOPES",
         "ID", "STATUS", "OWNER", "NAME", "EXPIRES"
-    );
+    )?;
     for k in keys {
-        let _ = writeln!(
+        writeln!(
             out,
             "{:<16}  {:<8}  {:<20}  {:<20}  {:<20}  {}",
             k.id,
@@ -373,14 +483,14 @@ fn print_table(keys: &[ApiKey]) {
             k.name,
             time_text(k.expires_at),
             k.scopes
-        );
+        )?;
     }
+    Ok(())
 }
 
-fn print_key(key: &ApiKey, json: bool) {
+fn print_key(key: &ApiKey, json: bool) -> std::io::Result<()> {
     if json {
-        println!("{}", json!(key));
-        return;
+        return out(json!(key));
     }
     let value = json!(key);
     let mut out = std::io::stdout().lock();
@@ -391,9 +501,10 @@ fn print_key(key: &ApiKey, json: bool) {
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            let _ = writeln!(out, "{field:<15} {text}");
+            writeln!(out, "{field:<15} {text}")?;
         }
     }
+    Ok(())
 }
 
 async fn verify(
@@ -424,16 +535,42 @@ async fn verify(
         if let Some(key) = &key {
             body["api_key"] = json!(key.record());
         }
-        println!("{body}");
+        out(body)?;
     } else if let Some(key) = &key {
-        println!("{code}: {} (owner {})", key.display_prefix(), key.owner());
+        out(format_args!(
+            "{code}: {} (owner {})",
+            key.display_prefix(),
+            key.owner()
+        ))?;
     } else {
-        println!("{code}");
+        out(code)?;
     }
     if valid {
         Ok(())
     } else {
         // Already reported on stdout: exit 1 without a second message.
         Err(Failure::refused(code, String::new()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_like;
+
+    #[test]
+    fn token_shaped_words_keep_only_their_display_prefix() {
+        let token = format!("kg_live_{}{}", "A".repeat(16), "b".repeat(38));
+        assert_eq!(token_like(&token), Some(&token[..24]));
+        let mistyped = format!("kg_test_{}x", "A".repeat(30));
+        assert_eq!(token_like(&mistyped), Some(&mistyped[..24]));
+        for word in [
+            "kg_live_ABC",
+            "--bogus",
+            "alice",
+            "kg_prod_AAAAAAAAAAAAAAAAAAAA",
+            "Kg_live_AAAAAAAAAAAAAAAAAAAA",
+        ] {
+            assert_eq!(token_like(word), None, "{word}");
+        }
     }
 }

@@ -1,9 +1,9 @@
 //! `keygate serve`: the HTTP API of SPEC §9 on `--listen`, and with
-//! `--upstream` the authenticating reverse proxy on `--proxy-listen`.
-//! Stops gracefully on SIGINT/SIGTERM: in-flight requests finish, usage is
-//! flushed, exit status 0.
-
-use std::net::SocketAddr;
+//! `--upstream` the authenticating reverse proxy on `--proxy-listen`, both
+//! run by [`crate::listener`] with the bounds of `--header-timeout`,
+//! `--idle-timeout` and `--max-connections`. Every flag and file is checked
+//! before the bootstrap key is created. Stops gracefully on SIGINT/SIGTERM:
+//! in-flight requests finish, usage is flushed, exit status 0.
 
 use ipnet::IpNet;
 use tokio::sync::watch;
@@ -50,6 +50,11 @@ async fn bind(addr: &str, what: &str) -> Result<tokio::net::TcpListener, String>
 }
 
 /// Runs the server until SIGINT/SIGTERM.
+///
+/// Everything that can be wrong is checked before the bootstrap key is
+/// created (and printed, which burns it): the rules file, the trusted
+/// proxies, the database and its pepper, the upstream URL, and both listen
+/// addresses (bound here). A failure leaves an empty database empty.
 pub(crate) async fn serve(database_url: &str, args: ServeArgs) -> Result<(), String> {
     let rules = match &args.rules {
         Some(path) => Rules::load(path).map_err(|e| format!("{}: {e}", path.display()))?,
@@ -64,7 +69,8 @@ pub(crate) async fn serve(database_url: &str, args: ServeArgs) -> Result<(), Str
     } else {
         args.trusted_proxies.clone()
     };
-    let opened = database::open(database_url)
+    let limits = args.limits();
+    let opened = database::open(database_url, database::Create::IfMissing)
         .await
         .map_err(|e| e.to_string())?;
     let keygate = Keygate::builder(opened.store)
@@ -72,13 +78,23 @@ pub(crate) async fn serve(database_url: &str, args: ServeArgs) -> Result<(), Str
         .trusted_proxies(trusted)
         .build()
         .map_err(|e| e.to_string())?;
+    let proxy = match &args.upstream {
+        Some(upstream) => {
+            let gateway = crate::gateway::Gateway::new(keygate.clone(), rules.clone());
+            let proxy = crate::gateway::proxy::Proxy::new(gateway, upstream)
+                .map_err(|e| format!("--upstream: {e}"))?;
+            Some(proxy)
+        }
+        None => None,
+    };
     // Bind first: a server that cannot listen must not print (and so burn)
     // the one-time bootstrap key.
     let api_listener = bind(&args.listen, "API").await?;
-    let proxy_listener = match &args.upstream {
+    let proxy_listener = match &proxy {
         Some(_) => Some(bind(&args.proxy_listen, "proxy").await?),
         None => None,
     };
+    let api_address = api_listener.local_addr().map_err(|e| e.to_string())?;
     bootstrap_if_empty(&keygate).await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -86,35 +102,20 @@ pub(crate) async fn serve(database_url: &str, args: ServeArgs) -> Result<(), Str
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
-    let proxy_task = match (&args.upstream, proxy_listener) {
-        (Some(upstream), Some(listener)) => {
-            let gateway = crate::gateway::Gateway::new(keygate.clone(), rules.clone());
-            let proxy = crate::gateway::proxy::Proxy::new(gateway, upstream)
-                .map_err(|e| format!("--upstream: {e}"))?;
-            tracing::info!(
-                address = %listener.local_addr().map_err(|e| e.to_string())?,
-                upstream = %upstream,
-                "proxy listening"
-            );
-            Some(tokio::spawn(
-                proxy.serve(listener, stopped(stop_rx.clone())),
-            ))
-        }
+    let proxy_task = match (proxy, proxy_listener) {
+        (Some(proxy), Some(listener)) => Some(tokio::spawn(proxy.serve_with(
+            listener,
+            limits,
+            stopped(stop_rx.clone()),
+        ))),
         _ => None,
     };
 
     let app = crate::admin::router_with_gateway(
         crate::gateway::Gateway::new(keygate.clone(), rules).with_forward_auth(forward_auth),
     );
-    tracing::info!(
-        address = %api_listener.local_addr().map_err(|e| e.to_string())?,
-        "API listening"
-    );
-    let api = axum::serve(
-        api_listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stopped(stop_rx));
+    tracing::info!(address = %api_address, "API listening");
+    let api = crate::listener::serve_router(api_listener, limits, app, stopped(stop_rx));
     let signal = async move {
         shutdown_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");
@@ -152,9 +153,12 @@ async fn bootstrap_if_empty(keygate: &Keygate) -> Result<(), String> {
     let created = super::run::bootstrap(keygate)
         .await
         .map_err(|e| format!("cannot create the bootstrap key: {e}"))?;
-    eprintln!(
-        "Created the bootstrap admin key (owner \"admin\", scope \"*:*\"). Store it now: it will not be shown again."
+    super::run::note(
+        "Created the bootstrap admin key (owner \"admin\", scope \"*:*\"). Store it now: it will not be shown again.",
     );
-    println!("{}", created.token.expose());
+    if let Err(e) = super::run::out(created.token.expose()) {
+        // The server still runs; the key can be revoked with the CLI.
+        tracing::warn!(error = %e, "could not print the bootstrap key on stdout");
+    }
     Ok(())
 }

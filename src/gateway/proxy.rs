@@ -94,15 +94,14 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpListener;
 
 use super::{Decision, Gateway};
 use crate::body::AuthBody;
 use crate::client_ip::{PeerAddr, client_ip, peer_ip};
 use crate::credentials::CredentialSource;
+use crate::listener::ListenerLimits;
 use crate::rejection::Rejection;
 
 /// How long connecting to the upstream may take before the request is a 502.
@@ -629,7 +628,25 @@ impl Proxy {
     }
 
     /// Serves HTTP/1.1 and HTTP/2 (cleartext) connections from `listener`
-    /// until `shutdown` resolves; then stops accepting (new connections are
+    /// with the default [`ListenerLimits`] until `shutdown` resolves; see
+    /// [`Proxy::serve_with`].
+    ///
+    /// # Errors
+    ///
+    /// An I/O error when the listener's address cannot be read.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        self.serve_with(listener, ListenerLimits::default(), shutdown)
+            .await
+    }
+
+    /// Serves HTTP/1.1 and HTTP/2 (cleartext) connections from `listener`
+    /// until `shutdown` resolves, each connection held to `limits` (header
+    /// and idle timeouts, a bound on open connections: see
+    /// [`crate::listener`]); then stops accepting (new connections are
     /// refused), lets in-flight requests finish, closes idle connections and
     /// returns. Wrap the call in a timeout to bound how long that may take.
     ///
@@ -641,9 +658,10 @@ impl Proxy {
     /// # Errors
     ///
     /// An I/O error when the listener's address cannot be read.
-    pub async fn serve(
+    pub async fn serve_with(
         self,
         listener: TcpListener,
+        limits: ListenerLimits,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
         let local = listener.local_addr()?;
@@ -652,62 +670,18 @@ impl Proxy {
             upstream = %self.inner.upstream.authority,
             "proxy listening"
         );
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        // A timer enables hyper's header read timeout (30 s) on HTTP/1.
-        builder.http1().timer(TokioTimer::new());
-        builder.http2().timer(TokioTimer::new());
-        let graceful = GracefulShutdown::new();
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            let (stream, peer) = tokio::select! {
-                biased;
-                () = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        accept_error(error).await;
-                        continue;
-                    }
-                },
-            };
-            // Best effort: the proxy still works without it.
-            let _ = stream.set_nodelay(true);
-            let inner = self.inner.clone();
-            let service = hyper::service::service_fn(move |request| {
+        let inner = self.inner;
+        let make_service = move |peer: SocketAddr| {
+            let inner = inner.clone();
+            hyper::service::service_fn(move |request| {
                 let inner = inner.clone();
                 async move { Ok::<_, Infallible>(inner.handle(request, peer).await) }
-            });
-            let connection = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
-            // In-flight requests finish on shutdown, then the connection closes.
-            let connection = graceful.watch(connection);
-            tokio::spawn(async move {
-                if let Err(error) = connection.await {
-                    tracing::debug!(error = %error, "proxy connection ended with an error");
-                }
-            });
-        }
-        // New connections are refused from here on.
-        drop(listener);
-        tracing::info!(listen = %local, "proxy shutting down");
-        graceful.shutdown().await;
+            })
+        };
+        crate::listener::serve(listener, limits, make_service, shutdown).await?;
+        tracing::info!(listen = %local, "proxy stopped");
         Ok(())
     }
-}
-
-/// Per-connection accept errors are skipped; others (out of file
-/// descriptors…) are logged and retried after a pause, as axum does.
-async fn accept_error(error: std::io::Error) {
-    use std::io::ErrorKind;
-    if matches!(
-        error.kind(),
-        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
-    ) {
-        return;
-    }
-    tracing::error!(error = %error, "proxy accept error");
-    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 #[cfg(test)]

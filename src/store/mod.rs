@@ -11,6 +11,10 @@
 //! (feature `sqlite`, the default) and `PostgresStore` (feature `postgres`,
 //! shared by many instances).
 //!
+//! Optional abilities are extension traits: [`StoreMeta`] (a small table of
+//! facts about the database, such as the `keygate` binary's pepper check
+//! value), implemented by the SQLite and PostgreSQL stores.
+//!
 //! # Example
 //!
 //! ```
@@ -24,6 +28,7 @@
 //! ```
 
 mod memory;
+mod meta;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -32,6 +37,7 @@ mod sql;
 mod sqlite;
 
 pub use memory::MemoryStore;
+pub use meta::StoreMeta;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]

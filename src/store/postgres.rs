@@ -9,7 +9,9 @@ use sqlx::{PgConnection, Postgres, QueryBuilder, Row as _};
 use time::OffsetDateTime;
 
 use super::sql::{Row, store_error};
-use super::{Cursor, InsertRules, InvalidationSink, KeyStore, ListQuery, Page, StoreError, Usage};
+use super::{
+    Cursor, InsertRules, InvalidationSink, KeyStore, ListQuery, Page, StoreError, StoreMeta, Usage,
+};
 use crate::key::StoredKey;
 use crate::token::KeyId;
 
@@ -642,6 +644,42 @@ async fn pump(listener: &mut PgListener, heartbeat: Duration, sink: &Invalidatio
                 }
             }
         }
+    }
+}
+
+#[async_trait]
+impl StoreMeta for PostgresStore {
+    async fn meta_get_or_insert(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        // Insert-or-read in one statement. Should a concurrent caller's
+        // insert commit after this statement's snapshot, the read below
+        // sees it.
+        let stored: Option<Vec<u8>> = sqlx::query_scalar(
+            "WITH inserted AS (INSERT INTO keygate_meta (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO NOTHING RETURNING value) \
+             SELECT value FROM inserted UNION ALL \
+             SELECT value FROM keygate_meta WHERE name = $1 LIMIT 1",
+        )
+        .bind(name)
+        .bind(value)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(pg_error)?;
+        match stored {
+            Some(stored) => Ok(stored),
+            None => sqlx::query_scalar("SELECT value FROM keygate_meta WHERE name = $1")
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(pg_error),
+        }
+    }
+
+    async fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        sqlx::query_scalar("SELECT value FROM keygate_meta WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(pg_error)
     }
 }
 

@@ -11,7 +11,7 @@ use sqlx::{Row as _, SqlitePool};
 use time::OffsetDateTime;
 
 use super::sql::{Row, store_error};
-use super::{InsertRules, KeyStore, ListQuery, Page, StoreError, Usage};
+use super::{InsertRules, KeyStore, ListQuery, Page, StoreError, StoreMeta, Usage};
 use crate::key::StoredKey;
 use crate::store::Cursor;
 use crate::token::KeyId;
@@ -20,7 +20,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 /// Keys in an SQLite database, through sqlx.
 ///
-/// [`SqliteStore::open`] creates the database file if it is missing, applies
+/// [`SqliteStore::open`] creates the database file if it is missing
+/// ([`SqliteStore::open_existing`] refuses to), applies
 /// the embedded migrations and turns on WAL journaling. Name uniqueness and
 /// the per-owner limit are checked inside `BEGIN IMMEDIATE` transactions,
 /// which SQLite runs one at a time.
@@ -38,9 +39,24 @@ impl SqliteStore {
     /// [`StoreError::Unavailable`] when the file cannot be opened or created,
     /// [`StoreError::Backend`] for a bad URL or a failed migration.
     pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(url, true).await
+    }
+
+    /// Opens the existing database at `url` and migrates it; unlike
+    /// [`open`](SqliteStore::open), never creates the file.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when the file does not exist or cannot
+    /// be opened, [`StoreError::Backend`] for a bad URL or a failed migration.
+    pub async fn open_existing(url: &str) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(url, false).await
+    }
+
+    async fn open_with(url: &str, create: bool) -> Result<SqliteStore, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Backend(Box::new(e)))?
-            .create_if_missing(true)
+            .create_if_missing(create)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
@@ -300,5 +316,35 @@ impl KeyStore for SqliteStore {
             .await
             .map_err(store_error)?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl StoreMeta for SqliteStore {
+    async fn meta_get_or_insert(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let mut tx = self.immediate().await?;
+        sqlx::query(
+            "INSERT INTO keygate_meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let stored: Vec<u8> = sqlx::query_scalar("SELECT value FROM keygate_meta WHERE name = ?")
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(stored)
+    }
+
+    async fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        sqlx::query_scalar("SELECT value FROM keygate_meta WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)
     }
 }

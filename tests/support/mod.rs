@@ -119,7 +119,17 @@ pub fn keygate_command(dir: &Path) -> Command {
 
 /// Runs `keygate ARGS` in `dir` to completion (at most 30 s).
 pub fn run_keygate(dir: &Path, args: &[&str]) -> std::process::Output {
-    let mut child = keygate_command(dir)
+    run_keygate_env(dir, &[], args)
+}
+
+/// Runs `keygate ARGS` in `dir` with extra environment variables, to
+/// completion (at most 30 s).
+pub fn run_keygate_env(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let mut command = keygate_command(dir);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -204,15 +214,35 @@ pub struct Serve {
 impl Serve {
     /// Starts `keygate serve --listen 127.0.0.1:<free>` in `dir` and waits
     /// until `/healthz` answers 200.
+    ///
+    /// With `KEYGATE_LISTEN` (and `KEYGATE_PROXY_LISTEN`) among the options'
+    /// environment variables, no `--listen` (`--proxy-listen`) flag is
+    /// passed and the server is expected on that address.
     pub fn start(dir: &Path, options: ServeOptions) -> Serve {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let from_env = |name: &str| {
+            options
+                .env
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.parse::<SocketAddr>().expect("a socket address"))
+        };
         let mut command = keygate_command(dir);
-        command.args(["serve", "--listen", &addr.to_string()]);
-        let proxy_addr = options.upstream.as_ref().map(|upstream| {
-            let proxy: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-            command.args(["--upstream", upstream, "--proxy-listen", &proxy.to_string()]);
-            proxy
+        command.arg("serve");
+        let addr = from_env("KEYGATE_LISTEN").unwrap_or_else(|| {
+            let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            command.args(["--listen", &addr.to_string()]);
+            addr
         });
+        let mut proxy_addr = from_env("KEYGATE_PROXY_LISTEN");
+        if let Some(upstream) = &options.upstream {
+            let proxy = proxy_addr.unwrap_or_else(|| {
+                let proxy: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+                command.args(["--proxy-listen", &proxy.to_string()]);
+                proxy
+            });
+            command.args(["--upstream", upstream]);
+            proxy_addr = Some(proxy);
+        }
         command.args(&options.args);
         for (name, value) in &options.env {
             command.env(name, value);
@@ -524,6 +554,63 @@ pub mod http {
             headers,
             body,
         })
+    }
+
+    /// Reads one answer with a `Content-Length` body from a kept-alive
+    /// connection, leaving the connection open.
+    pub fn read_one(stream: &mut TcpStream) -> std::io::Result<Response> {
+        let mut raw = Vec::new();
+        let mut byte = [0u8; 1];
+        while !raw.ends_with(b"\r\n\r\n") {
+            match stream.read(&mut byte)? {
+                0 => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "closed before the end of the head",
+                    ));
+                }
+                _ => raw.push(byte[0]),
+            }
+        }
+        let head = parse_response(&raw, true).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP answer")
+        })?;
+        let length: usize = head
+            .header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; length];
+        stream.read_exact(&mut body)?;
+        Ok(Response { body, ..head })
+    }
+
+    /// Whether the server closes `stream` within `limit`: reads (and
+    /// discards) until end of file or a reset, or until `limit` passes.
+    pub fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut buf = [0u8; 1024];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            stream
+                .set_read_timeout(Some(left))
+                .expect("set_read_timeout");
+            match stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return false;
+                }
+                Err(_) => return true, // reset
+            }
+        }
     }
 
     fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
