@@ -124,9 +124,22 @@ impl ListenerLimits {
     }
 }
 
+/// How long a handler may wait for a request body it reads whole, put in
+/// each request's extensions by [`serve_router`]: the listener's header
+/// timeout. The API's JSON bodies answer 408 `request_timeout` past it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BodyTimeout(pub(crate) Duration);
+
+impl Default for BodyTimeout {
+    fn default() -> BodyTimeout {
+        BodyTimeout(DEFAULT_HEADER_TIMEOUT)
+    }
+}
+
 /// Serves an axum [`Router`](axum::Router) on `listener` within `limits`
 /// until `shutdown` resolves. Each request carries
-/// [`ConnectInfo<SocketAddr>`](axum::extract::ConnectInfo), the TCP peer.
+/// [`ConnectInfo<SocketAddr>`](axum::extract::ConnectInfo), the TCP peer;
+/// the API's JSON bodies must arrive within the header timeout (408).
 ///
 /// # Errors
 ///
@@ -143,9 +156,9 @@ pub async fn serve_router(
         move |peer| {
             let router = router.clone();
             hyper::service::service_fn(move |mut request: Request<Incoming>| {
-                request
-                    .extensions_mut()
-                    .insert(axum::extract::ConnectInfo(peer));
+                let extensions = request.extensions_mut();
+                extensions.insert(axum::extract::ConnectInfo(peer));
+                extensions.insert(BodyTimeout(limits.header_timeout));
                 // A Router is always ready (its `poll_ready` returns at
                 // once), so calling it without `poll_ready` is sound; see
                 // tower's "Be careful when cloning inner services".

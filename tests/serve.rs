@@ -1215,3 +1215,29 @@ fn slow_clients_cannot_exhaust_the_connection_bound() {
         assert!(http::closed_within(&mut slow[3], CLOSE_SLACK));
     }
 }
+
+#[test]
+fn a_trickled_api_body_is_cut_off_with_a_json_408() {
+    let dir = temp();
+    let serve = Serve::start(dir.path(), ServeOptions::new().args(SHORT_LIMITS));
+    let token = serve.bootstrap_token();
+    // The head arrives at once; the body never completes.
+    let mut stream = http::connect(serve.addr).unwrap();
+    let head = format!(
+        "POST /v1/keys HTTP/1.1\r\nHost: keygate\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"name\""
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(1) + CLOSE_SLACK))
+        .unwrap();
+    let response = http::read_one(&mut stream).expect("an answer before the slack runs out");
+    assert_eq!(response.status, 408);
+    assert_eq!(response.json()["error"], "request_timeout");
+    let listed = serve.call("GET", "/v1/keys", &token, "").json();
+    assert_eq!(
+        listed["keys"].as_array().unwrap().len(),
+        1,
+        "nothing written"
+    );
+}

@@ -24,6 +24,8 @@ pub(crate) enum ApiError {
     NoRoute,
     /// 405 `method_not_allowed`: the route exists, not with this method.
     MethodNotAllowed,
+    /// 408 `request_timeout`: the body did not arrive in time.
+    RequestTimeout,
     /// 413 `payload_too_large`.
     PayloadTooLarge,
     /// 415 `unsupported_media_type`: a body not labelled JSON.
@@ -133,6 +135,12 @@ impl IntoResponse for ApiError {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "This route does not accept this method (see the Allow header).",
+                None,
+            ),
+            ApiError::RequestTimeout => json(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "The request body did not arrive in time.",
                 None,
             ),
             ApiError::PayloadTooLarge => json(

@@ -10,6 +10,7 @@ use http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use crate::listener::BodyTimeout;
 
 /// The largest request body the API reads, in bytes (64 KiB: several
 /// times the largest valid key).
@@ -34,7 +35,7 @@ where
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
         let (parts, body) = request.into_parts();
-        match json_object(&parts.headers, body).await? {
+        match json_object(&parts, body).await? {
             Some(value) => Ok(JsonObject(value)),
             None => Err(ApiError::bad_request(
                 None,
@@ -54,7 +55,7 @@ where
     async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
         let (parts, body) = request.into_parts();
         Ok(OptionalJsonObject(
-            json_object(&parts.headers, body).await?.unwrap_or_default(),
+            json_object(&parts, body).await?.unwrap_or_default(),
         ))
     }
 }
@@ -103,15 +104,18 @@ fn is_json(headers: &HeaderMap) -> bool {
 ///
 /// # Errors
 ///
+/// 408 `request_timeout` when the body has not arrived within the
+/// listener's header timeout (10 s outside [`serve_router`](crate::listener::serve_router)),
 /// 413 `payload_too_large` beyond [`MAX_BODY_BYTES`] (judged from
 /// `Content-Length` before reading, else while reading), 415
 /// `unsupported_media_type` for a non-empty body not labelled JSON, 400
 /// `bad_request` for anything but a JSON object, malformed JSON or an
 /// unknown field. Messages never echo the body.
 pub(crate) async fn json_object<T: DeserializeOwned>(
-    headers: &HeaderMap,
+    parts: &Parts,
     body: Body,
 ) -> Result<Option<T>, ApiError> {
+    let headers = &parts.headers;
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -119,8 +123,15 @@ pub(crate) async fn json_object<T: DeserializeOwned>(
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(ApiError::PayloadTooLarge);
     }
-    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+    // A body trickled in forever would hold its connection forever.
+    let BodyTimeout(wait) = parts
+        .extensions
+        .get::<BodyTimeout>()
+        .copied()
+        .unwrap_or_default();
+    let bytes = tokio::time::timeout(wait, axum::body::to_bytes(body, MAX_BODY_BYTES))
         .await
+        .map_err(|_| ApiError::RequestTimeout)?
         .map_err(|error| {
             let too_large =
                 std::iter::successors(Some(&error as &(dyn std::error::Error + 'static)), |e| {
@@ -193,7 +204,10 @@ mod tests {
     }
 
     async fn parse(content_type: Option<&str>, body: &str) -> Result<Option<Body2>, ApiError> {
-        json_object(&headers(content_type), Body::from(body.to_owned())).await
+        let mut request = http::Request::new(());
+        *request.headers_mut() = headers(content_type);
+        let (parts, ()) = request.into_parts();
+        json_object(&parts, Body::from(body.to_owned())).await
     }
 
     #[tokio::test]

@@ -477,7 +477,7 @@ pub(crate) async fn verify(
         state.gateway.trusted_proxies(),
     );
     let (parts, body) = request.into_parts();
-    let body: VerifyBody = json_object(&parts.headers, body)
+    let body: VerifyBody = json_object(&parts, body)
         .await?
         .ok_or_else(|| ApiError::bad_request(None, "the body must be a JSON object"))?;
     let requirement = body
