@@ -26,8 +26,11 @@ pub(crate) enum ApiError {
     MethodNotAllowed,
     /// 408 `request_timeout`: the body did not arrive in time.
     RequestTimeout,
-    /// 413 `payload_too_large`.
-    PayloadTooLarge,
+    /// 413 `payload_too_large`: the body is larger than `limit` bytes.
+    PayloadTooLarge {
+        /// The largest body accepted, in bytes.
+        limit: usize,
+    },
     /// 415 `unsupported_media_type`: a body not labelled JSON.
     UnsupportedMediaType,
     /// A key-management refusal.
@@ -143,13 +146,10 @@ impl IntoResponse for ApiError {
                 "The request body did not arrive in time.",
                 None,
             ),
-            ApiError::PayloadTooLarge => json(
+            ApiError::PayloadTooLarge { limit } => json(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
-                &format!(
-                    "The request body is larger than {} bytes.",
-                    super::extract::MAX_BODY_BYTES
-                ),
+                &format!("The request body is larger than {limit} bytes."),
                 None,
             ),
             ApiError::UnsupportedMediaType => json(

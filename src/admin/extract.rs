@@ -16,6 +16,11 @@ use crate::listener::BodyTimeout;
 /// times the largest valid key).
 pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// The refusal of a body over [`MAX_BODY_BYTES`].
+const TOO_LARGE: ApiError = ApiError::PayloadTooLarge {
+    limit: MAX_BODY_BYTES,
+};
+
 /// A required JSON object body, parsed strictly.
 pub(crate) struct JsonObject<T>(pub T);
 
@@ -121,7 +126,7 @@ pub(crate) async fn json_object<T: DeserializeOwned>(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(ApiError::PayloadTooLarge);
+        return Err(TOO_LARGE);
     }
     // A body trickled in forever would hold its connection forever.
     let BodyTimeout(wait) = parts
@@ -139,7 +144,7 @@ pub(crate) async fn json_object<T: DeserializeOwned>(
                 })
                 .any(|e| e.is::<http_body_util::LengthLimitError>());
             if too_large {
-                ApiError::PayloadTooLarge
+                TOO_LARGE
             } else {
                 ApiError::bad_request(None, "the request body could not be read")
             }
@@ -238,7 +243,7 @@ mod tests {
         let big = format!(r#"{{"a": "{}"}}"#, "x".repeat(MAX_BODY_BYTES));
         assert!(matches!(
             parse(json, &big).await,
-            Err(ApiError::PayloadTooLarge)
+            Err(ApiError::PayloadTooLarge { .. })
         ));
     }
 }
