@@ -270,8 +270,15 @@ pub enum PepperError {
 /// A full token, shown exactly once: when a key is created or rotated.
 ///
 /// `Debug` and `Display` print `[redacted]`; call [`SecretToken::expose`] to
-/// hand it to the user. It deliberately implements no `Serialize`.
-#[derive(Clone, PartialEq, Eq)]
+/// hand it to the user. It deliberately implements no `Serialize`, and no
+/// `PartialEq` either: compare with [`SecretToken::ct_eq`], in constant time.
+///
+/// ```compile_fail
+/// fn same(a: &keygate::SecretToken, b: &keygate::SecretToken) -> bool {
+///     a == b // no `==` on a secret
+/// }
+/// ```
+#[derive(Clone)]
 pub struct SecretToken(Box<str>);
 
 impl SecretToken {
@@ -282,6 +289,12 @@ impl SecretToken {
     /// The token itself. Show it to its owner once; never log it.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// Whether `other` is this token, compared in constant time (only the
+    /// length may show).
+    pub fn ct_eq(&self, other: &str) -> bool {
+        self.0.as_bytes().ct_eq(other.as_bytes()).into()
     }
 }
 
@@ -407,6 +420,15 @@ mod tests {
         assert!(!a.matches_check(&a.check_value()[..31]));
         assert!(!a.matches_check(&[]));
         assert_ne!(&a.check_value()[..], &[1u8; 32][..]);
+    }
+
+    #[test]
+    fn secret_tokens_compare_in_constant_time() {
+        let token = SecretToken::new("kg_live_supersecret".into());
+        assert!(token.ct_eq("kg_live_supersecret"));
+        assert!(!token.ct_eq("kg_live_supersecreu"));
+        assert!(!token.ct_eq("kg_live_supersecre"));
+        assert!(!token.ct_eq(""));
     }
 
     #[test]
