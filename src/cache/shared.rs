@@ -1072,6 +1072,28 @@ mod tests {
         assert!(cache.entries.get(&key).is_none());
     }
 
+    #[tokio::test]
+    async fn a_key_gone_after_a_clear_is_remembered_as_unknown_and_its_entry_dropped() {
+        let cache = cache();
+        let id = KeyId::parse("aaaaaaaaaaaaaac5").unwrap();
+        let key = served_twice(&cache, id).await;
+        cache.clear();
+        let entry = cache
+            .get_or_load(key, || async { Ok::<_, Down>(None) })
+            .await
+            .unwrap();
+        assert!(entry.record.is_none());
+        assert!(
+            cache.entries.get(&key).is_none(),
+            "the cleared entry is gone"
+        );
+        assert!(
+            cache
+                .lookup(&key, Instant::now())
+                .is_some_and(|e| e.record.is_none())
+        );
+    }
+
     #[test]
     fn a_replaced_entry_gets_its_own_deadline() {
         use moka::Expiry as _;
