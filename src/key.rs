@@ -51,7 +51,25 @@ impl KeyStatus {
 ///
 /// Serialized (SPEC §5) with a computed `status` field and RFC 3339 UTC
 /// timestamps.
+///
+/// Fields may be added in a minor release, so outside keygate a record is
+/// made with [`ApiKey::new`], then its public fields are set:
+///
+/// ```
+/// use keygate::{ApiKey, KeyId, ScopeSet};
+///
+/// let mut key = ApiKey::new(KeyId::parse("legacy0000000001").unwrap(), "alice");
+/// key.scopes = ScopeSet::parse(["reports:read"]).unwrap();
+/// assert_eq!(key.owner, "alice");
+/// ```
+///
+/// ```compile_fail
+/// # use keygate::{ApiKey, KeyId};
+/// let key = ApiKey::new(KeyId::parse("legacy0000000001").unwrap(), "alice");
+/// let copy = ApiKey { owner: "bob".into(), ..key }; // no struct literal
+/// ```
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct ApiKey {
     /// Public, unique id: the lookup key.
     pub id: KeyId,

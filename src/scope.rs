@@ -584,14 +584,26 @@ impl<'de> Deserialize<'de> for ScopeSet {
 /// Requirements serialize as that string.
 ///
 /// Limits: at most 4096 bytes, 32 levels of parentheses and 256 scopes.
+///
+/// The representation is private: a requirement comes from [`Requirement::parse`],
+/// [`Requirement::scope`], [`Requirement::all`] or [`Requirement::any`], so every one is
+/// an expression `parse` could have produced (no empty `and`, which would grant anything, nor
+/// empty `or`), within the limits.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Requirement {
+pub struct Requirement {
+    node: Node,
+}
+
+/// The expression tree of a [`Requirement`]: every `And`/`Or` has at least two operands, none
+/// of its own kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Node {
     /// A single scope that some grant must satisfy.
     Scope(Scope),
     /// Every operand must be satisfied.
-    And(Vec<Requirement>),
+    And(Vec<Node>),
     /// At least one operand must be satisfied.
-    Or(Vec<Requirement>),
+    Or(Vec<Node>),
 }
 
 impl Requirement {
@@ -601,14 +613,9 @@ impl Requirement {
     /// use keygate::scope::{Requirement, Scope};
     ///
     /// let req = Requirement::parse("a:read OR b:read AND c:read")?;
-    /// let scope = |s| Requirement::Scope(Scope::parse(s).unwrap());
-    /// assert_eq!(
-    ///     req,
-    ///     Requirement::Or(vec![
-    ///         scope("a:read"),
-    ///         Requirement::And(vec![scope("b:read"), scope("c:read")]),
-    ///     ])
-    /// );
+    /// let scope = |s| Requirement::scope(Scope::parse(s).unwrap());
+    /// let and = Requirement::all([scope("b:read"), scope("c:read")])?;
+    /// assert_eq!(req, Requirement::any([scope("a:read"), and])?);
     /// assert_eq!(req.to_string(), "a:read or b:read and c:read");
     /// # Ok::<(), keygate::scope::RequirementError>(())
     /// ```
@@ -632,25 +639,82 @@ impl Requirement {
             return Err(RequirementError::new(0, "the expression is empty"));
         }
         let mut parser = Parser::new(expr);
-        let requirement = parser.parse_or()?;
+        let node = parser.parse_or()?;
         let token = parser.next()?;
         match token.kind {
-            Tok::End => Ok(requirement),
+            Tok::End => Ok(Requirement { node }),
             Tok::RParen => Err(RequirementError::new(token.pos, "unmatched ')'")),
             // `And`/`Or` are always consumed by the loops above, so this is a scope or '('.
             _ => Err(missing_operator(&token)),
         }
     }
 
-    /// Whether `grants` satisfy this requirement.
-    ///
-    /// A hand-built empty `And` is always satisfied and an empty `Or` never is.
-    pub fn is_satisfied_by(&self, grants: &ScopeSet) -> bool {
-        match self {
-            Requirement::Scope(scope) => grants.allows(scope),
-            Requirement::And(items) => items.iter().all(|item| item.is_satisfied_by(grants)),
-            Requirement::Or(items) => items.iter().any(|item| item.is_satisfied_by(grants)),
+    /// The requirement of one scope.
+    pub fn scope(scope: Scope) -> Requirement {
+        Requirement {
+            node: Node::Scope(scope),
         }
+    }
+
+    /// The requirement that every one of `operands` is satisfied (`a and b and …`); one
+    /// operand is that operand itself.
+    ///
+    /// # Errors
+    ///
+    /// A [`RequirementError`] when there is no operand (an empty conjunction would be
+    /// satisfied by anything) or the result exceeds the limits of [`Requirement::parse`].
+    pub fn all(
+        operands: impl IntoIterator<Item = Requirement>,
+    ) -> Result<Requirement, RequirementError> {
+        Requirement::combined(operands, Node::And, "all")
+    }
+
+    /// The requirement that at least one of `operands` is satisfied (`a or b or …`); one
+    /// operand is that operand itself.
+    ///
+    /// # Errors
+    ///
+    /// A [`RequirementError`] when there is no operand or the result exceeds the limits of
+    /// [`Requirement::parse`].
+    pub fn any(
+        operands: impl IntoIterator<Item = Requirement>,
+    ) -> Result<Requirement, RequirementError> {
+        Requirement::combined(operands, Node::Or, "any")
+    }
+
+    /// `operands` under `make`, flattened as `parse` does; only what `parse` accepts.
+    fn combined(
+        operands: impl IntoIterator<Item = Requirement>,
+        make: fn(Vec<Node>) -> Node,
+        name: &str,
+    ) -> Result<Requirement, RequirementError> {
+        let mut items = Vec::new();
+        for operand in operands {
+            match (make(Vec::new()), operand.node) {
+                (Node::And(_), Node::And(nested)) | (Node::Or(_), Node::Or(nested)) => {
+                    items.extend(nested)
+                }
+                (_, other) => items.push(other),
+            }
+        }
+        if items.is_empty() {
+            return Err(RequirementError::new(
+                0,
+                format!("Requirement::{name} needs at least one operand"),
+            ));
+        }
+        let built = Requirement {
+            node: combine(items, make),
+        };
+        // The limits are those of the text, which must parse back to this value.
+        let reparsed = Requirement::parse(&built.to_string())?;
+        debug_assert_eq!(reparsed, built);
+        Ok(reparsed)
+    }
+
+    /// Whether `grants` satisfy this requirement.
+    pub fn is_satisfied_by(&self, grants: &ScopeSet) -> bool {
+        self.node.is_satisfied_by(grants)
     }
 
     /// Every scope in the expression, in order of first appearance, without duplicates (e.g.
@@ -658,18 +722,28 @@ impl Requirement {
     pub fn scopes(&self) -> Vec<&Scope> {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
-        self.collect_scopes(&mut seen, &mut out);
+        self.node.collect_scopes(&mut seen, &mut out);
         out
+    }
+}
+
+impl Node {
+    fn is_satisfied_by(&self, grants: &ScopeSet) -> bool {
+        match self {
+            Node::Scope(scope) => grants.allows(scope),
+            Node::And(items) => items.iter().all(|item| item.is_satisfied_by(grants)),
+            Node::Or(items) => items.iter().any(|item| item.is_satisfied_by(grants)),
+        }
     }
 
     fn collect_scopes<'a>(&'a self, seen: &mut HashSet<&'a Scope>, out: &mut Vec<&'a Scope>) {
         match self {
-            Requirement::Scope(scope) => {
+            Node::Scope(scope) => {
                 if seen.insert(scope) {
                     out.push(scope);
                 }
             }
-            Requirement::And(items) | Requirement::Or(items) => {
+            Node::And(items) | Node::Or(items) => {
                 for item in items {
                     item.collect_scopes(seen, out);
                 }
@@ -688,12 +762,18 @@ impl FromStr for Requirement {
 
 impl fmt::Display for Requirement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.node.fmt(f)
+    }
+}
+
+impl fmt::Display for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Requirement::Scope(scope) => f.write_str(scope.as_str()),
-            Requirement::And(items) => {
-                write_operands(f, items, " and ", |item| matches!(item, Requirement::Or(_)))
+            Node::Scope(scope) => f.write_str(scope.as_str()),
+            Node::And(items) => {
+                write_operands(f, items, " and ", |item| matches!(item, Node::Or(_)))
             }
-            Requirement::Or(items) => write_operands(f, items, " or ", |_| false),
+            Node::Or(items) => write_operands(f, items, " or ", |_| false),
         }
     }
 }
@@ -701,9 +781,9 @@ impl fmt::Display for Requirement {
 /// Writes `items` separated by `separator`, parenthesizing those for which `needs_parens` holds.
 fn write_operands(
     f: &mut fmt::Formatter<'_>,
-    items: &[Requirement],
+    items: &[Node],
     separator: &str,
-    needs_parens: fn(&Requirement) -> bool,
+    needs_parens: fn(&Node) -> bool,
 ) -> fmt::Result {
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
@@ -866,11 +946,11 @@ impl<'a> Parser<'a> {
     }
 
     /// `expr = and-expr *( "or" and-expr )`
-    fn parse_or(&mut self) -> Result<Requirement, RequirementError> {
+    fn parse_or(&mut self) -> Result<Node, RequirementError> {
         let mut items = Vec::new();
         loop {
             match self.parse_and()? {
-                Requirement::Or(nested) => items.extend(nested),
+                Node::Or(nested) => items.extend(nested),
                 other => items.push(other),
             }
             if !matches!(self.peek()?.kind, Tok::Or) {
@@ -878,15 +958,15 @@ impl<'a> Parser<'a> {
             }
             self.next()?;
         }
-        Ok(combine(items, Requirement::Or))
+        Ok(combine(items, Node::Or))
     }
 
     /// `and-expr = primary *( "and" primary )`
-    fn parse_and(&mut self) -> Result<Requirement, RequirementError> {
+    fn parse_and(&mut self) -> Result<Node, RequirementError> {
         let mut items = Vec::new();
         loop {
             match self.parse_primary()? {
-                Requirement::And(nested) => items.extend(nested),
+                Node::And(nested) => items.extend(nested),
                 other => items.push(other),
             }
             if !matches!(self.peek()?.kind, Tok::And) {
@@ -894,14 +974,14 @@ impl<'a> Parser<'a> {
             }
             self.next()?;
         }
-        Ok(combine(items, Requirement::And))
+        Ok(combine(items, Node::And))
     }
 
     /// `primary = scope / "(" expr ")"`
-    fn parse_primary(&mut self) -> Result<Requirement, RequirementError> {
+    fn parse_primary(&mut self) -> Result<Node, RequirementError> {
         let token = self.next()?;
         match token.kind {
-            Tok::Scope(scope) => Ok(Requirement::Scope(scope)),
+            Tok::Scope(scope) => Ok(Node::Scope(scope)),
             Tok::LParen => {
                 if self.depth == MAX_DEPTH {
                     return Err(RequirementError::new(
@@ -931,7 +1011,7 @@ impl<'a> Parser<'a> {
 }
 
 /// Builds an operator node, or returns the only operand.
-fn combine(mut items: Vec<Requirement>, make: fn(Vec<Requirement>) -> Requirement) -> Requirement {
+fn combine(mut items: Vec<Node>, make: fn(Vec<Node>) -> Node) -> Node {
     if items.len() == 1 {
         items.swap_remove(0)
     } else {
@@ -1055,12 +1135,17 @@ mod tests {
         ScopeSet::parse(scopes).expect("valid scopes")
     }
 
-    fn leaf(s: &str) -> Requirement {
-        Requirement::Scope(scope(s))
+    fn leaf(s: &str) -> Node {
+        Node::Scope(scope(s))
     }
 
     fn req(expr: &str) -> Requirement {
         Requirement::parse(expr).unwrap_or_else(|e| panic!("{expr:?} should parse: {e}"))
+    }
+
+    /// The tree `expr` parses to.
+    fn tree(expr: &str) -> Node {
+        req(expr).node
     }
 
     fn req_err(expr: &str) -> RequirementError {
@@ -1454,18 +1539,12 @@ mod tests {
     #[test]
     fn and_binds_tighter_than_or() {
         assert_eq!(
-            req("a:a or b:b and c:c"),
-            Requirement::Or(vec![
-                leaf("a:a"),
-                Requirement::And(vec![leaf("b:b"), leaf("c:c")])
-            ])
+            tree("a:a or b:b and c:c"),
+            Node::Or(vec![leaf("a:a"), Node::And(vec![leaf("b:b"), leaf("c:c")])])
         );
         assert_eq!(
-            req("a:a and b:b or c:c"),
-            Requirement::Or(vec![
-                Requirement::And(vec![leaf("a:a"), leaf("b:b")]),
-                leaf("c:c")
-            ])
+            tree("a:a and b:b or c:c"),
+            Node::Or(vec![Node::And(vec![leaf("a:a"), leaf("b:b")]), leaf("c:c")])
         );
     }
 
@@ -1477,22 +1556,22 @@ mod tests {
 
     #[test]
     fn chains_are_flattened_and_redundant_parentheses_dropped() {
-        let flat = Requirement::And(vec![leaf("a:a"), leaf("b:b"), leaf("c:c")]);
-        assert_eq!(req("a:a and b:b and c:c"), flat);
-        assert_eq!(req("(a:a and b:b) and c:c"), flat);
-        assert_eq!(req("a:a and (b:b and (c:c))"), flat);
-        assert_eq!(req("((a:a))"), leaf("a:a"));
+        let flat = Node::And(vec![leaf("a:a"), leaf("b:b"), leaf("c:c")]);
+        assert_eq!(tree("a:a and b:b and c:c"), flat);
+        assert_eq!(tree("(a:a and b:b) and c:c"), flat);
+        assert_eq!(tree("a:a and (b:b and (c:c))"), flat);
+        assert_eq!(tree("((a:a))"), leaf("a:a"));
     }
 
     #[test]
     fn nested_parentheses_group_operands() {
         assert_eq!(
-            req("workspaces:read and (templates:use or (templates:* and x:y))"),
-            Requirement::And(vec![
+            tree("workspaces:read and (templates:use or (templates:* and x:y))"),
+            Node::And(vec![
                 leaf("workspaces:read"),
-                Requirement::Or(vec![
+                Node::Or(vec![
                     leaf("templates:use"),
-                    Requirement::And(vec![leaf("templates:*"), leaf("x:y")]),
+                    Node::And(vec![leaf("templates:*"), leaf("x:y")]),
                 ]),
             ])
         );
@@ -1526,8 +1605,48 @@ mod tests {
         // The required wildcard needs a wildcard grant; `templates:use` already satisfies.
         assert!(!set(&["workspaces:read", "templates:x"]).satisfies(&r));
         assert!(set(&["*:*"]).satisfies(&r));
-        assert!(Requirement::And(vec![]).is_satisfied_by(&ScopeSet::default()));
-        assert!(!Requirement::Or(vec![]).is_satisfied_by(&set(&["*:*"])));
+    }
+
+    #[test]
+    fn an_empty_conjunction_or_disjunction_cannot_be_built() {
+        let err = Requirement::all([]).unwrap_err();
+        assert!(err.message.contains("at least one operand"), "{err}");
+        assert!(Requirement::any(std::iter::empty()).is_err());
+        // The parser has no way to write one either.
+        assert!(Requirement::parse("()").is_err());
+        assert!(Requirement::parse("a:a and ()").is_err());
+    }
+
+    #[test]
+    fn built_requirements_are_what_parse_produces() {
+        let one = Requirement::scope(scope("a:a"));
+        assert_eq!(one, req("a:a"));
+        assert_eq!(Requirement::all([one.clone()]).unwrap(), one);
+        assert_eq!(Requirement::any([one.clone()]).unwrap(), one);
+        let and = Requirement::all([req("a:a and b:b"), req("c:c")]).unwrap();
+        assert_eq!(and, req("a:a and b:b and c:c"));
+        let or = Requirement::any([req("a:a or b:b"), and.clone()]).unwrap();
+        assert_eq!(or, req("a:a or b:b or a:a and b:b and c:c"));
+        assert_eq!(
+            Requirement::all([req("x:x"), or]).unwrap().to_string(),
+            "x:x and (a:a or b:b or a:a and b:b and c:c)"
+        );
+    }
+
+    #[test]
+    fn built_requirements_keep_the_limits_of_parse() {
+        let many = vec![req("a:b"); MAX_EXPR_SCOPES + 1];
+        assert!(Requirement::any(many[..MAX_EXPR_SCOPES].to_vec()).is_ok());
+        let err = Requirement::any(many).unwrap_err();
+        assert!(err.message.contains("too many scopes"), "{err}");
+        let mut deep = req("a:a");
+        for _ in 0..MAX_DEPTH {
+            deep = Requirement::all([req("b:b"), Requirement::any([req("c:c"), deep]).unwrap()])
+                .unwrap();
+        }
+        assert!(
+            Requirement::all([req("b:b"), Requirement::any([req("c:c"), deep]).unwrap()]).is_err()
+        );
     }
 
     #[test]
@@ -1600,7 +1719,7 @@ mod tests {
     #[test]
     fn nesting_deeper_than_the_limit_is_rejected() {
         let nested = |depth: usize| format!("{}a:b{}", "(".repeat(depth), ")".repeat(depth));
-        assert_eq!(req(&nested(MAX_DEPTH)), leaf("a:b"));
+        assert_eq!(tree(&nested(MAX_DEPTH)), leaf("a:b"));
         let err = req_err(&nested(MAX_DEPTH + 1));
         assert_eq!(err.position, MAX_DEPTH);
         assert!(err.message.contains("nested"), "{err}");
@@ -1752,24 +1871,24 @@ mod tests {
     }
 
     /// Arbitrary (not normalized) requirement trees with non-empty operand lists.
-    fn requirement_tree() -> impl Strategy<Value = Requirement> {
+    fn requirement_tree() -> impl Strategy<Value = Node> {
         small_scope()
-            .prop_map(Requirement::Scope)
+            .prop_map(Node::Scope)
             .prop_recursive(4, 48, 4, |inner| {
                 prop_oneof![
-                    prop::collection::vec(inner.clone(), 1..4).prop_map(Requirement::And),
-                    prop::collection::vec(inner, 1..4).prop_map(Requirement::Or),
+                    prop::collection::vec(inner.clone(), 1..4).prop_map(Node::And),
+                    prop::collection::vec(inner, 1..4).prop_map(Node::Or),
                 ]
             })
     }
 
     /// The shape `Requirement::parse` produces: flattened, no single-operand nodes.
-    fn normalize(r: Requirement) -> Requirement {
+    fn normalize(r: Node) -> Node {
         fn flatten(
-            items: Vec<Requirement>,
-            make: fn(Vec<Requirement>) -> Requirement,
-            same: fn(&Requirement) -> Option<&Vec<Requirement>>,
-        ) -> Requirement {
+            items: Vec<Node>,
+            make: fn(Vec<Node>) -> Node,
+            same: fn(&Node) -> Option<&Vec<Node>>,
+        ) -> Node {
             let mut out = Vec::new();
             for item in items.into_iter().map(normalize) {
                 match same(&item) {
@@ -1780,13 +1899,13 @@ mod tests {
             combine(out, make)
         }
         match r {
-            Requirement::Scope(s) => Requirement::Scope(s),
-            Requirement::And(items) => flatten(items, Requirement::And, |r| match r {
-                Requirement::And(v) => Some(v),
+            Node::Scope(s) => Node::Scope(s),
+            Node::And(items) => flatten(items, Node::And, |r| match r {
+                Node::And(v) => Some(v),
                 _ => None,
             }),
-            Requirement::Or(items) => flatten(items, Requirement::Or, |r| match r {
-                Requirement::Or(v) => Some(v),
+            Node::Or(items) => flatten(items, Node::Or, |r| match r {
+                Node::Or(v) => Some(v),
                 _ => None,
             }),
         }
@@ -1794,15 +1913,15 @@ mod tests {
 
     /// A non-canonical but equivalent rendering: every compound operand parenthesized,
     /// mixed-case operators and assorted whitespace.
-    fn render_messy(r: &Requirement) -> String {
+    fn render_messy(r: &Node) -> String {
         match r {
-            Requirement::Scope(s) => s.to_string(),
-            Requirement::And(items) => items
+            Node::Scope(s) => s.to_string(),
+            Node::And(items) => items
                 .iter()
                 .map(|i| format!("( {} )", render_messy(i)))
                 .collect::<Vec<_>>()
                 .join("\tAND\n"),
-            Requirement::Or(items) => items
+            Node::Or(items) => items
                 .iter()
                 .map(|i| format!("({})", render_messy(i)))
                 .collect::<Vec<_>>()
@@ -1810,14 +1929,14 @@ mod tests {
         }
     }
 
-    fn naive_eval(r: &Requirement, grants: &[&str]) -> bool {
+    fn naive_eval(r: &Node, grants: &[&str]) -> bool {
         match r {
-            Requirement::Scope(required) => grants.iter().any(|g| {
+            Node::Scope(required) => grants.iter().any(|g| {
                 let (gr, ga) = g.split_once(':').expect("alphabet scope");
                 (gr == "*" || gr == required.resource()) && (ga == "*" || ga == required.action())
             }),
-            Requirement::And(items) => items.iter().all(|i| naive_eval(i, grants)),
-            Requirement::Or(items) => items.iter().any(|i| naive_eval(i, grants)),
+            Node::And(items) => items.iter().all(|i| naive_eval(i, grants)),
+            Node::Or(items) => items.iter().any(|i| naive_eval(i, grants)),
         }
     }
 
@@ -1860,10 +1979,38 @@ mod tests {
 
         #[test]
         fn display_reparses_to_an_equal_requirement(tree in requirement_tree()) {
-            let normal = normalize(tree.clone());
+            let normal = Requirement { node: normalize(tree.clone()) };
             prop_assert_eq!(Requirement::parse(&normal.to_string()), Ok(normal.clone()));
             prop_assert_eq!(Requirement::parse(&tree.to_string()), Ok(normal.clone()));
             prop_assert_eq!(Requirement::parse(&render_messy(&tree)), Ok(normal));
+        }
+
+        #[test]
+        fn parse_never_yields_an_empty_or_single_operand_node(s in expression_like_string()) {
+            fn well_formed(node: &Node) -> bool {
+                match node {
+                    Node::Scope(_) => true,
+                    Node::And(items) => items.len() >= 2
+                        && items.iter().all(|i| !matches!(i, Node::And(_)) && well_formed(i)),
+                    Node::Or(items) => items.len() >= 2
+                        && items.iter().all(|i| !matches!(i, Node::Or(_)) && well_formed(i)),
+                }
+            }
+            if let Ok(r) = Requirement::parse(&s) {
+                prop_assert!(well_formed(&r.node), "{:?}", r);
+            }
+        }
+
+        #[test]
+        fn building_a_tree_equals_parsing_its_display(tree in requirement_tree()) {
+            fn build(node: &Node) -> Requirement {
+                match node {
+                    Node::Scope(s) => Requirement::scope(s.clone()),
+                    Node::And(items) => Requirement::all(items.iter().map(build)).unwrap(),
+                    Node::Or(items) => Requirement::any(items.iter().map(build)).unwrap(),
+                }
+            }
+            prop_assert_eq!(Ok(build(&tree)), Requirement::parse(&tree.to_string()));
         }
 
         #[test]

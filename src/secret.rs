@@ -59,6 +59,14 @@ impl Pepper {
         Ok(Pepper { mac })
     }
 
+    /// A pepper of any length, for the RFC 4231 test vectors (whose keys are
+    /// mostly shorter than [`MIN_PEPPER_LEN`]).
+    #[cfg(test)]
+    fn from_any_bytes(bytes: &[u8]) -> Pepper {
+        let mac = Hmac::<Sha256>::new_from_slice(bytes).expect("HMAC takes a key of any length");
+        Pepper { mac }
+    }
+
     /// A pepper from hex text (surrounding whitespace ignored).
     ///
     /// # Errors
@@ -197,8 +205,13 @@ impl Pepper {
 
     /// HMAC-SHA256 of `token` under this pepper.
     pub fn mac(&self, token: &str) -> TokenMac {
+        self.mac_bytes(token.as_bytes())
+    }
+
+    /// HMAC-SHA256 of `data` under this pepper.
+    fn mac_bytes(&self, data: &[u8]) -> TokenMac {
         let mut mac = self.mac.clone();
-        mac.update(token.as_bytes());
+        mac.update(data);
         mac.finalize().into_bytes().into()
     }
 
@@ -270,8 +283,15 @@ pub enum PepperError {
 /// A full token, shown exactly once: when a key is created or rotated.
 ///
 /// `Debug` and `Display` print `[redacted]`; call [`SecretToken::expose`] to
-/// hand it to the user. It deliberately implements no `Serialize`.
-#[derive(Clone, PartialEq, Eq)]
+/// hand it to the user. It deliberately implements no `Serialize`, and no
+/// `PartialEq` either: compare with [`SecretToken::ct_eq`], in constant time.
+///
+/// ```compile_fail
+/// fn same(a: &keygate::SecretToken, b: &keygate::SecretToken) -> bool {
+///     a == b // no `==` on a secret
+/// }
+/// ```
+#[derive(Clone)]
 pub struct SecretToken(Box<str>);
 
 impl SecretToken {
@@ -282,6 +302,12 @@ impl SecretToken {
     /// The token itself. Show it to its owner once; never log it.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// Whether `other` is this token, compared in constant time (only the
+    /// length may show).
+    pub fn ct_eq(&self, other: &str) -> bool {
+        self.0.as_bytes().ct_eq(other.as_bytes()).into()
     }
 }
 
@@ -329,10 +355,72 @@ mod tests {
         ));
     }
 
+    /// RFC 4231 §4: HMAC-SHA256 test cases 1–4, 6 and 7 (5 is a truncated
+    /// output), as key, data, expected MAC.
+    fn rfc_4231_cases() -> [(Vec<u8>, Vec<u8>, &'static str); 6] {
+        [
+            (
+                vec![0x0b; 20],
+                b"Hi There".to_vec(),
+                "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7",
+            ),
+            (
+                b"Jefe".to_vec(),
+                b"what do ya want for nothing?".to_vec(),
+                "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+            ),
+            (
+                vec![0xaa; 20],
+                vec![0xdd; 50],
+                "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe",
+            ),
+            (
+                (0x01..=0x19).collect(),
+                vec![0xcd; 50],
+                "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b",
+            ),
+            (
+                vec![0xaa; 131],
+                b"Test Using Larger Than Block-Size Key - Hash Key First".to_vec(),
+                "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54",
+            ),
+            (
+                vec![0xaa; 131],
+                b"This is a test using a larger than block-size key and a larger \
+                  than block-size data. The key needs to be hashed before being \
+                  used by the HMAC algorithm."
+                    .to_vec(),
+                "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2",
+            ),
+        ]
+    }
+
+    #[test]
+    fn mac_matches_the_rfc_4231_hmac_sha256_vectors() {
+        for (n, (key, data, expected)) in rfc_4231_cases().into_iter().enumerate() {
+            let pepper = Pepper::from_any_bytes(&key);
+            assert_eq!(hex::encode(pepper.mac_bytes(&data)), expected, "case {n}");
+            // Text data goes through the public MAC too.
+            if let Ok(text) = std::str::from_utf8(&data) {
+                assert_eq!(hex::encode(pepper.mac(text)), expected, "case {n}");
+                let expected: TokenMac = hex::decode(expected).unwrap().try_into().unwrap();
+                assert!(pepper.verify(text, &expected));
+            }
+            // Keys of at least 32 bytes are peppers through the public door.
+            if key.len() >= MIN_PEPPER_LEN {
+                let public = Pepper::from_bytes(&key).unwrap();
+                assert_eq!(hex::encode(public.mac_bytes(&data)), expected, "case {n}");
+            } else {
+                assert!(matches!(
+                    Pepper::from_bytes(&key),
+                    Err(PepperError::TooShort)
+                ));
+            }
+        }
+    }
+
     #[test]
     fn mac_is_hmac_sha256_and_depends_on_the_pepper() {
-        // RFC 4231 test case 2 shape: key "Jefe" is too short for us, so check
-        // against an independent computation instead.
         let key = [0x0bu8; 32];
         let pepper = Pepper::from_bytes(&key).unwrap();
         let mut reference = Hmac::<Sha256>::new_from_slice(&key).unwrap();
@@ -410,11 +498,21 @@ mod tests {
     }
 
     #[test]
+    fn secret_tokens_compare_in_constant_time() {
+        let token = SecretToken::new("kg_live_supersecret".into());
+        assert!(token.ct_eq("kg_live_supersecret"));
+        assert!(!token.ct_eq("kg_live_supersecreu"));
+        assert!(!token.ct_eq("kg_live_supersecre"));
+        assert!(!token.ct_eq(""));
+    }
+
+    #[test]
     fn debug_and_display_redact() {
         let token = SecretToken::new("kg_live_supersecret".into());
         assert_eq!(format!("{token:?}"), "SecretToken([redacted])");
         assert_eq!(token.to_string(), "[redacted]");
         let pepper = Pepper::insecure_fixed_for_tests();
-        assert!(!format!("{pepper:?}").contains("insecure"));
+        assert_eq!(format!("{pepper:?}"), "Pepper([redacted])");
+        assert_eq!(format!("{:?}", Some(pepper)), "Some(Pepper([redacted]))");
     }
 }

@@ -384,8 +384,9 @@ impl Keygate {
     /// Environment, revocation and expiry, at the current instant (never
     /// trusting how long the record has been cached): what
     /// [`ApiKey::status_at`] decides, with the expiry already converted to
-    /// the system clock's type so that a request costs one clock read and
-    /// no calendar arithmetic.
+    /// the system clock's type so that the check costs one read of the
+    /// system clock (none for a key that never expires) and no calendar
+    /// arithmetic.
     fn check_usable(&self, record: &Record) -> Result<(), VerifyError> {
         let key = &record.key;
         if !self.inner.environments.contains(&key.environment) {

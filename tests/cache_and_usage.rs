@@ -689,3 +689,102 @@ async fn logs_name_the_key_and_outcome_but_never_the_secret() {
         assert!(!logs.contains(&token[24..56]), "a secret reached the logs");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_wholesale_clear_concurrent_requests_for_one_key_share_one_store_read() {
+    let store = CountingStore::new();
+    let keygate = builder(&store).build().unwrap();
+    let token = keygate
+        .keys()
+        .create(NewKey::new("alice", "ci"))
+        .await
+        .unwrap()
+        .token;
+    keygate.verify(token.expose()).await.unwrap();
+    assert_eq!(store.counts.gets(), 1);
+
+    // What the PostgreSQL listener does on every reconnect.
+    keygate.invalidate_all();
+    // Hold every reload, so all 20 requests arrive while one is in flight.
+    store.hold_reads.store(20, Ordering::SeqCst);
+    let requests: Vec<_> = (0..20)
+        .map(|_| {
+            let (keygate, token) = (keygate.clone(), token.expose().to_owned());
+            tokio::spawn(async move { keygate.verify(&token).await.map(|key| key.id()) })
+        })
+        .collect();
+    while store.reads_waiting.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Give the other 19 time to reach the cache and queue behind the reload.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    store.read_gate.add_permits(1000);
+    for request in requests {
+        assert!(request.await.unwrap().is_ok());
+    }
+    assert_eq!(
+        store.counts.gets(),
+        2,
+        "20 concurrent requests after a clear must share one store read"
+    );
+    keygate.verify(token.expose()).await.unwrap();
+    assert_eq!(store.counts.gets(), 2, "and the reloaded entry is cached");
+}
+
+#[tokio::test]
+async fn a_custom_key_invalidated_by_id_is_revalidated_however_many_other_keys_were_invalidated() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    let calls = Arc::new(AtomicUsize::new(0));
+    let id = keygate::KeyId::parse("legacy0000000001").unwrap();
+    let revoked = Arc::new(AtomicBool::new(false));
+    // The token "other" belongs to key `o<n>`, n set by the test.
+    let other = Arc::new(AtomicUsize::new(0));
+    let other_id = |n: usize| keygate::KeyId::parse(&format!("o{n:015}")).unwrap();
+    let keygate = {
+        let (calls, revoked, other) = (calls.clone(), revoked.clone(), other.clone());
+        Keygate::builder(keygate::MemoryStore::new())
+            .pepper(Pepper::insecure_fixed_for_tests())
+            .cache_capacity(10)
+            .validator(move |token: String| {
+                let (calls, revoked, other) = (calls.clone(), revoked.clone(), other.clone());
+                async move {
+                    if token == "other" {
+                        let n = other.load(Ordering::SeqCst);
+                        return Ok(Some(keygate::ApiKey::new(other_id(n), "other")));
+                    }
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    let mut key = keygate::ApiKey::new(id, "legacy");
+                    if revoked.load(Ordering::SeqCst) {
+                        key.revoked_at = Some(OffsetDateTime::now_utc());
+                    }
+                    Ok::<_, Infallible>((token == "legacy-token-1").then_some(key))
+                }
+            })
+            .build()
+            .unwrap()
+    };
+    keygate.verify("legacy-token-1").await.unwrap();
+    keygate.verify("legacy-token-1").await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "cached");
+
+    revoked.store(true, Ordering::SeqCst);
+    keygate.invalidate(id).await;
+    // Many more invalidations than a bounded record of them could keep, of
+    // keys presented again after each one.
+    for n in 0..20_000 {
+        other.store(n, Ordering::SeqCst);
+        assert_eq!(keygate.verify("other").await.unwrap().id(), other_id(n));
+        keygate.invalidate(other_id(n)).await;
+    }
+    keygate.verify("other").await.unwrap();
+    keygate.cached_entries().await;
+    assert_eq!(
+        invalid(keygate.verify("legacy-token-1").await.unwrap_err()),
+        InvalidReason::Revoked
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "the validator was asked again"
+    );
+}

@@ -51,7 +51,7 @@ fn need(state: &AppState, caller: &AuthenticatedKey, action: &str) -> Result<(),
     if caller.scopes().allows(&scope) {
         return Ok(());
     }
-    let rejection = Rejection::InsufficientScope(Arc::new(Requirement::Scope(scope)));
+    let rejection = Rejection::InsufficientScope(Arc::new(Requirement::scope(scope)));
     Err(ApiError::Auth(Box::new(
         state.keygate.responder().respond(&rejection),
     )))

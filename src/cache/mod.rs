@@ -18,6 +18,15 @@
 //! may have read the old record and insert it after the invalidation. Every
 //! entry therefore records the invalidation epoch at which its load began,
 //! and a hit is discarded when its key id was invalidated at a later epoch.
+//! Those epochs are kept per id in a fixed table that can only err towards
+//! distrust (ids sharing a slot share the latest epoch), never forgetting
+//! one: custom-validator entries, found by digest, rely on it alone. Such a
+//! stale load is not cached and never replaces, nor removes, an entry from
+//! a load that began later; and a re-inserted entry gets its own deadline.
+//!
+//! A wholesale clear (a lost PostgreSQL listener) makes every older entry a
+//! miss that is reloaded through the same shared loads, and served as it was
+//! only while the store cannot answer.
 //!
 //! In front of moka, each thread keeps a tiny memo of the valid entries it
 //! served repeatedly ([`front`]): a repeated key is found there without touching

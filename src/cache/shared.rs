@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use moka::ops::compute::Op;
 use time::OffsetDateTime;
 
 use crate::key::ApiKey;
@@ -135,12 +136,77 @@ impl Entry {
     }
 }
 
-/// Per-entry lifetimes for moka: each entry's own deadline.
+/// Per-entry lifetimes for moka: each entry's own deadline, whether it
+/// was inserted for a new key or replaced an older entry; a read changes
+/// nothing.
 struct Expiry;
 
 impl moka::Expiry<CacheKey, Entry> for Expiry {
     fn expire_after_create(&self, _key: &CacheKey, value: &Entry, at: Instant) -> Option<Duration> {
         Some(value.deadline.saturating_duration_since(at))
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &CacheKey,
+        value: &Entry,
+        at: Instant,
+        _current: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.deadline.saturating_duration_since(at))
+    }
+
+    fn expire_after_read(
+        &self,
+        _key: &CacheKey,
+        _value: &Entry,
+        _at: Instant,
+        current: Option<Duration>,
+        _modified: Instant,
+    ) -> Option<Duration> {
+        current
+    }
+}
+
+/// Slots of [`Invalidations`] (a power of two): 32 KiB per cache.
+const INVALIDATION_SLOTS: usize = 4096;
+
+/// The latest invalidation epoch of every key id, kept in a fixed table
+/// that may only err towards distrust: each slot holds the latest epoch of
+/// every id that falls in it, so an id is never reported older than it is,
+/// at worst newer (an entry of another key in its slot is then read from
+/// the store once more). Nothing is ever forgotten, whatever the number of
+/// invalidations; a lookup is a hash and one atomic load.
+struct Invalidations {
+    slots: Box<[AtomicU64]>,
+}
+
+impl Invalidations {
+    fn new() -> Invalidations {
+        Invalidations {
+            slots: (0..INVALIDATION_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// The slot of `id`. Ids are random; an id chosen to collide only
+    /// costs extra reads, never trust.
+    fn slot(&self, id: &KeyId) -> &AtomicU64 {
+        let mut word = [0u8; 8];
+        for (i, b) in id.as_bytes().iter().enumerate() {
+            word[i % 8] ^= b;
+        }
+        let mixed = u64::from_le_bytes(word).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        &self.slots[(mixed >> (64 - INVALIDATION_SLOTS.trailing_zeros())) as usize]
+    }
+
+    /// Notes that `id` was invalidated at `epoch`.
+    fn mark(&self, id: &KeyId, epoch: u64) {
+        self.slot(id).fetch_max(epoch, Ordering::AcqRel);
+    }
+
+    /// Whether `id` may have been invalidated after `epoch`.
+    fn since(&self, id: &KeyId, epoch: u64) -> bool {
+        self.slot(id).load(Ordering::Acquire) > epoch
     }
 }
 
@@ -159,9 +225,11 @@ pub(crate) struct KeyCache {
     epoch: AtomicU64,
     /// Entries loaded before this epoch were cleared wholesale.
     cleared: AtomicU64,
-    /// Key id → epoch of its latest invalidation, remembered long enough to
-    /// outlive any entry loaded before it.
-    invalidated: moka::sync::Cache<KeyId, u64>,
+    /// Key id → epoch of its latest invalidation (or a later one), for as
+    /// long as the cache lives: custom-validator entries are found by token
+    /// digest, so only this tells that their key was invalidated, and loads
+    /// in flight may insert an entry read before an invalidation.
+    invalidated: Invalidations,
     /// The per-thread memos of recently served entries.
     front: Front,
     config: CacheConfig,
@@ -186,9 +254,6 @@ pub(crate) type LoadError = Arc<dyn std::error::Error + Send + Sync>;
 
 impl KeyCache {
     pub(crate) fn new(config: CacheConfig) -> KeyCache {
-        // An entry loaded before an invalidation lives at most the positive
-        // TTL after its insertion; keep the invalidation well past that.
-        let remember = config.positive_ttl.max(config.negative_ttl) * 2 + Duration::from_secs(60);
         KeyCache {
             entries: moka::sync::Cache::builder()
                 .max_capacity(config.capacity)
@@ -201,10 +266,7 @@ impl KeyCache {
             flights: Mutex::new(HashMap::new()),
             epoch: AtomicU64::new(0),
             cleared: AtomicU64::new(0),
-            invalidated: moka::sync::Cache::builder()
-                .max_capacity(config.capacity.max(1024))
-                .time_to_live(remember)
-                .build(),
+            invalidated: Invalidations::new(),
             front: Front::new(),
             config,
         }
@@ -212,7 +274,7 @@ impl KeyCache {
 
     /// Whether key `id` was invalidated after a load that began at `epoch`.
     fn invalidated_since(&self, id: &KeyId, epoch: u64) -> bool {
-        self.invalidated.get(id).is_some_and(|at| at > epoch)
+        self.invalidated.since(id, epoch)
     }
 
     /// How far a hit can be trusted.
@@ -238,7 +300,7 @@ impl KeyCache {
         let stale = epoch < self.cleared.load(Ordering::Acquire)
             || matches!(key, CacheKey::Id(id) if self.invalidated_since(id, epoch));
         if stale {
-            self.negatives.invalidate(key);
+            self.drop_stale(key, epoch);
             return None;
         }
         Some(Entry {
@@ -267,7 +329,7 @@ impl KeyCache {
                     Some(entry)
                 }
                 Freshness::Invalidated => {
-                    self.entries.invalidate(key);
+                    self.drop_stale(key, entry.epoch);
                     None
                 }
                 Freshness::Cleared => None,
@@ -298,28 +360,33 @@ impl KeyCache {
         E: std::error::Error + Send + Sync + 'static,
     {
         for _ in 0..3 {
+            // An entry loaded before a clear: served only if the store
+            // cannot answer.
+            let mut cleared = None;
             if let Some(entry) = self.entries.get(&key) {
                 match self.freshness(&entry) {
                     Freshness::Fresh => return Ok(entry),
-                    Freshness::Cleared => return Ok(self.reload_or_keep(key, entry, &load).await),
-                    Freshness::Invalidated => self.entries.invalidate(&key),
+                    Freshness::Cleared => cleared = Some(entry),
+                    Freshness::Invalidated => self.drop_stale(&key, entry.epoch),
                 }
             } else if let Some(entry) = self.negative(&key, Instant::now()) {
                 return Ok(entry);
             }
-            let entry = self.load_shared(key, &load).await?;
-            let fresh = match &entry.record {
-                Some(_) => matches!(self.freshness(&entry), Freshness::Fresh),
-                None => match &key {
-                    CacheKey::Id(id) => !self.invalidated_since(id, entry.epoch),
-                    CacheKey::Digest(_) => true,
-                },
+            // A reload after a clear is a miss like any other: one load for
+            // every concurrent request.
+            let entry = match (self.load_shared(key, &load).await, cleared) {
+                (Ok(entry), _) => entry,
+                (Err(_), Some(stale)) => {
+                    tracing::debug!("store unreachable: serving a cached entry until its TTL");
+                    return Ok(stale);
+                }
+                (Err(e), None) => return Err(e),
             };
-            if fresh {
+            if self.believed(&key, &entry) {
                 return Ok(entry);
             }
-            self.entries.invalidate(&key);
-            self.negatives.invalidate(&key);
+            // Only what this stale load left: a newer load's entry stays.
+            self.drop_stale(&key, entry.epoch);
         }
         // Invalidations keep racing this key: answer from the store directly.
         let epoch = self.epoch.load(Ordering::Acquire);
@@ -327,17 +394,78 @@ impl KeyCache {
         Ok(Entry::loaded(record, epoch, &self.config))
     }
 
-    /// Caches a loaded entry, valid or negative; a TTL of zero turns that
-    /// kind of caching off.
-    fn remember(&self, key: CacheKey, entry: &Entry) {
+    /// Whether a loaded entry may be served: its key was not invalidated
+    /// after its load began.
+    fn believed(&self, key: &CacheKey, entry: &Entry) -> bool {
         match &entry.record {
-            Some(_) if !self.config.positive_ttl.is_zero() => {
-                self.entries.insert(key, entry.clone());
+            Some(_) => matches!(self.freshness(entry), Freshness::Fresh),
+            None => match key {
+                CacheKey::Id(id) => !self.invalidated_since(id, entry.epoch),
+                CacheKey::Digest(_) => true,
+            },
+        }
+    }
+
+    /// Caches a loaded entry, valid or negative, in place of any older
+    /// answer for `key` (of either kind), but never over an entry from a
+    /// load that began later; a TTL of zero turns that kind of caching off.
+    fn remember(&self, key: CacheKey, entry: &Entry) {
+        let epoch = entry.epoch;
+        let newer = |existing: Option<u64>| existing.is_some_and(|at| at > epoch);
+        match &entry.record {
+            Some(_) => {
+                if !self.config.positive_ttl.is_zero() {
+                    self.entries.entry(key).and_compute_with(|existing| {
+                        if newer(existing.map(|e| e.into_value().epoch)) {
+                            Op::Nop
+                        } else {
+                            Op::Put(entry.clone())
+                        }
+                    });
+                }
+                self.drop_negative(&key, epoch);
             }
-            None if !self.config.negative_ttl.is_zero() => {
-                self.negatives.insert(key, entry.epoch);
+            None => {
+                if !self.config.negative_ttl.is_zero() {
+                    self.negatives.entry(key).and_compute_with(|existing| {
+                        if newer(existing.map(|e| e.into_value())) {
+                            Op::Nop
+                        } else {
+                            Op::Put(epoch)
+                        }
+                    });
+                }
+                self.drop_entry(&key, epoch);
             }
-            _ => {}
+        }
+    }
+
+    /// Drops the entries for `key`, valid or negative, from loads that
+    /// began at or before `epoch`; an entry from a later load stays.
+    fn drop_stale(&self, key: &CacheKey, epoch: u64) {
+        self.drop_entry(key, epoch);
+        self.drop_negative(key, epoch);
+    }
+
+    fn drop_entry(&self, key: &CacheKey, epoch: u64) {
+        if self.entries.contains_key(key) {
+            self.entries
+                .entry(*key)
+                .and_compute_with(|existing| match existing {
+                    Some(e) if e.value().epoch <= epoch => Op::Remove,
+                    _ => Op::Nop,
+                });
+        }
+    }
+
+    fn drop_negative(&self, key: &CacheKey, epoch: u64) {
+        if self.negatives.contains_key(key) {
+            self.negatives
+                .entry(*key)
+                .and_compute_with(|existing| match existing {
+                    Some(e) if *e.value() <= epoch => Op::Remove,
+                    _ => Op::Nop,
+                });
         }
     }
 
@@ -358,7 +486,12 @@ impl KeyCache {
                 match load().await {
                     Ok(record) => {
                         let entry = Entry::loaded(record, epoch, &self.config);
-                        self.remember(key, &entry);
+                        // A load that read the store before an invalidation
+                        // is not cached (and if one completes in between,
+                        // its epoch still gives it away).
+                        if self.believed(&key, &entry) {
+                            self.remember(key, &entry);
+                        }
                         Ok(entry)
                     }
                     Err(e) => Err(Arc::new(e) as LoadError),
@@ -368,39 +501,14 @@ impl KeyCache {
             .clone()
     }
 
-    /// Reloads an entry that predates a [`clear`](KeyCache::clear); keeps
-    /// serving it when the store cannot answer.
-    async fn reload_or_keep<F, Fut, E>(&self, key: CacheKey, stale: Entry, load: &F) -> Entry
-    where
-        F: Fn() -> Fut,
-        Fut: Future<Output = Result<Option<Arc<Record>>, E>>,
-    {
-        let epoch = self.epoch.load(Ordering::Acquire);
-        match load().await {
-            Ok(Some(record)) => {
-                let entry = Entry::loaded(Some(record), epoch, &self.config);
-                self.remember(key, &entry);
-                entry
-            }
-            Ok(None) => {
-                self.entries.invalidate(&key);
-                let entry = Entry::loaded(None, epoch, &self.config);
-                self.remember(key, &entry);
-                entry
-            }
-            Err(_) => {
-                tracing::debug!("store unreachable: serving a cached entry until its TTL");
-                stale
-            }
-        }
-    }
-
     /// Drops every entry of key `id`, now and against any load in flight.
     pub(crate) fn invalidate(&self, id: KeyId) {
         let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
-        self.invalidated.insert(id, epoch);
-        self.entries.invalidate(&CacheKey::Id(id));
-        self.negatives.invalidate(&CacheKey::Id(id));
+        self.invalidated.mark(&id, epoch);
+        self.drop_stale(&CacheKey::Id(id), epoch - 1);
+        // A load in flight may have read the old record: requests from now
+        // on start their own (its waiters load again when it ends).
+        self.flights().remove(&CacheKey::Id(id));
         // Last, once nothing above can serve the old record any more.
         self.front.bump();
     }
@@ -872,6 +980,191 @@ mod tests {
             .front
             .put(key, cache.front.generation(), &entry, Instant::now());
         assert!(cache.front.get(&key, Instant::now()).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_stale_load_neither_overwrites_nor_removes_a_newer_loads_entry() {
+        let cache = cache();
+        let id = KeyId::parse("aaaaaaaaaaaaaac1").unwrap();
+        let key = CacheKey::Id(id);
+        let named = move |name: &str| {
+            let mut r = Record::new(ApiKey::new(id, "owner"), None);
+            r.key.name = name.to_owned();
+            Ok::<_, Down>(Some(Arc::new(r)))
+        };
+        // A load reads the old record, then stalls.
+        let (release, gate) = tokio::sync::watch::channel(false);
+        let stale = {
+            let (cache, gate) = (cache.clone(), gate.clone());
+            tokio::spawn(async move {
+                cache
+                    .get_or_load(key, || {
+                        let mut gate = gate.clone();
+                        async move {
+                            let read = named("old");
+                            if gate.wait_for(|open| *open).await.is_ok() {
+                                return read;
+                            }
+                            named("new")
+                        }
+                    })
+                    .await
+                    .map(|entry| entry.record.unwrap().key.name.clone())
+            })
+        };
+        until_a_load_is_in_flight(&cache).await;
+        // The key changes; a request that starts now loads the new record
+        // without waiting for the stale load.
+        cache.invalidate(id);
+        let fresh = tokio::time::timeout(
+            Duration::from_secs(5),
+            cache.get_or_load(key, || async { named("new") }),
+        )
+        .await
+        .expect("a request after the invalidation waited for the stale load")
+        .unwrap();
+        assert_eq!(fresh.record.unwrap().key.name, "new");
+        // The stale load ends: its caller gets the new entry, which stays.
+        drop(gate);
+        release.send(true).unwrap();
+        assert_eq!(stale.await.unwrap().unwrap(), "new");
+        let cached = cache
+            .entries
+            .get(&key)
+            .expect("the newer entry was removed");
+        assert_eq!(cached.record.unwrap().key.name, "new");
+        assert_eq!(
+            cache
+                .lookup(&key, Instant::now())
+                .unwrap()
+                .record
+                .unwrap()
+                .key
+                .name,
+            "new"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stale_entry_never_replaces_a_newer_one() {
+        let cache = cache();
+        let id = KeyId::parse("aaaaaaaaaaaaaac2").unwrap();
+        let key = CacheKey::Id(id);
+        let loaded = |name: &str, epoch| {
+            let mut r = Record::new(ApiKey::new(id, "owner"), None);
+            r.key.name = name.to_owned();
+            Entry::loaded(Some(Arc::new(r)), epoch, &cache.config)
+        };
+        cache.invalidate(id);
+        cache.remember(key, &loaded("new", 1));
+        // A load that began before the invalidation ends now.
+        cache.remember(key, &loaded("old", 0));
+        assert_eq!(
+            cache.entries.get(&key).unwrap().record.unwrap().key.name,
+            "new"
+        );
+        cache.drop_stale(&key, 0);
+        assert!(
+            cache.entries.get(&key).is_some(),
+            "only older entries are dropped"
+        );
+        cache.drop_stale(&key, 1);
+        assert!(cache.entries.get(&key).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_key_gone_after_a_clear_is_remembered_as_unknown_and_its_entry_dropped() {
+        let cache = cache();
+        let id = KeyId::parse("aaaaaaaaaaaaaac5").unwrap();
+        let key = served_twice(&cache, id).await;
+        cache.clear();
+        let entry = cache
+            .get_or_load(key, || async { Ok::<_, Down>(None) })
+            .await
+            .unwrap();
+        assert!(entry.record.is_none());
+        assert!(
+            cache.entries.get(&key).is_none(),
+            "the cleared entry is gone"
+        );
+        assert!(
+            cache
+                .lookup(&key, Instant::now())
+                .is_some_and(|e| e.record.is_none())
+        );
+    }
+
+    #[test]
+    fn a_replaced_entry_gets_its_own_deadline() {
+        use moka::Expiry as _;
+        let now = Instant::now();
+        let id = KeyId::parse("aaaaaaaaaaaaaac3").unwrap();
+        let entry = |ttl| Entry {
+            record: Some(record("aaaaaaaaaaaaaac3")),
+            epoch: 0,
+            deadline: now + ttl,
+        };
+        let key = CacheKey::Id(id);
+        let (long, short) = (Duration::from_secs(30), Duration::from_secs(2));
+        assert_eq!(
+            Expiry.expire_after_create(&key, &entry(long), now),
+            Some(long)
+        );
+        // Re-inserted with a shorter deadline (the key now expires sooner).
+        assert_eq!(
+            Expiry.expire_after_update(&key, &entry(short), now, Some(long)),
+            Some(short)
+        );
+        // And with a longer one (a reload after the TTL was nearly spent).
+        assert_eq!(
+            Expiry.expire_after_update(&key, &entry(long), now, Some(short)),
+            Some(long)
+        );
+        // A read keeps the deadline.
+        assert_eq!(
+            Expiry.expire_after_read(&key, &entry(long), now, Some(short), now),
+            Some(short)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_replaced_entry_is_not_served_past_its_own_deadline() {
+        let cache = cache();
+        let id = KeyId::parse("aaaaaaaaaaaaaac4").unwrap();
+        let key = CacheKey::Id(id);
+        let entry = |ttl: Duration, name: &str| {
+            let mut r = Record::new(ApiKey::new(id, "owner"), None);
+            r.key.name = name.to_owned();
+            let now = Instant::now();
+            Entry {
+                record: Some(Arc::new(r)),
+                epoch: 0,
+                deadline: now + ttl,
+            }
+        };
+        cache.remember(key, &entry(Duration::from_secs(30), "long"));
+        cache.remember(key, &entry(Duration::from_millis(100), "short"));
+        assert!(cache.entries.get(&key).is_some());
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(
+            cache.entries.get(&key).is_none(),
+            "served past the re-inserted entry's deadline"
+        );
+    }
+
+    #[test]
+    fn invalidations_are_never_forgotten() {
+        let cache = KeyCache::new(CacheConfig {
+            capacity: 10,
+            ..CacheConfig::default()
+        });
+        let id = KeyId::parse("legacy0000000001").unwrap();
+        cache.invalidate(id);
+        for n in 0..100_000 {
+            cache.invalidate(KeyId::parse(&format!("o{n:015}")).unwrap());
+        }
+        assert!(cache.invalidated_since(&id, 0));
+        assert!(!cache.invalidated_since(&id, cache.epoch.load(Ordering::SeqCst)));
     }
 
     #[test]

@@ -47,34 +47,27 @@ pub fn fresh_id() -> KeyId {
 pub fn key(owner: &str, name: &str) -> StoredKey {
     let id = fresh_id();
     let t = now();
+    let mut key = ApiKey::new(id, owner);
+    key.display_prefix = format!("kg_live_{id}");
+    key.name = name.into();
+    key.description = Some("a description".into());
+    key.organization = Some("acme".into());
+    key.environment = Environment::Live;
+    key.scopes = ScopeSet::parse(["workspaces:read", "templates:*"]).unwrap();
+    key.ip_allow = vec!["10.0.0.0/8".parse().unwrap()];
+    key.ip_deny = vec![
+        "10.1.0.0/16".parse().unwrap(),
+        "2001:db8::/32".parse().unwrap(),
+    ];
+    key.metadata = serde_json::json!({"team": "ci", "n": 3})
+        .as_object()
+        .unwrap()
+        .clone();
+    key.created_at = t;
+    key.updated_at = t;
+    key.expires_at = Some(t + Duration::days(30));
     StoredKey {
-        key: ApiKey {
-            id,
-            display_prefix: format!("kg_live_{id}"),
-            name: name.into(),
-            description: Some("a description".into()),
-            owner: owner.into(),
-            organization: Some("acme".into()),
-            environment: Environment::Live,
-            scopes: ScopeSet::parse(["workspaces:read", "templates:*"]).unwrap(),
-            ip_allow: vec!["10.0.0.0/8".parse().unwrap()],
-            ip_deny: vec![
-                "10.1.0.0/16".parse().unwrap(),
-                "2001:db8::/32".parse().unwrap(),
-            ],
-            metadata: serde_json::json!({"team": "ci", "n": 3})
-                .as_object()
-                .unwrap()
-                .clone(),
-            created_at: t,
-            updated_at: t,
-            expires_at: Some(t + Duration::days(30)),
-            last_used_at: None,
-            last_used_ip: None,
-            revoked_at: None,
-            revoked_reason: None,
-            superseded_by: None,
-        },
+        key,
         mac: [7u8; 32],
         revision: 0,
     }
