@@ -203,7 +203,7 @@ impl Keygate {
         token: &str,
         client: Option<IpAddr>,
     ) -> Option<Result<AuthenticatedKey, Rejection>> {
-        // One clock read serves the cache and usage tracking.
+        // One `Instant` read serves the memo deadline and usage tracking.
         let now = Instant::now();
         let verified = self.verify_cached(token, now)?;
         Some(
