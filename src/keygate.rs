@@ -17,7 +17,7 @@ use crate::rejection::{DefaultResponder, InvalidRealm, Rejection, RejectionRespo
 use crate::require::RequireScopeLayer;
 use crate::scope::{Requirement, RequirementError, ScopeCatalog};
 use crate::secret::Pepper;
-use crate::store::{Changes, KeyStore};
+use crate::store::{Change, Changes, KeyStore};
 use crate::token::{Environment, InvalidPrefix, KeyId, TokenFormat};
 use crate::usage::UsageRecorder;
 use crate::validator::{AuthenticatedKey, KeyValidator, VerifyError};
@@ -557,7 +557,19 @@ impl KeygateBuilder {
                 follower: std::sync::OnceLock::new(),
             }),
         };
-        if let Some(follower) = feed::follow(self.changes, &gate.inner) {
+        // Weakly: the follower lives in `Inner` and stops when it drops.
+        let weak = Arc::downgrade(&gate.inner);
+        let apply = move |change| {
+            let Some(inner) = weak.upgrade() else {
+                return false;
+            };
+            match change {
+                Change::Key(id) => inner.cache.invalidate(id),
+                Change::Resync => inner.cache.clear(),
+            }
+            true
+        };
+        if let Some(follower) = feed::follow(self.changes, &*gate.inner.store, apply) {
             let _ = gate.inner.follower.set(follower);
         }
         Ok(gate)

@@ -1,9 +1,10 @@
-//! [`ChangeFeed`]: an optional ability of a store — telling whoever
-//! caches its keys about changes made by *other* processes sharing the
-//! database (another `keygate serve`, the `keygate` CLI).
+//! What a [`ChangeFeed`](super::ChangeFeed) yields — [`Change`]s, through a
+//! [`Changes`] subscription fed by a [`ChangeSender`] — telling whoever
+//! caches a store's keys about changes made by *other* processes sharing
+//! the database (another `keygate serve`, the `keygate` CLI).
 //!
-//! A feed yields [`Change`]s: "key X changed", or "resync: changes may have
-//! been missed, distrust everything". It knows nothing of who listens:
+//! Each change says "key X changed", or "resync: changes may have been
+//! missed, distrust everything". It knows nothing of who listens:
 //! [`Keygate`](crate::Keygate) subscribes when it is built and drains the
 //! subscription into its cache (`Key(id)` drops that key's entries,
 //! `Resync` distrusts the whole cache). Dropping a [`Changes`] ends the
@@ -35,7 +36,6 @@ use std::task::{Context, Poll};
 
 use tokio::sync::mpsc;
 
-use super::KeyStore;
 use crate::token::KeyId;
 
 /// One event of a [`ChangeFeed`].
@@ -119,32 +119,6 @@ impl ChangeSender {
     /// Whether the subscription was dropped.
     pub fn is_closed(&self) -> bool {
         self.sender.is_closed()
-    }
-}
-
-/// A store that can tell about changes made by other processes sharing its
-/// database.
-///
-/// Implemented by [`SqliteStore`](crate::SqliteStore) on a file (it polls
-/// a `keygate_changes` table) and `PostgresStore` (it listens on
-/// `keygate_keys`). A store that implements it also answers
-/// [`KeyStore::change_feed`] with `Some(self)`, which is how
-/// [`Keygate::builder`](crate::Keygate::builder) finds the feed behind an
-/// `Arc<dyn KeyStore>`.
-pub trait ChangeFeed: KeyStore {
-    /// Starts a new subscription: a listener or poller of its own, running
-    /// until the [`Changes`] is dropped. Its first change is a
-    /// [`Change::Resync`] once it is in place (whatever happened before
-    /// was not heard).
-    ///
-    /// Call it inside a tokio runtime: without one there is nothing to run
-    /// the listener on, and the subscription has already ended.
-    fn subscribe(&self) -> Changes;
-}
-
-impl<T: ChangeFeed + ?Sized> ChangeFeed for std::sync::Arc<T> {
-    fn subscribe(&self) -> Changes {
-        (**self).subscribe()
     }
 }
 

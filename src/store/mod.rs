@@ -45,7 +45,7 @@ mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
-pub use feed::{Change, ChangeFeed, ChangeSender, Changes};
+pub use feed::{Change, ChangeSender, Changes};
 pub use memory::MemoryStore;
 pub use meta::StoreMeta;
 #[cfg(feature = "postgres")]
@@ -270,6 +270,32 @@ pub trait KeyStore: Send + Sync + 'static {
     /// `Some(self)`, and a wrapper around one should forward the call.
     fn change_feed(&self) -> Option<&dyn ChangeFeed> {
         None
+    }
+}
+
+/// A store that can tell about changes made by other processes sharing its
+/// database.
+///
+/// Implemented by [`SqliteStore`](crate::SqliteStore) on a file (it polls
+/// a `keygate_changes` table) and `PostgresStore` (it listens on
+/// `keygate_keys`). A store that implements it also answers
+/// [`KeyStore::change_feed`] with `Some(self)`, which is how
+/// [`Keygate::builder`](crate::Keygate::builder) finds the feed behind an
+/// `Arc<dyn KeyStore>`.
+pub trait ChangeFeed: KeyStore {
+    /// Starts a new subscription: a listener or poller of its own, running
+    /// until the [`Changes`] is dropped. Its first change is a
+    /// [`Change::Resync`] once it is in place (whatever happened before
+    /// was not heard).
+    ///
+    /// Call it inside a tokio runtime: without one there is nothing to run
+    /// the listener on, and the subscription has already ended.
+    fn subscribe(&self) -> Changes;
+}
+
+impl<T: ChangeFeed + ?Sized> ChangeFeed for std::sync::Arc<T> {
+    fn subscribe(&self) -> Changes {
+        (**self).subscribe()
     }
 }
 

@@ -224,8 +224,16 @@ mod tests {
     async fn the_poller_stops_when_the_subscription_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("keys.db").display());
-        let store = crate::SqliteStore::open(&url).await.unwrap();
-        let options = (*store.pool().connect_options()).clone();
+        let options = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true);
+        let mut setup = Conn::connect_with(&options).await.unwrap();
+        sqlx::raw_sql(include_str!(
+            "../../../migrations/sqlite/20261202000002_create_changes.sql"
+        ))
+        .execute(&mut setup)
+        .await
+        .unwrap();
         let (sender, mut changes) = Changes::channel(8);
         let poller = tokio::spawn(poll(options, POLL_INTERVAL, sender));
         assert_eq!(next(&mut changes).await, Some(Change::Resync));
