@@ -38,7 +38,7 @@ use tokio::sync::mpsc;
 
 use crate::token::KeyId;
 
-/// One event of a [`ChangeFeed`].
+/// One event of a [`ChangeFeed`](super::ChangeFeed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Change {
@@ -51,7 +51,7 @@ pub enum Change {
     Resync,
 }
 
-/// A subscription to a [`ChangeFeed`]: the changes in the order they were
+/// A subscription to a [`ChangeFeed`](super::ChangeFeed): the changes in the order they were
 /// heard, as [`next`](Changes::next) or as a `futures` `Stream`.
 ///
 /// Dropping it ends the subscription: the store's listener or poller
@@ -71,7 +71,7 @@ impl std::fmt::Debug for Changes {
 impl Changes {
     /// A new subscription and the sender that feeds it, buffering at most
     /// `buffer` changes (at least 1) before [`ChangeSender::send`] waits.
-    /// For implementing [`ChangeFeed`].
+    /// For implementing [`ChangeFeed`](super::ChangeFeed).
     pub fn channel(buffer: usize) -> (ChangeSender, Changes) {
         let (sender, receiver) = mpsc::channel(buffer.max(1));
         (ChangeSender { sender }, Changes { receiver })

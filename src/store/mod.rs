@@ -276,7 +276,7 @@ pub trait KeyStore: Send + Sync + 'static {
 /// A store that can tell about changes made by other processes sharing its
 /// database.
 ///
-/// Implemented by [`SqliteStore`](crate::SqliteStore) on a file (it polls
+/// Implemented by [`SqliteStore`] on a file (it polls
 /// a `keygate_changes` table) and `PostgresStore` (it listens on
 /// `keygate_keys`). A store that implements it also answers
 /// [`KeyStore::change_feed`] with `Some(self)`, which is how
