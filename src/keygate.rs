@@ -1,5 +1,7 @@
 //! [`Keygate`], the handle everything hangs off, and its builder.
 
+mod feed;
+
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
@@ -15,7 +17,7 @@ use crate::rejection::{DefaultResponder, InvalidRealm, Rejection, RejectionRespo
 use crate::require::RequireScopeLayer;
 use crate::scope::{Requirement, RequirementError, ScopeCatalog};
 use crate::secret::Pepper;
-use crate::store::KeyStore;
+use crate::store::{Change, Changes, KeyStore};
 use crate::token::{Environment, InvalidPrefix, KeyId, TokenFormat};
 use crate::usage::UsageRecorder;
 use crate::validator::{AuthenticatedKey, KeyValidator, VerifyError};
@@ -57,6 +59,9 @@ pub(crate) struct Inner {
     pub(crate) trusted_proxies: Vec<IpNet>,
     pub(crate) responder: Arc<dyn RejectionResponder>,
     pub(crate) usage: Option<Arc<UsageRecorder>>,
+    /// The task applying the store's change feed to `cache`; set once,
+    /// right after construction (it holds this `Inner` weakly).
+    follower: std::sync::OnceLock<feed::Follower>,
 }
 
 impl std::fmt::Debug for Keygate {
@@ -71,6 +76,7 @@ impl std::fmt::Debug for Keygate {
             .field("environments", &inner.environments)
             .field("sources", &inner.sources)
             .field("trusted_proxies", &inner.trusted_proxies)
+            .field("follows_changes", &inner.follower.get().is_some())
             .finish_non_exhaustive()
     }
 }
@@ -95,6 +101,7 @@ impl Keygate {
             expose_reason: false,
             responder: None,
             usage_interval: Some(StdDuration::from_secs(30)),
+            changes: feed::Source::Store,
         }
     }
 
@@ -289,6 +296,7 @@ pub struct KeygateBuilder {
     expose_reason: bool,
     responder: Option<Arc<dyn RejectionResponder>>,
     usage_interval: Option<StdDuration>,
+    changes: feed::Source,
 }
 
 impl std::fmt::Debug for KeygateBuilder {
@@ -367,8 +375,10 @@ impl KeygateBuilder {
 
     /// How long a validated key is cached; never past its `expires_at`.
     /// Default: 30 s. Revocations through this process take effect at once
-    /// regardless; this bounds how long a change made elsewhere can go
-    /// unseen.
+    /// regardless, and those made elsewhere as soon as the
+    /// [change feed](KeygateBuilder::change_feed) reports them; this bounds
+    /// how long a change made elsewhere can go unseen should the feed miss
+    /// it (or without a feed).
     pub fn cache_ttl(mut self, ttl: StdDuration) -> Self {
         self.cache.positive_ttl = ttl;
         self
@@ -435,6 +445,34 @@ impl KeygateBuilder {
     /// turns usage tracking off. Default: 30 s.
     pub fn usage_flush_interval(mut self, interval: Option<StdDuration>) -> Self {
         self.usage_interval = interval;
+        self
+    }
+
+    /// Where the keygate hears about changes made by other processes
+    /// sharing the store (another `keygate serve`, the `keygate` CLI): for
+    /// each changed key it drops what its cache holds, and on a
+    /// [`Change::Resync`] it distrusts the
+    /// whole cache.
+    ///
+    /// Default: a subscription to the store's own
+    /// [`ChangeFeed`](crate::store::ChangeFeed), found through
+    /// [`KeyStore::change_feed`] (so also behind an `Arc<dyn KeyStore>`) and
+    /// taken by [`build`](KeygateBuilder::build): `LISTEN`/`NOTIFY` with
+    /// PostgreSQL, polling of `keygate_changes` (every 200 ms) with an
+    /// SQLite file, none with [`MemoryStore`](crate::MemoryStore). `Some`
+    /// follows the given subscription instead (a feed of your own, or a
+    /// store wrapper that does not forward `change_feed`); `None` follows
+    /// nothing, and changes made elsewhere are then seen only when cache
+    /// entries expire ([`cache_ttl`](KeygateBuilder::cache_ttl)).
+    ///
+    /// Following needs a tokio runtime when `build` is called (without
+    /// one, a warning says changes are not followed). It stops, and the
+    /// subscription is dropped, with the keygate's last clone.
+    pub fn change_feed(mut self, changes: Option<Changes>) -> Self {
+        self.changes = match changes {
+            Some(changes) => feed::Source::Given(changes),
+            None => feed::Source::Off,
+        };
         self
     }
 
@@ -516,13 +554,24 @@ impl KeygateBuilder {
                 trusted_proxies: self.trusted_proxies,
                 responder,
                 usage,
+                follower: std::sync::OnceLock::new(),
             }),
         };
-        gate.inner
-            .store
-            .watch_invalidations(crate::store::InvalidationSink {
-                gate: Arc::downgrade(&gate.inner),
-            });
+        // Weakly: the follower lives in `Inner` and stops when it drops.
+        let weak = Arc::downgrade(&gate.inner);
+        let apply = move |change| {
+            let Some(inner) = weak.upgrade() else {
+                return false;
+            };
+            match change {
+                Change::Key(id) => inner.cache.invalidate(id),
+                Change::Resync => inner.cache.clear(),
+            }
+            true
+        };
+        if let Some(follower) = feed::follow(self.changes, &*gate.inner.store, apply) {
+            let _ = gate.inner.follower.set(follower);
+        }
         Ok(gate)
     }
 }

@@ -331,6 +331,59 @@ async fn a_silently_dropped_listener_is_noticed_by_the_heartbeat() {
     }
 }
 
+/// Waits (up to 10 s) until exactly `n` listener connections are open on
+/// `db`; how long that took.
+async fn listeners_become(db: &TestDb, n: i64) -> Duration {
+    let started = Instant::now();
+    loop {
+        let found = db.listeners(None).await;
+        if found == n {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{found} listener connections, expected {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dropping_the_keygate_or_the_subscription_closes_the_listener_connection() {
+    use keygate::store::{Change, ChangeFeed as _};
+
+    let db = TestDb::create().await;
+    let store = PostgresStore::connect(&db.url).await.unwrap();
+    let first = gate(store.clone());
+    let clone = first.clone();
+    listeners_become(&db, 1).await;
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(db.listeners(None).await, 1, "a clone still follows changes");
+    drop(clone);
+    let closed = listeners_become(&db, 0).await;
+    eprintln!("listener closed {closed:?} after the last keygate clone was dropped");
+
+    // A subscription of one's own, without a keygate: its first change is
+    // the resync once it listens; dropping it closes its connection.
+    let mut changes = store.subscribe();
+    let first = tokio::time::timeout(Duration::from_secs(5), changes.next()).await;
+    assert_eq!(first.unwrap(), Some(Change::Resync));
+    listeners_become(&db, 1).await;
+    let other = gate(PostgresStore::connect(&db.url).await.unwrap());
+    let created = other
+        .keys()
+        .create(NewKey::new("alice", "ci"))
+        .await
+        .unwrap();
+    // `other` listens too; its own subscription's resync is not ours.
+    let heard = tokio::time::timeout(Duration::from_secs(1), changes.next()).await;
+    assert_eq!(heard.unwrap(), Some(Change::Key(created.key.id)));
+    drop(other);
+    drop(changes);
+    listeners_become(&db, 0).await;
+}
+
 /// A request through the middleware with `token`; the response status and
 /// `Retry-After`.
 async fn request(gate: &Keygate, token: &str) -> (u16, Option<String>) {

@@ -1241,3 +1241,92 @@ fn a_trickled_api_body_is_cut_off_with_a_json_408() {
         "nothing written"
     );
 }
+
+// ---------------------------------------------------------------------------
+// (8a) a change made by another process reaches every running serve
+// ---------------------------------------------------------------------------
+
+/// SPEC §8a: a revocation made by another process takes effect in every
+/// running `serve` within this bound…
+const PROPAGATION: Duration = Duration::from_secs(1);
+/// …which a loaded test machine gets this much slack on top of (the
+/// observed times are printed, not asserted tightly).
+const PROPAGATION_SLACK: Duration = Duration::from_secs(2);
+
+/// Forward auth on `serve` with `token`: the status (200 or 401).
+fn auth_status(serve: &Serve, token: &str) -> u16 {
+    serve.call("GET", "/v1/forward-auth", token, "").status
+}
+
+/// Polls `serve` until it refuses `token`; how long that took after `since`.
+/// Panics when it still accepts the key past the bound and its slack.
+fn refused_after(serve: &Serve, token: &str, since: std::time::Instant) -> Duration {
+    loop {
+        match auth_status(serve, token) {
+            401 => return since.elapsed(),
+            200 => {}
+            other => panic!("forward auth answered {other}"),
+        }
+        assert!(
+            since.elapsed() < PROPAGATION + PROPAGATION_SLACK,
+            "the running serve still accepted the key {:?} after another process changed it \
+             (bound {PROPAGATION:?} + slack {PROPAGATION_SLACK:?})",
+            since.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_revocation_or_delete_by_the_cli_reaches_a_running_serve_within_a_second() {
+    let dir = temp();
+    let serve = Serve::start(dir.path(), ServeOptions::new());
+    let admin = serve.bootstrap_token();
+    for (n, command) in ["revoke", "delete"].into_iter().enumerate() {
+        let (token, record) = serve.create_key(
+            &admin,
+            json!({"owner": "alice", "name": format!("ci-{n}"), "scopes": ["workspaces:read"]}),
+        );
+        let id = record["id"].as_str().unwrap().to_owned();
+        assert_eq!(auth_status(&serve, &token), 200);
+        assert_eq!(auth_status(&serve, &token), 200, "served from the cache");
+
+        // A separate process on the same SQLite file.
+        let out = run_keygate(dir.path(), &["keys", command, &id]);
+        assert!(
+            out.status.success(),
+            "keys {command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let done = std::time::Instant::now();
+        let took = refused_after(&serve, &token, done);
+        eprintln!(
+            "`keygate keys {command}`: refused by the running serve {took:?} after it exited"
+        );
+    }
+    assert_eq!(auth_status(&serve, &admin), 200, "other keys still work");
+}
+
+#[test]
+fn a_revocation_through_one_serve_reaches_another_on_the_same_file_within_a_second() {
+    let dir = temp();
+    let a = Serve::start(dir.path(), ServeOptions::new());
+    let admin = a.bootstrap_token();
+    let b = Serve::start(dir.path(), ServeOptions::new());
+    for n in 0..3 {
+        let (token, record) = a.create_key(
+            &admin,
+            json!({"owner": "alice", "name": format!("ci-{n}"), "scopes": ["workspaces:read"]}),
+        );
+        let id = record["id"].as_str().unwrap().to_owned();
+        assert_eq!(auth_status(&b, &token), 200, "B sees the key A created");
+        assert_eq!(auth_status(&b, &token), 200, "B serves it from its cache");
+
+        let revoke = a.call("POST", &format!("/v1/keys/{id}/revoke"), &admin, "");
+        assert_eq!(revoke.status, 200, "{revoke:?}");
+        let revoked = std::time::Instant::now();
+        assert_eq!(auth_status(&a, &token), 401, "A refuses at once");
+        let took = refused_after(&b, &token, revoked);
+        eprintln!("revocation {n} through serve A: refused by serve B {took:?} after A answered");
+    }
+}

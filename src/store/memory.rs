@@ -14,7 +14,9 @@ use crate::token::KeyId;
 /// services that can afford to lose their keys on restart.
 ///
 /// Every operation holds one lock, so the store's invariants hold under
-/// concurrency.
+/// concurrency. No other process can see it, so it has no
+/// [`ChangeFeed`](crate::store::ChangeFeed): every change goes through the
+/// [`Keygate`](crate::Keygate) using it.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     keys: Mutex<HashMap<KeyId, StoredKey>>,

@@ -11,9 +11,17 @@
 //! (feature `sqlite`, the default) and `PostgresStore` (feature `postgres`,
 //! shared by many instances).
 //!
-//! Optional abilities are extension traits: [`StoreMeta`] (a small table of
-//! facts about the database, such as the `keygate` binary's pepper check
-//! value), implemented by the SQLite and PostgreSQL stores.
+//! Optional abilities are extension traits, implemented by the SQLite and
+//! PostgreSQL stores:
+//!
+//! - [`StoreMeta`]: a small table of facts about the database, such as the
+//!   `keygate` binary's pepper check value.
+//! - [`ChangeFeed`]: changes made by other processes sharing the database,
+//!   as a stream of [`Change`]s (PostgreSQL `LISTEN`/`NOTIFY`; on SQLite a
+//!   `keygate_changes` table written in each mutation's transaction and
+//!   polled every 200 ms). [`KeyStore::change_feed`] tells whether a store
+//!   has one; [`Keygate`](crate::Keygate) subscribes when it is built and
+//!   applies what it hears to its cache. The store never sees the cache.
 //!
 //! # Example
 //!
@@ -27,6 +35,7 @@
 //! # }
 //! ```
 
+mod feed;
 mod memory;
 mod meta;
 #[cfg(feature = "postgres")]
@@ -36,6 +45,7 @@ mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+pub use feed::{Change, ChangeSender, Changes};
 pub use memory::MemoryStore;
 pub use meta::StoreMeta;
 #[cfg(feature = "postgres")]
@@ -251,63 +261,41 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Whether the backend answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Starts delivering changes made by *other* processes to `sink`, for
-    /// stores shared between instances (PostgreSQL `LISTEN`). Called once by
-    /// [`KeygateBuilder::build`](crate::KeygateBuilder::build), inside a
-    /// tokio runtime. The default does nothing: single-process stores see
-    /// every change through [`Keygate::keys`](crate::Keygate::keys).
-    fn watch_invalidations(&self, sink: InvalidationSink) {
-        let _ = sink;
+    /// This store's [`ChangeFeed`], when it has one: how
+    /// [`Keygate::builder`](crate::Keygate::builder) finds out, behind an
+    /// `Arc<dyn KeyStore>`, that it can hear about changes made by other
+    /// processes. A capability query only: the store is handed nothing.
+    /// The default is `None` (a store no other process writes to, like
+    /// [`MemoryStore`]); a store implementing [`ChangeFeed`] answers
+    /// `Some(self)`, and a wrapper around one should forward the call.
+    fn change_feed(&self) -> Option<&dyn ChangeFeed> {
+        None
     }
 }
 
-/// Where a store delivers invalidations from other processes: the cache of
-/// one [`Keygate`](crate::Keygate). Holds it weakly, so a forgotten
-/// listener does not keep a keygate alive.
-#[derive(Clone)]
-pub struct InvalidationSink {
-    pub(crate) gate: std::sync::Weak<crate::keygate::Inner>,
+/// A store that can tell about changes made by other processes sharing its
+/// database.
+///
+/// Implemented by [`SqliteStore`] on a file (it polls
+/// a `keygate_changes` table) and `PostgresStore` (it listens on
+/// `keygate_keys`). A store that implements it also answers
+/// [`KeyStore::change_feed`] with `Some(self)`, which is how
+/// [`Keygate::builder`](crate::Keygate::builder) finds the feed behind an
+/// `Arc<dyn KeyStore>`.
+pub trait ChangeFeed: KeyStore {
+    /// Starts a new subscription: a listener or poller of its own, running
+    /// until the [`Changes`] is dropped. Its first change is a
+    /// [`Change::Resync`] once it is in place (whatever happened before
+    /// was not heard).
+    ///
+    /// Call it inside a tokio runtime: without one there is nothing to run
+    /// the listener on, and the subscription has already ended.
+    fn subscribe(&self) -> Changes;
 }
 
-impl std::fmt::Debug for InvalidationSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InvalidationSink")
-            .field("alive", &self.is_alive())
-            .finish()
-    }
-}
-
-impl InvalidationSink {
-    /// Drops the cached entries of key `id`. Returns `false` once the
-    /// keygate is gone (the listener should then stop).
-    pub async fn invalidate(&self, id: KeyId) -> bool {
-        match self.gate.upgrade() {
-            Some(inner) => {
-                inner.cache.invalidate(id);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Distrusts every cached entry (e.g. after losing the listener
-    /// connection, when changes may have been missed): each is read from the
-    /// store again on its next use, and served as cached only while the
-    /// store cannot answer, within its TTL. Returns `false` once the keygate
-    /// is gone.
-    pub fn invalidate_all(&self) -> bool {
-        match self.gate.upgrade() {
-            Some(inner) => {
-                inner.cache.clear();
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Whether the keygate still exists.
-    pub fn is_alive(&self) -> bool {
-        self.gate.strong_count() > 0
+impl<T: ChangeFeed + ?Sized> ChangeFeed for std::sync::Arc<T> {
+    fn subscribe(&self) -> Changes {
+        (**self).subscribe()
     }
 }
 
@@ -345,7 +333,7 @@ impl<T: KeyStore + ?Sized> KeyStore for std::sync::Arc<T> {
     async fn ping(&self) -> Result<(), StoreError> {
         (**self).ping().await
     }
-    fn watch_invalidations(&self, sink: InvalidationSink) {
-        (**self).watch_invalidations(sink);
+    fn change_feed(&self) -> Option<&dyn ChangeFeed> {
+        (**self).change_feed()
     }
 }

@@ -1,4 +1,4 @@
-//! [`SqliteStore`]: the embedded default backend.
+//! The [`SqliteStore`] itself: queries, transactions, migrations.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -10,10 +10,13 @@ use sqlx::sqlite::{
 use sqlx::{Row as _, SqlitePool};
 use time::OffsetDateTime;
 
-use super::sql::{Row, store_error};
-use super::{InsertRules, KeyStore, ListQuery, Page, StoreError, StoreMeta, Usage};
+use super::poller::{self, record_change};
 use crate::key::StoredKey;
-use crate::store::Cursor;
+use crate::store::sql::{Row, store_error};
+use crate::store::{
+    ChangeFeed, Changes, Cursor, InsertRules, KeyStore, ListQuery, Page, StoreError, StoreMeta,
+    Usage,
+};
 use crate::token::KeyId;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -25,9 +28,51 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// the embedded migrations and turns on WAL journaling. Name uniqueness and
 /// the per-owner limit are checked inside `BEGIN IMMEDIATE` transactions,
 /// which SQLite runs one at a time.
+///
+/// Several processes may share one file (`keygate serve` instances, the
+/// `keygate` CLI): every insert, update, rotation (both ids) and delete
+/// adds a row naming the key to the `keygate_changes` table in its own
+/// transaction, and the store is a [`ChangeFeed`] — each subscription
+/// polls that table every 200 ms from a dedicated connection (one
+/// `PRAGMA data_version` per poll while nothing changes) and yields
+/// [`Change::Key`](crate::store::Change::Key) for every row after the last
+/// one it saw. A [`Keygate`](crate::Keygate) built over the store
+/// subscribes, so a key revoked by another process is refused here within
+/// about 200 ms instead of when its cache entry expires. Rows are pruned
+/// after 5 minutes; a subscription that missed rows (it fell behind the
+/// pruning, or the table went backwards), cannot read one, or loses its
+/// connection yields [`Change::Resync`](crate::store::Change::Resync) and
+/// the keygate distrusts its whole cache. Usage tracking (`last_used_at`)
+/// adds no rows. An in-memory database has no feed: no other process can
+/// open it.
+///
+/// # Example
+///
+/// ```
+/// use keygate::store::{Change, ChangeFeed};
+/// use keygate::{Keygate, NewKey, Pepper, SqliteStore};
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let url = format!("sqlite://{}", dir.path().join("keygate.db").display());
+/// let here = Keygate::builder(SqliteStore::open(&url).await?)
+///     .pepper(Pepper::insecure_fixed_for_tests())
+///     .build()?;
+///
+/// // Another process on the same file, hearing about changes made here.
+/// let mut changes = SqliteStore::open(&url).await?.subscribe();
+/// assert_eq!(changes.next().await, Some(Change::Resync), "in place");
+/// let created = here.keys().create(NewKey::new("alice", "ci")).await?;
+/// assert_eq!(changes.next().await, Some(Change::Key(created.key.id)));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Whether the database is a file other processes can open.
+    shared: bool,
 }
 
 impl SqliteStore {
@@ -91,7 +136,14 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
-        Ok(SqliteStore { pool })
+        // An empty file name is an in-memory (or temporary) database.
+        let file: Option<String> =
+            sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+                .fetch_optional(&pool)
+                .await
+                .map_err(store_error)?;
+        let shared = file.is_some_and(|file| !file.is_empty());
+        Ok(SqliteStore { pool, shared })
     }
 
     /// The underlying pool.
@@ -157,10 +209,12 @@ async fn insert_row(conn: &mut sqlx::SqliteConnection, key: &StoredKey) -> Resul
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     );
     r.bind_insert(query)
-        .execute(conn)
+        .execute(&mut *conn)
         .await
         .map_err(store_error)?;
-    Ok(())
+    record_change(conn, key.key.id.as_str())
+        .await
+        .map_err(store_error)
 }
 
 /// Compare-and-set update of the mutable columns; `Stale`/`NotFound` when
@@ -177,7 +231,9 @@ async fn update_row(conn: &mut sqlx::SqliteConnection, key: &StoredKey) -> Resul
         .await
         .map_err(store_error)?;
     if done.rows_affected() == 1 {
-        return Ok(());
+        return record_change(conn, key.key.id.as_str())
+            .await
+            .map_err(store_error);
     }
     let exists = sqlx::query("SELECT 1 FROM keygate_keys WHERE id = ?")
         .bind(key.key.id.as_str())
@@ -269,12 +325,20 @@ impl KeyStore for SqliteStore {
     }
 
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
+        let mut tx = self.immediate().await?;
         let done = sqlx::query("DELETE FROM keygate_keys WHERE id = ?")
             .bind(id.as_str())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(store_error)?;
-        Ok(done.rows_affected() > 0)
+        let existed = done.rows_affected() > 0;
+        if existed {
+            record_change(&mut tx, id.as_str())
+                .await
+                .map_err(store_error)?;
+        }
+        tx.commit().await.map_err(store_error)?;
+        Ok(existed)
     }
 
     async fn count_current(&self, owner: &str, now: OffsetDateTime) -> Result<u64, StoreError> {
@@ -316,6 +380,21 @@ impl KeyStore for SqliteStore {
             .await
             .map_err(store_error)?;
         Ok(())
+    }
+
+    fn change_feed(&self) -> Option<&dyn ChangeFeed> {
+        self.shared.then_some(self as &dyn ChangeFeed)
+    }
+}
+
+/// Polls `keygate_changes`, as described on [`SqliteStore`]. An in-memory
+/// database, or no tokio runtime: the subscription has already ended.
+impl ChangeFeed for SqliteStore {
+    fn subscribe(&self) -> Changes {
+        if !self.shared {
+            return Changes::ended();
+        }
+        poller::subscribe((*self.pool.connect_options()).clone())
     }
 }
 

@@ -1,18 +1,19 @@
-//! [`PostgresStore`]: the backend shared by many instances, with push
-//! invalidation over `LISTEN`/`NOTIFY`.
+//! The [`PostgresStore`] itself: queries, transactions, migrations.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row as _};
 use time::OffsetDateTime;
 
-use super::sql::{Row, store_error};
-use super::{
-    Cursor, InsertRules, InvalidationSink, KeyStore, ListQuery, Page, StoreError, StoreMeta, Usage,
-};
+use super::listener;
 use crate::key::StoredKey;
+use crate::store::sql::{Row, store_error};
+use crate::store::{
+    ChangeFeed, Changes, Cursor, InsertRules, KeyStore, ListQuery, Page, StoreError, StoreMeta,
+    Usage,
+};
 use crate::token::KeyId;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -32,22 +33,7 @@ const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 /// How long a query waits for a connection (including opening one) before
 /// the store reports [`StoreError::Unavailable`].
 const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// First wait before reconnecting the listener after a failed attempt.
-const RECONNECT_INITIAL: Duration = Duration::from_millis(100);
-/// Longest wait between two reconnection attempts.
-const RECONNECT_MAX: Duration = Duration::from_secs(5);
-/// A listener connection that dies sooner than this after subscribing
-/// counts as a failed attempt (so a flapping server is not hammered).
-const HEALTHY_AFTER: Duration = Duration::from_secs(1);
-/// How long the listener waits for a notification before checking that its
-/// connection (and its keygate) are still alive, unless configured.
-const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
-/// The shortest heartbeat interval accepted.
-const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
-/// Longest time the heartbeat query may take before the connection is
-/// considered lost (shorter when the interval is).
-const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
+use listener::{DEFAULT_HEARTBEAT, MIN_HEARTBEAT};
 
 /// Keys in a PostgreSQL database, through sqlx; changes made by any
 /// instance reach the caches of every other instance through
@@ -62,20 +48,24 @@ const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// Every insert, update, rotation (both ids) and delete sends
 /// `NOTIFY keygate_keys, '<key id>'` in its transaction, so the
-/// notification goes out exactly when the change commits. Each
-/// [`Keygate`](crate::Keygate) built over this store listens on that
-/// channel from a dedicated connection (`application_name`
-/// [`PostgresStore::LISTENER_APPLICATION_NAME`]) and drops the cache entry
-/// of every id it hears about. When that connection is lost — closed, or
-/// silent past the [heartbeat](PostgresStore::listener_heartbeat) — the
-/// keygate's whole cache is cleared at once (notifications may be missed
-/// while it is down), the listener reconnects with exponential backoff
-/// (100 ms doubling to 5 s) clearing the cache again at every failed
-/// attempt, and clears it once more when it listens again. While the
-/// database is entirely unreachable, every request therefore answers 503:
-/// keygate fails closed rather than serve keys it can no longer hear
-/// about. The cache TTL (30 s by default) stays the backstop for
-/// everything else.
+/// notification goes out exactly when the change commits. The store is a
+/// [`ChangeFeed`]: each subscription listens on that channel from a
+/// dedicated connection (`application_name`
+/// [`PostgresStore::LISTENER_APPLICATION_NAME`]) and yields
+/// [`Change::Key`](crate::store::Change::Key) for every id it hears about.
+/// Each [`Keygate`](crate::Keygate) built over this store subscribes and
+/// drops the cache entries of those ids. When the connection is lost —
+/// closed, or silent past the [heartbeat](PostgresStore::listener_heartbeat)
+/// — the subscription yields [`Change::Resync`](crate::store::Change::Resync)
+/// at once (notifications may be missed while it is down) and the keygate
+/// distrusts its whole cache; the listener reconnects with exponential
+/// backoff (100 ms doubling to 5 s) yielding `Resync` again at every failed
+/// attempt, and once more when it listens again. A notification whose
+/// payload is not a key id is a `Resync` too. While the database is
+/// entirely unreachable, every request therefore answers 503: keygate
+/// fails closed rather than serve keys it can no longer hear about. The
+/// cache TTL (30 s by default) stays the backstop for everything else.
+/// Dropping the subscription (the keygate) closes its connection.
 ///
 /// Usage tracking (`last_used_at`) does not notify.
 ///
@@ -109,11 +99,11 @@ impl PostgresStore {
     /// The channel every mutation notifies, with the key id as payload.
     /// Send `NOTIFY keygate_keys, '<id>'` yourself when you change
     /// `keygate_keys` outside keygate.
-    pub const CHANNEL: &'static str = "keygate_keys";
+    pub const CHANNEL: &'static str = listener::CHANNEL;
 
     /// The `application_name` of the listener connections, to find them in
     /// `pg_stat_activity`.
-    pub const LISTENER_APPLICATION_NAME: &'static str = "keygate-listener";
+    pub const LISTENER_APPLICATION_NAME: &'static str = listener::APPLICATION_NAME;
 
     /// The pool settings [`connect`](PostgresStore::connect) uses: at most
     /// 10 connections, and a 5 s acquire timeout (covering the time to open
@@ -178,7 +168,8 @@ impl PostgresStore {
     /// timeout, a failover) is thus noticed — and the cache cleared —
     /// within about two intervals. Default: 15 s, well inside the 30 s
     /// cache TTL; values below 100 ms are raised to 100 ms. Set it before
-    /// building a [`Keygate`](crate::Keygate) over the store.
+    /// [subscribing](ChangeFeed::subscribe), i.e. before building a
+    /// [`Keygate`](crate::Keygate) over the store.
     #[must_use]
     pub fn listener_heartbeat(mut self, interval: Duration) -> PostgresStore {
         self.heartbeat = interval.max(MIN_HEARTBEAT);
@@ -492,158 +483,17 @@ impl KeyStore for PostgresStore {
         Ok(())
     }
 
-    /// Spawns the listener task described on [`PostgresStore`]. Without a
-    /// tokio runtime it logs a warning and does nothing: changes from other
-    /// instances then reach this keygate only when cache entries expire.
-    fn watch_invalidations(&self, sink: InvalidationSink) {
-        let options = (*self.pool.connect_options())
-            .clone()
-            .application_name(PostgresStore::LISTENER_APPLICATION_NAME);
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(listen(options, self.heartbeat, sink));
-            }
-            Err(_) => tracing::warn!(
-                "no tokio runtime: changes made by other instances reach the cache only \
-                 when its entries expire"
-            ),
-        }
+    fn change_feed(&self) -> Option<&dyn ChangeFeed> {
+        Some(self)
     }
 }
 
-/// Why [`pump`] returned.
-enum Pumped {
-    /// The keygate is gone: stop listening.
-    Done,
-    /// The connection was lost (or stopped answering).
-    Lost(String),
-}
-
-/// Listens on [`PostgresStore::CHANNEL`] for as long as the keygate behind
-/// `sink` lives, forwarding each key id to it, and clearing its whole cache
-/// whenever notifications may have been missed.
-async fn listen(options: PgConnectOptions, heartbeat: Duration, sink: InvalidationSink) {
-    let mut backoff = RECONNECT_INITIAL;
-    let mut reconnecting = false;
-    loop {
-        if !sink.is_alive() {
-            return;
-        }
-        let mut listener = match subscribe(&options).await {
-            Ok(listener) => listener,
-            Err(error) => {
-                // Still deaf: whatever was cached since the last attempt may
-                // have been changed unheard. Clearing at every attempt keeps
-                // entries from outliving the backoff (at most 5 s) while the
-                // listener is down.
-                if !sink.invalidate_all() {
-                    return;
-                }
-                tracing::warn!(
-                    error = %error,
-                    retry_in_ms = backoff.as_millis() as u64,
-                    "cannot listen for key changes; cache cleared, retrying"
-                );
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(RECONNECT_MAX);
-                continue;
-            }
-        };
-        // Changes committed before LISTEN took effect were not heard: the
-        // first subscription races the keygate's first loads, a later one
-        // follows a gap.
-        if !sink.invalidate_all() {
-            return;
-        }
-        if reconnecting {
-            tracing::info!(
-                channel = PostgresStore::CHANNEL,
-                "listening for key changes again; cache cleared"
-            );
-        } else {
-            tracing::debug!(
-                channel = PostgresStore::CHANNEL,
-                "listening for key changes"
-            );
-        }
-        let subscribed = Instant::now();
-        match pump(&mut listener, heartbeat, &sink).await {
-            Pumped::Done => return,
-            Pumped::Lost(error) => {
-                // Clear first: anything revoked from now until the listener
-                // is back must not be served from this cache.
-                if !sink.invalidate_all() {
-                    return;
-                }
-                tracing::warn!(
-                    error = %error,
-                    "lost the key-change listener connection; cache cleared, reconnecting"
-                );
-            }
-        }
-        drop(listener);
-        reconnecting = true;
-        if subscribed.elapsed() < HEALTHY_AFTER {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(RECONNECT_MAX);
-        } else {
-            backoff = RECONNECT_INITIAL;
-        }
-    }
-}
-
-/// A new listener connection, subscribed to [`PostgresStore::CHANNEL`].
-async fn subscribe(options: &PgConnectOptions) -> Result<PgListener, sqlx::Error> {
-    // A pool of one, only for this subscription: the listener reconnects
-    // through `listen`, never by itself, so a loss is always seen.
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(DEFAULT_ACQUIRE_TIMEOUT)
-        .idle_timeout(None)
-        .max_lifetime(None)
-        .connect_lazy_with(options.clone());
-    let mut listener = PgListener::connect_with(&pool).await?;
-    listener.eager_reconnect(false);
-    listener.ignore_pool_close_event(true);
-    listener.listen(PostgresStore::CHANNEL).await?;
-    Ok(listener)
-}
-
-/// Forwards notifications until the connection is lost or the keygate is gone.
-async fn pump(listener: &mut PgListener, heartbeat: Duration, sink: &InvalidationSink) -> Pumped {
-    loop {
-        // `try_recv` is cancel safe: a message is consumed only once it has
-        // been read whole.
-        match tokio::time::timeout(heartbeat, listener.try_recv()).await {
-            Ok(Ok(Some(notification))) => match KeyId::parse(notification.payload()) {
-                Ok(id) => {
-                    if !sink.invalidate(id).await {
-                        return Pumped::Done;
-                    }
-                }
-                Err(_) => tracing::debug!(
-                    channel = PostgresStore::CHANNEL,
-                    "ignored a notification whose payload is not a key id"
-                ),
-            },
-            // `eager_reconnect(false)`: the connection is gone and has not
-            // been replaced.
-            Ok(Ok(None)) => return Pumped::Lost("connection closed".to_owned()),
-            Ok(Err(error)) => return Pumped::Lost(error.to_string()),
-            Err(_quiet) => {
-                if !sink.is_alive() {
-                    return Pumped::Done;
-                }
-                // A quiet connection may be half-open (a NAT or failover
-                // dropped it silently): make sure it still answers.
-                let ping = sqlx::query("SELECT 1").execute(&mut *listener);
-                match tokio::time::timeout(heartbeat.min(HEARTBEAT_TIMEOUT), ping).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(error)) => return Pumped::Lost(error.to_string()),
-                    Err(_) => return Pumped::Lost("heartbeat timed out".to_owned()),
-                }
-            }
-        }
+/// Listens on [`PostgresStore::CHANNEL`] from a dedicated connection, as
+/// described on [`PostgresStore`]. Without a tokio runtime it warns and the
+/// subscription has already ended.
+impl ChangeFeed for PostgresStore {
+    fn subscribe(&self) -> Changes {
+        listener::subscribe((*self.pool.connect_options()).clone(), self.heartbeat)
     }
 }
 
