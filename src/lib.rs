@@ -65,7 +65,7 @@
 //! management, the cache and [`MemoryStore`]; the authenticated key is in
 //! the request extensions.
 
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 /// The README's code blocks, compiled as doc tests.
 #[cfg(all(doctest, feature = "sqlite", feature = "axum"))]
