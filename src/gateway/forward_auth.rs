@@ -140,7 +140,8 @@ fn original(
 }
 
 /// The handler, mounted at `/v1/forward-auth` and `/v1/forward-auth/{*rest}`
-/// for every method. (Its OpenAPI entry is the admin API's.)
+/// for every method. With the `admin` feature it is also described in
+/// `keygate::admin::openapi`.
 #[cfg_attr(feature = "admin", utoipa::path(get, path = "/v1/forward-auth", tag = "gateway",
     description = "Any method; also `/v1/forward-auth/{path}` (Envoy). The original method and URI come from X-Original-Method/X-Original-URI (nginx), X-Forwarded-Method/X-Forwarded-Uri (Traefik), or the request itself (Envoy), per `--forward-auth` (default auto: every convention present, refused when two disagree), believed only from trusted proxies. Paths that servers read differently are refused; with a rules file, what no rule allows is refused.",
     responses(
