@@ -25,7 +25,7 @@ use crate::token::{Environment, KeyId};
 
 /// Whether a key can be used now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum KeyStatus {
     /// Neither revoked nor expired.
@@ -205,35 +205,35 @@ impl std::fmt::Debug for StoredKey {
 /// The JSON form of a key record (SPEC §5). The OpenAPI schema `ApiKey` is
 /// generated from this struct.
 #[derive(Serialize)]
-#[cfg_attr(feature = "axum", derive(utoipa::ToSchema), schema(as = ApiKey))]
+#[cfg_attr(feature = "admin", derive(utoipa::ToSchema), schema(as = ApiKey))]
 struct ApiKeyJson<'a> {
     /// Public, unique id (16 base62 characters).
-    #[cfg_attr(feature = "axum", schema(value_type = String, example = "3xk2Hq9ZL0aBcDeF"))]
+    #[cfg_attr(feature = "admin", schema(value_type = String, example = "3xk2Hq9ZL0aBcDeF"))]
     id: &'a KeyId,
     /// `kg_live_<id>`: safe to show and log.
-    #[cfg_attr(feature = "axum", schema(value_type = String))]
+    #[cfg_attr(feature = "admin", schema(value_type = String))]
     display_prefix: &'a str,
     /// Unique per owner among active keys.
-    #[cfg_attr(feature = "axum", schema(value_type = String))]
+    #[cfg_attr(feature = "admin", schema(value_type = String))]
     name: &'a str,
-    #[cfg_attr(feature = "axum", schema(value_type = Option<String>))]
+    #[cfg_attr(feature = "admin", schema(value_type = Option<String>))]
     description: &'a Option<String>,
-    #[cfg_attr(feature = "axum", schema(value_type = String))]
+    #[cfg_attr(feature = "admin", schema(value_type = String))]
     owner: &'a str,
-    #[cfg_attr(feature = "axum", schema(value_type = Option<String>))]
+    #[cfg_attr(feature = "admin", schema(value_type = Option<String>))]
     organization: &'a Option<String>,
     environment: Environment,
     /// Granted `resource:action` scopes.
-    #[cfg_attr(feature = "axum", schema(value_type = Vec<String>))]
+    #[cfg_attr(feature = "admin", schema(value_type = Vec<String>))]
     scopes: &'a ScopeSet,
     /// Allowed addresses or CIDR ranges; empty allows all.
-    #[cfg_attr(feature = "axum", schema(value_type = Vec<String>))]
+    #[cfg_attr(feature = "admin", schema(value_type = Vec<String>))]
     ip_allow: &'a [IpNet],
     /// Denied addresses or CIDR ranges; deny wins.
-    #[cfg_attr(feature = "axum", schema(value_type = Vec<String>))]
+    #[cfg_attr(feature = "admin", schema(value_type = Vec<String>))]
     ip_deny: &'a [IpNet],
     /// A JSON object of at most 4 KiB.
-    #[cfg_attr(feature = "axum", schema(value_type = Object))]
+    #[cfg_attr(feature = "admin", schema(value_type = Object))]
     metadata: &'a serde_json::Map<String, serde_json::Value>,
     #[serde(with = "time::serde::rfc3339")]
     created_at: OffsetDateTime,
@@ -243,25 +243,25 @@ struct ApiKeyJson<'a> {
     expires_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     last_used_at: Option<OffsetDateTime>,
-    #[cfg_attr(feature = "axum", schema(value_type = Option<String>))]
+    #[cfg_attr(feature = "admin", schema(value_type = Option<String>))]
     last_used_ip: Option<IpAddr>,
     #[serde(with = "time::serde::rfc3339::option")]
     revoked_at: Option<OffsetDateTime>,
-    #[cfg_attr(feature = "axum", schema(value_type = Option<String>))]
+    #[cfg_attr(feature = "admin", schema(value_type = Option<String>))]
     revoked_reason: &'a Option<String>,
-    #[cfg_attr(feature = "axum", schema(value_type = Option<String>))]
+    #[cfg_attr(feature = "admin", schema(value_type = Option<String>))]
     superseded_by: &'a Option<KeyId>,
     status: KeyStatus,
 }
 
-#[cfg(feature = "axum")]
+#[cfg(feature = "admin")]
 impl utoipa::PartialSchema for ApiKey {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         <ApiKeyJson<'static> as utoipa::PartialSchema>::schema()
     }
 }
 
-#[cfg(feature = "axum")]
+#[cfg(feature = "admin")]
 impl utoipa::ToSchema for ApiKey {
     fn name() -> std::borrow::Cow<'static, str> {
         "ApiKey".into()

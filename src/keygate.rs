@@ -181,6 +181,7 @@ impl Keygate {
     /// Authenticates a credential from `client`: verification, then the
     /// key's IP lists, then usage tracking. Everything the middleware does
     /// except extracting the credential and checking route scopes.
+    #[cfg(feature = "gateway")]
     pub(crate) async fn authenticate(
         &self,
         token: &str,
@@ -246,6 +247,7 @@ impl Keygate {
     }
 
     /// Notes a successful use for background usage tracking.
+    #[cfg(feature = "admin")]
     pub(crate) fn note_use(&self, key: &AuthenticatedKey, client: Option<IpAddr>) {
         self.note_use_at(key, client, Instant::now());
     }

@@ -45,20 +45,34 @@
 //!
 //! # Feature flags
 //!
-//! | feature  | default | what it adds                                   |
-//! |----------|---------|------------------------------------------------|
-//! | `sqlite` | yes     | [`SqliteStore`], the embedded store            |
-//! | `axum`   | yes     | `AuthenticatedKey` extractors for axum, the gateway, the admin API and the bounded [`listener`] |
-//! | `postgres` | no    | `PostgresStore`, shared by many instances, with push invalidation |
+//! Each optional module has its feature, so that a library build compiles
+//! none of the binary's, the gateway's or the admin API's dependencies. The
+//! defaults build the `keygate` binary; a library wants
+//! `default-features = false` and the features it uses, e.g.
+//! `keygate = { version = "0.1", default-features = false, features = ["sqlite", "axum"] }`.
+//!
+//! | feature    | default | what it adds | what it pulls in |
+//! |------------|---------|--------------|------------------|
+//! | `sqlite`   | yes | [`SqliteStore`], the embedded store | sqlx's `sqlite-bundled` (SQLite, compiled in) |
+//! | `postgres` | no  | `PostgresStore`, shared by many instances, with push invalidation | sqlx's `postgres` |
+//! | `axum`     | yes | the axum extractors ([`extract`]) `AuthenticatedKey` and `Option<AuthenticatedKey>`, and the client address from axum's `ConnectInfo<SocketAddr>` | `axum` without its defaults, with its `tokio` feature (for `ConnectInfo`: `hyper`, `hyper-util`) |
+//! | `gateway`  | yes | [`gateway`]: route rules, forward auth, the reverse proxy; the bounded [`listener`] and [`ListenerLimits`]. Enables `axum` | `hyper` (server and client, HTTP/1 and HTTP/2), `hyper-util`, `toml`, `percent-encoding`, tokio's `net` and `macros` |
+//! | `admin`    | yes | [`admin`]: the HTTP API as an axum `Router`, and its OpenAPI document. Enables `gateway` (the API mounts forward auth) | `utoipa`, `http-body-util`, axum's `json` |
+//! | `cli`      | yes | the `keygate` binary (`keygate serve`, `keygate keys …`). Enables `admin`, `gateway` and `sqlite` | `clap`, `tracing-subscriber`, tokio's `rt-multi-thread` and `signal` |
+//!
+//! Without any feature, keygate is the core: the middleware ([`ApiKeyLayer`],
+//! [`RequireScopeLayer`]) for any `Service<http::Request<B>>`, key
+//! management, the cache and [`MemoryStore`]; the authenticated key is in
+//! the request extensions.
 
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 /// The README's code blocks, compiled as doc tests.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "sqlite", feature = "axum"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-#[cfg(feature = "axum")]
+#[cfg(feature = "admin")]
 pub mod admin;
 pub mod body;
 mod cache;
@@ -66,13 +80,13 @@ pub mod client_ip;
 pub mod credentials;
 #[cfg(feature = "axum")]
 pub mod extract;
-#[cfg(feature = "axum")]
+#[cfg(feature = "gateway")]
 pub mod gateway;
 pub mod key;
 pub mod keygate;
 pub mod keys;
 pub mod layer;
-#[cfg(feature = "axum")]
+#[cfg(feature = "gateway")]
 pub mod listener;
 pub mod rejection;
 pub mod require;
@@ -83,6 +97,7 @@ pub mod token;
 mod usage;
 pub mod validator;
 
+#[cfg(feature = "cli")]
 #[doc(hidden)]
 pub mod cli;
 
@@ -93,7 +108,7 @@ pub use crate::key::{ApiKey, KeyStatus, StoredKey};
 pub use crate::keygate::{ConfigError, Keygate, KeygateBuilder};
 pub use crate::keys::{Ceiling, CreatedKey, KeyError, KeyPage, KeyUpdate, Keys, NewKey};
 pub use crate::layer::{ApiKeyAuth, ApiKeyLayer};
-#[cfg(feature = "axum")]
+#[cfg(feature = "gateway")]
 pub use crate::listener::ListenerLimits;
 pub use crate::rejection::{Rejection, RejectionResponder};
 pub use crate::require::{RequireScope, RequireScopeLayer};

@@ -110,8 +110,9 @@ where
 }
 
 /// The configured responder, left in the extensions of requests that an
-/// optional layer let through without a key.
+/// optional layer let through without a key, for the axum extractor.
 #[derive(Clone)]
+#[cfg_attr(not(feature = "axum"), expect(dead_code))]
 pub(crate) struct ResponderHandle(pub(crate) Arc<dyn RejectionResponder>);
 
 /// The responses of SPEC §3.

@@ -126,7 +126,7 @@ impl AuthenticatedKey {
     }
 
     /// A key that was not looked up through the cache (tests, decisions).
-    #[cfg(test)]
+    #[cfg(all(test, feature = "gateway"))]
     pub(crate) fn from_key(key: ApiKey) -> AuthenticatedKey {
         AuthenticatedKey::new(Arc::new(Record::new(key, None)))
     }

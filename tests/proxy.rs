@@ -3,8 +3,6 @@
 //! headers, body length) as JSON, `keygate::gateway::proxy::Proxy` in front
 //! of it, and hyper clients. Nothing is mocked.
 
-#![cfg(feature = "axum")]
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;

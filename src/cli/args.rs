@@ -35,7 +35,6 @@ pub enum Command {
     #[command(subcommand)]
     Keys(KeysCommand),
     /// Serve the HTTP API (and, with --upstream, an authenticating reverse proxy).
-    #[cfg(feature = "axum")]
     Serve(Box<ServeArgs>),
     /// Verify a token: exit 0 when valid (and allowed by --require), 1 otherwise.
     Verify {
@@ -132,7 +131,6 @@ pub struct CreateArgs {
 
 /// `keygate serve …`. Every flag can also be set by the environment
 /// variable named in its help (a flag wins over its variable).
-#[cfg(feature = "axum")]
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address of the HTTP API.
@@ -186,7 +184,6 @@ pub struct ServeArgs {
     pub max_connections: u32,
 }
 
-#[cfg(feature = "axum")]
 impl ServeArgs {
     /// The listener bounds these flags set.
     pub fn limits(&self) -> crate::listener::ListenerLimits {
@@ -199,7 +196,6 @@ impl ServeArgs {
 
 /// A listener timeout: a positive whole number of `ms`, `s` or `min`, at
 /// most one day. A bare `m` is refused as ambiguous (SPEC §5a).
-#[cfg(feature = "axum")]
 fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
     use std::time::Duration;
     let digits = text.bytes().take_while(u8::is_ascii_digit).count();
@@ -220,7 +216,7 @@ fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
     Ok(duration)
 }
 
-#[cfg(all(test, feature = "axum"))]
+#[cfg(test)]
 mod tests {
     use std::time::Duration;
 

@@ -14,10 +14,8 @@
 mod args;
 mod database;
 mod run;
-#[cfg(feature = "axum")]
 mod serve;
 
-#[cfg(feature = "axum")]
 pub use args::ServeArgs;
 pub use args::{Cli, Command, CreateArgs, KeysCommand};
 pub use database::{Create, Opened, PEPPER_FILE, SetupError, open};

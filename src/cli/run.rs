@@ -131,13 +131,10 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// Sets up logging on stderr: `RUST_LOG`, else `info` for `serve` and
 /// `warn` for the other commands; JSON lines with `serve --log-format json`.
 fn init_logging(cli: &Cli) {
-    #[cfg(feature = "axum")]
     let (default, json) = match &cli.command {
         Command::Serve(args) => ("info", args.log_format == "json"),
         _ => ("warn", false),
     };
-    #[cfg(not(feature = "axum"))]
-    let (default, json) = ("warn", false);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
@@ -279,7 +276,6 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             )
             .await
         }
-        #[cfg(feature = "axum")]
         Command::Serve(args) => super::serve::serve(&cli.database_url, *args)
             .await
             .map_err(|e| Failure::refused("unavailable", e)),

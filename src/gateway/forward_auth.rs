@@ -140,8 +140,9 @@ fn original(
 }
 
 /// The handler, mounted at `/v1/forward-auth` and `/v1/forward-auth/{*rest}`
-/// for every method.
-#[utoipa::path(get, path = "/v1/forward-auth", tag = "gateway",
+/// for every method. With the `admin` feature it is also described in
+/// `keygate::admin::openapi`.
+#[cfg_attr(feature = "admin", utoipa::path(get, path = "/v1/forward-auth", tag = "gateway",
     description = "Any method; also `/v1/forward-auth/{path}` (Envoy). The original method and URI come from X-Original-Method/X-Original-URI (nginx), X-Forwarded-Method/X-Forwarded-Uri (Traefik), or the request itself (Envoy), per `--forward-auth` (default auto: every convention present, refused when two disagree), believed only from trusted proxies. Paths that servers read differently are refused; with a rules file, what no rule allows is refused.",
     responses(
         (status = 200, description = "Allowed; X-Keygate-Key-Id, X-Keygate-Owner, X-Keygate-Scopes and X-Keygate-Environment identify the key (empty for public rules)"),
@@ -150,7 +151,7 @@ fn original(
         (status = 403, description = "IP not allowed or insufficient scope (SPEC §3), or forbidden: no rule allows the request (SPEC §10a)"),
         (status = 405, description = "method_not_allowed: the original method is CONNECT or TRACE"),
         (status = 503, description = "The store is unavailable and the key is not cached"),
-    ))]
+    )))]
 pub async fn handler(State(gateway): State<Gateway>, request: Request) -> Response {
     let trusted_proxies = gateway.trusted_proxies();
     let peer_trusted = peer_ip(request.extensions())

@@ -24,28 +24,28 @@ use crate::token::Environment;
 /// # let _ = new;
 /// ```
 #[derive(Clone, Debug, Default, Deserialize)]
-#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
     /// Who the key belongs to (the HTTP API defaults it to the caller's owner).
-    #[cfg_attr(feature = "axum", schema(min_length = 1, max_length = 128))]
+    #[cfg_attr(feature = "admin", schema(min_length = 1, max_length = 128))]
     pub(crate) owner: Option<String>,
     /// 1–128 characters, unique per owner among active keys.
-    #[cfg_attr(feature = "axum", schema(min_length = 1, max_length = 128))]
+    #[cfg_attr(feature = "admin", schema(min_length = 1, max_length = 128))]
     pub(crate) name: Option<String>,
     /// At most 1024 characters.
-    #[cfg_attr(feature = "axum", schema(max_length = 1024))]
+    #[cfg_attr(feature = "admin", schema(max_length = 1024))]
     pub(crate) description: Option<String>,
     /// The owner's organization, 1–128 characters. The HTTP API defaults it
     /// to the caller's (unless the caller holds `admin:keys`).
-    #[cfg_attr(feature = "axum", schema(min_length = 1, max_length = 128))]
+    #[cfg_attr(feature = "admin", schema(min_length = 1, max_length = 128))]
     pub(crate) organization: Option<String>,
     /// `live` (default) or `test`. The HTTP API defaults it to the caller's
     /// (unless the caller holds `admin:keys`).
     pub(crate) environment: Option<Environment>,
     /// At most 64 `resource:action` scopes, each at most 128 characters.
     #[serde(default)]
-    #[cfg_attr(feature = "axum", schema(max_items = 64))]
+    #[cfg_attr(feature = "admin", schema(max_items = 64))]
     pub(crate) scopes: Vec<String>,
     /// `90s`, `30min`, `12h`, `30d`, `1w`, `3mo` (calendar months), `1y`
     /// (calendar years) or `never`; a bare `m` is refused as ambiguous.
@@ -54,14 +54,14 @@ pub struct NewKey {
     pub(crate) expires_at: Option<String>,
     /// At most 64 addresses or CIDR ranges.
     #[serde(default)]
-    #[cfg_attr(feature = "axum", schema(max_items = 64))]
+    #[cfg_attr(feature = "admin", schema(max_items = 64))]
     pub(crate) ip_allow: Vec<String>,
     /// At most 64 addresses or CIDR ranges; deny wins over allow.
     #[serde(default)]
-    #[cfg_attr(feature = "axum", schema(max_items = 64))]
+    #[cfg_attr(feature = "admin", schema(max_items = 64))]
     pub(crate) ip_deny: Vec<String>,
     /// A JSON object of at most 4 KiB (4096 bytes) serialized.
-    #[cfg_attr(feature = "axum", schema(value_type = Option<Object>))]
+    #[cfg_attr(feature = "admin", schema(value_type = Option<Object>))]
     pub(crate) metadata: Option<serde_json::Value>,
 }
 
@@ -182,26 +182,26 @@ impl NewKey {
 /// # let _ = update;
 /// ```
 #[derive(Clone, Debug, Default, Deserialize)]
-#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct KeyUpdate {
     /// A new name, 1–128 characters.
-    #[cfg_attr(feature = "axum", schema(min_length = 1, max_length = 128))]
+    #[cfg_attr(feature = "admin", schema(min_length = 1, max_length = 128))]
     pub(crate) name: Option<String>,
     /// A new description, at most 1024 characters; empty clears it.
-    #[cfg_attr(feature = "axum", schema(max_length = 1024))]
+    #[cfg_attr(feature = "admin", schema(max_length = 1024))]
     pub(crate) description: Option<String>,
     /// New metadata, replacing the old object: at most 4 KiB serialized.
-    #[cfg_attr(feature = "axum", schema(value_type = Option<Object>))]
+    #[cfg_attr(feature = "admin", schema(value_type = Option<Object>))]
     pub(crate) metadata: Option<serde_json::Value>,
     /// A new allow list, at most 64 entries.
-    #[cfg_attr(feature = "axum", schema(max_items = 64))]
+    #[cfg_attr(feature = "admin", schema(max_items = 64))]
     pub(crate) ip_allow: Option<Vec<String>>,
     /// A new deny list, at most 64 entries.
-    #[cfg_attr(feature = "axum", schema(max_items = 64))]
+    #[cfg_attr(feature = "admin", schema(max_items = 64))]
     pub(crate) ip_deny: Option<Vec<String>>,
     /// Narrower scopes, at most 64.
-    #[cfg_attr(feature = "axum", schema(max_items = 64))]
+    #[cfg_attr(feature = "admin", schema(max_items = 64))]
     pub(crate) scopes: Option<Vec<String>>,
 }
 

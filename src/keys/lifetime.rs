@@ -148,6 +148,7 @@ pub(crate) fn parse_lifetime(text: &str) -> Result<Option<Span>, String> {
 
 /// Parses a duration measured from now (the CLI's `--grace`): as
 /// [`parse_span`], a calendar span resolved against the current instant.
+#[cfg(any(test, feature = "cli"))]
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let now = OffsetDateTime::now_utc();
     let span = parse_span(text)?;

@@ -46,10 +46,14 @@ mod manager;
 mod rules;
 
 pub use ceiling::Ceiling;
+#[cfg(feature = "admin")]
 pub(crate) use ceiling::holds_admin_keys;
 pub use error::KeyError;
 pub use input::{KeyUpdate, NewKey};
-pub(crate) use lifetime::{Span, parse_duration, parse_span};
+#[cfg(feature = "cli")]
+pub(crate) use lifetime::parse_duration;
+#[cfg(feature = "admin")]
+pub(crate) use lifetime::{Span, parse_span};
 pub use manager::{CreatedKey, KeyPage, Keys};
 pub(crate) use rules::KeyPolicy;
 pub use rules::{
