@@ -118,6 +118,8 @@ pub use crate::secret::{Pepper, PepperError, SecretToken};
 pub use crate::store::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use crate::store::SqliteStore;
-pub use crate::store::{KeyStore, ListQuery, MemoryStore, StoreError, StoreMeta};
+pub use crate::store::{
+    Change, ChangeFeed, Changes, KeyStore, ListQuery, MemoryStore, StoreError, StoreMeta,
+};
 pub use crate::token::{Environment, KeyId};
 pub use crate::validator::{AuthenticatedKey, InvalidReason, KeyValidator, VerifyError};

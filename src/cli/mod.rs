@@ -13,6 +13,7 @@
 
 mod args;
 mod database;
+mod output;
 mod run;
 mod serve;
 

@@ -8,6 +8,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::args::{Cli, Command, CreateArgs, KeysCommand};
 use super::database::{self, Create, SetupError};
+use super::output::{bootstrap, note, out};
 use crate::key::ApiKey;
 use crate::keygate::Keygate;
 use crate::keys::{CreatedKey, KeyError, NewKey, parse_duration};
@@ -100,20 +101,6 @@ impl Failure {
         self.status = status;
         self
     }
-}
-
-/// Writes one line on stdout.
-///
-/// # Errors
-///
-/// The write error (see `From<std::io::Error> for Failure`).
-pub(crate) fn out(line: impl std::fmt::Display) -> std::io::Result<()> {
-    writeln!(std::io::stdout().lock(), "{line}")
-}
-
-/// Writes one line on stderr; a closed stderr is ignored (never a panic).
-pub(crate) fn note(line: impl std::fmt::Display) {
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// `error: cause: cause`, one line.
@@ -235,6 +222,9 @@ async fn keygate(url: &str, create: Create) -> Result<Keygate, Failure> {
     let opened = database::open(url, create).await?;
     Keygate::builder(opened.store)
         .pepper(opened.pepper)
+        // A one-shot command caches nothing worth keeping fresh: no
+        // listener or poller connection for changes made elsewhere.
+        .change_feed(None)
         .build()
         .map_err(|e| Failure::refused("bad_request", e.to_string()))
 }
@@ -313,19 +303,6 @@ async fn init(gate: &Keygate, json: bool) -> Result<(), Failure> {
     }
     let created = bootstrap(gate).await?;
     print_created(&created, json)
-}
-
-/// Creates the bootstrap admin key: owner `admin`, scope `*:*`, no expiry.
-pub(crate) async fn bootstrap(gate: &Keygate) -> Result<CreatedKey, KeyError> {
-    tracing::info!("creating the bootstrap admin key");
-    gate.keys()
-        .create(
-            NewKey::new("admin", "bootstrap")
-                .scopes(["*:*"])
-                .expires_in("never")
-                .description("bootstrap admin key created by keygate"),
-        )
-        .await
 }
 
 /// Prints a new token once. If stdout is closed or fails, the key exists

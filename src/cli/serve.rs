@@ -150,13 +150,13 @@ async fn bootstrap_if_empty(keygate: &Keygate) -> Result<(), String> {
     if !any.keys.is_empty() {
         return Ok(());
     }
-    let created = super::run::bootstrap(keygate)
+    let created = super::output::bootstrap(keygate)
         .await
         .map_err(|e| format!("cannot create the bootstrap key: {e}"))?;
-    super::run::note(
+    super::output::note(
         "Created the bootstrap admin key (owner \"admin\", scope \"*:*\"). Store it now: it will not be shown again.",
     );
-    if let Err(e) = super::run::out(created.token.expose()) {
+    if let Err(e) = super::output::out(created.token.expose()) {
         // The server still runs; the key can be revoked with the CLI.
         tracing::warn!(error = %e, "could not print the bootstrap key on stdout");
     }

@@ -90,7 +90,7 @@ impl Changes {
     }
 }
 
-impl futures_util::Stream for Changes {
+impl futures_core::Stream for Changes {
     type Item = Change;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Change>> {
