@@ -2,11 +2,10 @@
 //! `keygate serve` process on a loopback socket: management scopes, the
 //! mint ceiling, strict bodies, JSON errors for every status, durations.
 
-#[path = "support/mod.rs"]
-mod support;
+mod common;
 
+use common::{Serve, ServeOptions, http};
 use serde_json::{Value, json};
-use support::{Serve, ServeOptions, http};
 use tempfile::TempDir;
 
 /// A running `keygate serve` and its bootstrap admin token.

@@ -3,11 +3,10 @@
 //! deny by default, and the client address. Through real proxies:
 //! `tests/nginx.rs` and `tests/traefik.rs`.
 
-#[path = "support/mod.rs"]
-mod support;
+mod common;
 
+use common::{Serve, ServeOptions, fixture, free_port, http, run_keygate};
 use serde_json::json;
-use support::{Serve, ServeOptions, fixture, free_port, http, run_keygate};
 use tempfile::TempDir;
 
 const FORWARD_AUTH: &str = "/v1/forward-auth";

@@ -10,16 +10,15 @@
 //! own recording upstream and its own nginx, all on free loopback ports,
 //! all stopped by guards even when an assertion fails.
 
-#[path = "support/mod.rs"]
-mod support;
+mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{Serve, ServeOptions, Upstream, fixture, free_port, http, stop_child};
 use serde_json::json;
-use support::{Serve, ServeOptions, Upstream, fixture, free_port, http, stop_child};
 use tempfile::TempDir;
 
 const NGINX: &str = "/usr/sbin/nginx";

@@ -4,17 +4,16 @@
 //! Each test starts its own server on a free port; the [`Serve`] guard stops
 //! it (SIGTERM, then SIGKILL) even when an assertion fails.
 
-#[path = "support/mod.rs"]
-mod support;
+mod common;
 
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use support::{
+use common::{
     Serve, ServeOptions, Upstream, fixture, free_port, http, run_keygate, token_id, token_secret,
 };
+use serde_json::{Value, json};
 use tempfile::TempDir;
 
 /// The base62 alphabet of SPEC §1.
@@ -243,7 +242,7 @@ fn sigterm_lets_an_in_flight_request_finish_and_exits_zero() {
 fn sigint_stops_gracefully_too() {
     let dir = temp();
     let mut serve = Serve::start(dir.path(), ServeOptions::new());
-    support::send_signal(serve.pid(), "INT");
+    common::send_signal(serve.pid(), "INT");
     let status = serve.wait();
     assert_eq!(
         status.code(),
@@ -980,7 +979,7 @@ fn a_wrong_pepper_stops_serve_before_it_listens() {
     assert_eq!(server.stop().code(), Some(0));
     let listen = format!("127.0.0.1:{}", free_port());
     let pepper = "ab".repeat(32);
-    let out = support::run_keygate_env(
+    let out = common::run_keygate_env(
         dir.path(),
         &[("KEYGATE_PEPPER", &pepper)],
         &["serve", "--listen", &listen],
@@ -1054,7 +1053,7 @@ fn serve_flags_come_from_the_environment() {
 
     // A bad value in a variable is refused like a bad flag.
     let listen = format!("127.0.0.1:{}", free_port());
-    let out = support::run_keygate_env(
+    let out = common::run_keygate_env(
         dir.path(),
         &[("KEYGATE_TRUSTED_PROXY", "10.0.0.0/8,nonsense")],
         &["serve", "--listen", &listen],

@@ -11,8 +11,7 @@
 //! own recording upstream and its own Traefik, all on free loopback ports,
 //! all stopped by guards even when an assertion fails.
 
-#[path = "support/mod.rs"]
-mod support;
+mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,8 +19,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::{Serve, ServeOptions, Upstream, fixture, free_port, http, stop_child};
 use serde_json::json;
-use support::{Serve, ServeOptions, Upstream, fixture, free_port, http, stop_child};
 use tempfile::TempDir;
 
 /// The path of the Traefik binary, installing it first when needed.

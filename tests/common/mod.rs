@@ -1,8 +1,27 @@
-//! Shared test support.
+//! Shared test support: one module per concern. Each test crate uses a
+//! subset, hence the `dead_code` allowance.
+//!
+//! - [`process`]: `keygate` processes (`Serve`, `run_keygate`), free ports,
+//!   stopping children, fixtures.
+//! - [`http`]: a minimal blocking HTTP/1.1 client over `std::net::TcpStream`.
+//! - [`upstream`]: a recording upstream server.
+//! - [`forge`]: taking tokens apart and forging bad ones.
+//! - [`conformance`], [`counting`], [`postgres`]: store tests.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod conformance;
 pub mod counting;
+pub mod forge;
+pub mod http;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod process;
+pub mod upstream;
+
+pub use forge::{token_id, token_secret};
+pub use process::{
+    IO_TIMEOUT, KEYGATE, START_TIMEOUT, STOP_TIMEOUT, Serve, ServeOptions, fixture, free_port,
+    keygate_command, run_keygate, run_keygate_env, send_signal, stop_child, wait_timeout,
+};
+pub use upstream::{Received, Upstream};
