@@ -13,34 +13,18 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
-use common::{Serve, ServeOptions, Upstream, fixture, free_port, http, stop_child};
+use common::proxies::{EdgeProxy, assert_upstream_untouched, bearer, create_reader};
+use common::{Serve, ServeOptions, Upstream, fixture, free_port, http};
 use serde_json::json;
 use tempfile::TempDir;
 
 const NGINX: &str = "/usr/sbin/nginx";
 
-/// nginx in the foreground, stopped on drop.
-struct Nginx {
-    child: Child,
-    addr: SocketAddr,
-    prefix: PathBuf,
-}
-
-impl Nginx {
-    fn error_log(&self) -> String {
-        std::fs::read_to_string(self.prefix.join("error.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        stop_child(&mut self.child);
-    }
-}
+type Nginx = EdgeProxy;
 
 fn require_nginx() {
     // Like .ci/run, install what the test needs on a fresh machine (the
@@ -97,33 +81,15 @@ fn start_nginx(prefix: &Path, keygate: SocketAddr, upstream: SocketAddr) -> Ngin
         String::from_utf8_lossy(&check.stderr)
     );
 
-    let child = Command::new(NGINX)
-        .args(args(false))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start nginx");
-    let mut nginx = Nginx {
-        child,
-        addr,
-        prefix: prefix.to_owned(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = nginx.child.try_wait().unwrap() {
-            panic!("nginx exited at start ({status}):\n{}", nginx.error_log());
-        }
-        if std::net::TcpStream::connect(addr).is_ok() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "nginx did not listen on {addr} within 10 s:\n{}",
-            nginx.error_log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut command = Command::new(NGINX);
+    command.args(args(false));
+    let mut nginx = EdgeProxy::spawn("nginx", command, addr, prefix.join("error.log"));
+    nginx.wait_ready(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        "listen",
+        |addr| std::net::TcpStream::connect(addr).is_ok(),
+    );
     nginx
 }
 
@@ -163,10 +129,7 @@ impl Stack {
                 .args(args.iter().copied()),
         );
         let admin = keygate.bootstrap_token();
-        let (reader, record) = keygate.create_key(
-            &admin,
-            json!({"owner": "alice", "name": "reader", "scopes": ["workspaces:read"]}),
-        );
+        let (reader, reader_id) = create_reader(&keygate, &admin);
         let (other, _) = keygate.create_key(
             &admin,
             json!({"owner": "bob", "name": "other", "scopes": ["things:read"]}),
@@ -178,7 +141,7 @@ impl Stack {
             keygate,
             upstream,
             reader,
-            reader_id: record["id"].as_str().unwrap().to_owned(),
+            reader_id,
             other,
             admin,
             _dir: dir,
@@ -193,23 +156,14 @@ impl Stack {
     fn logs(&self) -> String {
         format!(
             "nginx error.log:\n{}\nkeygate stderr:\n{}",
-            self.nginx.error_log(),
+            self.nginx.log(),
             self.keygate.stderr()
         )
     }
 
     fn assert_upstream_untouched(&self, before: usize) {
-        assert_eq!(
-            self.upstream.count(),
-            before,
-            "the upstream was contacted for a denied request: {:?}",
-            self.upstream.received()
-        );
+        assert_upstream_untouched(&self.upstream, before);
     }
-}
-
-fn bearer(token: &str) -> String {
-    format!("Bearer {token}")
 }
 
 #[test]
@@ -453,7 +407,7 @@ fn assert_refused_by_nginx(stack: &Stack, response: &http::Response, what: &str)
     assert!(
         stack
             .nginx
-            .error_log()
+            .log()
             .contains("auth request unexpected status: 400"),
         "{what}: keygate answered 400\n{}",
         stack.logs()

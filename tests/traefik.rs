@@ -15,12 +15,12 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Serve, ServeOptions, Upstream, fixture, free_port, http, stop_child};
-use serde_json::json;
+use common::proxies::{EdgeProxy, assert_upstream_untouched, bearer, create_reader};
+use common::{Serve, ServeOptions, Upstream, fixture, free_port, http};
 use tempfile::TempDir;
 
 /// The path of the Traefik binary, installing it first when needed.
@@ -48,24 +48,7 @@ fn traefik_binary() -> &'static Path {
     })
 }
 
-/// Traefik in the foreground, stopped on drop.
-struct Traefik {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
-}
-
-impl Traefik {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Traefik {
-    fn drop(&mut self) {
-        stop_child(&mut self.child);
-    }
-}
+type Traefik = EdgeProxy;
 
 /// The dynamic configuration: every path goes through the keygate
 /// ForwardAuth middleware (identity headers copied from its answer), then
@@ -109,41 +92,25 @@ fn start_traefik(dir: &Path, keygate: SocketAddr, upstream: SocketAddr) -> Traef
     let dynamic = dir.join("dynamic.toml");
     std::fs::write(&dynamic, dynamic_config(keygate, upstream)).unwrap();
     let log = dir.join("traefik.log");
-    let child = Command::new(binary)
-        .current_dir(dir)
-        .args([
-            format!("--entryPoints.web.address={addr}"),
-            format!("--providers.file.filename={}", dynamic.display()),
-            "--ping=true".into(),
-            "--ping.manualRouting=true".into(),
-            "--global.checkNewVersion=false".into(),
-            "--global.sendAnonymousUsage=false".into(),
-            "--log.level=DEBUG".into(),
-            format!("--log.filePath={}", log.display()),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start traefik");
-    let mut traefik = Traefik { child, addr, log };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = traefik.child.try_wait().unwrap() {
-            panic!("traefik exited at start ({status}):\n{}", traefik.log());
-        }
-        if let Ok(response) = http::try_request(addr, "GET", "/__ready", &[], b"")
-            && response.status == 200
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "traefik did not serve its configuration on {addr} within 20 s:\n{}",
-            traefik.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut command = Command::new(binary);
+    command.current_dir(dir);
+    command.args([
+        format!("--entryPoints.web.address={addr}"),
+        format!("--providers.file.filename={}", dynamic.display()),
+        "--ping=true".into(),
+        "--ping.manualRouting=true".into(),
+        "--global.checkNewVersion=false".into(),
+        "--global.sendAnonymousUsage=false".into(),
+        "--log.level=DEBUG".into(),
+        format!("--log.filePath={}", log.display()),
+    ]);
+    let mut traefik = EdgeProxy::spawn("traefik", command, addr, log);
+    traefik.wait_ready(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        "serve its configuration",
+        |addr| http::try_request(addr, "GET", "/__ready", &[], b"").is_ok_and(|r| r.status == 200),
+    );
     traefik
 }
 
@@ -178,10 +145,7 @@ impl Stack {
         }
         let keygate = Serve::start(&data, options);
         let admin = keygate.bootstrap_token();
-        let (reader, record) = keygate.create_key(
-            &admin,
-            json!({"owner": "alice", "name": "reader", "scopes": ["workspaces:read"]}),
-        );
+        let (reader, reader_id) = create_reader(&keygate, &admin);
         let upstream = Upstream::start();
         let traefik = start_traefik(&config, keygate.addr, upstream.addr);
         Stack {
@@ -189,7 +153,7 @@ impl Stack {
             keygate,
             upstream,
             reader,
-            reader_id: record["id"].as_str().unwrap().to_owned(),
+            reader_id,
             _dir: dir,
         }
     }
@@ -208,17 +172,8 @@ impl Stack {
     }
 
     fn assert_upstream_untouched(&self, before: usize) {
-        assert_eq!(
-            self.upstream.count(),
-            before,
-            "the upstream was contacted for a denied request: {:?}",
-            self.upstream.received()
-        );
+        assert_upstream_untouched(&self.upstream, before);
     }
-}
-
-fn bearer(token: &str) -> String {
-    format!("Bearer {token}")
 }
 
 #[test]

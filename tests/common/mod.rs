@@ -17,6 +17,7 @@ pub mod http;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod process;
+pub mod proxies;
 pub mod upstream;
 
 pub use forge::{token_id, token_secret};
