@@ -3,6 +3,8 @@
 //! written by hand on a raw `TcpStream` (HTTP/1.1, `Connection: close`), so
 //! odd bodies and the exact status, headers and JSON are all in reach.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +13,8 @@ use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
+use common::server::serve_app as serve;
+use common::wire;
 use keygate::gateway::Rules;
 use keygate::store::{InsertRules, ListQuery, Page, Usage};
 use keygate::{
@@ -21,7 +25,7 @@ use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 // ---------------------------------------------------------------------------
 // Raw HTTP/1.1 client
@@ -76,61 +80,22 @@ impl std::fmt::Display for Resp {
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = find(data, b"\r\n").expect("chunk size line");
-        let size_text = std::str::from_utf8(&data[..line_end]).expect("chunk size is ASCII");
-        let size_text = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16).expect("chunk size is hex");
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
-    }
-}
-
 fn parse_response(raw: &[u8]) -> Resp {
-    let head_end = find(raw, b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no end of head in {:?}", String::from_utf8_lossy(raw)));
-    let head = std::str::from_utf8(&raw[..head_end]).expect("response head is ASCII");
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().expect("status line");
-    let mut parts = status_line.splitn(3, ' ');
-    assert_eq!(parts.next(), Some("HTTP/1.1"), "{status_line}");
-    let status = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .expect("status code");
-    let headers: Vec<(String, String)> = lines
-        .map(|line| {
-            let (name, value) = line.split_once(':').expect("header line has a colon");
-            (name.trim().to_ascii_lowercase(), value.trim().to_owned())
+    let parsed = wire::parse(raw);
+    let headers = parsed
+        .headers
+        .into_iter()
+        .map(|(name, value)| {
+            (
+                name,
+                String::from_utf8(value).expect("header value is UTF-8"),
+            )
         })
         .collect();
-    let rest = &raw[head_end + 4..];
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked {
-        dechunk(rest)
-    } else if let Some((_, len)) = headers.iter().find(|(n, _)| n == "content-length") {
-        let len: usize = len.parse().expect("content-length is a number");
-        assert_eq!(rest.len(), len, "body length vs content-length");
-        rest.to_vec()
-    } else {
-        rest.to_vec()
-    };
     Resp {
-        status,
+        status: parsed.status,
         headers,
-        body,
+        body: parsed.body,
     }
 }
 
@@ -208,7 +173,7 @@ impl Req {
                     // A reset after the whole response arrived is not our concern.
                     Err(e)
                         if e.kind() == std::io::ErrorKind::ConnectionReset
-                            && find(&raw, b"\r\n\r\n").is_some() =>
+                            && wire::find(&raw, b"\r\n\r\n").is_some() =>
                     {
                         break;
                     }
@@ -377,22 +342,6 @@ async fn make_key(keygate: &Keygate, new: NewKey) -> Key {
         token: created.token.expose().to_owned(),
         id: created.key.id.to_string(),
     }
-}
-
-/// Serves `app` on an ephemeral loopback port, with the peer address in
-/// the request extensions.
-async fn serve(app: axum::Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("local address");
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .expect("serve");
-    });
-    addr
 }
 
 /// A served API with a key for each role.

@@ -12,6 +12,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use common::counting::CountingStore;
+use common::server::serve_app;
 use http::Request;
 use keygate::{
     AuthenticatedKey, InvalidReason, KeyUpdate, Keygate, KeygateBuilder, NewKey, PeerAddr, Pepper,
@@ -39,17 +40,7 @@ async fn serve(keygate: &Keygate) -> SocketAddr {
             get(|key: AuthenticatedKey| async move { key.owner().to_string() }),
         )
         .layer(keygate.layer());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    addr
+    serve_app(app).await
 }
 
 /// One HTTP/1.1 request over a fresh connection; returns the status code.

@@ -3,6 +3,8 @@
 //! `TcpStream` so that duplicate headers, odd bytes and the exact response
 //! bytes are all in reach.
 
+mod common;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +15,8 @@ use async_trait::async_trait;
 use axum::Router;
 use axum::routing;
 use bytes::Bytes;
+use common::server::serve_app as serve;
+use common::wire;
 use http::header::HeaderName;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -93,64 +97,12 @@ impl std::fmt::Display for RawResponse {
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = find(data, b"\r\n").expect("chunk size line");
-        let size_text = std::str::from_utf8(&data[..line_end]).expect("chunk size is ASCII");
-        let size_text = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16).expect("chunk size is hex");
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
-    }
-}
-
 fn parse_response(raw: Vec<u8>) -> RawResponse {
-    let head_end = find(&raw, b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no end of head in {:?}", String::from_utf8_lossy(&raw)));
-    let head = std::str::from_utf8(&raw[..head_end]).expect("response head is ASCII");
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().expect("status line");
-    let mut parts = status_line.splitn(3, ' ');
-    assert_eq!(parts.next(), Some("HTTP/1.1"), "{status_line}");
-    let status = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .expect("status code");
-    let headers: Vec<(String, Vec<u8>)> = lines
-        .map(|line| {
-            let (name, value) = line.split_once(':').expect("header line has a colon");
-            (
-                name.trim().to_ascii_lowercase(),
-                value.trim().as_bytes().to_vec(),
-            )
-        })
-        .collect();
-    let rest = &raw[head_end + 4..];
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case(b"chunked"));
-    let body = if chunked {
-        dechunk(rest)
-    } else if let Some((_, len)) = headers.iter().find(|(n, _)| n == "content-length") {
-        let len: usize = std::str::from_utf8(len).unwrap().parse().unwrap();
-        assert_eq!(rest.len(), len, "body length vs content-length");
-        rest.to_vec()
-    } else {
-        rest.to_vec()
-    };
+    let parsed = wire::parse(&raw);
     RawResponse {
-        status,
-        headers,
-        body,
+        status: parsed.status,
+        headers: parsed.headers,
+        body: parsed.body,
         raw,
     }
 }
@@ -378,21 +330,6 @@ fn app(gate: &Keygate) -> Router {
                 )
                 .layer(gate.layer().optional()),
         )
-}
-
-/// Serves `app` on 127.0.0.1 with `ConnectInfo<SocketAddr>`.
-async fn serve(app: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .expect("server runs");
-    });
-    addr
 }
 
 async fn serve_gate(gate: &Keygate) -> SocketAddr {

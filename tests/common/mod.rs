@@ -6,6 +6,9 @@
 //! - [`http`]: a minimal blocking HTTP/1.1 client over `std::net::TcpStream`.
 //! - [`upstream`]: a recording upstream server.
 //! - [`forge`]: taking tokens apart and forging bad ones.
+//! - [`wire`]: parsing raw HTTP/1.1 responses byte for byte.
+//! - [`server`]: an axum app served on an ephemeral loopback port.
+//! - [`proxies`]: nginx/Traefik processes in front of `keygate serve`.
 //! - [`conformance`], [`counting`], [`postgres`]: store tests.
 
 #![allow(dead_code, unused_imports)]
@@ -18,7 +21,9 @@ pub mod http;
 pub mod postgres;
 pub mod process;
 pub mod proxies;
+pub mod server;
 pub mod upstream;
+pub mod wire;
 
 pub use forge::{token_id, token_secret};
 pub use process::{
