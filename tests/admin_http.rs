@@ -13,7 +13,9 @@ use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
+use common::records::RECORD_FIELDS;
 use common::server::serve_app as serve;
+use common::token_secret;
 use common::wire;
 use keygate::gateway::Rules;
 use keygate::store::{InsertRules, ListQuery, Page, Usage};
@@ -282,30 +284,6 @@ const BUILTIN_SCOPES: [&str; 9] = [
     "admin:keys",
     "audit:read",
     "metrics:read",
-];
-
-/// The fields of a key record (SPEC §5).
-const RECORD_FIELDS: [&str; 20] = [
-    "id",
-    "display_prefix",
-    "name",
-    "description",
-    "owner",
-    "organization",
-    "environment",
-    "scopes",
-    "ip_allow",
-    "ip_deny",
-    "metadata",
-    "created_at",
-    "updated_at",
-    "expires_at",
-    "last_used_at",
-    "last_used_ip",
-    "revoked_at",
-    "revoked_reason",
-    "superseded_by",
-    "status",
 ];
 
 /// A key with its token.
@@ -684,7 +662,7 @@ fn assert_no_secret(body: &[u8], token: &str) {
     let text = String::from_utf8_lossy(body);
     assert_eq!(token.len(), 62, "a token is 62 characters: {token}");
     assert!(!text.contains(token), "token leaked: {text}");
-    let secret = &token[24..56];
+    let secret = token_secret(token);
     assert!(!text.contains(secret), "secret leaked: {text}");
     let mac = Pepper::insecure_fixed_for_tests().mac(token);
     let forms = [

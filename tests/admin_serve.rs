@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Serve, ServeOptions, http};
+use common::{Serve, ServeOptions, http, token_id};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -63,7 +63,7 @@ fn assert_error(response: &http::Response, status: u16, code: &str, field: Optio
 fn serve_enforces_management_scopes_and_the_mint_ceiling() {
     let api = Api::start();
     let alice = api.key(json!({"owner": "alice", "name": "victim", "scopes": ["workspaces:read"]}));
-    let alice_id = &alice[8..24];
+    let alice_id = token_id(&alice);
     let bob =
         api.key(json!({"owner": "bob", "name": "wild", "scopes": ["keys:*", "workspaces:*"]}));
 

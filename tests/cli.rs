@@ -6,10 +6,14 @@
 //! tests only look at what a user sees: exit status, stdout, stderr, the
 //! JSON of `--json`, and the files left on disk.
 
+mod common;
+
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::forge::{BASE62, checksum, with_checksum};
+use common::records::RECORD_FIELDS;
 use serde_json::Value;
 use tempfile::TempDir;
 use time::format_description::well_known::Rfc3339;
@@ -18,33 +22,6 @@ use time::{Duration, OffsetDateTime};
 // ---------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------
-
-/// The base62 alphabet of SPEC §1: "0" = 0, "Z" = 35, "z" = 61.
-const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-
-/// Every field a key record carries (SPEC §5).
-const RECORD_FIELDS: [&str; 20] = [
-    "id",
-    "display_prefix",
-    "name",
-    "description",
-    "owner",
-    "organization",
-    "environment",
-    "scopes",
-    "ip_allow",
-    "ip_deny",
-    "metadata",
-    "created_at",
-    "updated_at",
-    "expires_at",
-    "last_used_at",
-    "last_used_ip",
-    "revoked_at",
-    "revoked_reason",
-    "superseded_by",
-    "status",
-];
 
 /// A 32-byte pepper, as 64 hex characters.
 const HEX_PEPPER_A: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
@@ -285,27 +262,6 @@ fn mentions_field(message: &str, field: &str) -> bool {
 /// `FLAG VALUE` pairs for each value, for building argument lists.
 fn flags<'a>(flag: &'a str, values: &'a [String]) -> Vec<&'a str> {
     values.iter().flat_map(|v| [flag, v.as_str()]).collect()
-}
-
-/// The SPEC §1 checksum: CRC-32 (IEEE) in base62, left-padded with "0" to 6.
-/// Written here independently of the crate's own encoder.
-fn checksum(signed: &str) -> String {
-    let mut n = crc32fast::hash(signed.as_bytes());
-    let mut digits = Vec::new();
-    while n > 0 {
-        digits.push(BASE62[(n % 62) as usize]);
-        n /= 62;
-    }
-    while digits.len() < 6 {
-        digits.push(b'0');
-    }
-    digits.reverse();
-    String::from_utf8(digits).expect("base62 is ASCII")
-}
-
-/// A token with everything but the checksum given: appends the right checksum.
-fn with_checksum(signed: &str) -> String {
-    format!("{signed}{}", checksum(signed))
 }
 
 /// Splits a token into (`kg_<env>_`, id, secret, checksum), asserting the

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use axum::Router;
 use axum::routing;
 use bytes::Bytes;
+use common::forge::{with_bad_checksum, with_checksum, with_secret};
 use common::server::serve_app as serve;
 use common::wire;
 use http::header::HeaderName;
@@ -208,46 +209,6 @@ fn assert_ip_not_allowed(r: &RawResponse) {
 #[track_caller]
 fn assert_ok(r: &RawResponse) {
     assert_eq!(r.status, 200, "{r}");
-}
-
-// ---------------------------------------------------------------------------
-// Token forging (SPEC §1)
-// ---------------------------------------------------------------------------
-
-const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-
-/// CRC-32 (IEEE) in base62, left-padded with "0" to 6 characters.
-fn checksum(signed: &str) -> String {
-    let mut n = crc32fast::hash(signed.as_bytes());
-    let mut digits = Vec::new();
-    while n > 0 {
-        digits.push(BASE62[(n % 62) as usize]);
-        n /= 62;
-    }
-    while digits.len() < 6 {
-        digits.push(b'0');
-    }
-    digits.reverse();
-    String::from_utf8(digits).unwrap()
-}
-
-/// `signed` followed by its valid checksum.
-fn with_checksum(signed: &str) -> String {
-    format!("{signed}{}", checksum(signed))
-}
-
-/// `token` with its secret replaced by `secret` and a valid checksum.
-fn with_secret(token: &str, secret: &str) -> String {
-    assert_eq!(secret.len(), 32);
-    let head = &token[..token.len() - 38]; // prefix _ env _ id
-    with_checksum(&format!("{head}{secret}"))
-}
-
-/// `token` with its last (checksum) character changed.
-fn with_bad_checksum(token: &str) -> String {
-    let (head, last) = token.split_at(token.len() - 1);
-    let other = if last == "0" { "1" } else { "0" };
-    format!("{head}{other}")
 }
 
 // ---------------------------------------------------------------------------

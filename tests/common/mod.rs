@@ -6,6 +6,7 @@
 //! - [`http`]: a minimal blocking HTTP/1.1 client over `std::net::TcpStream`.
 //! - [`upstream`]: a recording upstream server.
 //! - [`forge`]: taking tokens apart and forging bad ones.
+//! - [`records`]: the fields of a key record.
 //! - [`wire`]: parsing raw HTTP/1.1 responses byte for byte.
 //! - [`server`]: an axum app served on an ephemeral loopback port.
 //! - [`proxies`]: nginx/Traefik processes in front of `keygate serve`.
@@ -21,6 +22,7 @@ pub mod http;
 pub mod postgres;
 pub mod process;
 pub mod proxies;
+pub mod records;
 pub mod server;
 pub mod upstream;
 pub mod wire;
