@@ -15,6 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::postgres::TestDb;
+use common::{Serve, ServeOptions};
 use http::Request;
 use keygate::store::StoreError;
 use keygate::{KeyStore, Keygate, NewKey, Pepper, PostgresStore, VerifyError};
@@ -696,118 +697,14 @@ async fn the_binary_refuses_a_database_without_the_schema_and_a_wrong_pepper() {
     assert_eq!(status, 0, "{stderr}");
 }
 
-/// A `keygate serve` process on the test database; killed on drop.
-struct ServeProcess {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
-}
-
-impl ServeProcess {
-    fn start(url: &str, pepper: &str, dir: &std::path::Path) -> (ServeProcess, String) {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
-            .current_dir(dir)
-            .env_remove("KEYGATE_DATABASE_URL")
-            .env_remove("RUST_LOG")
-            .env("KEYGATE_PEPPER", pepper)
-            .args([
-                "--database-url",
-                url,
-                "serve",
-                "--listen",
-                &addr.to_string(),
-            ])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while http(addr, "GET", "/healthz", None, "").0 != 200 {
-            assert!(Instant::now() < deadline, "serve did not come up on {addr}");
-            assert!(child.try_wait().unwrap().is_none(), "serve exited early");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // The first instance on an empty database prints the bootstrap key.
-        let stdout = child.stdout.take().unwrap();
-        let token = std::thread::spawn(move || {
-            use std::io::BufRead as _;
-            let mut line = String::new();
-            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
-            line.trim().to_owned()
-        });
-        let token = if http(addr, "GET", "/healthz", None, "").0 == 200 {
-            // Give the bootstrap line a moment; an instance on a database
-            // with keys prints nothing, so don't wait on it forever.
-            let started = Instant::now();
-            loop {
-                if token.is_finished() || started.elapsed() > Duration::from_millis(500) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            if token.is_finished() {
-                token.join().unwrap()
-            } else {
-                String::new()
-            }
-        } else {
-            String::new()
-        };
-        (ServeProcess { child, addr }, token)
-    }
-}
-
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One HTTP/1.1 request; returns the status and the body.
-fn http(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &str,
-) -> (u16, String) {
-    use std::io::{Read as _, Write as _};
-    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
-        return (0, String::new());
-    };
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    // The API wants JSON bodies labelled as such (415 otherwise).
-    let content_type = if body.is_empty() {
-        ""
-    } else {
-        "Content-Type: application/json\r\n"
-    };
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: keygate\r\n{auth}{content_type}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    if stream.write_all(request.as_bytes()).is_err() {
-        return (0, String::new());
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let status = response
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+/// `keygate serve` on the test database with `pepper`.
+fn serve_on(url: &str, pepper: &str, dir: &std::path::Path) -> Serve {
+    Serve::start(
+        dir,
+        ServeOptions::new()
+            .args(["--database-url", url])
+            .env("KEYGATE_PEPPER", pepper),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -816,48 +713,43 @@ async fn two_serve_processes_share_revocations_within_a_second() {
     let pepper = "11".repeat(32);
     let dir = tempfile::tempdir().unwrap();
     let url = db.url.clone();
-    let (a, admin) = ServeProcess::start(&url, &pepper, dir.path());
+    // The first instance on an empty database prints the bootstrap key.
+    let a = serve_on(&url, &pepper, dir.path());
+    let admin = a.bootstrap_token();
     assert!(
         admin.starts_with("kg_live_"),
         "instance A printed the bootstrap key"
     );
-    let (b, nothing) = ServeProcess::start(&url, &pepper, dir.path());
+    let b = serve_on(&url, &pepper, dir.path());
+    // Give a bootstrap line a moment: an instance on a database with keys
+    // prints nothing.
+    std::thread::sleep(Duration::from_millis(500));
+    let nothing = b.stdout();
     assert!(nothing.is_empty(), "instance B found keys and printed none");
 
     for n in 0..5 {
         // The bootstrap admin creates a key on A…
-        let (status, body) = http(
-            a.addr,
+        let response = a.call(
             "POST",
             "/v1/keys",
-            Some(&admin),
+            &admin,
             &format!(r#"{{"owner":"alice","name":"ci-{n}","scopes":["workspaces:read"]}}"#),
         );
+        let (status, body) = (response.status, response.text());
         assert_eq!(status, 201, "{body}");
         let created: serde_json::Value = serde_json::from_str(&body).unwrap();
         let token = created["key"].as_str().unwrap().to_owned();
         let id = created["api_key"]["id"].as_str().unwrap().to_owned();
         // …B authenticates (and caches) it through forward auth…
-        assert_eq!(
-            http(b.addr, "GET", "/v1/forward-auth", Some(&token), "").0,
-            200
-        );
-        assert_eq!(
-            http(b.addr, "GET", "/v1/forward-auth", Some(&token), "").0,
-            200
-        );
+        assert_eq!(b.call("GET", "/v1/forward-auth", &token, "").status, 200);
+        assert_eq!(b.call("GET", "/v1/forward-auth", &token, "").status, 200);
         // …A revokes it, and B refuses it within a second.
-        let (status, body) = http(
-            a.addr,
-            "POST",
-            &format!("/v1/keys/{id}/revoke"),
-            Some(&admin),
-            "",
-        );
+        let response = a.call("POST", &format!("/v1/keys/{id}/revoke"), &admin, "");
+        let (status, body) = (response.status, response.text());
         assert_eq!(status, 200, "{body}");
         let revoked = Instant::now();
         loop {
-            let (status, _) = http(b.addr, "GET", "/v1/forward-auth", Some(&token), "");
+            let status = b.call("GET", "/v1/forward-auth", &token, "").status;
             if status == 401 {
                 break;
             }
