@@ -55,6 +55,21 @@ fn assert_invalid_request(response: &http::Response, what: &str) {
     assert_eq!(response.header("cache-control"), Some("no-store"), "{what}");
 }
 
+/// `keygate serve --rules FILE` with `rules` written to FILE, in a fresh
+/// temporary directory (kept alive by the returned guard).
+fn serve_with_rules(rules: &str) -> (TempDir, Serve) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rules.toml");
+    std::fs::write(&path, rules).unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let serve = Serve::start(
+        &data,
+        ServeOptions::new().args(["--rules", path.to_str().unwrap()]),
+    );
+    (dir, serve)
+}
+
 #[test]
 fn auto_refuses_a_client_sent_convention_that_disagrees_with_the_proxy() {
     let server = start(&[], &[]);
@@ -212,19 +227,10 @@ fn forward_auth_refuses_ambiguous_paths_and_matches_case_insensitively() {
 
 #[test]
 fn with_a_rules_file_a_request_no_rule_allows_is_forbidden() {
-    let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("rules.toml");
-    std::fs::write(
-        &rules,
+    let (dir, serve) = serve_with_rules(
         "[[rule]]\npath = \"/public/**\"\npublic = true\n\n[[rule]]\npath = \"/api/**\"\nrequire = \"workspaces:read\"\n",
-    )
-    .unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    let serve = Serve::start(
-        &data,
-        ServeOptions::new().args(["--rules", rules.to_str().unwrap()]),
     );
+    let rules = dir.path().join("rules.toml");
     let admin = serve.bootstrap_token();
     let auth = format!("Bearer {admin}");
     for headers in [vec![], vec![("Authorization", auth.as_str())]] {
@@ -324,19 +330,8 @@ fn a_pathological_pattern_meets_no_deep_path() {
     // CPU per unauthenticated request (backtracking). Now paths have at
     // most 128 segments, and matching is bounded by pattern × path steps
     // (counted in the unit tests; no timing here).
-    let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("rules.toml");
-    std::fs::write(
-        &rules,
-        "[[rule]]\npath = \"/**/a/**/b/**/c/**/d\"\npublic = true\n",
-    )
-    .unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    let serve = Serve::start(
-        &data,
-        ServeOptions::new().args(["--rules", rules.to_str().unwrap()]),
-    );
+    let (_dir, serve) =
+        serve_with_rules("[[rule]]\npath = \"/**/a/**/b/**/c/**/d\"\npublic = true\n");
     let deep = "/a/b/c".repeat(400);
     let response = http::get(serve.addr, FORWARD_AUTH, &[("X-Original-URI", &deep)]);
     assert_invalid_request(&response, "1 200 segments");

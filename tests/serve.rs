@@ -10,29 +10,12 @@ use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
 
+use common::forge::checksum;
 use common::{
     Serve, ServeOptions, Upstream, fixture, free_port, http, run_keygate, token_id, token_secret,
 };
 use serde_json::{Value, json};
 use tempfile::TempDir;
-
-/// The base62 alphabet of SPEC §1.
-const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-
-/// CRC-32 (IEEE) of `text`, in base62, left-padded with "0" to 6 characters.
-fn checksum(text: &str) -> String {
-    let mut n = crc32fast::hash(text.as_bytes());
-    let mut out = Vec::new();
-    while n > 0 {
-        out.push(BASE62[(n % 62) as usize]);
-        n /= 62;
-    }
-    while out.len() < 6 {
-        out.push(b'0');
-    }
-    out.reverse();
-    String::from_utf8(out).unwrap()
-}
 
 /// A well-formed token (right checksum) with `id` and `secret`.
 fn forge(env: &str, id: &str, secret: &str) -> String {
