@@ -394,6 +394,14 @@ fn empty() -> Full<Bytes> {
     Full::new(Bytes::new())
 }
 
+/// `GET uri` with `Authorization: Bearer <token>` and no body.
+fn get_bearer(uri: &str, token: &str) -> Request<Full<Bytes>> {
+    request("GET", uri)
+        .header("authorization", format!("Bearer {token}"))
+        .body(empty())
+        .unwrap()
+}
+
 // ---------------------------------------------------------------------------
 // Credentials removed, identity set
 // ---------------------------------------------------------------------------
@@ -837,15 +845,9 @@ async fn forwarded_for_from_a_trusted_peer_is_kept_and_the_peer_appended() {
 async fn upstream_base_path_is_joined_with_the_request_path() {
     let mut h = start_with(|b| b, "/base/").await;
     let token = h.token(&["workspaces:read"]).await;
-    let seen = call(
-        h.proxy,
-        request("GET", "/api/workspaces?q=1")
-            .header("authorization", format!("Bearer {token}"))
-            .body(empty())
-            .unwrap(),
-    )
-    .await
-    .seen();
+    let seen = call(h.proxy, get_bearer("/api/workspaces?q=1", &token))
+        .await
+        .seen();
     assert_eq!(seen.uri(), "/base/api/workspaces?q=1");
 }
 
@@ -883,17 +885,7 @@ async fn unreachable_upstream_is_a_502() {
     let proxy = Proxy::new(gateway, &format!("http://{closed}")).unwrap();
     let (addr, _shutdown, _served) = serve(proxy).await;
 
-    let reply = call(
-        addr,
-        request("GET", "/api/workspaces")
-            .header(
-                "authorization",
-                format!("Bearer {}", created.token.expose()),
-            )
-            .body(empty())
-            .unwrap(),
-    )
-    .await;
+    let reply = call(addr, get_bearer("/api/workspaces", created.token.expose())).await;
     assert_eq!(reply.status, 502);
     assert_eq!(reply.header("content-type"), Some("application/json"));
     assert_eq!(reply.header("cache-control"), Some("no-store"));
@@ -978,18 +970,9 @@ async fn a_100_mb_upload_is_streamed_not_buffered() {
 async fn a_50_mb_response_is_streamed_not_buffered() {
     let mut h = start(|b| b).await;
     let token = h.token(&["workspaces:read"]).await;
-    let response = timeout(
-        TIMEOUT,
-        send(
-            h.proxy,
-            request("GET", "/api/download")
-                .header("authorization", format!("Bearer {token}"))
-                .body(empty())
-                .unwrap(),
-        ),
-    )
-    .await
-    .expect("no response head");
+    let response = timeout(TIMEOUT, send(h.proxy, get_bearer("/api/download", &token)))
+        .await
+        .expect("no response head");
     assert_eq!(response.status(), 200);
     let mut body = response.into_body();
     let mut received = 0usize;
@@ -1019,10 +1002,7 @@ async fn shutdown_lets_in_flight_requests_finish_and_refuses_new_connections() {
     let mut h = start(|b| b).await;
     let token = h.token(&["workspaces:read"]).await;
     let proxy = h.proxy;
-    let slow_request = request("GET", "/api/slow")
-        .header("authorization", format!("Bearer {token}"))
-        .body(empty())
-        .unwrap();
+    let slow_request = get_bearer("/api/slow", &token);
     let slow = tokio::spawn(async move { Reply::read(send(proxy, slow_request).await).await });
     timeout(TIMEOUT, h.upstream.state.slow_started.notified())
         .await
@@ -1260,17 +1240,7 @@ async fn default_key_lets_any_valid_key_through_where_no_rule_matches() {
         .unwrap();
     let missing = call(addr, request("GET", "/elsewhere").body(empty()).unwrap()).await;
     assert_eq!(missing.status, 401);
-    let allowed = call(
-        addr,
-        request("GET", "/elsewhere")
-            .header(
-                "authorization",
-                format!("Bearer {}", created.token.expose()),
-            )
-            .body(empty())
-            .unwrap(),
-    )
-    .await;
+    let allowed = call(addr, get_bearer("/elsewhere", created.token.expose())).await;
     assert_eq!(allowed.seen().uri(), "/elsewhere");
 }
 
