@@ -28,11 +28,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use keygate::store::{InsertRules, ListQuery, Page, StoreError, Usage};
 use keygate::{
     ApiKey, Environment, KeyId, KeyStore, Keygate, Pepper, Requirement, ScopeSet, SecretToken,
-    StoredKey, token::TokenFormat,
+    StoredKey, TokenFormat,
 };
+use keygate::{InsertRules, ListQuery, Page, StoreError, Usage};
 use time::OffsetDateTime;
 
 /// A read-only map of keys: lets the benchmark hold 100 000 keys without

@@ -65,11 +65,11 @@ use bytes::Bytes;
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response};
 use http_body_util::Full;
-use keygate::store::{InsertRules, ListQuery, Page, StoreError, Usage};
 use keygate::{
     ApiKey, Environment, KeyId, KeyStore, Keygate, MemoryStore, NewKey, Pepper, ScopeSet,
     SecretToken, StoredKey, VerifyError,
 };
+use keygate::{InsertRules, ListQuery, Page, StoreError, Usage};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, Stats, StatsAlloc};
 use time::OffsetDateTime;
 use tower::{ServiceBuilder, ServiceExt as _};
@@ -197,7 +197,7 @@ impl KeyStore for MapStore {
 /// `n` keys with their tokens, as a store would hold them (as
 /// `benches/auth.rs` builds them).
 fn keys(n: usize, pepper: &Pepper) -> (HashMap<KeyId, StoredKey>, Vec<SecretToken>) {
-    let format = keygate::token::TokenFormat::default();
+    let format = keygate::TokenFormat::default();
     let mut map = HashMap::with_capacity(n);
     let mut tokens = Vec::with_capacity(n);
     for i in 0..n {
@@ -855,7 +855,7 @@ fn part_cold_alternating() {
                 .unwrap();
             tokens.push(created.token);
         }
-        let format = keygate::token::TokenFormat::default();
+        let format = keygate::TokenFormat::default();
         let ids: Vec<String> = tokens
             .iter()
             .map(|t| format.parse(t.expose()).unwrap().id().to_string())

@@ -169,6 +169,13 @@ impl ApiKey {
     }
 }
 
+/// The current time, truncated to whole seconds (the resolution of every
+/// stored timestamp).
+pub(crate) fn now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(0).unwrap_or(now)
+}
+
 /// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is matched as IPv4.
 pub(crate) fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {

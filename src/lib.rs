@@ -7,13 +7,19 @@
 //! allow/deny lists, metadata and usage tracking; stores in memory and
 //! SQLite.
 //!
-//! The data path reads top-down: a request's credential is extracted
-//! ([`credentials`]) and parsed ([`token`]), looked up in the cache and, on
-//! a miss, by id in a [`KeyStore`] ([`store`]); its MAC is compared in
-//! constant time ([`secret`], [`validator`]); the key's IP lists are checked
-//! against the client address ([`client_ip`]); route scopes are enforced by
-//! [`require`]; refusals become responses in [`rejection`]. The middleware
-//! itself is [`layer`]. Keys are managed through [`Keygate::keys`] ([`keys`]).
+//! The data path reads top-down in the source tree: the domain types at
+//! the bottom (`token`, `secret`, `scope`, `key`); the stores (`store/`,
+//! a [`KeyStore`] knowing nothing of the engine); verification (`verify/`:
+//! the [`Verifier`] parses a token once, finds it in the cache (`cache/`)
+//! or by id in the store, compares its MAC in constant time, checks its
+//! status, its IP lists against the client's [`Origin`] and the
+//! [`Requirement`]); the request side (`request/`: the one credential and
+//! the client address); the middleware (`middleware/`: [`ApiKeyLayer`],
+//! [`RequireScopeLayer`], the responses to a [`Rejection`], the axum
+//! extractors); key management (`keys/`, through [`Keygate::keys`]); the
+//! handle and its builder (`keygate/`: [`Keygate`]); and on top the
+//! [`gateway`], the [`admin`] API and the binary. Every type is exported
+//! here, at the crate root, once.
 //!
 //! # Example
 //!
@@ -55,8 +61,8 @@
 //! |------------|---------|--------------|------------------|
 //! | `sqlite`   | yes | [`SqliteStore`], the embedded store | sqlx's `sqlite-bundled` (SQLite, compiled in) |
 //! | `postgres` | no  | `PostgresStore`, shared by many instances, with push invalidation | sqlx's `postgres` |
-//! | `axum`     | yes | the axum extractors ([`extract`]) `AuthenticatedKey` and `Option<AuthenticatedKey>`, and the client address from axum's `ConnectInfo<SocketAddr>` | `axum` without its defaults, with its `tokio` feature (for `ConnectInfo`: `hyper`, `hyper-util`) |
-//! | `gateway`  | yes | [`gateway`]: route rules, forward auth, the reverse proxy; the bounded [`listener`] and [`ListenerLimits`]. Enables `axum` | `hyper` (server and client, HTTP/1 and HTTP/2), `hyper-util`, `toml`, `percent-encoding`, tokio's `net` and `macros` |
+//! | `axum`     | yes | the axum extractors `AuthenticatedKey` and `Option<AuthenticatedKey>`, and the client address from axum's `ConnectInfo<SocketAddr>` | `axum` without its defaults, with its `tokio` feature (for `ConnectInfo`: `hyper`, `hyper-util`) |
+//! | `gateway`  | yes | [`gateway`]: route rules, forward auth, the reverse proxy; the bounded listener ([`serve_router`], [`ListenerLimits`]). Enables `axum` | `hyper` (server and client, HTTP/1 and HTTP/2), `hyper-util`, `toml`, `percent-encoding`, tokio's `net` and `macros` |
 //! | `admin`    | yes | [`admin`]: the HTTP API as an axum `Router`, and its OpenAPI document. Enables `gateway` (the API mounts forward auth) | `utoipa`, `http-body-util`, axum's `json` |
 //! | `cli`      | yes | the `keygate` binary (`keygate serve`, `keygate keys …`). Enables `admin`, `gateway` and `sqlite` | `clap`, `tracing-subscriber`, tokio's `rt-multi-thread` and `signal` |
 //!
@@ -66,60 +72,82 @@
 //! the request extensions.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![warn(unreachable_pub)]
 
 /// The README's code blocks, compiled as doc tests.
 #[cfg(all(doctest, feature = "sqlite", feature = "axum"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-#[cfg(feature = "admin")]
-pub mod admin;
-pub mod body;
+// Bottom to top: domain types, stores, verification, the request side,
+// the middleware, key management, the handle; then the optional surfaces.
+mod key;
+mod scope;
+mod secret;
+mod token;
+
+mod store;
+
 mod cache;
-pub mod client_ip;
-pub mod credentials;
-#[cfg(feature = "axum")]
-pub mod extract;
+mod verify;
+
+mod request;
+
+mod middleware;
+
+mod keys;
+
+mod keygate;
+
+#[cfg(feature = "gateway")]
+mod listener;
+
 #[cfg(feature = "gateway")]
 pub mod gateway;
-pub mod key;
-pub mod keygate;
-pub mod keys;
-pub mod layer;
-#[cfg(feature = "gateway")]
-pub mod listener;
-pub mod rejection;
-pub mod require;
-pub mod scope;
-pub mod secret;
-pub mod store;
-pub mod token;
-mod usage;
-pub mod validator;
+
+#[cfg(feature = "admin")]
+pub mod admin;
 
 #[cfg(feature = "cli")]
 #[doc(hidden)]
 pub mod cli;
 
-pub use crate::body::AuthBody;
-pub use crate::client_ip::PeerAddr;
-pub use crate::credentials::CredentialSource;
 pub use crate::key::{ApiKey, KeyStatus, StoredKey};
 pub use crate::keygate::{ConfigError, Keygate, KeygateBuilder};
-pub use crate::keys::{Ceiling, CreatedKey, KeyError, KeyPage, KeyUpdate, Keys, NewKey};
-pub use crate::layer::{ApiKeyAuth, ApiKeyLayer};
+pub use crate::keys::{
+    Ceiling, CreatedKey, KeyError, KeyPage, KeyUpdate, Keys, MAX_DESCRIPTION_CHARS, MAX_IP_ENTRIES,
+    MAX_METADATA_BYTES, MAX_NAME_CHARS, MAX_SCOPES, NewKey,
+};
 #[cfg(feature = "gateway")]
-pub use crate::listener::ListenerLimits;
-pub use crate::rejection::{Rejection, RejectionResponder};
-pub use crate::require::{RequireScope, RequireScopeLayer};
-pub use crate::scope::{Requirement, Scope, ScopeCatalog, ScopeSet};
-pub use crate::secret::{Pepper, PepperError, SecretToken};
+pub use crate::listener::{
+    DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ListenerLimits,
+    serve_router,
+};
+#[cfg(feature = "axum")]
+pub use crate::middleware::MissingKey;
+pub use crate::middleware::{
+    ApiKeyAuth, ApiKeyLayer, AuthBody, DefaultResponder, InvalidRealm, RejectionResponder,
+    RequireScope, RequireScopeLayer, ResponseFuture,
+};
+pub use crate::request::{CredentialSource, PeerAddr};
+pub use crate::scope::{Requirement, RequirementError, Scope, ScopeCatalog, ScopeError, ScopeSet};
+pub use crate::secret::{
+    MIN_PEPPER_LEN, PEPPER_CHECK_LABEL, PEPPER_ENV, Pepper, PepperError, SecretToken, TokenMac,
+};
 #[cfg(feature = "postgres")]
 pub use crate::store::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use crate::store::SqliteStore;
 pub use crate::store::{
-    Change, ChangeFeed, Changes, KeyStore, ListQuery, MemoryStore, StoreError, StoreMeta,
+    Change, ChangeFeed, ChangeSender, Changes, Cursor, DEFAULT_PAGE_SIZE, InsertRules,
+    InvalidCursor, KeyStore, ListQuery, MAX_PAGE_SIZE, MemoryStore, Page, StoreError, StoreMeta,
+    Usage,
 };
-pub use crate::token::{Environment, KeyId};
-pub use crate::validator::{AuthenticatedKey, InvalidReason, KeyValidator, VerifyError};
+pub use crate::token::{
+    CHECKSUM_LEN, DEFAULT_PREFIX, Environment, ID_LEN, InvalidPrefix, KeyId, MAX_PREFIX_LEN,
+    MAX_TOKEN_LEN, SECRET_LEN, Token, TokenError, TokenFormat,
+};
+pub use crate::verify::{
+    AuthenticatedKey, InvalidReason, KeyValidator, Origin, Refusal, Rejection, ValidatorError,
+    Verifier, VerifyError,
+};

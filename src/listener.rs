@@ -33,7 +33,7 @@
 //! use std::time::Duration;
 //!
 //! use axum::{Router, routing::get};
-//! use keygate::listener::{ListenerLimits, serve_router};
+//! use keygate::{ListenerLimits, serve_router};
 //!
 //! # #[tokio::main]
 //! # async fn main() -> std::io::Result<()> {
@@ -182,7 +182,7 @@ pub async fn serve_router(
 /// # Errors
 ///
 /// An I/O error when the listener's address cannot be read.
-pub async fn serve<M, S, B>(
+pub(crate) async fn serve<M, S, B>(
     listener: TcpListener,
     limits: ListenerLimits,
     mut make_service: M,

@@ -18,7 +18,7 @@ use common::server::serve_app as serve;
 use common::token_secret;
 use common::wire;
 use keygate::gateway::Rules;
-use keygate::store::{InsertRules, ListQuery, Page, Usage};
+use keygate::{InsertRules, ListQuery, Page, Usage};
 use keygate::{
     KeyId, KeyStore, Keygate, KeygateBuilder, MemoryStore, NewKey, Pepper, ScopeCatalog,
     StoreError, StoredKey,

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use keygate::store::{Change, Changes};
+use keygate::{Change, Changes};
 use keygate::{KeyStore, Keygate, MemoryStore, NewKey, Pepper};
 
 /// A keygate over a memory store following `changes`, with a cache that

@@ -23,12 +23,12 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use keygate::store::{InsertRules, ListQuery, Page, Usage};
 use keygate::{
     AuthenticatedKey, CreatedKey, CredentialSource, Environment, KeyId, KeyStore, KeyUpdate,
     Keygate, KeygateBuilder, MemoryStore, NewKey, PeerAddr, Pepper, Rejection, SqliteStore,
     StoreError, StoredKey,
 };
+use keygate::{InsertRules, ListQuery, Page, Usage};
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::postgres::TestDb;
 use common::{Serve, ServeOptions};
 use http::Request;
-use keygate::store::StoreError;
+use keygate::StoreError;
 use keygate::{KeyStore, Keygate, NewKey, Pepper, PostgresStore, VerifyError};
 use tower::ServiceExt as _;
 
@@ -351,7 +351,7 @@ async fn listeners_become(db: &TestDb, n: i64) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dropping_the_keygate_or_the_subscription_closes_the_listener_connection() {
-    use keygate::store::{Change, ChangeFeed as _};
+    use keygate::{Change, ChangeFeed as _};
 
     let db = TestDb::create().await;
     let store = PostgresStore::connect(&db.url).await.unwrap();

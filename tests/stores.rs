@@ -26,7 +26,7 @@ mod sqlite_change_feed {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use keygate::store::{Change, ChangeFeed, Changes, InsertRules, Usage};
+    use keygate::{Change, ChangeFeed, Changes, InsertRules, Usage};
     use keygate::{KeyStore, SqliteStore};
     use tempfile::TempDir;
 

@@ -110,7 +110,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 /// # Errors
 ///
 /// 408 `request_timeout` when the body has not arrived within the
-/// listener's header timeout (10 s outside [`serve_router`](crate::listener::serve_router)),
+/// listener's header timeout (10 s outside [`serve_router`](crate::serve_router)),
 /// 413 `payload_too_large` beyond [`MAX_BODY_BYTES`] (judged from
 /// `Content-Length` before reading, else while reading), 415
 /// `unsupported_media_type` for a non-empty body not labelled JSON, 400

@@ -16,16 +16,16 @@ use super::types::{
     AuthcheckBody, CreatedBody, ErrorBody, Grace, KeyListBody, RevokeBody, RotateBody, ScopeEntry,
     ScopesBody, StatusBody, VerifyBody, VerifyResult,
 };
-use crate::client_ip::client_ip;
 use crate::gateway::Gateway;
 use crate::key::ApiKey;
 use crate::keygate::Keygate;
 use crate::keys::{Ceiling, CreatedKey, KeyUpdate, NewKey, Span, holds_admin_keys, parse_span};
-use crate::rejection::Rejection;
+use crate::request::client_ip;
+
 use crate::scope::{Requirement, Scope, ScopeCatalog};
 use crate::store::{Cursor, ListQuery, MAX_PAGE_SIZE};
 use crate::token::KeyId;
-use crate::validator::{AuthenticatedKey, VerifyError};
+use crate::verify::{AuthenticatedKey, Origin, Rejection};
 
 /// Shared state of the API routes.
 #[derive(Clone, Debug)]
@@ -485,7 +485,8 @@ pub(crate) async fn verify(
         .as_deref()
         .map(Requirement::parse)
         .transpose()
-        .map_err(|e| ApiError::bad_request(Some("require"), e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(Some("require"), e.to_string()))?
+        .map(Arc::new);
     let ip =
         match body.ip.as_deref() {
             Some(text) => Some(text.trim().parse::<IpAddr>().map_err(|_| {
@@ -493,34 +494,30 @@ pub(crate) async fn verify(
             })?),
             None => client,
         };
-    let result = match state.keygate.verify(&body.key).await {
-        Err(VerifyError::Unavailable(error)) => return Err(error.into()),
-        Err(VerifyError::Invalid(reason)) => {
-            tracing::debug!(reason = reason.as_str(), "verify: invalid token");
-            VerifyResult {
-                valid: false,
-                code: "invalid_token",
-                api_key: None,
+    let result = match state
+        .keygate
+        .verifier()
+        .authorize(&body.key, Origin::from(ip), requirement.as_ref())
+        .await
+    {
+        Ok(key) => VerifyResult {
+            valid: true,
+            code: "valid",
+            api_key: Some(key.record().clone()),
+        },
+        Err(refusal) => match refusal.rejection() {
+            Rejection::Unavailable => return Err(ApiError::Unavailable),
+            rejection => {
+                if let Rejection::InvalidToken(reason) = rejection {
+                    tracing::debug!(reason = reason.as_str(), "verify: invalid token");
+                }
+                VerifyResult {
+                    valid: false,
+                    code: rejection.code(),
+                    api_key: refusal.key().map(|key| key.record().clone()),
+                }
             }
-        }
-        Ok(key) => {
-            let code = if !state.keygate.ip_allowed(&key, ip) {
-                "ip_not_allowed"
-            } else if requirement
-                .as_ref()
-                .is_some_and(|r| !key.scopes().satisfies(r))
-            {
-                "insufficient_scope"
-            } else {
-                state.keygate.note_use(&key, ip);
-                "valid"
-            };
-            VerifyResult {
-                valid: code == "valid",
-                code,
-                api_key: Some(key.record().clone()),
-            }
-        }
+        },
     };
     Ok(Json(result).into_response())
 }

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use crate::key::ApiKey;
 use crate::secret::TokenMac;
 use crate::token::KeyId;
-use crate::usage::UsageMark;
+use crate::verify::UsageMark;
 
 use super::front::Front;
 

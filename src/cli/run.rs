@@ -2,6 +2,7 @@
 
 use std::io::Write as _;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
@@ -15,7 +16,7 @@ use crate::keys::{CreatedKey, KeyError, NewKey, parse_duration};
 use crate::scope::Requirement;
 use crate::store::ListQuery;
 use crate::token::{Environment, KeyId};
-use crate::validator::VerifyError;
+use crate::verify::{Origin, Rejection};
 
 /// The reminder printed on stderr next to a new token.
 const SHOWN_ONCE: &str = "Store this key now: it will not be shown again.";
@@ -486,21 +487,32 @@ async fn verify(
     requirement: Option<Requirement>,
     json: bool,
 ) -> Result<(), Failure> {
-    let (code, key) = match gate.verify(token).await {
-        Ok(key) => match &requirement {
-            Some(req) if !key.scopes().satisfies(req) => ("insufficient_scope", Some(key)),
-            _ => ("valid", Some(key)),
+    let requirement = requirement.map(Arc::new);
+    // An operator inspecting a token: no client, so no IP lists, and no use
+    // is recorded.
+    let authorized = gate
+        .verifier()
+        .authorize(token, Origin::Inspection, requirement.as_ref())
+        .await;
+    let (code, key) = match authorized {
+        Ok(key) => ("valid", Some(key)),
+        Err(refusal) => match refusal.rejection() {
+            Rejection::Unavailable => {
+                let cause = refusal
+                    .store_error()
+                    .map_or_else(|| refusal.to_string(), |e| error_chain(e));
+                return Err(Failure::refused(
+                    "unavailable",
+                    format!("the key store is unavailable: {cause}"),
+                ));
+            }
+            rejection => {
+                if let Rejection::InvalidToken(reason) = rejection {
+                    tracing::debug!(reason = reason.as_str(), "token refused");
+                }
+                (rejection.code(), refusal.key().cloned())
+            }
         },
-        Err(VerifyError::Invalid(reason)) => {
-            tracing::debug!(reason = reason.as_str(), "token refused");
-            ("invalid_token", None)
-        }
-        Err(VerifyError::Unavailable(e)) => {
-            return Err(Failure::refused(
-                "unavailable",
-                format!("the key store is unavailable: {}", error_chain(&e)),
-            ));
-        }
     };
     let valid = code == "valid";
     if json {

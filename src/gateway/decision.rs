@@ -16,10 +16,9 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri};
 
 use super::rules::{Access, NormalizedPath, Rules};
-use crate::credentials::{self, CredentialError};
 use crate::keygate::Keygate;
-use crate::rejection::Rejection;
-use crate::validator::AuthenticatedKey;
+use crate::request::CredentialError;
+use crate::verify::{AuthenticatedKey, Origin, Rejection};
 
 /// `X-Keygate-Key-Id`: the key's id.
 pub const KEY_ID_HEADER: HeaderName = HeaderName::from_static("x-keygate-key-id");
@@ -240,28 +239,27 @@ impl Gateway {
             Access::NoRule => return Decision::NoRule,
             Access::InvalidPath => return Decision::Deny(Rejection::InvalidPath),
         };
-        let credential = match credentials::extract(headers, uri, &self.keygate.inner.sources) {
+        let guard = self.keygate.guard();
+        let credential = match guard.reader.credential(headers, uri) {
             Ok(credential) => credential,
             Err(CredentialError::Missing) => return Decision::Deny(Rejection::MissingToken),
             Err(CredentialError::InvalidRequest) => {
                 return Decision::Deny(Rejection::InvalidRequest);
             }
         };
-        let key = match self.keygate.authenticate(credential.as_str(), client).await {
-            Ok(key) => key,
-            Err(rejection) => return Decision::Deny(rejection),
-        };
-        match requirement {
-            Some(required) if !key.scopes().satisfies(required) => {
-                Decision::Deny(Rejection::InsufficientScope(required.clone()))
-            }
-            _ => Decision::Allow(Some(key)),
+        let authorized = guard
+            .verifier
+            .authorize(credential.as_str(), Origin::from(client), requirement)
+            .await;
+        match authorized {
+            Ok(key) => Decision::Allow(Some(key)),
+            Err(refusal) => Decision::Deny(refusal.into_rejection()),
         }
     }
 
     /// The SPEC §3 response for a denial.
     pub fn deny(&self, rejection: &Rejection) -> Response<Bytes> {
-        self.keygate.inner.responder.respond(rejection)
+        self.keygate.responder().respond(rejection)
     }
 
     /// The response refusing a request, `None` for [`Decision::Allow`]:
@@ -285,7 +283,7 @@ impl Gateway {
 
     /// The proxies whose forwarding headers are believed.
     pub fn trusted_proxies(&self) -> &[ipnet::IpNet] {
-        &self.keygate.inner.trusted_proxies
+        self.keygate.trusted_proxies()
     }
 }
 

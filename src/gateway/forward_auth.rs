@@ -37,8 +37,8 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, Method, StatusCode, Uri};
 
 use super::{Decision, ForwardAuthMode, Gateway};
-use crate::client_ip::{client_ip, peer_ip};
-use crate::rejection::Rejection;
+use crate::request::{client_ip, peer_ip};
+use crate::verify::Rejection;
 
 /// The path prefix of the endpoint.
 pub const PREFIX: &str = "/v1/forward-auth";

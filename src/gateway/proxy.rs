@@ -98,11 +98,11 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpListener;
 
 use super::{Decision, Gateway};
-use crate::body::AuthBody;
-use crate::client_ip::{PeerAddr, client_ip, peer_ip};
-use crate::credentials::CredentialSource;
 use crate::listener::ListenerLimits;
-use crate::rejection::Rejection;
+use crate::middleware::AuthBody;
+use crate::request::CredentialSource;
+use crate::request::{PeerAddr, client_ip, peer_ip};
+use crate::verify::Rejection;
 
 /// How long connecting to the upstream may take before the request is a 502.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -610,7 +610,7 @@ impl Proxy {
     /// holds user info or a query.
     pub fn new(gateway: Gateway, upstream: &str) -> Result<Proxy, ProxyError> {
         let upstream = Upstream::parse(upstream)?;
-        let strip = Strip::new(&gateway.keygate().inner.sources);
+        let strip = Strip::new(gateway.keygate().credential_sources());
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));

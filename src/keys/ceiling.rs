@@ -11,7 +11,7 @@ use super::KeyError;
 use crate::key::ApiKey;
 use crate::scope::{Scope, ScopeSet};
 use crate::token::Environment;
-use crate::validator::AuthenticatedKey;
+use crate::verify::AuthenticatedKey;
 
 /// The scope that reaches every owner and lifts the ceiling. `keys:*` does
 /// not cover it; `admin:*` and `*:*` do.

@@ -4,12 +4,14 @@ use time::{Duration, OffsetDateTime};
 
 use super::input::{KeyUpdate, NewKey};
 use super::lifetime::Span;
-use super::{Ceiling, KeyError, rules};
+use super::rules::{self, KeyPolicy};
+use super::{Ceiling, KeyError};
+use crate::key::now;
 use crate::key::{ApiKey, KeyStatus, StoredKey};
-use crate::keygate::Keygate;
 use crate::secret::SecretToken;
 use crate::store::{Cursor, InsertRules, ListQuery, StoreError};
 use crate::token::{Environment, KeyId};
+use crate::verify::Verifier;
 
 /// How often a compare-and-set update is retried when another writer got
 /// there first.
@@ -33,10 +35,12 @@ pub struct KeyPage {
     pub next_cursor: Option<Cursor>,
 }
 
-/// Key management on a [`Keygate`]. See the [module docs](crate::keys).
+/// Key management on a [`Keygate`](crate::Keygate), from
+/// [`Keygate::keys`](crate::Keygate::keys). See the [module docs](crate::keys).
 #[derive(Clone, Copy, Debug)]
 pub struct Keys<'a> {
-    gate: &'a Keygate,
+    verifier: &'a Verifier,
+    policy: &'a KeyPolicy,
 }
 
 fn from_store(e: StoreError, limit: u32) -> KeyError {
@@ -51,12 +55,12 @@ fn from_store(e: StoreError, limit: u32) -> KeyError {
 }
 
 impl<'a> Keys<'a> {
-    pub(crate) fn new(gate: &'a Keygate) -> Keys<'a> {
-        Keys { gate }
+    pub(crate) fn new(verifier: &'a Verifier, policy: &'a KeyPolicy) -> Keys<'a> {
+        Keys { verifier, policy }
     }
 
     fn limit(&self) -> u32 {
-        self.gate.inner.policy.max_keys_per_owner
+        self.policy.max_keys_per_owner
     }
 
     fn err(&self, e: StoreError) -> KeyError {
@@ -101,8 +105,8 @@ impl<'a> Keys<'a> {
         new: NewKey,
         ceiling: Option<&Ceiling<'_>>,
     ) -> Result<CreatedKey, KeyError> {
-        let inner = &self.gate.inner;
-        let now = Keygate::now();
+        let inner = self.verifier.core();
+        let now = now();
         let owner = rules::identity(
             "owner",
             new.owner
@@ -124,11 +128,11 @@ impl<'a> Keys<'a> {
             .as_deref()
             .map(|d| rules::text("description", d))
             .transpose()?;
-        let scopes = rules::scopes(&new.scopes, inner.policy.catalog.as_ref(), None)?;
+        let scopes = rules::scopes(&new.scopes, self.policy.catalog.as_ref(), None)?;
         let mut expires_at = rules::expiry(
             new.expires_in.as_deref(),
             new.expires_at.as_deref(),
-            &inner.policy,
+            self.policy,
             now,
         )?;
         let ip_allow = rules::ip_list("ip_allow", &new.ip_allow)?;
@@ -197,7 +201,7 @@ impl<'a> Keys<'a> {
 
     /// A fresh token for `key` (whose id it carries) and the record to store.
     fn mint(&self, key: ApiKey, environment: Environment) -> (SecretToken, StoredKey) {
-        let inner = &self.gate.inner;
+        let inner = self.verifier.core();
         let token = inner.format.generate_with_id(environment, key.id);
         let mac = inner.pepper.mac(token.expose());
         (
@@ -211,8 +215,8 @@ impl<'a> Keys<'a> {
     }
 
     async fn load(&self, id: &KeyId) -> Result<StoredKey, KeyError> {
-        self.gate
-            .inner
+        self.verifier
+            .core()
             .store
             .get(id)
             .await
@@ -236,9 +240,8 @@ impl<'a> Keys<'a> {
     /// [`KeyError::Store`].
     pub async fn list(&self, query: &ListQuery) -> Result<KeyPage, KeyError> {
         let page = self
-            .gate
-            .inner
-            .store
+            .verifier
+            .store()
             .list(query)
             .await
             .map_err(|e| self.err(e))?;
@@ -256,14 +259,14 @@ impl<'a> Keys<'a> {
     {
         for _ in 0..MAX_ATTEMPTS {
             let mut stored = self.load(id).await?;
-            let now = Keygate::now();
+            let now = now();
             if !change(&mut stored.key, now)? {
                 return Ok(stored.key);
             }
             stored.key.updated_at = now;
-            match self.gate.inner.store.replace(&stored, now).await {
+            match self.verifier.core().store.replace(&stored, now).await {
                 Ok(()) => {
-                    self.gate.invalidate(*id).await;
+                    self.verifier.invalidate(*id);
                     return Ok(stored.key);
                 }
                 Err(StoreError::Stale) => continue,
@@ -313,7 +316,7 @@ impl<'a> Keys<'a> {
         update: KeyUpdate,
         ceiling: Option<&Ceiling<'_>>,
     ) -> Result<ApiKey, KeyError> {
-        let catalog = self.gate.inner.policy.catalog.as_ref();
+        let catalog = self.policy.catalog.as_ref();
         // Validate what does not depend on the stored record once, up front.
         let name = update.name.as_deref().map(rules::name).transpose()?;
         let description = update
@@ -449,10 +452,10 @@ impl<'a> Keys<'a> {
         if grace.is_negative() {
             return Err(KeyError::invalid("grace", "grace must not be negative"));
         }
-        let inner = &self.gate.inner;
+        let inner = self.verifier.core();
         for _ in 0..MAX_ATTEMPTS {
             let old = self.load(id).await?;
-            let now = Keygate::now();
+            let now = now();
             match old.key.status_at(now) {
                 KeyStatus::Active if old.key.superseded_by.is_none() => {}
                 KeyStatus::Active => {
@@ -479,7 +482,7 @@ impl<'a> Keys<'a> {
             fresh.updated_at = now;
             fresh.expires_at = old.key.expires_at.map(|at| {
                 let lifetime = at - old.key.created_at;
-                let lifetime = inner
+                let lifetime = self
                     .policy
                     .max_lifetime
                     .map_or(lifetime, |max| lifetime.min(max));
@@ -500,7 +503,7 @@ impl<'a> Keys<'a> {
                 Some(old.key.expires_at.map_or(cutoff, |at| at.min(cutoff)));
             match inner.store.rotate(&superseded, &new, now).await {
                 Ok(()) => {
-                    self.gate.invalidate(*id).await;
+                    self.verifier.invalidate(*id);
                     tracing::info!(key_id = %id, new_key_id = %new_id, "key rotated");
                     return Ok(CreatedKey {
                         token,
@@ -524,13 +527,12 @@ impl<'a> Keys<'a> {
     /// [`KeyError::NotFound`] or [`KeyError::Store`].
     pub async fn delete(&self, id: &KeyId) -> Result<(), KeyError> {
         let existed = self
-            .gate
-            .inner
-            .store
+            .verifier
+            .store()
             .delete(id)
             .await
             .map_err(|e| self.err(e))?;
-        self.gate.invalidate(*id).await;
+        self.verifier.invalidate(*id);
         if !existed {
             return Err(KeyError::NotFound);
         }
@@ -544,10 +546,10 @@ impl<'a> Keys<'a> {
     ///
     /// [`KeyError::Store`].
     pub async fn count_active(&self, owner: &str) -> Result<u64, KeyError> {
-        self.gate
-            .inner
+        self.verifier
+            .core()
             .store
-            .count_current(owner, Keygate::now())
+            .count_current(owner, now())
             .await
             .map_err(|e| self.err(e))
     }

@@ -14,7 +14,7 @@
 //!
 //! ```
 //! use keygate::KeyId;
-//! use keygate::store::{Change, Changes};
+//! use keygate::{Change, Changes};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {

@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
-use keygate::store::{Cursor, InsertRules, ListQuery, StoreError, Usage};
 use keygate::{ApiKey, Environment, KeyId, KeyStore, ScopeSet, StoredKey};
+use keygate::{Cursor, InsertRules, ListQuery, StoreError, Usage};
 use time::{Duration, OffsetDateTime};
 
 pub fn now() -> OffsetDateTime {
@@ -198,7 +198,7 @@ pub async fn list_filters_by_owner_organization_and_revocation(store: &dyn KeySt
     for k in [&a, &b, &c] {
         store.insert(k, rules()).await.unwrap();
     }
-    let ids = |page: keygate::store::Page| {
+    let ids = |page: keygate::Page| {
         let mut ids: Vec<KeyId> = page.keys.into_iter().map(|k| k.key.id).collect();
         ids.sort();
         ids

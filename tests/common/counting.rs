@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use keygate::store::{InsertRules, ListQuery, Page, StoreError, Usage};
+use keygate::{InsertRules, ListQuery, Page, StoreError, Usage};
 use keygate::{KeyId, KeyStore, MemoryStore, StoredKey};
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;

@@ -49,7 +49,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// # Example
 ///
 /// ```
-/// use keygate::store::{Change, ChangeFeed};
+/// use keygate::{Change, ChangeFeed};
 /// use keygate::{Keygate, NewKey, Pepper, SqliteStore};
 ///
 /// # #[tokio::main]

@@ -1,4 +1,4 @@
-//! Rejections and the one place that turns them into responses (SPEC §3).
+//! The one place that turns a [`Rejection`] into a response (SPEC §3).
 //!
 //! Every auth error is JSON `{"error": "<code>", "message": "<sentence>"}`
 //! with `Cache-Control: no-store`; 401s and the scope 403 carry
@@ -9,7 +9,7 @@
 //! # Example
 //!
 //! ```
-//! use keygate::rejection::{DefaultResponder, Rejection, RejectionResponder};
+//! use keygate::{DefaultResponder, Rejection, RejectionResponder};
 //!
 //! let responder = DefaultResponder::new("keygate").unwrap();
 //! let response = responder.respond(&Rejection::MissingToken);
@@ -21,76 +21,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderValue, Response};
 
-use crate::scope::Requirement;
-use crate::validator::InvalidReason;
-
-/// Why a request was refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Rejection {
-    /// No credential in any source (401).
-    MissingToken,
-    /// Credentials in two sources, or a malformed credential header (400).
-    InvalidRequest,
-    /// The gateway refused the request's path before any rule: one that
-    /// servers read differently (an encoded `/`, a `;`, double encoding…),
-    /// or forward-auth headers that disagree about it (400, code
-    /// `invalid_request`).
-    InvalidPath,
-    /// The token is not valid; the reason is for logs only (401).
-    InvalidToken(InvalidReason),
-    /// The client address is outside the key's IP lists (403).
-    IpNotAllowed,
-    /// The key's scopes do not satisfy the route's requirement (403).
-    InsufficientScope(Arc<Requirement>),
-    /// The store cannot be reached and the key is not cached (503).
-    Unavailable,
-}
-
-impl Rejection {
-    /// The HTTP status.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Rejection::MissingToken | Rejection::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            Rejection::InvalidRequest | Rejection::InvalidPath => StatusCode::BAD_REQUEST,
-            Rejection::IpNotAllowed | Rejection::InsufficientScope(_) => StatusCode::FORBIDDEN,
-            Rejection::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
-    /// The `error` code of the body.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Rejection::MissingToken => "missing_token",
-            Rejection::InvalidRequest | Rejection::InvalidPath => "invalid_request",
-            Rejection::InvalidToken(_) => "invalid_token",
-            Rejection::IpNotAllowed => "ip_not_allowed",
-            Rejection::InsufficientScope(_) => "insufficient_scope",
-            Rejection::Unavailable => "unavailable",
-        }
-    }
-
-    /// The one-sentence `message` of the body.
-    pub fn message(&self) -> &'static str {
-        match self {
-            Rejection::MissingToken => "An API key is required.",
-            Rejection::InvalidRequest => {
-                "The request must carry exactly one well-formed credential."
-            }
-            Rejection::InvalidPath => {
-                "The request path or method is malformed or ambiguous and is refused."
-            }
-            Rejection::InvalidToken(_) => "The API key is invalid, expired or revoked.",
-            Rejection::IpNotAllowed => "This API key may not be used from this address.",
-            Rejection::InsufficientScope(_) => {
-                "The API key lacks the scopes this request requires."
-            }
-            Rejection::Unavailable => "Authentication is temporarily unavailable.",
-        }
-    }
-}
+use crate::verify::{InvalidReason, Rejection};
 
 /// Builds the response for a rejection. Replace it with
 /// [`KeygateBuilder::responder`](crate::KeygateBuilder::responder); closures
@@ -251,6 +184,7 @@ impl RejectionResponder for DefaultResponder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scope::Requirement;
 
     fn responder() -> DefaultResponder {
         DefaultResponder::new("keygate").unwrap()

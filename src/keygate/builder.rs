@@ -1,280 +1,27 @@
-//! [`Keygate`], the handle everything hangs off, and its builder.
+//! [`KeygateBuilder`]: every setting of a [`Keygate`], checked once.
 
-mod feed;
-
-use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration as StdDuration, Instant};
+use std::time::Duration as StdDuration;
 
 use ipnet::IpNet;
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 
-use crate::cache::{CacheConfig, KeyCache};
-use crate::credentials::CredentialSource;
-use crate::keys::{KeyPolicy, Keys};
-use crate::layer::ApiKeyLayer;
-use crate::rejection::{DefaultResponder, InvalidRealm, Rejection, RejectionResponder};
-use crate::require::RequireScopeLayer;
-use crate::scope::{Requirement, RequirementError, ScopeCatalog};
+use super::handle::Keygate;
+use crate::cache::CacheConfig;
+use crate::keys::KeyPolicy;
+use crate::middleware::{DefaultResponder, Guard, InvalidRealm, RejectionResponder};
+use crate::request::{CredentialSource, Reader};
+use crate::scope::ScopeCatalog;
 use crate::secret::Pepper;
-use crate::store::{Change, Changes, KeyStore};
-use crate::token::{Environment, InvalidPrefix, KeyId, TokenFormat};
-use crate::usage::UsageRecorder;
-use crate::validator::{AuthenticatedKey, KeyValidator, VerifyError};
-
-/// The keygate engine: store, pepper, token format, key policy, the
-/// validation cache and the request-side settings. Cheap to clone (an `Arc`
-/// inside); clones share the cache.
-///
-/// # Example
-///
-/// ```
-/// use keygate::{Keygate, MemoryStore, NewKey, Pepper};
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let keygate = Keygate::builder(MemoryStore::new())
-///     .pepper(Pepper::insecure_fixed_for_tests())
-///     .build()?;
-/// let created = keygate.keys().create(NewKey::new("alice", "ci").scopes(["workspaces:read"])).await?;
-/// let key = keygate.verify(created.token.expose()).await?;
-/// assert_eq!(key.owner(), "alice");
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Clone)]
-pub struct Keygate {
-    pub(crate) inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
-    pub(crate) store: Arc<dyn KeyStore>,
-    pub(crate) pepper: Pepper,
-    pub(crate) format: TokenFormat,
-    pub(crate) policy: KeyPolicy,
-    pub(crate) cache: KeyCache,
-    pub(crate) validator: Option<Arc<dyn KeyValidator>>,
-    pub(crate) environments: Vec<Environment>,
-    pub(crate) sources: Vec<CredentialSource>,
-    pub(crate) trusted_proxies: Vec<IpNet>,
-    pub(crate) responder: Arc<dyn RejectionResponder>,
-    pub(crate) usage: Option<Arc<UsageRecorder>>,
-    /// The task applying the store's change feed to `cache`; set once,
-    /// right after construction (it holds this `Inner` weakly).
-    follower: std::sync::OnceLock<feed::Follower>,
-}
-
-impl std::fmt::Debug for Keygate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let inner = &self.inner;
-        f.debug_struct("Keygate")
-            .field("pepper", &inner.pepper)
-            .field("format", &inner.format)
-            .field("policy", &inner.policy)
-            .field("cache", &inner.cache)
-            .field("custom_validator", &inner.validator.is_some())
-            .field("environments", &inner.environments)
-            .field("sources", &inner.sources)
-            .field("trusted_proxies", &inner.trusted_proxies)
-            .field("follows_changes", &inner.follower.get().is_some())
-            .finish_non_exhaustive()
-    }
-}
+use crate::store::{Changes, KeyStore};
+use crate::token::{Environment, InvalidPrefix, TokenFormat};
+use crate::verify::feed;
+use crate::verify::{KeyValidator, Settings, Verifier};
 
 impl Keygate {
     /// Starts configuring a keygate over `store`.
     pub fn builder(store: impl KeyStore) -> KeygateBuilder {
-        KeygateBuilder {
-            store: Arc::new(store),
-            pepper: None,
-            prefix: crate::token::DEFAULT_PREFIX.to_owned(),
-            max_lifetime: None,
-            default_lifetime: Some(StdDuration::from_secs(90 * 86_400)),
-            max_keys_per_owner: 0,
-            catalog: None,
-            cache: CacheConfig::default(),
-            validator: None,
-            environments: vec![Environment::Live, Environment::Test],
-            sources: CredentialSource::defaults(),
-            trusted_proxies: Vec::new(),
-            realm: "keygate".to_owned(),
-            expose_reason: false,
-            responder: None,
-            usage_interval: Some(StdDuration::from_secs(30)),
-            changes: feed::Source::Store,
-        }
-    }
-
-    /// Key management: create, list, update, revoke, rotate, delete.
-    pub fn keys(&self) -> Keys<'_> {
-        Keys::new(self)
-    }
-
-    /// The middleware authenticating every request (SPEC §3).
-    pub fn layer(&self) -> ApiKeyLayer {
-        ApiKeyLayer::new(self.clone())
-    }
-
-    /// A route layer refusing keys whose scopes do not satisfy `expr`
-    /// (403 `insufficient_scope`). Put it inside [`Keygate::layer`].
-    ///
-    /// # Errors
-    ///
-    /// [`RequirementError`] when `expr` does not parse.
-    pub fn require(&self, expr: &str) -> Result<RequireScopeLayer, RequirementError> {
-        let requirement = Requirement::parse(expr)?;
-        Ok(RequireScopeLayer::new(
-            Arc::new(requirement),
-            self.inner.responder.clone(),
-        ))
-    }
-
-    /// The store behind this keygate.
-    pub fn store(&self) -> &Arc<dyn KeyStore> {
-        &self.inner.store
-    }
-
-    /// The token format (prefix) in use.
-    pub fn token_format(&self) -> &TokenFormat {
-        &self.inner.format
-    }
-
-    /// The scope catalog, when one is configured.
-    pub fn catalog(&self) -> Option<&ScopeCatalog> {
-        self.inner.policy.catalog.as_ref()
-    }
-
-    /// The response builder for rejections.
-    pub fn responder(&self) -> &Arc<dyn RejectionResponder> {
-        &self.inner.responder
-    }
-
-    /// Drops the cached entries of key `id` at once. [`Keygate::keys`] calls
-    /// it on every change; call it yourself when keys change behind
-    /// keygate's back.
-    pub async fn invalidate(&self, id: KeyId) {
-        self.inner.cache.invalidate(id);
-    }
-
-    /// Distrusts every cached entry: each is read from the store again on
-    /// its next use. While the store cannot answer, an entry is still served
-    /// until its TTL runs out (entries invalidated by id never are).
-    pub fn invalidate_all(&self) {
-        self.inner.cache.clear();
-    }
-
-    /// Writes pending usage (`last_used_at` / `last_used_ip`) now. Call it
-    /// on graceful shutdown; returns how many keys were written.
-    pub async fn flush_usage(&self) -> usize {
-        match &self.inner.usage {
-            Some(usage) => usage.flush().await,
-            None => 0,
-        }
-    }
-
-    /// Entries in the validation cache (after pending maintenance).
-    pub async fn cached_entries(&self) -> u64 {
-        self.inner.cache.run_pending_tasks();
-        self.inner.cache.entry_count()
-    }
-
-    /// Authenticates a credential from `client`: verification, then the
-    /// key's IP lists, then usage tracking. Everything the middleware does
-    /// except extracting the credential and checking route scopes.
-    #[cfg(feature = "gateway")]
-    pub(crate) async fn authenticate(
-        &self,
-        token: &str,
-        client: Option<IpAddr>,
-    ) -> Result<AuthenticatedKey, Rejection> {
-        let key = self.verify(token).await.map_err(rejection_of)?;
-        self.admit(key, client, Instant::now())
-    }
-
-    /// [`authenticate`](Keygate::authenticate) for a token that
-    /// [`authenticate_cached`](Keygate::authenticate_cached) just could not
-    /// answer: the cache is not probed a second time before the load.
-    pub(crate) async fn authenticate_missed(
-        &self,
-        token: &str,
-        client: Option<IpAddr>,
-    ) -> Result<AuthenticatedKey, Rejection> {
-        let key = self.verify_missed(token).await.map_err(rejection_of)?;
-        self.admit(key, client, Instant::now())
-    }
-
-    /// [`authenticate`](Keygate::authenticate) without waiting: `None` when
-    /// the answer needs the store (a cache miss). Everything the cache can
-    /// answer is answered here, without a future.
-    pub(crate) fn authenticate_cached(
-        &self,
-        token: &str,
-        client: Option<IpAddr>,
-    ) -> Option<Result<AuthenticatedKey, Rejection>> {
-        // One `Instant` read serves the memo deadline and usage tracking.
-        let now = Instant::now();
-        let verified = self.verify_cached(token, now)?;
-        Some(
-            verified
-                .map_err(rejection_of)
-                .and_then(|key| self.admit(key, client, now)),
-        )
-    }
-
-    /// The checks after verification (at `now`): the key's IP lists, then
-    /// usage.
-    fn admit(
-        &self,
-        key: AuthenticatedKey,
-        client: Option<IpAddr>,
-        now: Instant,
-    ) -> Result<AuthenticatedKey, Rejection> {
-        if !self.ip_allowed(&key, client) {
-            return Err(Rejection::IpNotAllowed);
-        }
-        self.note_use_at(&key, client, now);
-        Ok(key)
-    }
-
-    /// Whether `key` may be used from `client`. A key with IP lists and an
-    /// unknown client address fails closed.
-    pub(crate) fn ip_allowed(&self, key: &AuthenticatedKey, client: Option<IpAddr>) -> bool {
-        let record = key.record();
-        if record.ip_allow.is_empty() && record.ip_deny.is_empty() {
-            return true;
-        }
-        client.is_some_and(|ip| record.allows_ip(ip))
-    }
-
-    /// Notes a successful use for background usage tracking.
-    #[cfg(feature = "admin")]
-    pub(crate) fn note_use(&self, key: &AuthenticatedKey, client: Option<IpAddr>) {
-        self.note_use_at(key, client, Instant::now());
-    }
-
-    /// [`note_use`](Keygate::note_use) with the current instant at hand.
-    fn note_use_at(&self, key: &AuthenticatedKey, client: Option<IpAddr>, now: Instant) {
-        if let Some(usage) = &self.inner.usage {
-            usage.record(key.cached(), client, now);
-        }
-    }
-
-    /// The current time, truncated to whole seconds (the resolution of
-    /// every stored timestamp).
-    pub(crate) fn now() -> OffsetDateTime {
-        let now = OffsetDateTime::now_utc();
-        now.replace_nanosecond(0).unwrap_or(now)
-    }
-}
-
-/// The response to a failed verification.
-fn rejection_of(error: VerifyError) -> Rejection {
-    match error {
-        VerifyError::Invalid(reason) => Rejection::InvalidToken(reason),
-        VerifyError::Unavailable(error) => {
-            tracing::warn!(%error, "key store unavailable");
-            Rejection::Unavailable
-        }
+        KeygateBuilder::new(Arc::new(store))
     }
 }
 
@@ -318,6 +65,29 @@ impl std::fmt::Debug for KeygateBuilder {
 }
 
 impl KeygateBuilder {
+    /// The defaults, over `store`.
+    fn new(store: Arc<dyn KeyStore>) -> KeygateBuilder {
+        KeygateBuilder {
+            store,
+            pepper: None,
+            prefix: crate::token::DEFAULT_PREFIX.to_owned(),
+            max_lifetime: None,
+            default_lifetime: Some(StdDuration::from_secs(90 * 86_400)),
+            max_keys_per_owner: 0,
+            catalog: None,
+            cache: CacheConfig::default(),
+            validator: None,
+            environments: vec![Environment::Live, Environment::Test],
+            sources: CredentialSource::defaults(),
+            trusted_proxies: Vec::new(),
+            realm: "keygate".to_owned(),
+            expose_reason: false,
+            responder: None,
+            usage_interval: Some(StdDuration::from_secs(30)),
+            changes: feed::Source::Store,
+        }
+    }
+
     /// The server-side secret keying every token's MAC. Required.
     pub fn pepper(mut self, pepper: Pepper) -> Self {
         self.pepper = Some(pepper);
@@ -457,7 +227,7 @@ impl KeygateBuilder {
     /// whole cache.
     ///
     /// Default: a subscription to the store's own
-    /// [`ChangeFeed`](crate::store::ChangeFeed), found through
+    /// [`ChangeFeed`](crate::ChangeFeed), found through
     /// [`KeyStore::change_feed`] (so also behind an `Arc<dyn KeyStore>`) and
     /// taken by [`build`](KeygateBuilder::build): `LISTEN`/`NOTIFY` with
     /// PostgreSQL, polling of `keygate_changes` (every 200 ms) with an
@@ -535,46 +305,28 @@ impl KeygateBuilder {
             Some(responder) => responder,
             None => Arc::new(DefaultResponder::new(&self.realm)?.expose_reason(self.expose_reason)),
         };
-        let usage = self
-            .usage_interval
-            .map(|interval| UsageRecorder::new(self.store.clone(), interval));
-        let gate = Keygate {
-            inner: Arc::new(Inner {
-                store: self.store,
-                pepper,
-                format,
-                policy: KeyPolicy {
-                    max_lifetime,
-                    default_lifetime,
-                    max_keys_per_owner: self.max_keys_per_owner,
-                    catalog: self.catalog,
-                },
-                cache: KeyCache::new(self.cache),
-                validator: self.validator,
-                environments: self.environments,
-                sources: self.sources,
-                trusted_proxies: self.trusted_proxies,
-                responder,
-                usage,
-                follower: std::sync::OnceLock::new(),
-            }),
+        let verifier = Verifier::new(Settings {
+            store: self.store,
+            pepper,
+            format,
+            cache: self.cache,
+            validator: self.validator,
+            environments: self.environments,
+            usage_interval: self.usage_interval,
+            changes: self.changes,
+        });
+        let guard = Guard {
+            verifier,
+            reader: Reader::new(self.sources, self.trusted_proxies),
+            responder,
         };
-        // Weakly: the follower lives in `Inner` and stops when it drops.
-        let weak = Arc::downgrade(&gate.inner);
-        let apply = move |change| {
-            let Some(inner) = weak.upgrade() else {
-                return false;
-            };
-            match change {
-                Change::Key(id) => inner.cache.invalidate(id),
-                Change::Resync => inner.cache.clear(),
-            }
-            true
+        let policy = KeyPolicy {
+            max_lifetime,
+            default_lifetime,
+            max_keys_per_owner: self.max_keys_per_owner,
+            catalog: self.catalog,
         };
-        if let Some(follower) = feed::follow(self.changes, &*gate.inner.store, apply) {
-            let _ = gate.inner.follower.set(follower);
-        }
-        Ok(gate)
+        Ok(Keygate::new(guard, policy))
     }
 }
 
@@ -659,7 +411,8 @@ mod tests {
         let gate = builder().build().unwrap();
         let debug = format!("{gate:?}");
         assert!(
-            debug.starts_with("Keygate { pepper: Pepper([redacted]), format: "),
+            debug
+                .starts_with("Keygate { verifier: Verifier { pepper: Pepper([redacted]), format: "),
             "{debug}"
         );
         let debug = format!("{:?}", builder());

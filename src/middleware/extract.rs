@@ -1,6 +1,6 @@
 //! axum extractors (feature `axum`).
 //!
-//! `AuthenticatedKey` extracts the key that [`ApiKeyLayer`](crate::layer::ApiKeyLayer)
+//! `AuthenticatedKey` extracts the key that [`ApiKeyLayer`](crate::ApiKeyLayer)
 //! authenticated, answering 401 `missing_token` when there is none (for
 //! example on a route of an `optional()` layer). `Option<AuthenticatedKey>`
 //! never fails.
@@ -11,8 +11,8 @@ use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 
-use crate::rejection::{DefaultResponder, Rejection, RejectionResponder, ResponderHandle};
-use crate::validator::AuthenticatedKey;
+use super::rejection::{DefaultResponder, RejectionResponder, ResponderHandle};
+use crate::verify::{AuthenticatedKey, Rejection};
 
 /// The rejection of the `AuthenticatedKey` extractor: 401 `missing_token`,
 /// from the keygate's responder when the request passed an optional layer.

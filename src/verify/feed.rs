@@ -5,8 +5,8 @@
 use crate::store::{Change, Changes, KeyStore};
 
 /// Where a keygate's changes come from (see
-/// [`KeygateBuilder::change_feed`](super::KeygateBuilder::change_feed)).
-pub(super) enum Source {
+/// [`KeygateBuilder::change_feed`](crate::KeygateBuilder::change_feed)).
+pub(crate) enum Source {
     /// A subscription to the store's own feed, when it has one.
     Store,
     /// This subscription.
@@ -19,7 +19,7 @@ pub(super) enum Source {
 /// keygate's last clone) aborts the task, which drops the subscription,
 /// which stops the store's listener or poller.
 #[derive(Debug)]
-pub(super) struct Follower {
+pub(crate) struct Follower {
     task: tokio::task::AbortHandle,
 }
 
@@ -35,7 +35,7 @@ impl Drop for Follower {
 /// [`Change::Resync`]. `None` when there is nothing to follow, or no
 /// runtime to follow it on (then changes made elsewhere are seen only when
 /// cache entries expire, as a warning says).
-pub(super) fn follow<F>(source: Source, store: &dyn KeyStore, apply: F) -> Option<Follower>
+pub(crate) fn follow<F>(source: Source, store: &dyn KeyStore, apply: F) -> Option<Follower>
 where
     F: FnMut(Change) -> bool + Send + 'static,
 {

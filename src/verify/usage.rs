@@ -5,7 +5,7 @@
 //! latest use wins). A background task writes the map to the store once per
 //! flush interval, so each key costs at most one store write per interval,
 //! and no request ever waits on the store for it.
-//! [`Keygate::flush_usage`](crate::Keygate::flush_usage) writes what is
+//! [`Verifier::flush_usage`](crate::Verifier::flush_usage) writes what is
 //! pending, for graceful shutdown.
 
 use std::collections::HashMap;
@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use crate::cache::Record;
 use crate::store::{KeyStore, Usage};
 use crate::token::KeyId;
 
@@ -106,21 +105,23 @@ impl UsageRecorder {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Notes a use of the cached key `record`. Never touches the store; a
-    /// use in the same second from the same address as the last one noted
-    /// for this record changes nothing and costs no lock.
-    pub(crate) fn record(self: &Arc<Self>, record: &Record, ip: Option<IpAddr>, now: Instant) {
+    /// Notes a use of key `id`, whose cache record keeps `mark`. Never
+    /// touches the store; a use in the same second from the same address as
+    /// the last one noted on `mark` changes nothing and costs no lock.
+    pub(crate) fn record(
+        self: &Arc<Self>,
+        id: KeyId,
+        mark: &UsageMark,
+        ip: Option<IpAddr>,
+        now: Instant,
+    ) {
         // Repeats are told by the monotonic second the caller already read;
         // the wall clock is read only for a new note.
         let second = now.saturating_duration_since(self.origin).as_secs();
-        if !record
-            .noted
-            .renew(i64::try_from(second).unwrap_or(i64::MAX), ip)
-        {
+        if !mark.renew(i64::try_from(second).unwrap_or(i64::MAX), ip) {
             return;
         }
-        let at = crate::Keygate::now();
-        let id = record.key.id;
+        let at = crate::key::now();
         self.lock().insert(id, Usage { id, at, ip });
         if !self.started.load(Ordering::Relaxed) {
             self.start();

@@ -1,7 +1,7 @@
 //! Scopes per route: [`RequireScopeLayer`], built by
 //! [`Keygate::require`](crate::Keygate::require).
 //!
-//! It reads the [`AuthenticatedKey`] that [`ApiKeyLayer`](crate::layer::ApiKeyLayer)
+//! It reads the [`AuthenticatedKey`] that [`ApiKeyLayer`](crate::ApiKeyLayer)
 //! put in the request extensions and refuses the request with 403
 //! `insufficient_scope` (and `WWW-Authenticate … scope="…"`) unless the
 //! key's scopes satisfy the requirement. Without a key — the outer layer
@@ -14,11 +14,11 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::body::AuthBody;
-use crate::layer::ResponseFuture;
-use crate::rejection::{Rejection, RejectionResponder};
+use super::body::AuthBody;
+use super::future::ResponseFuture;
+use super::rejection::RejectionResponder;
 use crate::scope::Requirement;
-use crate::validator::AuthenticatedKey;
+use crate::verify::{AuthenticatedKey, Rejection};
 
 /// Refuses keys whose scopes do not satisfy a requirement.
 #[derive(Clone)]

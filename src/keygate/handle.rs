@@ -1,0 +1,168 @@
+//! [`Keygate`], the handle everything hangs off.
+
+use std::sync::Arc;
+
+use crate::keys::{KeyPolicy, Keys};
+use crate::middleware::{ApiKeyLayer, Guard, RejectionResponder, RequireScopeLayer};
+use crate::request::CredentialSource;
+use crate::scope::{Requirement, RequirementError, ScopeCatalog};
+use crate::store::KeyStore;
+use crate::token::{KeyId, TokenFormat};
+use crate::verify::{AuthenticatedKey, Verifier, VerifyError};
+
+/// The keygate handle: the [`Verifier`] (the engine), the request-side
+/// settings, the rejection responses and the key policy. It hands out the
+/// middleware ([`layer`](Keygate::layer), [`require`](Keygate::require))
+/// and key management ([`keys`](Keygate::keys)). Cheap to clone (an `Arc`
+/// inside); clones share the cache.
+///
+/// # Example
+///
+/// ```
+/// use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let keygate = Keygate::builder(MemoryStore::new())
+///     .pepper(Pepper::insecure_fixed_for_tests())
+///     .build()?;
+/// let created = keygate.keys().create(NewKey::new("alice", "ci").scopes(["workspaces:read"])).await?;
+/// let key = keygate.verify(created.token.expose()).await?;
+/// assert_eq!(key.owner(), "alice");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Keygate {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    guard: Arc<Guard>,
+    policy: KeyPolicy,
+}
+
+impl std::fmt::Debug for Keygate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = &self.inner;
+        f.debug_struct("Keygate")
+            .field("verifier", &inner.guard.verifier)
+            .field("policy", &inner.policy)
+            .field("reader", &inner.guard.reader)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Keygate {
+    /// The handle over `guard`, with `policy` for key management.
+    pub(super) fn new(guard: Guard, policy: KeyPolicy) -> Keygate {
+        Keygate {
+            inner: Arc::new(Inner {
+                guard: Arc::new(guard),
+                policy,
+            }),
+        }
+    }
+
+    /// The engine: every check from a token to an [`AuthenticatedKey`].
+    pub fn verifier(&self) -> &Verifier {
+        &self.inner.guard.verifier
+    }
+
+    /// What the middleware and the gateway share.
+    pub(crate) fn guard(&self) -> &Arc<Guard> {
+        &self.inner.guard
+    }
+
+    /// Key management: create, list, update, revoke, rotate, delete.
+    pub fn keys(&self) -> Keys<'_> {
+        Keys::new(self.verifier(), &self.inner.policy)
+    }
+
+    /// The middleware authenticating every request (SPEC §3).
+    pub fn layer(&self) -> ApiKeyLayer {
+        ApiKeyLayer::new(self.inner.guard.clone())
+    }
+
+    /// A route layer refusing keys whose scopes do not satisfy `expr`
+    /// (403 `insufficient_scope`). Put it inside [`Keygate::layer`].
+    ///
+    /// # Errors
+    ///
+    /// [`RequirementError`] when `expr` does not parse.
+    pub fn require(&self, expr: &str) -> Result<RequireScopeLayer, RequirementError> {
+        let requirement = Requirement::parse(expr)?;
+        Ok(RequireScopeLayer::new(
+            Arc::new(requirement),
+            self.inner.guard.responder.clone(),
+        ))
+    }
+
+    /// Verifies a presented token: offline checks, then the cache, then (on
+    /// a miss) the store or the custom validator. IP lists, scopes and
+    /// usage are [`Verifier::authorize`]'s.
+    ///
+    /// # Errors
+    ///
+    /// [`VerifyError::Invalid`] with the precise reason, or
+    /// [`VerifyError::Unavailable`] when the store fails and the key is not
+    /// cached.
+    pub async fn verify(&self, token: &str) -> Result<AuthenticatedKey, VerifyError> {
+        self.verifier().verify(token).await
+    }
+
+    /// The store behind this keygate.
+    pub fn store(&self) -> &Arc<dyn KeyStore> {
+        self.verifier().store()
+    }
+
+    /// The token format (prefix) in use.
+    pub fn token_format(&self) -> &TokenFormat {
+        self.verifier().token_format()
+    }
+
+    /// The scope catalog, when one is configured.
+    pub fn catalog(&self) -> Option<&ScopeCatalog> {
+        self.inner.policy.catalog.as_ref()
+    }
+
+    /// The response builder for rejections.
+    pub fn responder(&self) -> &Arc<dyn RejectionResponder> {
+        &self.inner.guard.responder
+    }
+
+    /// Where credentials are looked for.
+    pub fn credential_sources(&self) -> &[CredentialSource] {
+        self.inner.guard.reader.sources()
+    }
+
+    /// The proxies whose `X-Forwarded-For` is believed.
+    pub fn trusted_proxies(&self) -> &[ipnet::IpNet] {
+        self.inner.guard.reader.trusted_proxies()
+    }
+
+    /// Drops the cached entries of key `id` at once. [`Keygate::keys`] calls
+    /// it on every change; call it yourself when keys change behind
+    /// keygate's back.
+    pub async fn invalidate(&self, id: KeyId) {
+        self.verifier().invalidate(id);
+    }
+
+    /// Distrusts every cached entry: each is read from the store again on
+    /// its next use. While the store cannot answer, an entry is still served
+    /// until its TTL runs out (entries invalidated by id never are).
+    pub fn invalidate_all(&self) {
+        self.verifier().invalidate_all();
+    }
+
+    /// Writes pending usage (`last_used_at` / `last_used_ip`) now. Call it
+    /// on graceful shutdown; returns how many keys were written.
+    pub async fn flush_usage(&self) -> usize {
+        self.verifier().flush_usage().await
+    }
+
+    /// Entries in the validation cache (after pending maintenance).
+    pub async fn cached_entries(&self) -> u64 {
+        self.verifier().cached_entries()
+    }
+}

@@ -1,0 +1,256 @@
+//! The middleware: [`ApiKeyLayer`] and its service [`ApiKeyAuth`] (their
+//! future is [`ResponseFuture`](super::ResponseFuture)).
+//!
+//! For every request: extract the credential (no store access), and hand
+//! it with the client's address to [`Verifier::authorize`](crate::Verifier::authorize)
+//! (the token is parsed once; the cache, then the store; the key's IP
+//! lists; usage tracking); insert the [`AuthenticatedKey`] into the request
+//! extensions and call the inner service. Every refusal is a response (SPEC §3), never an error.
+//!
+//! Whatever the cache can answer — a cached key, a remembered unknown id, a
+//! token refused offline — is answered inside `call`, without a future or
+//! an allocation; only a cache miss builds the future that asks the store.
+//!
+//! # Example
+//!
+//! ```
+//! use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use http::{Request, Response};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let keygate = Keygate::builder(MemoryStore::new())
+//!     .pepper(Pepper::insecure_fixed_for_tests())
+//!     .build()?;
+//! let token = keygate.keys().create(NewKey::new("alice", "ci")).await?.token;
+//!
+//! let service = ServiceBuilder::new().layer(keygate.layer()).service_fn(
+//!     |req: Request<String>| async move {
+//!         let key = req.extensions().get::<keygate::AuthenticatedKey>().unwrap();
+//!         Ok::<_, std::convert::Infallible>(Response::new(key.owner().to_string()))
+//!     },
+//! );
+//!
+//! let request = Request::builder()
+//!     .header("authorization", format!("Bearer {}", token.expose()))
+//!     .body(String::new())?;
+//! let response = service.clone().oneshot(request).await?;
+//! assert_eq!(response.status(), 200);
+//!
+//! let response = service.oneshot(Request::new(String::new())).await?;
+//! assert_eq!(response.status(), 401);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http::{Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::Instrument as _;
+
+use super::body::AuthBody;
+use super::future::{AuthFuture, ResponseFuture};
+use super::guard::Guard;
+use super::rejection::ResponderHandle;
+use crate::request::CredentialError;
+use crate::verify::{AuthenticatedKey, Origin, Presented, Refusal, Rejection, Verifier};
+
+/// Authenticates every request with keygate. Build it with
+/// [`Keygate::layer`](crate::Keygate::layer).
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct ApiKeyLayer {
+    guard: Arc<Guard>,
+    optional: bool,
+}
+
+impl ApiKeyLayer {
+    pub(crate) fn new(guard: Arc<Guard>) -> ApiKeyLayer {
+        ApiKeyLayer {
+            guard,
+            optional: false,
+        }
+    }
+
+    /// Lets requests without any credential through, unauthenticated (use
+    /// `Option<AuthenticatedKey>` in handlers). A credential that is
+    /// present but invalid is still refused.
+    pub fn optional(mut self) -> ApiKeyLayer {
+        self.optional = true;
+        self
+    }
+}
+
+impl<S> Layer<S> for ApiKeyLayer {
+    type Service = ApiKeyAuth<S>;
+
+    fn layer(&self, inner: S) -> ApiKeyAuth<S> {
+        ApiKeyAuth {
+            inner,
+            guard: self.guard.clone(),
+            optional: self.optional,
+        }
+    }
+}
+
+/// The service of [`ApiKeyLayer`].
+#[derive(Clone, Debug)]
+pub struct ApiKeyAuth<S> {
+    inner: S,
+    guard: Arc<Guard>,
+    optional: bool,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ApiKeyAuth<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+{
+    type Response = Response<AuthBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let guard = &*self.guard;
+        let credential = match guard.reader.credential(request.headers(), request.uri()) {
+            Ok(credential) => credential,
+            Err(CredentialError::Missing) if self.optional => {
+                let mut request = request;
+                // So that extractors refusing the missing key answer like we do.
+                request
+                    .extensions_mut()
+                    .insert(ResponderHandle(guard.responder.clone()));
+                return ResponseFuture::inner(self.inner.call(request));
+            }
+            Err(CredentialError::Missing) => {
+                return ResponseFuture::rejected(guard.responder.respond(&Rejection::MissingToken));
+            }
+            Err(CredentialError::InvalidRequest) => {
+                return ResponseFuture::rejected(
+                    guard.responder.respond(&Rejection::InvalidRequest),
+                );
+            }
+        };
+        let origin = guard.reader.origin(request.headers(), request.extensions());
+        let span = tracing::info_span!(
+            "keygate.authenticate",
+            key = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        // The token's one parse. A cached key, or a token refused offline,
+        // is answered right here: no future, no allocation, nothing copied
+        // from the request, and the ready inner service is called directly.
+        let token = credential.as_str();
+        let verifier = &guard.verifier;
+        let (presented, result) = match verifier.present(token) {
+            Err(reason) => (None, Err(Refusal::new(Rejection::InvalidToken(reason)))),
+            Ok(presented) => {
+                match verifier.authorize_cached(token, &presented, origin, None, Instant::now()) {
+                    Some(result) => (Some(presented), result),
+                    None => {
+                        let credential = credential.into_owned();
+                        let auth = missed(verifier.clone(), credential, presented, origin, span);
+                        // The inner service was driven to readiness in
+                        // `poll_ready`; keep that one for this request and
+                        // leave a fresh clone in `self`. See
+                        // https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
+                        let clone = self.inner.clone();
+                        let ready = std::mem::replace(&mut self.inner, clone);
+                        return ResponseFuture::authenticating(
+                            auth,
+                            request,
+                            ready,
+                            guard.responder.clone(),
+                        );
+                    }
+                }
+            }
+        };
+        {
+            // Entered only when someone listens: a span nobody wants still
+            // looks for a `log` logger on every enter and exit.
+            let _entered = (!span.is_disabled()).then(|| span.enter());
+            trace_outcome(verifier, presented.as_ref(), &result, &span);
+        }
+        match result {
+            Ok(key) => {
+                let mut request = request;
+                request.extensions_mut().insert(key);
+                ResponseFuture::inner(self.inner.call(request))
+            }
+            Err(refusal) => ResponseFuture::rejected(guard.responder.respond(refusal.rejection())),
+        }
+    }
+}
+
+/// The authorization of a token the cache could not answer: its parse
+/// (`presented`) goes along, so the token is not parsed again.
+fn missed(
+    verifier: Verifier,
+    credential: crate::request::Credential<'static>,
+    presented: Presented,
+    origin: Origin,
+    span: tracing::Span,
+) -> AuthFuture {
+    Box::pin(
+        async move {
+            let token = credential.as_str();
+            let result = verifier
+                .authorize_missed(token, presented, origin, None)
+                .await;
+            trace_outcome(
+                &verifier,
+                Some(&presented),
+                &result,
+                &tracing::Span::current(),
+            );
+            result
+        }
+        .instrument(span),
+    )
+}
+
+/// Records the outcome on the `keygate.authenticate` span (the key's
+/// display prefix, never the token) and logs it at DEBUG.
+fn trace_outcome(
+    verifier: &Verifier,
+    presented: Option<&Presented>,
+    result: &Result<AuthenticatedKey, Refusal>,
+    span: &tracing::Span,
+) {
+    // Recording costs even on a span nobody listens to.
+    let listening = !span.is_disabled();
+    match result {
+        Ok(key) => {
+            if listening {
+                span.record("key", key.display_prefix());
+                span.record("outcome", "authenticated");
+            }
+            tracing::debug!("request authenticated");
+        }
+        Err(refusal) => {
+            let rejection = refusal.rejection();
+            // Naming the key costs an allocation: only when someone is
+            // listening.
+            if listening {
+                if let Some(prefix) = presented.and_then(|p| verifier.display_prefix(p)) {
+                    span.record("key", prefix.as_str());
+                }
+                span.record("outcome", rejection.code());
+            }
+            if let Rejection::InvalidToken(reason) = rejection {
+                tracing::debug!(reason = reason.as_str(), "request refused");
+            } else {
+                tracing::debug!("request refused");
+            }
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! The request side: the one credential a request carries
+//! (`credentials`: bearer, header, cookie or query, exactly one), where it
+//! comes from (`client_ip`: the TCP peer, or past trusted proxies), and the
+//! settings that say where to look (`reader`).
+
+mod client_ip;
+mod credentials;
+mod reader;
+
+pub use client_ip::PeerAddr;
+pub(crate) use client_ip::{client_ip, peer_ip};
+pub use credentials::CredentialSource;
+pub(crate) use credentials::{Credential, CredentialError};
+pub(crate) use reader::Reader;

@@ -1,0 +1,109 @@
+//! [`AuthenticatedKey`]: what a valid token proves, as the middleware puts
+//! it in the request extensions.
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use crate::cache::Record;
+use crate::key::ApiKey;
+use crate::scope::ScopeSet;
+use crate::token::{Environment, KeyId};
+
+/// A key that presented a valid token. Cheap to clone.
+///
+/// The middleware puts it in the request extensions.
+#[derive(Clone)]
+pub struct AuthenticatedKey {
+    record: Arc<Record>,
+}
+
+impl std::fmt::Debug for AuthenticatedKey {
+    /// The key record only: never the stored MAC behind it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthenticatedKey")
+            .field("key", &self.record.key)
+            .finish()
+    }
+}
+
+impl AuthenticatedKey {
+    pub(crate) fn new(record: Arc<Record>) -> AuthenticatedKey {
+        AuthenticatedKey { record }
+    }
+
+    /// A key that was not looked up through the cache (tests, decisions).
+    #[cfg(all(test, feature = "gateway"))]
+    pub(crate) fn from_key(key: ApiKey) -> AuthenticatedKey {
+        AuthenticatedKey::new(Arc::new(Record::new(key, None)))
+    }
+
+    /// The cache record behind this key (for usage tracking).
+    pub(crate) fn cached(&self) -> &Record {
+        &self.record
+    }
+
+    /// The key's public id.
+    pub fn id(&self) -> KeyId {
+        self.record.key.id
+    }
+
+    /// `kg_live_<id>`: safe to log.
+    pub fn display_prefix(&self) -> &str {
+        &self.record.key.display_prefix
+    }
+
+    /// The owner.
+    pub fn owner(&self) -> &str {
+        &self.record.key.owner
+    }
+
+    /// The owner's organization.
+    pub fn organization(&self) -> Option<&str> {
+        self.record.key.organization.as_deref()
+    }
+
+    /// `live` or `test`.
+    pub fn environment(&self) -> Environment {
+        self.record.key.environment
+    }
+
+    /// The granted scopes.
+    pub fn scopes(&self) -> &ScopeSet {
+        &self.record.key.scopes
+    }
+
+    /// The key's metadata object.
+    pub fn metadata(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.record.key.metadata
+    }
+
+    /// When the key expires, if ever.
+    pub fn expires_at(&self) -> Option<OffsetDateTime> {
+        self.record.key.expires_at
+    }
+
+    /// The whole record as it was when the key was validated.
+    pub fn record(&self) -> &ApiKey {
+        &self.record.key
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_an_authenticated_key_never_shows_the_stored_mac() {
+        let key = ApiKey::new(KeyId::parse("aaaaaaaaaaaaaaa1").unwrap(), "alice");
+        let key = AuthenticatedKey::new(Arc::new(Record::new(key, Some([0xab; 32]))));
+        for shown in [format!("{key:?}"), format!("{:?}", key.cached())] {
+            assert!(shown.contains("alice"), "{shown}");
+            // 0xab = 171, as an array or in hex; a lone "171" may be in a timestamp.
+            assert!(
+                !shown.contains("171, 171") && !shown.to_lowercase().contains("abab"),
+                "the MAC's bytes: {shown}"
+            );
+        }
+    }
+}

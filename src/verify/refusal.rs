@@ -1,0 +1,112 @@
+//! [`Refusal`]: why [`Verifier::authorize`](crate::Verifier::authorize)
+//! produced no key, with what a surface may need to answer it.
+
+use super::authenticated::AuthenticatedKey;
+use super::rejection::Rejection;
+use crate::store::StoreError;
+
+/// Why a credential was not authorized: the [`Rejection`] every surface
+/// answers with, plus the key when the token itself was valid (refused for
+/// its IP lists or scopes) and the store's error behind an `unavailable`.
+///
+/// # Example
+///
+/// ```
+/// use keygate::{Keygate, MemoryStore, NewKey, Origin, Pepper, Requirement};
+/// use std::sync::Arc;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let keygate = Keygate::builder(MemoryStore::new())
+///     .pepper(Pepper::insecure_fixed_for_tests())
+///     .build()?;
+/// let token = keygate.keys().create(NewKey::new("alice", "ci").scopes(["a:read"])).await?.token;
+/// let write = Arc::new(Requirement::parse("a:write")?);
+/// let refusal = keygate
+///     .verifier()
+///     .authorize(token.expose(), Origin::Unknown, Some(&write))
+///     .await
+///     .unwrap_err();
+/// assert_eq!(refusal.rejection().code(), "insufficient_scope");
+/// assert_eq!(refusal.key().unwrap().owner(), "alice");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Refusal {
+    rejection: Rejection,
+    key: Option<AuthenticatedKey>,
+    cause: Option<Box<StoreError>>,
+}
+
+impl Refusal {
+    /// A refusal of a credential that proved no key.
+    pub(crate) fn new(rejection: Rejection) -> Refusal {
+        Refusal {
+            rejection,
+            key: None,
+            cause: None,
+        }
+    }
+
+    /// A refusal of `key`, whose token was valid.
+    pub(crate) fn of_key(rejection: Rejection, key: AuthenticatedKey) -> Refusal {
+        Refusal {
+            rejection,
+            key: Some(key),
+            cause: None,
+        }
+    }
+
+    /// `unavailable`, because of `error`.
+    pub(crate) fn unavailable(error: StoreError) -> Refusal {
+        Refusal {
+            rejection: Rejection::Unavailable,
+            key: None,
+            cause: Some(Box::new(error)),
+        }
+    }
+
+    /// The rejection to answer with.
+    pub fn rejection(&self) -> &Rejection {
+        &self.rejection
+    }
+
+    /// The rejection, dropping the rest.
+    pub fn into_rejection(self) -> Rejection {
+        self.rejection
+    }
+
+    /// The key, when its token was valid but it may not be used here
+    /// (`ip_not_allowed`, `insufficient_scope`).
+    pub fn key(&self) -> Option<&AuthenticatedKey> {
+        self.key.as_ref()
+    }
+
+    /// The store's error behind an `unavailable`.
+    pub fn store_error(&self) -> Option<&StoreError> {
+        self.cause.as_deref()
+    }
+}
+
+impl From<Refusal> for Rejection {
+    fn from(refusal: Refusal) -> Rejection {
+        refusal.rejection
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    /// The rejection's message (never the precise cause of an
+    /// `invalid_token`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.rejection.fmt(f)
+    }
+}
+
+impl std::error::Error for Refusal {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|error| error as &(dyn std::error::Error + 'static))
+    }
+}

@@ -1,0 +1,97 @@
+//! [`Rejection`]: why a request was refused, with the status, code and
+//! message every surface answers it with.
+//!
+//! # Example
+//!
+//! ```
+//! use keygate::{InvalidReason, Rejection};
+//!
+//! let rejection = Rejection::InvalidToken(InvalidReason::Expired);
+//! assert_eq!(rejection.status(), 401);
+//! assert_eq!(rejection.code(), "invalid_token");
+//! // The cause is for logs only: the message is the same for every cause.
+//! assert_eq!(rejection.to_string(), "The API key is invalid, expired or revoked.");
+//! ```
+
+use std::sync::Arc;
+
+use http::StatusCode;
+
+use super::error::InvalidReason;
+use crate::scope::Requirement;
+
+/// Why a request was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// No credential in any source (401).
+    MissingToken,
+    /// Credentials in two sources, or a malformed credential header (400).
+    InvalidRequest,
+    /// The gateway refused the request's path before any rule: one that
+    /// servers read differently (an encoded `/`, a `;`, double encoding…),
+    /// or forward-auth headers that disagree about it (400, code
+    /// `invalid_request`).
+    InvalidPath,
+    /// The token is not valid; the reason is for logs only (401).
+    InvalidToken(InvalidReason),
+    /// The client address is outside the key's IP lists (403).
+    IpNotAllowed,
+    /// The key's scopes do not satisfy the route's requirement (403).
+    InsufficientScope(Arc<Requirement>),
+    /// The store cannot be reached and the key is not cached (503).
+    Unavailable,
+}
+
+impl Rejection {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Rejection::MissingToken | Rejection::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Rejection::InvalidRequest | Rejection::InvalidPath => StatusCode::BAD_REQUEST,
+            Rejection::IpNotAllowed | Rejection::InsufficientScope(_) => StatusCode::FORBIDDEN,
+            Rejection::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The `error` code of the body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::MissingToken => "missing_token",
+            Rejection::InvalidRequest | Rejection::InvalidPath => "invalid_request",
+            Rejection::InvalidToken(_) => "invalid_token",
+            Rejection::IpNotAllowed => "ip_not_allowed",
+            Rejection::InsufficientScope(_) => "insufficient_scope",
+            Rejection::Unavailable => "unavailable",
+        }
+    }
+
+    /// The one-sentence `message` of the body.
+    pub fn message(&self) -> &'static str {
+        match self {
+            Rejection::MissingToken => "An API key is required.",
+            Rejection::InvalidRequest => {
+                "The request must carry exactly one well-formed credential."
+            }
+            Rejection::InvalidPath => {
+                "The request path or method is malformed or ambiguous and is refused."
+            }
+            Rejection::InvalidToken(_) => "The API key is invalid, expired or revoked.",
+            Rejection::IpNotAllowed => "This API key may not be used from this address.",
+            Rejection::InsufficientScope(_) => {
+                "The API key lacks the scopes this request requires."
+            }
+            Rejection::Unavailable => "Authentication is temporarily unavailable.",
+        }
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    /// The [`message`](Rejection::message): never the precise cause of an
+    /// `invalid_token`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for Rejection {}

@@ -1,0 +1,444 @@
+//! [`Verifier`]: the one check chain, from a presented credential to an
+//! [`AuthenticatedKey`] or a [`Refusal`].
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::authenticated::AuthenticatedKey;
+use super::error::{InvalidReason, VerifyError};
+use super::feed::{self, Follower};
+use super::origin::Origin;
+use super::presented::Presented;
+use super::refusal::Refusal;
+use super::rejection::Rejection;
+use super::usage::UsageRecorder;
+use super::validator::{KeyValidator, ValidatorFailure};
+use crate::cache::{CacheConfig, Entry, KeyCache, LoadError, Record};
+use crate::scope::Requirement;
+use crate::secret::Pepper;
+use crate::store::{Change, KeyStore, StoreError};
+use crate::token::{Environment, KeyId, TokenFormat};
+
+/// The engine: store, pepper, token format, the validation cache, the
+/// optional custom validator, the accepted environments and usage
+/// tracking. Every surface — the middleware, forward auth, the proxy, the
+/// admin API's `/v1/verify`, `keygate verify` — authorizes through
+/// [`authorize`](Verifier::authorize), and only translates its outcome.
+///
+/// Get it from [`Keygate::verifier`](crate::Keygate::verifier). Cheap to
+/// clone (an `Arc` inside); clones share the cache.
+///
+/// The chain, in order: the token's offline checks (structure, prefix,
+/// environment, checksum: it is parsed once); the cache, then on a miss one
+/// store read by id (concurrent misses of one key share it); the MAC in
+/// constant time (spent even for an unknown id); environment, revocation
+/// and expiry; the key's IP lists against the [`Origin`]; usage tracking;
+/// the [`Requirement`].
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use keygate::{Keygate, MemoryStore, NewKey, Origin, Pepper, Requirement};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let keygate = Keygate::builder(MemoryStore::new())
+///     .pepper(Pepper::insecure_fixed_for_tests())
+///     .build()?;
+/// let created = keygate
+///     .keys()
+///     .create(NewKey::new("alice", "ci").scopes(["workspaces:read"]).ip_allow(["10.0.0.0/8"]))
+///     .await?;
+/// let token = created.token.expose();
+/// let read = Arc::new(Requirement::parse("workspaces:read")?);
+///
+/// let verifier = keygate.verifier();
+/// let from_inside = Origin::Client("10.1.2.3".parse()?);
+/// let key = verifier.authorize(token, from_inside, Some(&read)).await?;
+/// assert_eq!(key.owner(), "alice");
+///
+/// let from_outside = Origin::Client("192.0.2.1".parse()?);
+/// let refusal = verifier.authorize(token, from_outside, Some(&read)).await.unwrap_err();
+/// assert_eq!(refusal.rejection().code(), "ip_not_allowed");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Verifier {
+    core: Arc<Core>,
+}
+
+/// What a [`Verifier`] holds.
+pub(crate) struct Core {
+    pub(crate) store: Arc<dyn KeyStore>,
+    pub(crate) pepper: Pepper,
+    pub(crate) format: TokenFormat,
+    pub(crate) cache: KeyCache,
+    validator: Option<Arc<dyn KeyValidator>>,
+    environments: Vec<Environment>,
+    usage: Option<Arc<UsageRecorder>>,
+    /// The task applying the store's change feed to `cache`; set once,
+    /// right after construction (it holds this `Core` weakly).
+    follower: OnceLock<Follower>,
+}
+
+/// Everything a [`Verifier`] is built from (checked by the builder).
+pub(crate) struct Settings {
+    pub(crate) store: Arc<dyn KeyStore>,
+    pub(crate) pepper: Pepper,
+    pub(crate) format: TokenFormat,
+    pub(crate) cache: CacheConfig,
+    pub(crate) validator: Option<Arc<dyn KeyValidator>>,
+    pub(crate) environments: Vec<Environment>,
+    pub(crate) usage_interval: Option<Duration>,
+    pub(crate) changes: feed::Source,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let core = &self.core;
+        f.debug_struct("Verifier")
+            .field("pepper", &core.pepper)
+            .field("format", &core.format)
+            .field("cache", &core.cache)
+            .field("custom_validator", &core.validator.is_some())
+            .field("environments", &core.environments)
+            .field("follows_changes", &core.follower.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// The verifier, following the store's changes as `settings.changes`
+    /// says.
+    pub(crate) fn new(settings: Settings) -> Verifier {
+        let usage = settings
+            .usage_interval
+            .map(|interval| UsageRecorder::new(settings.store.clone(), interval));
+        let verifier = Verifier {
+            core: Arc::new(Core {
+                store: settings.store,
+                pepper: settings.pepper,
+                format: settings.format,
+                cache: KeyCache::new(settings.cache),
+                validator: settings.validator,
+                environments: settings.environments,
+                usage,
+                follower: OnceLock::new(),
+            }),
+        };
+        // Weakly: the follower lives in `Core` and stops when it drops.
+        let weak = Arc::downgrade(&verifier.core);
+        let apply = move |change| {
+            let Some(core) = weak.upgrade() else {
+                return false;
+            };
+            match change {
+                Change::Key(id) => core.cache.invalidate(id),
+                Change::Resync => core.cache.clear(),
+            }
+            true
+        };
+        if let Some(follower) = feed::follow(settings.changes, &*verifier.core.store, apply) {
+            let _ = verifier.core.follower.set(follower);
+        }
+        verifier
+    }
+
+    /// What the verifier holds, for key management.
+    pub(crate) fn core(&self) -> &Core {
+        &self.core
+    }
+
+    /// The store behind this verifier.
+    pub fn store(&self) -> &Arc<dyn KeyStore> {
+        &self.core.store
+    }
+
+    /// The token format (prefix) in use.
+    pub fn token_format(&self) -> &TokenFormat {
+        &self.core.format
+    }
+
+    /// Authorizes a credential presented from `origin` for `requirement`
+    /// (`None`: any valid key): the whole chain described on [`Verifier`].
+    ///
+    /// # Errors
+    ///
+    /// A [`Refusal`] whose [`rejection`](Refusal::rejection) is the answer:
+    /// `invalid_token` (with the precise reason for logs),
+    /// `ip_not_allowed`, `insufficient_scope` (both with the key), or
+    /// `unavailable` when the store fails and the key is not cached.
+    pub async fn authorize(
+        &self,
+        token: &str,
+        origin: Origin,
+        requirement: Option<&Arc<Requirement>>,
+    ) -> Result<AuthenticatedKey, Refusal> {
+        let presented = self.present(token).map_err(invalid)?;
+        let now = Instant::now();
+        let entry = match self.core.cache.lookup(&presented.cache_key(), now) {
+            Some(entry) => entry,
+            None => self.load(token, &presented).await.map_err(refused)?,
+        };
+        let key = self.judge(token, &presented, entry).map_err(refused)?;
+        self.admit(key, origin, requirement, now)
+    }
+
+    /// [`authorize`](Verifier::authorize) without waiting, for a token
+    /// [`present`](Verifier::present) accepted: `None` when the answer
+    /// needs the store or the validator. Whatever the cache can answer is
+    /// answered here, so the middleware needs no future for it.
+    pub(crate) fn authorize_cached(
+        &self,
+        token: &str,
+        presented: &Presented,
+        origin: Origin,
+        requirement: Option<&Arc<Requirement>>,
+        now: Instant,
+    ) -> Option<Result<AuthenticatedKey, Refusal>> {
+        let entry = self.core.cache.lookup(&presented.cache_key(), now)?;
+        Some(
+            self.judge(token, presented, entry)
+                .map_err(refused)
+                .and_then(|key| self.admit(key, origin, requirement, now)),
+        )
+    }
+
+    /// [`authorize`](Verifier::authorize) for a token that
+    /// [`authorize_cached`](Verifier::authorize_cached) just could not
+    /// answer: neither parsed nor looked up a second time, straight to the
+    /// load (which still finds an entry another request cached meanwhile).
+    pub(crate) async fn authorize_missed(
+        &self,
+        token: &str,
+        presented: Presented,
+        origin: Origin,
+        requirement: Option<&Arc<Requirement>>,
+    ) -> Result<AuthenticatedKey, Refusal> {
+        let entry = self.load(token, &presented).await.map_err(refused)?;
+        let key = self.judge(token, &presented, entry).map_err(refused)?;
+        self.admit(key, origin, requirement, Instant::now())
+    }
+
+    /// Verifies a token alone: the chain of [`authorize`](Verifier::authorize)
+    /// up to the key's status, without IP lists, scopes or usage tracking.
+    ///
+    /// # Errors
+    ///
+    /// [`VerifyError::Invalid`] with the precise reason, or
+    /// [`VerifyError::Unavailable`] when the store fails and the key is not
+    /// cached.
+    pub async fn verify(&self, token: &str) -> Result<AuthenticatedKey, VerifyError> {
+        let presented = self.present(token).map_err(VerifyError::Invalid)?;
+        // This thread's memo or moka, before anything that may wait.
+        let entry = match self
+            .core
+            .cache
+            .lookup(&presented.cache_key(), Instant::now())
+        {
+            Some(entry) => entry,
+            None => self.load(token, &presented).await?,
+        };
+        self.judge(token, &presented, entry)
+    }
+
+    /// The offline checks of `token` (its one parse).
+    pub(crate) fn present(&self, token: &str) -> Result<Presented, InvalidReason> {
+        let core = &self.core;
+        Presented::check(token, &core.format, &core.pepper, core.validator.is_some())
+    }
+
+    /// `kg_live_<id>` of a presented keygate token: safe to log.
+    pub(crate) fn display_prefix(&self, presented: &Presented) -> Option<String> {
+        match presented {
+            Presented::Stored { id, environment } => {
+                Some(self.core.format.display_prefix(*environment, *id))
+            }
+            Presented::Custom { .. } => None,
+        }
+    }
+
+    /// The cache entry: from the cache, or after asking the store or the
+    /// validator (one load shared by concurrent misses of the same entry).
+    async fn load(&self, token: &str, presented: &Presented) -> Result<Entry, VerifyError> {
+        let core = &self.core;
+        let cache_key = presented.cache_key();
+        let loaded = match (presented, &core.validator) {
+            (Presented::Stored { id, .. }, _) => {
+                let id = *id;
+                core.cache
+                    .get_or_load(cache_key, || async move {
+                        let stored = core.store.get(&id).await?;
+                        Ok::<_, StoreError>(
+                            stored
+                                .map(|stored| Arc::new(Record::new(stored.key, Some(stored.mac)))),
+                        )
+                    })
+                    .await
+            }
+            (Presented::Custom { .. }, Some(validator)) => {
+                core.cache
+                    .get_or_load(cache_key, || async move {
+                        let key = validator.validate(token).await.map_err(ValidatorFailure)?;
+                        Ok::<_, ValidatorFailure>(key.map(|key| Arc::new(Record::new(key, None))))
+                    })
+                    .await
+            }
+            (Presented::Custom { .. }, None) => {
+                unreachable!("opaque tokens are presented only with a custom validator")
+            }
+        };
+        loaded.map_err(|e| {
+            VerifyError::Unavailable(StoreError::Unavailable(Box::new(SharedError(e))))
+        })
+    }
+
+    /// The verdict on a presented token given its cache entry: the MAC in
+    /// constant time, the environment, revocation and expiry.
+    fn judge(
+        &self,
+        token: &str,
+        presented: &Presented,
+        entry: Entry,
+    ) -> Result<AuthenticatedKey, VerifyError> {
+        let pepper = &self.core.pepper;
+        let Some(record) = entry.record else {
+            if let Presented::Stored { .. } = presented {
+                // Spend the same MAC as a known id would, so timing does not
+                // tell unknown ids from wrong secrets.
+                std::hint::black_box(pepper.verify(token, &[0u8; 32]));
+            }
+            return Err(VerifyError::Invalid(InvalidReason::UnknownId));
+        };
+        if let Presented::Stored { environment, .. } = presented {
+            let mac = record.mac.unwrap_or([0u8; 32]);
+            if !pepper.verify(token, &mac) {
+                return Err(VerifyError::Invalid(InvalidReason::WrongSecret));
+            }
+            if record.key.environment != *environment {
+                return Err(VerifyError::Invalid(InvalidReason::WrongEnvironment));
+            }
+        }
+        self.check_usable(&record)?;
+        Ok(AuthenticatedKey::new(record))
+    }
+
+    /// Environment, revocation and expiry, at the current instant (never
+    /// trusting how long the record has been cached): what
+    /// [`ApiKey::status_at`](crate::ApiKey::status_at) decides, with the
+    /// expiry already converted to the system clock's type so that the
+    /// check costs one read of the system clock (none for a key that never
+    /// expires) and no calendar arithmetic.
+    fn check_usable(&self, record: &Record) -> Result<(), VerifyError> {
+        let key = &record.key;
+        if !self.core.environments.contains(&key.environment) {
+            return Err(VerifyError::Invalid(InvalidReason::WrongEnvironment));
+        }
+        if key.revoked_at.is_some() {
+            return Err(VerifyError::Invalid(InvalidReason::Revoked));
+        }
+        // A key that cannot expire needs no clock.
+        match record.expiry {
+            Some(expiry) if SystemTime::now() >= expiry => {
+                Err(VerifyError::Invalid(InvalidReason::Expired))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The checks after verification (at `now`): the key's IP lists, usage
+    /// tracking, then the requirement.
+    fn admit(
+        &self,
+        key: AuthenticatedKey,
+        origin: Origin,
+        requirement: Option<&Arc<Requirement>>,
+        now: Instant,
+    ) -> Result<AuthenticatedKey, Refusal> {
+        if origin != Origin::Inspection {
+            if !ip_allowed(&key, origin) {
+                return Err(Refusal::of_key(Rejection::IpNotAllowed, key));
+            }
+            if let Some(usage) = &self.core.usage {
+                let record = key.cached();
+                usage.record(record.key.id, &record.noted, origin.ip(), now);
+            }
+        }
+        match requirement {
+            Some(required) if !key.scopes().satisfies(required) => Err(Refusal::of_key(
+                Rejection::InsufficientScope(required.clone()),
+                key,
+            )),
+            _ => Ok(key),
+        }
+    }
+
+    /// Drops the cached entries of key `id` at once.
+    pub fn invalidate(&self, id: KeyId) {
+        self.core.cache.invalidate(id);
+    }
+
+    /// Distrusts every cached entry (see
+    /// [`Keygate::invalidate_all`](crate::Keygate::invalidate_all)).
+    pub fn invalidate_all(&self) {
+        self.core.cache.clear();
+    }
+
+    /// Writes pending usage now; returns how many keys were written.
+    pub async fn flush_usage(&self) -> usize {
+        match &self.core.usage {
+            Some(usage) => usage.flush().await,
+            None => 0,
+        }
+    }
+
+    /// Entries in the validation cache (after pending maintenance).
+    pub fn cached_entries(&self) -> u64 {
+        self.core.cache.run_pending_tasks();
+        self.core.cache.entry_count()
+    }
+}
+
+/// Whether `key` may be used from `origin`. A key with IP lists and an
+/// unknown client address fails closed.
+fn ip_allowed(key: &AuthenticatedKey, origin: Origin) -> bool {
+    let record = key.record();
+    if record.ip_allow.is_empty() && record.ip_deny.is_empty() {
+        return true;
+    }
+    origin.ip().is_some_and(|ip| record.allows_ip(ip))
+}
+
+/// An offline refusal.
+fn invalid(reason: InvalidReason) -> Refusal {
+    Refusal::new(Rejection::InvalidToken(reason))
+}
+
+/// The refusal of a failed verification.
+fn refused(error: VerifyError) -> Refusal {
+    match error {
+        VerifyError::Invalid(reason) => invalid(reason),
+        VerifyError::Unavailable(error) => {
+            tracing::warn!(%error, "key store unavailable");
+            Refusal::unavailable(error)
+        }
+    }
+}
+
+/// An error shared between every waiter of one cache load.
+#[derive(Debug)]
+struct SharedError(LoadError);
+
+impl std::fmt::Display for SharedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SharedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
