@@ -442,3 +442,162 @@ impl std::error::Error for SharedError {
         self.0.source()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use super::*;
+    use crate::{ApiKey, Keygate, MemoryStore, NewKey};
+
+    fn keygate() -> Keygate {
+        Keygate::builder(MemoryStore::new())
+            .pepper(Pepper::insecure_fixed_for_tests())
+            .build()
+            .unwrap()
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    async fn restricted(keygate: &Keygate) -> String {
+        let new = NewKey::new("alice", "ci")
+            .scopes(["a:read"])
+            .ip_allow(["10.0.0.0/8"]);
+        let created = keygate.keys().create(new).await.unwrap();
+        created.token.expose().to_owned()
+    }
+
+    #[tokio::test]
+    async fn ip_lists_are_checked_against_the_origin_and_fail_closed_without_one() {
+        let keygate = keygate();
+        let token = restricted(&keygate).await;
+        let verifier = keygate.verifier();
+        let inside = Origin::Client(ip("10.0.0.1"));
+        assert_eq!(
+            verifier
+                .authorize(&token, inside, None)
+                .await
+                .unwrap()
+                .owner(),
+            "alice"
+        );
+        for origin in [Origin::Client(ip("192.0.2.1")), Origin::Unknown] {
+            let refusal = verifier.authorize(&token, origin, None).await.unwrap_err();
+            assert_eq!(refusal.rejection(), &Rejection::IpNotAllowed, "{origin:?}");
+            assert_eq!(refusal.key().map(AuthenticatedKey::owner), Some("alice"));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_inspection_skips_ip_lists_and_records_no_use() {
+        let keygate = keygate();
+        let token = restricted(&keygate).await;
+        let verifier = keygate.verifier();
+        let key = verifier.authorize(&token, Origin::Inspection, None).await;
+        assert!(key.is_ok(), "{key:?}");
+        assert_eq!(verifier.flush_usage().await, 0, "an inspection is no use");
+        verifier
+            .authorize(&token, Origin::Client(ip("10.0.0.1")), None)
+            .await
+            .unwrap();
+        assert_eq!(verifier.flush_usage().await, 1, "a request is");
+    }
+
+    #[tokio::test]
+    async fn a_requirement_the_key_does_not_meet_is_refused_with_the_key() {
+        let keygate = keygate();
+        let token = restricted(&keygate).await;
+        let verifier = keygate.verifier();
+        let origin = Origin::Client(ip("10.0.0.1"));
+        let read = Arc::new(Requirement::parse("a:read").unwrap());
+        let write = Arc::new(Requirement::parse("a:write").unwrap());
+        assert!(
+            verifier
+                .authorize(&token, origin, Some(&read))
+                .await
+                .is_ok()
+        );
+        let refusal = verifier
+            .authorize(&token, origin, Some(&write))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refusal.rejection(),
+            &Rejection::InsufficientScope(write.clone())
+        );
+        assert_eq!(refusal.key().map(AuthenticatedKey::owner), Some("alice"));
+        // The IP lists come first: from outside, the scope is not the answer.
+        let outside = Origin::Client(ip("192.0.2.1"));
+        let refusal = verifier
+            .authorize(&token, outside, Some(&write))
+            .await
+            .unwrap_err();
+        assert_eq!(refusal.rejection(), &Rejection::IpNotAllowed);
+    }
+
+    #[tokio::test]
+    async fn invalid_tokens_are_refused_without_a_key_and_with_their_reason() {
+        let keygate = keygate();
+        let token = restricted(&keygate).await;
+        let verifier = keygate.verifier();
+        let mut wrong = token.clone().into_bytes();
+        // A different secret with a checksum that no longer matches.
+        wrong[20] = if wrong[20] == b'a' { b'b' } else { b'a' };
+        let wrong = String::from_utf8(wrong).unwrap();
+        for (token, reason) in [
+            ("kg_live_nope", InvalidReason::Malformed),
+            (wrong.as_str(), InvalidReason::BadChecksum),
+        ] {
+            let refusal = verifier
+                .authorize(token, Origin::Inspection, None)
+                .await
+                .unwrap_err();
+            assert_eq!(refusal.rejection(), &Rejection::InvalidToken(reason));
+            assert!(refusal.key().is_none() && refusal.store_error().is_none());
+        }
+        let id = keygate.verify(&token).await.unwrap().id();
+        keygate.keys().revoke(&id, None).await.unwrap();
+        let refusal = verifier
+            .authorize(&token, Origin::Inspection, None)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refusal.rejection(),
+            &Rejection::InvalidToken(InvalidReason::Revoked)
+        );
+        assert!(refusal.key().is_none(), "a revoked key proves nothing");
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_source_is_a_refusal_carrying_its_error() {
+        let keygate = Keygate::builder(MemoryStore::new())
+            .pepper(Pepper::insecure_fixed_for_tests())
+            .validator(|_token: String| async { Err::<Option<ApiKey>, _>("validator down") })
+            .build()
+            .unwrap();
+        let refusal = keygate
+            .verifier()
+            .authorize("some-opaque-token", Origin::Unknown, None)
+            .await
+            .unwrap_err();
+        assert_eq!(refusal.rejection(), &Rejection::Unavailable);
+        assert!(refusal.store_error().is_some());
+        assert!(std::error::Error::source(&refusal).is_some());
+        assert_eq!(
+            refusal.to_string(),
+            "Authentication is temporarily unavailable."
+        );
+    }
+
+    #[test]
+    fn debug_of_a_verifier_never_shows_the_pepper() {
+        let keygate = keygate();
+        let debug = format!("{:?}", keygate.verifier());
+        assert!(
+            debug.starts_with("Verifier { pepper: Pepper([redacted]), format: "),
+            "{debug}"
+        );
+    }
+}
