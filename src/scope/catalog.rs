@@ -41,7 +41,7 @@ const BUILTIN_SCOPES: [(&str, &str); 9] = [
 /// `admin:keys` and is an ordinary scope with no power of its own.
 ///
 /// ```
-/// use keygate::scope::{Scope, ScopeCatalog};
+/// use keygate::{Scope, ScopeCatalog};
 ///
 /// let catalog = ScopeCatalog::new()
 ///     .with("workspaces:read", "Read workspaces")?
@@ -49,7 +49,7 @@ const BUILTIN_SCOPES: [(&str, &str); 9] = [
 /// assert!(catalog.check(&Scope::parse("workspaces:*")?).is_ok());
 /// assert!(catalog.check(&Scope::parse("keys:create")?).is_ok());
 /// assert!(catalog.check(&Scope::parse("workspace:read")?).is_err());
-/// # Ok::<(), keygate::scope::ScopeError>(())
+/// # Ok::<(), keygate::ScopeError>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct ScopeCatalog {

@@ -28,7 +28,7 @@
 //! # Example
 //!
 //! ```
-//! use keygate::scope::{Requirement, Scope, ScopeSet};
+//! use keygate::{Requirement, Scope, ScopeSet};
 //!
 //! let grants = ScopeSet::parse(["workspaces:read", "templates:*"])?;
 //! let required: Requirement = "workspaces:read and (templates:use or templates:admin)".parse()?;

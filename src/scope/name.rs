@@ -69,13 +69,13 @@ impl Scope {
     /// required wildcard is thus only satisfied by an equal or wider wildcard.
     ///
     /// ```
-    /// use keygate::scope::Scope;
+    /// use keygate::Scope;
     ///
     /// let grant = Scope::parse("workspaces:*")?;
     /// assert!(grant.satisfies(&Scope::parse("workspaces:read")?));
     /// assert!(grant.satisfies(&Scope::parse("workspaces:*")?));
     /// assert!(!grant.satisfies(&Scope::parse("*:read")?));
-    /// # Ok::<(), keygate::scope::ScopeError>(())
+    /// # Ok::<(), keygate::ScopeError>(())
     /// ```
     pub fn satisfies(&self, required: &Scope) -> bool {
         part_covers(self.resource(), required.resource())

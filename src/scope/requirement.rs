@@ -47,14 +47,14 @@ impl Requirement {
     /// Parses a requirement expression.
     ///
     /// ```
-    /// use keygate::scope::{Requirement, Scope};
+    /// use keygate::{Requirement, Scope};
     ///
     /// let req = Requirement::parse("a:read OR b:read AND c:read")?;
     /// let scope = |s| Requirement::scope(Scope::parse(s).unwrap());
     /// let and = Requirement::all([scope("b:read"), scope("c:read")])?;
     /// assert_eq!(req, Requirement::any([scope("a:read"), and])?);
     /// assert_eq!(req.to_string(), "a:read or b:read and c:read");
-    /// # Ok::<(), keygate::scope::RequirementError>(())
+    /// # Ok::<(), keygate::RequirementError>(())
     /// ```
     ///
     /// # Errors
