@@ -77,8 +77,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// so before it is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// The bounds every connection of a listener is held to (see the
-/// [module docs](self)). The defaults are the secure ones of SPEC §8a.
+/// The bounds every connection of a listener is held to (see
+/// [`serve_router`](crate::serve_router)). The defaults are the secure ones of SPEC §8a.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ListenerLimits {
     /// How long a request head may take to arrive. Default: 10 s.

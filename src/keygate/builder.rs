@@ -223,7 +223,7 @@ impl KeygateBuilder {
     /// Where the keygate hears about changes made by other processes
     /// sharing the store (another `keygate serve`, the `keygate` CLI): for
     /// each changed key it drops what its cache holds, and on a
-    /// [`Change::Resync`] it distrusts the
+    /// [`Change::Resync`](crate::Change::Resync) it distrusts the
     /// whole cache.
     ///
     /// Default: a subscription to the store's own

@@ -36,7 +36,7 @@ pub struct KeyPage {
 }
 
 /// Key management on a [`Keygate`](crate::Keygate), from
-/// [`Keygate::keys`](crate::Keygate::keys). See the [module docs](crate::keys).
+/// [`Keygate::keys`](crate::Keygate::keys).
 #[derive(Clone, Copy, Debug)]
 pub struct Keys<'a> {
     verifier: &'a Verifier,

@@ -34,7 +34,7 @@ impl Scope {
     /// # Errors
     ///
     /// Returns a [`ScopeError`] describing the first problem found if `s` does not follow the
-    /// scope syntax described in the [module documentation](super).
+    /// scope syntax described on [`Scope`](crate::Scope).
     pub fn parse(s: &str) -> Result<Scope, ScopeError> {
         let colon = validate_scope(s)?;
         Ok(Scope {

@@ -232,7 +232,7 @@ impl Proxy {
     /// Serves HTTP/1.1 and HTTP/2 (cleartext) connections from `listener`
     /// until `shutdown` resolves, each connection held to `limits` (header
     /// and idle timeouts, a bound on open connections: see
-    /// [`crate::listener`]); then stops accepting (new connections are
+    /// [`serve_router`](crate::serve_router)); then stops accepting (new connections are
     /// refused), lets in-flight requests finish, closes idle connections and
     /// returns. Wrap the call in a timeout to bound how long that may take.
     ///
