@@ -70,6 +70,7 @@ impl Keygate {
     }
 
     /// What the middleware and the gateway share.
+    #[cfg(feature = "gateway")]
     pub(crate) fn guard(&self) -> &Arc<Guard> {
         &self.inner.guard
     }

@@ -8,6 +8,7 @@ mod credentials;
 mod reader;
 
 pub use client_ip::PeerAddr;
+#[cfg(feature = "gateway")]
 pub(crate) use client_ip::{client_ip, peer_ip};
 pub use credentials::CredentialSource;
 pub(crate) use credentials::{Credential, CredentialError};
