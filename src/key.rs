@@ -1,17 +1,4 @@
 //! The key record (SPEC §5): everything known about a key except its secret.
-//!
-//! # Example
-//!
-//! ```
-//! use keygate::{ApiKey, KeyStatus};
-//! use time::OffsetDateTime;
-//!
-//! # fn check(key: &ApiKey) {
-//! if key.status_at(OffsetDateTime::now_utc()) == KeyStatus::Active {
-//!     println!("{} may be used", key.display_prefix);
-//! }
-//! # }
-//! ```
 
 use std::net::IpAddr;
 
@@ -67,6 +54,19 @@ impl KeyStatus {
 /// # use keygate::{ApiKey, KeyId};
 /// let key = ApiKey::new(KeyId::parse("legacy0000000001").unwrap(), "alice");
 /// let copy = ApiKey { owner: "bob".into(), ..key }; // no struct literal
+/// ```
+///
+/// # Example
+///
+/// ```
+/// use keygate::{ApiKey, KeyStatus};
+/// use time::OffsetDateTime;
+///
+/// # fn check(key: &ApiKey) {
+/// if key.status_at(OffsetDateTime::now_utc()) == KeyStatus::Active {
+///     println!("{} may be used", key.display_prefix);
+/// }
+/// # }
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]

@@ -21,6 +21,19 @@
 //! [`gateway`], the [`admin`] API and the binary. Every type is exported
 //! here, at the crate root, once.
 //!
+//! Where each part is described:
+//!
+//! - the token format: [`TokenFormat`]; the pepper and the stored MAC:
+//!   [`Pepper`];
+//! - scope syntax and matching: [`Scope`]; requirements: [`Requirement`];
+//! - where a credential is read: [`CredentialSource`]; the client address
+//!   (the peer, or past trusted proxies): [`PeerAddr`];
+//! - the check chain: [`Verifier`]; the middleware: [`ApiKeyLayer`]; the
+//!   answers to refusals: [`Rejection`] and [`RejectionResponder`];
+//! - the key record: [`ApiKey`]; key management and its rules: [`Keys`];
+//! - stores and their optional abilities: [`KeyStore`], [`ChangeFeed`];
+//! - the bounded HTTP listener: [`ListenerLimits`] (feature `gateway`).
+//!
 //! # Example
 //!
 //! ```

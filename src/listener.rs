@@ -2,51 +2,6 @@
 //! API and the authenticating proxy (SPEC §8a): HTTP/1.1 and cleartext
 //! HTTP/2 on a `TcpListener`, with every connection held to the bounds of
 //! [`ListenerLimits`], and a graceful shutdown.
-//!
-//! - **Header timeout** (default 10 s): a new connection must deliver its
-//!   first request head within this time of being accepted; on a kept-alive
-//!   connection, once the first byte of the next request has arrived, its
-//!   head must be complete within this time. Otherwise the connection is
-//!   closed (no answer is sent). This is what stops slowloris clients.
-//! - **Idle timeout** (default 60 s): a kept-alive connection with no request
-//!   in flight and no byte of a next request is closed after this time.
-//!   A request is in flight from the moment its head is parsed until its
-//!   response body has been sent or dropped, so a slow handler or a
-//!   streaming response is never cut. HTTP/2 connections are closed with a
-//!   `GOAWAY`; HTTP/2 also pings the peer after the idle timeout and drops
-//!   the connection when no pong arrives within the header timeout.
-//! - **Connection bound** (default 1024): at most this many connections are
-//!   open at once. When the bound is reached the loop stops accepting: new
-//!   connections wait in the kernel's listen backlog (and are refused by
-//!   the kernel when that is full) until an open connection closes. Since
-//!   every connection is itself bounded in time, slow clients cannot keep
-//!   the listener full.
-//!
-//! A connection is closed when a timeout fires with nothing in flight: it is
-//! first asked to shut down gracefully and dropped 1 s later if it is still
-//! open. On shutdown the loop stops accepting (new connections are refused),
-//! lets in-flight requests finish, closes idle connections and returns.
-//!
-//! # Example
-//!
-//! ```no_run
-//! use std::time::Duration;
-//!
-//! use axum::{Router, routing::get};
-//! use keygate::{ListenerLimits, serve_router};
-//!
-//! # #[tokio::main]
-//! # async fn main() -> std::io::Result<()> {
-//! let limits = ListenerLimits::default().header_timeout(Duration::from_secs(5));
-//! assert_eq!(limits.max_connections, 1024);
-//! let app = Router::new().route("/", get(|| async { "hello" }));
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! serve_router(listener, limits, app, async {
-//!     let _ = tokio::signal::ctrl_c().await;
-//! })
-//! .await
-//! # }
-//! ```
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -79,6 +34,51 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// The bounds every connection of a listener is held to (see
 /// [`serve_router`](crate::serve_router)). The defaults are the secure ones of SPEC §8a.
+///
+/// - **Header timeout** (default 10 s): a new connection must deliver its
+///   first request head within this time of being accepted; on a kept-alive
+///   connection, once the first byte of the next request has arrived, its
+///   head must be complete within this time. Otherwise the connection is
+///   closed (no answer is sent). This is what stops slowloris clients.
+/// - **Idle timeout** (default 60 s): a kept-alive connection with no request
+///   in flight and no byte of a next request is closed after this time.
+///   A request is in flight from the moment its head is parsed until its
+///   response body has been sent or dropped, so a slow handler or a
+///   streaming response is never cut. HTTP/2 connections are closed with a
+///   `GOAWAY`; HTTP/2 also pings the peer after the idle timeout and drops
+///   the connection when no pong arrives within the header timeout.
+/// - **Connection bound** (default 1024): at most this many connections are
+///   open at once. When the bound is reached the loop stops accepting: new
+///   connections wait in the kernel's listen backlog (and are refused by
+///   the kernel when that is full) until an open connection closes. Since
+///   every connection is itself bounded in time, slow clients cannot keep
+///   the listener full.
+///
+/// A connection is closed when a timeout fires with nothing in flight: it is
+/// first asked to shut down gracefully and dropped 1 s later if it is still
+/// open. On shutdown the loop stops accepting (new connections are refused),
+/// lets in-flight requests finish, closes idle connections and returns.
+///
+/// # Example
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// use axum::{Router, routing::get};
+/// use keygate::{ListenerLimits, serve_router};
+///
+/// # #[tokio::main]
+/// # async fn main() -> std::io::Result<()> {
+/// let limits = ListenerLimits::default().header_timeout(Duration::from_secs(5));
+/// assert_eq!(limits.max_connections, 1024);
+/// let app = Router::new().route("/", get(|| async { "hello" }));
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// serve_router(listener, limits, app, async {
+///     let _ = tokio::signal::ctrl_c().await;
+/// })
+/// .await
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ListenerLimits {
     /// How long a request head may take to arrive. Default: 10 s.

@@ -1,18 +1,5 @@
 //! Secrets: the server-side [`Pepper`], the MAC stored in place of a token,
 //! and [`SecretToken`], the one-time view of a freshly minted token.
-//!
-//! Neither type prints its contents in `Debug` or `Display`; the only way to
-//! the bytes is a method named `expose`.
-//!
-//! # Example
-//!
-//! ```
-//! use keygate::Pepper;
-//!
-//! let pepper = Pepper::from_hex(&"ab".repeat(32)).unwrap();
-//! assert_eq!(format!("{pepper:?}"), "Pepper([redacted])");
-//! assert!(Pepper::from_hex("abcd").is_err()); // shorter than 32 bytes
-//! ```
 
 use std::fmt;
 use std::path::Path;
@@ -39,6 +26,19 @@ pub type TokenMac = [u8; 32];
 ///
 /// It is never stored in the database. Keep it in `KEYGATE_PEPPER` or a file
 /// readable only by the service.
+///
+/// Neither type prints its contents in `Debug` or `Display`; the only way to
+/// the bytes is a method named `expose`.
+///
+/// # Example
+///
+/// ```
+/// use keygate::Pepper;
+///
+/// let pepper = Pepper::from_hex(&"ab".repeat(32)).unwrap();
+/// assert_eq!(format!("{pepper:?}"), "Pepper([redacted])");
+/// assert!(Pepper::from_hex("abcd").is_err()); // shorter than 32 bytes
+/// ```
 #[derive(Clone)]
 pub struct Pepper {
     // The keyed HMAC state, ready to clone for each token.

@@ -1,23 +1,4 @@
 //! API-key tokens: the wire format of SPEC §1, generation and parsing.
-//!
-//! A token looks like `kg_live_<id><secret><checksum>`: a configurable prefix,
-//! the environment, then 16 base62 characters of public id, 32 of secret and
-//! a 6-character base62 CRC-32 of everything before it. Parsing checks the
-//! whole structure and the checksum, so a mistyped or truncated token is
-//! rejected before any store is consulted.
-//!
-//! # Example
-//!
-//! ```
-//! use keygate::{Environment, TokenFormat};
-//!
-//! let format = TokenFormat::default();
-//! let secret = format.generate(Environment::Live);
-//! let token = format.parse(secret.expose()).unwrap();
-//! assert_eq!(token.environment(), Environment::Live);
-//! assert_eq!(secret.expose().len(), 62);
-//! assert!(format.parse("kg_live_not-a-token").is_err());
-//! ```
 
 use std::fmt;
 use std::str::FromStr;
@@ -212,6 +193,25 @@ impl fmt::Debug for Token<'_> {
 }
 
 /// The token format in use: its prefix (default `kg`).
+///
+/// A token looks like `kg_live_<id><secret><checksum>`: a configurable prefix,
+/// the environment, then 16 base62 characters of public id, 32 of secret and
+/// a 6-character base62 CRC-32 of everything before it. Parsing checks the
+/// whole structure and the checksum, so a mistyped or truncated token is
+/// rejected before any store is consulted.
+///
+/// # Example
+///
+/// ```
+/// use keygate::{Environment, TokenFormat};
+///
+/// let format = TokenFormat::default();
+/// let secret = format.generate(Environment::Live);
+/// let token = format.parse(secret.expose()).unwrap();
+/// assert_eq!(token.environment(), Environment::Live);
+/// assert_eq!(secret.expose().len(), 62);
+/// assert!(format.parse("kg_live_not-a-token").is_err());
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenFormat {
     prefix: Box<str>,

@@ -37,6 +37,43 @@ pub struct KeyPage {
 
 /// Key management on a [`Keygate`](crate::Keygate), from
 /// [`Keygate::keys`](crate::Keygate::keys).
+///
+/// Every call checks every rule before writing, and writes nothing when it
+/// refuses; refusals are [`KeyError`]s naming the field at fault. Name
+/// uniqueness and the per-owner limit are enforced inside the store's own
+/// transactions, so they hold under concurrency.
+///
+/// [`Keys::create`], [`Keys::rotate`] and [`Keys::update`] act as the
+/// operator (the CLI, your own code) and are bounded by the rules only.
+/// [`Keys::create_as`], [`Keys::rotate_as`] and [`Keys::update_as`] act on
+/// behalf of a calling key and keep every key within its [`Ceiling`]: no
+/// key ever creates a key more powerful than itself. Lifetimes and grace
+/// periods are written as durations (`90s`, `30min`, `12h`, `30d`, `1w`,
+/// `3mo`, `1y`; `mo` and `y` are calendar units, a bare `m` is refused as
+/// ambiguous).
+///
+/// # Example
+///
+/// ```
+/// use keygate::{KeyError, Keygate, MemoryStore, NewKey, Pepper};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let keygate = Keygate::builder(MemoryStore::new())
+///     .pepper(Pepper::insecure_fixed_for_tests())
+///     .build()?;
+/// let keys = keygate.keys();
+/// let created = keys.create(NewKey::new("alice", "ci").scopes(["workspaces:read"])).await?;
+/// assert!(created.token.expose().starts_with("kg_live_"));
+///
+/// let duplicate = keys.create(NewKey::new("alice", "ci")).await.unwrap_err();
+/// assert_eq!(duplicate.field(), Some("name"));
+///
+/// let bad = keys.create(NewKey::new("alice", "x").scopes(["Not A Scope"])).await.unwrap_err();
+/// assert!(matches!(bad, KeyError::Invalid { field: "scopes", .. }));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct Keys<'a> {
     verifier: &'a Verifier,

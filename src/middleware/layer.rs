@@ -1,48 +1,5 @@
 //! The middleware: [`ApiKeyLayer`] and its service [`ApiKeyAuth`] (their
 //! future is [`ResponseFuture`](super::ResponseFuture)).
-//!
-//! For every request: extract the credential (no store access), and hand
-//! it with the client's address to [`Verifier::authorize`](crate::Verifier::authorize)
-//! (the token is parsed once; the cache, then the store; the key's IP
-//! lists; usage tracking); insert the [`AuthenticatedKey`] into the request
-//! extensions and call the inner service. Every refusal is a response (SPEC §3), never an error.
-//!
-//! Whatever the cache can answer — a cached key, a remembered unknown id, a
-//! token refused offline — is answered inside `call`, without a future or
-//! an allocation; only a cache miss builds the future that asks the store.
-//!
-//! # Example
-//!
-//! ```
-//! use keygate::{Keygate, MemoryStore, NewKey, Pepper};
-//! use tower::{ServiceBuilder, ServiceExt};
-//! use http::{Request, Response};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let keygate = Keygate::builder(MemoryStore::new())
-//!     .pepper(Pepper::insecure_fixed_for_tests())
-//!     .build()?;
-//! let token = keygate.keys().create(NewKey::new("alice", "ci")).await?.token;
-//!
-//! let service = ServiceBuilder::new().layer(keygate.layer()).service_fn(
-//!     |req: Request<String>| async move {
-//!         let key = req.extensions().get::<keygate::AuthenticatedKey>().unwrap();
-//!         Ok::<_, std::convert::Infallible>(Response::new(key.owner().to_string()))
-//!     },
-//! );
-//!
-//! let request = Request::builder()
-//!     .header("authorization", format!("Bearer {}", token.expose()))
-//!     .body(String::new())?;
-//! let response = service.clone().oneshot(request).await?;
-//! assert_eq!(response.status(), 200);
-//!
-//! let response = service.oneshot(Request::new(String::new())).await?;
-//! assert_eq!(response.status(), 401);
-//! # Ok(())
-//! # }
-//! ```
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -62,6 +19,51 @@ use crate::verify::{AuthenticatedKey, Origin, Presented, Refusal, Rejection, Ver
 
 /// Authenticates every request with keygate. Build it with
 /// [`Keygate::layer`](crate::Keygate::layer).
+///
+/// For every request: extract the credential (no store access), and hand
+/// it with the client's address to [`Verifier::authorize`](crate::Verifier::authorize)
+/// (the token is parsed once; the cache, then the store; the key's IP
+/// lists; usage tracking); insert the [`AuthenticatedKey`] into the request
+/// extensions and call the inner service. Every refusal is a response
+/// (JSON, see [`RejectionResponder`](crate::RejectionResponder)), never an
+/// error.
+///
+/// Whatever the cache can answer — a cached key, a remembered unknown id, a
+/// token refused offline — is answered inside `call`, without a future or
+/// an allocation; only a cache miss builds the future that asks the store.
+///
+/// # Example
+///
+/// ```
+/// use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+/// use tower::{ServiceBuilder, ServiceExt};
+/// use http::{Request, Response};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let keygate = Keygate::builder(MemoryStore::new())
+///     .pepper(Pepper::insecure_fixed_for_tests())
+///     .build()?;
+/// let token = keygate.keys().create(NewKey::new("alice", "ci")).await?.token;
+///
+/// let service = ServiceBuilder::new().layer(keygate.layer()).service_fn(
+///     |req: Request<String>| async move {
+///         let key = req.extensions().get::<keygate::AuthenticatedKey>().unwrap();
+///         Ok::<_, std::convert::Infallible>(Response::new(key.owner().to_string()))
+///     },
+/// );
+///
+/// let request = Request::builder()
+///     .header("authorization", format!("Bearer {}", token.expose()))
+///     .body(String::new())?;
+/// let response = service.clone().oneshot(request).await?;
+/// assert_eq!(response.status(), 200);
+///
+/// let response = service.oneshot(Request::new(String::new())).await?;
+/// assert_eq!(response.status(), 401);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct ApiKeyLayer {

@@ -1,21 +1,4 @@
 //! The one place that turns a [`Rejection`] into a response (SPEC §3).
-//!
-//! Every auth error is JSON `{"error": "<code>", "message": "<sentence>"}`
-//! with `Cache-Control: no-store`; 401s and the scope 403 carry
-//! `WWW-Authenticate` (RFC 6750). Every `invalid_token` response is
-//! byte-identical whatever the cause, unless the development-only
-//! `expose_reason` setting adds a `reason` field.
-//!
-//! # Example
-//!
-//! ```
-//! use keygate::{DefaultResponder, Rejection, RejectionResponder};
-//!
-//! let responder = DefaultResponder::new("keygate").unwrap();
-//! let response = responder.respond(&Rejection::MissingToken);
-//! assert_eq!(response.status(), 401);
-//! assert_eq!(response.headers()["www-authenticate"], "Bearer realm=\"keygate\"");
-//! ```
 
 use std::sync::Arc;
 
@@ -28,6 +11,23 @@ use crate::verify::{InvalidReason, Rejection};
 /// Builds the response for a rejection. Replace it with
 /// [`KeygateBuilder::responder`](crate::KeygateBuilder::responder); closures
 /// `Fn(&Rejection) -> Response<Bytes>` implement it.
+///
+/// Every auth error is JSON `{"error": "<code>", "message": "<sentence>"}`
+/// with `Cache-Control: no-store`; 401s and the scope 403 carry
+/// `WWW-Authenticate` (RFC 6750). Every `invalid_token` response is
+/// byte-identical whatever the cause, unless the development-only
+/// `expose_reason` setting adds a `reason` field.
+///
+/// # Example
+///
+/// ```
+/// use keygate::{DefaultResponder, Rejection, RejectionResponder};
+///
+/// let responder = DefaultResponder::new("keygate").unwrap();
+/// let response = responder.respond(&Rejection::MissingToken);
+/// assert_eq!(response.status(), 401);
+/// assert_eq!(response.headers()["www-authenticate"], "Bearer realm=\"keygate\"");
+/// ```
 pub trait RejectionResponder: Send + Sync + 'static {
     /// The response for `rejection`.
     fn respond(&self, rejection: &Rejection) -> Response<Bytes>;

@@ -1,15 +1,5 @@
 //! The client address of a request: the peer, or — only when the peer is a
 //! trusted proxy — the nearest untrusted hop of `X-Forwarded-For`.
-//!
-//! When the hop that decides the client cannot be parsed (not an IP
-//! address, a header value that is not visible ASCII), the client is
-//! **unknown** (`None`), never the proxy's own address: keys with IP lists
-//! are then refused (SPEC §10a). Hops are bare addresses (`192.0.2.1`,
-//! `2001:db8::1`); a port or brackets make a hop unparseable.
-//!
-//! The peer comes from the request extensions: axum's
-//! `ConnectInfo<SocketAddr>` (with `into_make_service_with_connect_info`),
-//! or [`PeerAddr`], which a bare hyper server inserts itself.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -20,6 +10,16 @@ use crate::key::canonical_ip;
 
 /// The TCP peer of a request, for bare hyper services: insert it into each
 /// request's extensions (`req.extensions_mut().insert(PeerAddr(addr))`).
+///
+/// When the hop that decides the client cannot be parsed (not an IP
+/// address, a header value that is not visible ASCII), the client is
+/// **unknown** (`None`), never the proxy's own address: keys with IP lists
+/// are then refused (`ip_not_allowed`). Hops are bare addresses (`192.0.2.1`,
+/// `2001:db8::1`); a port or brackets make a hop unparseable.
+///
+/// The peer comes from the request extensions: axum's
+/// `ConnectInfo<SocketAddr>` (with `into_make_service_with_connect_info`),
+/// or [`PeerAddr`], which a bare hyper server inserts itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
 

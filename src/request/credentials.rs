@@ -1,12 +1,4 @@
 //! Finding the credential on a request (SPEC §3).
-//!
-//! Sources, by default: `Authorization: Bearer <token>` (scheme
-//! case-insensitive, one or more spaces) and `X-API-Key: <token>`. A cookie
-//! and a query parameter can be added. A credential in two sources, two
-//! `Authorization` headers, an empty Bearer value, a value with inner
-//! whitespace or with bytes outside visible ASCII are `invalid_request`;
-//! no credential at all (or only a non-Bearer `Authorization` scheme) is
-//! `missing_token`. Nothing here touches a store.
 
 use std::borrow::Cow;
 
@@ -14,6 +6,14 @@ use http::header::{AUTHORIZATION, COOKIE, HeaderName};
 use http::{HeaderMap, HeaderValue, Uri};
 
 /// Where a credential may be found.
+///
+/// Sources, by default: `Authorization: Bearer <token>` (scheme
+/// case-insensitive, one or more spaces) and `X-API-Key: <token>`. A cookie
+/// and a query parameter can be added. A credential in two sources, two
+/// `Authorization` headers, an empty Bearer value, a value with inner
+/// whitespace or with bytes outside visible ASCII are `invalid_request`;
+/// no credential at all (or only a non-Bearer `Authorization` scheme) is
+/// `missing_token`. Nothing here touches a store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CredentialSource {

@@ -2,34 +2,6 @@
 //! [`Changes`] subscription fed by a [`ChangeSender`] — telling whoever
 //! caches a store's keys about changes made by *other* processes sharing
 //! the database (another `keygate serve`, the `keygate` CLI).
-//!
-//! Each change says "key X changed", or "resync: changes may have been
-//! missed, distrust everything". It knows nothing of who listens:
-//! [`Keygate`](crate::Keygate) subscribes when it is built and drains the
-//! subscription into its cache (`Key(id)` drops that key's entries,
-//! `Resync` distrusts the whole cache). Dropping a [`Changes`] ends the
-//! subscription: the store stops its listener or poller.
-//!
-//! # Example
-//!
-//! ```
-//! use keygate::KeyId;
-//! use keygate::{Change, Changes};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
-//! // What a store's listener does: send what it heard, stop once nobody listens.
-//! let (sender, mut changes) = Changes::channel(16);
-//! let id = KeyId::parse("0123456789abcdef").unwrap();
-//! tokio::spawn(async move {
-//!     sender.send(Change::Key(id)).await;
-//!     sender.send(Change::Resync).await;
-//! });
-//! assert_eq!(changes.next().await, Some(Change::Key(id)));
-//! assert_eq!(changes.next().await, Some(Change::Resync));
-//! assert_eq!(changes.next().await, None, "the sender is gone: the feed ended");
-//! # }
-//! ```
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -56,6 +28,34 @@ pub enum Change {
 ///
 /// Dropping it ends the subscription: the store's listener or poller
 /// notices and stops.
+///
+/// Each change says "key X changed", or "resync: changes may have been
+/// missed, distrust everything". It knows nothing of who listens:
+/// [`Keygate`](crate::Keygate) subscribes when it is built and drains the
+/// subscription into its cache (`Key(id)` drops that key's entries,
+/// `Resync` distrusts the whole cache). Dropping a [`Changes`] ends the
+/// subscription: the store stops its listener or poller.
+///
+/// # Example
+///
+/// ```
+/// use keygate::KeyId;
+/// use keygate::{Change, Changes};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// // What a store's listener does: send what it heard, stop once nobody listens.
+/// let (sender, mut changes) = Changes::channel(16);
+/// let id = KeyId::parse("0123456789abcdef").unwrap();
+/// tokio::spawn(async move {
+///     sender.send(Change::Key(id)).await;
+///     sender.send(Change::Resync).await;
+/// });
+/// assert_eq!(changes.next().await, Some(Change::Key(id)));
+/// assert_eq!(changes.next().await, Some(Change::Resync));
+/// assert_eq!(changes.next().await, None, "the sender is gone: the feed ended");
+/// # }
+/// ```
 pub struct Changes {
     receiver: mpsc::Receiver<Change>,
 }

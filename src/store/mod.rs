@@ -1,39 +1,4 @@
 //! Storage of key records: the [`KeyStore`] trait and its backends.
-//!
-//! A store is a plain repository: it keeps [`StoredKey`]s and enforces the
-//! two invariants that must hold under concurrency — a name is unique per
-//! owner among current keys, and an owner holds at most a configured number
-//! of current keys — inside its own transactions, never by a read followed
-//! by a separate write. Caching is layered on top by [`Keygate`](crate::Keygate),
-//! not built into stores.
-//!
-//! Backends: [`MemoryStore`] (tests, single process), [`SqliteStore`]
-//! (feature `sqlite`, the default) and `PostgresStore` (feature `postgres`,
-//! shared by many instances).
-//!
-//! Optional abilities are extension traits, implemented by the SQLite and
-//! PostgreSQL stores:
-//!
-//! - [`StoreMeta`]: a small table of facts about the database, such as the
-//!   `keygate` binary's pepper check value.
-//! - [`ChangeFeed`]: changes made by other processes sharing the database,
-//!   as a stream of [`Change`]s (PostgreSQL `LISTEN`/`NOTIFY`; on SQLite a
-//!   `keygate_changes` table written in each mutation's transaction and
-//!   polled every 200 ms). [`KeyStore::change_feed`] tells whether a store
-//!   has one; [`Keygate`](crate::Keygate) subscribes when it is built and
-//!   applies what it hears to its cache. The store never sees the cache.
-//!
-//! # Example
-//!
-//! ```
-//! use keygate::{KeyStore, MemoryStore};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
-//! let store = MemoryStore::new();
-//! assert!(store.ping().await.is_ok());
-//! # }
-//! ```
 
 mod feed;
 mod memory;
@@ -206,6 +171,41 @@ pub struct InsertRules {
 /// [`replace`](KeyStore::replace) and [`rotate`](KeyStore::rotate) atomic with
 /// their checks. "Current" keys are those neither revoked, expired at
 /// `rules.now`, nor superseded (see [`ApiKey::is_current`](crate::ApiKey::is_current)).
+///
+/// A store is a plain repository: it keeps [`StoredKey`]s and enforces the
+/// two invariants that must hold under concurrency — a name is unique per
+/// owner among current keys, and an owner holds at most a configured number
+/// of current keys — inside its own transactions, never by a read followed
+/// by a separate write. Caching is layered on top by [`Keygate`](crate::Keygate),
+/// not built into stores.
+///
+/// Backends: [`MemoryStore`] (tests, single process), [`SqliteStore`]
+/// (feature `sqlite`, the default) and `PostgresStore` (feature `postgres`,
+/// shared by many instances).
+///
+/// Optional abilities are extension traits, implemented by the SQLite and
+/// PostgreSQL stores:
+///
+/// - [`StoreMeta`]: a small table of facts about the database, such as the
+///   `keygate` binary's pepper check value.
+/// - [`ChangeFeed`]: changes made by other processes sharing the database,
+///   as a stream of [`Change`]s (PostgreSQL `LISTEN`/`NOTIFY`; on SQLite a
+///   `keygate_changes` table written in each mutation's transaction and
+///   polled every 200 ms). [`KeyStore::change_feed`] tells whether a store
+///   has one; [`Keygate`](crate::Keygate) subscribes when it is built and
+///   applies what it hears to its cache. The store never sees the cache.
+///
+/// # Example
+///
+/// ```
+/// use keygate::{KeyStore, MemoryStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let store = MemoryStore::new();
+/// assert!(store.ping().await.is_ok());
+/// # }
+/// ```
 #[async_trait]
 pub trait KeyStore: Send + Sync + 'static {
     /// Inserts a new key.

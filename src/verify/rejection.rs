@@ -1,17 +1,5 @@
 //! [`Rejection`]: why a request was refused, with the status, code and
 //! message every surface answers it with.
-//!
-//! # Example
-//!
-//! ```
-//! use keygate::{InvalidReason, Rejection};
-//!
-//! let rejection = Rejection::InvalidToken(InvalidReason::Expired);
-//! assert_eq!(rejection.status(), 401);
-//! assert_eq!(rejection.code(), "invalid_token");
-//! // The cause is for logs only: the message is the same for every cause.
-//! assert_eq!(rejection.to_string(), "The API key is invalid, expired or revoked.");
-//! ```
 
 use std::sync::Arc;
 
@@ -21,6 +9,18 @@ use super::error::InvalidReason;
 use crate::scope::Requirement;
 
 /// Why a request was refused.
+///
+/// # Example
+///
+/// ```
+/// use keygate::{InvalidReason, Rejection};
+///
+/// let rejection = Rejection::InvalidToken(InvalidReason::Expired);
+/// assert_eq!(rejection.status(), 401);
+/// assert_eq!(rejection.code(), "invalid_token");
+/// // The cause is for logs only: the message is the same for every cause.
+/// assert_eq!(rejection.to_string(), "The API key is invalid, expired or revoked.");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Rejection {
