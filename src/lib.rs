@@ -10,7 +10,7 @@
 //! The data path reads top-down in the source tree: the domain types at
 //! the bottom (`token`, `secret`, `scope`, `key`); the stores (`store/`,
 //! a [`KeyStore`] knowing nothing of the engine); verification (`verify/`:
-//! the [`Verifier`] parses a token once, finds it in the cache (`cache/`)
+//! the [`Verifier`] parses a token once, finds it in the cache (`verify/cache/`)
 //! or by id in the store, compares its MAC in constant time, checks its
 //! status, its IP lists against the client's [`Origin`] and the
 //! [`Requirement`]); the request side (`request/`: the one credential and
@@ -101,7 +101,6 @@ mod token;
 
 mod store;
 
-mod cache;
 mod verify;
 
 mod request;

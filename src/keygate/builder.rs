@@ -7,7 +7,6 @@ use ipnet::IpNet;
 use time::Duration;
 
 use super::handle::Keygate;
-use crate::cache::CacheConfig;
 use crate::keys::KeyPolicy;
 use crate::middleware::{DefaultResponder, Guard, InvalidRealm, RejectionResponder};
 use crate::request::{CredentialSource, Reader};
@@ -16,7 +15,7 @@ use crate::secret::Pepper;
 use crate::store::{Changes, KeyStore};
 use crate::token::{Environment, InvalidPrefix, TokenFormat};
 use crate::verify::feed;
-use crate::verify::{KeyValidator, Settings, Verifier};
+use crate::verify::{CacheConfig, KeyValidator, Settings, Verifier};
 
 impl Keygate {
     /// Starts configuring a keygate over `store`.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use crate::cache::Record;
+use super::cache::Record;
 use crate::key::ApiKey;
 use crate::scope::ScopeSet;
 use crate::token::{Environment, KeyId};

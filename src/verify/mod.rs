@@ -13,7 +13,8 @@
 //! the key id, never the token.
 //!
 //! The files, in the order of the chain: `presented` (offline checks),
-//! `verifier` (the chain), `validator` (custom validators), `authenticated`
+//! `verifier` (the chain), `cache/` (the validation cache in front of the
+//! store), `validator` (custom validators), `authenticated`
 //! (the key it proves), `error`, `rejection` and `refusal` (what it
 //! answers otherwise), `origin` (where a credential comes from), `usage`
 //! (background usage tracking) and `feed` (following the store's changes
@@ -36,6 +37,7 @@
 //! ```
 
 mod authenticated;
+mod cache;
 mod error;
 pub(crate) mod feed;
 mod origin;
@@ -47,6 +49,7 @@ mod validator;
 mod verifier;
 
 pub use authenticated::AuthenticatedKey;
+pub(crate) use cache::CacheConfig;
 pub use error::{InvalidReason, VerifyError};
 pub use origin::Origin;
 pub(crate) use presented::Presented;

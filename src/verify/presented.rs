@@ -1,9 +1,9 @@
 //! The offline checks of a presented token, and what they leave behind.
 
-use crate::cache::CacheKey;
 use crate::secret::{Pepper, TokenMac};
 use crate::token::{Environment, KeyId, MAX_TOKEN_LEN, TokenFormat};
 
+use super::cache::CacheKey;
 use super::error::InvalidReason;
 
 /// A presented token after the offline checks: what its cache entry is

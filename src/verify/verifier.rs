@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::authenticated::AuthenticatedKey;
+use super::cache::{CacheConfig, Entry, KeyCache, LoadError, Record};
 use super::error::{InvalidReason, VerifyError};
 use super::feed::{self, Follower};
 use super::origin::Origin;
@@ -13,7 +14,6 @@ use super::refusal::Refusal;
 use super::rejection::Rejection;
 use super::usage::UsageRecorder;
 use super::validator::{KeyValidator, ValidatorFailure};
-use crate::cache::{CacheConfig, Entry, KeyCache, LoadError, Record};
 use crate::scope::Requirement;
 use crate::secret::Pepper;
 use crate::store::{Change, KeyStore, StoreError};

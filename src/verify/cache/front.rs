@@ -34,7 +34,7 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use super::{CacheKey, Entry};
+use super::entry::{CacheKey, Entry};
 
 /// Slots per thread (a power of two).
 const SLOTS: usize = 16;

@@ -32,8 +32,23 @@
 //! served repeatedly ([`front`]): a repeated key is found there without touching
 //! moka's shared structures, and every invalidation or clear makes all of
 //! those memos stale at once.
+//!
+//! The files, one concern each: `key_cache` (the [`KeyCache`]: lookups,
+//! loads, invalidations, clears), `entry` (what it holds: the [`CacheKey`],
+//! the [`Record`], the [`Entry`] and its expiry), `flight` (the shared
+//! loads), `invalidation` (the marks that invalidations leave), `front`
+//! (the per-thread memos) and `config` ([`CacheConfig`]).
 
+mod config;
+mod entry;
+mod flight;
 mod front;
-mod shared;
+mod invalidation;
+mod key_cache;
+#[cfg(test)]
+mod test_support;
 
-pub(crate) use shared::{CacheConfig, CacheKey, Entry, KeyCache, LoadError, Record};
+pub(crate) use config::CacheConfig;
+pub(crate) use entry::{CacheKey, Entry, Record};
+pub(crate) use flight::LoadError;
+pub(crate) use key_cache::KeyCache;

@@ -3,212 +3,18 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, MutexGuard};
+use std::time::Instant;
 
 use moka::ops::compute::Op;
-use time::OffsetDateTime;
 
-use crate::key::ApiKey;
-use crate::secret::TokenMac;
 use crate::token::KeyId;
-use crate::verify::UsageMark;
 
+use super::config::CacheConfig;
+use super::entry::{CacheKey, Entry, Expiry, Freshness, Record};
+use super::flight::{Boarding, Flight, Flights, LoadError};
 use super::front::Front;
-
-/// Cache sizes and lifetimes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct CacheConfig {
-    pub capacity: u64,
-    pub negative_capacity: u64,
-    pub positive_ttl: Duration,
-    pub negative_ttl: Duration,
-}
-
-impl Default for CacheConfig {
-    fn default() -> Self {
-        CacheConfig {
-            capacity: 100_000,
-            negative_capacity: 10_000,
-            positive_ttl: Duration::from_secs(30),
-            negative_ttl: Duration::from_secs(5),
-        }
-    }
-}
-
-/// What a cache entry is found under.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum CacheKey {
-    /// The store validator: the key id.
-    Id(KeyId),
-    /// A custom validator: the token's MAC under the pepper.
-    Digest(TokenMac),
-}
-
-/// How far a cache hit can be trusted.
-enum Freshness {
-    /// As loaded.
-    Fresh,
-    /// Its key changed after the load began: never serve it.
-    Invalidated,
-    /// Loaded before a wholesale clear: reload, serve only if the store is
-    /// unreachable.
-    Cleared,
-}
-
-/// A validated record: the key and, for store entries, the MAC to compare.
-pub(crate) struct Record {
-    pub key: ApiKey,
-    /// `Some` for store entries (compared on every request); `None` for
-    /// custom-validator entries, whose key already matched the token digest.
-    pub mac: Option<TokenMac>,
-    /// The last use noted for usage tracking.
-    pub noted: UsageMark,
-    /// `key.expires_at` on the system clock (taken when the record is made).
-    pub expiry: Option<SystemTime>,
-}
-
-impl std::fmt::Debug for Record {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Record")
-            .field("key", &self.key)
-            .field("mac", &self.mac.map(|_| "[redacted]"))
-            .finish_non_exhaustive()
-    }
-}
-
-impl Record {
-    pub(crate) fn new(key: ApiKey, mac: Option<TokenMac>) -> Record {
-        Record {
-            expiry: key.expires_at.map(system_time),
-            key,
-            mac,
-            noted: UsageMark::default(),
-        }
-    }
-}
-
-/// `at` on the system clock. An instant the platform's clock cannot hold
-/// (none on 64-bit Unix) becomes the epoch: such a key counts as expired.
-fn system_time(at: OffsetDateTime) -> SystemTime {
-    let since = at - OffsetDateTime::UNIX_EPOCH;
-    let converted = if since.is_negative() {
-        SystemTime::UNIX_EPOCH.checked_sub(since.unsigned_abs())
-    } else {
-        SystemTime::UNIX_EPOCH.checked_add(since.unsigned_abs())
-    };
-    converted.unwrap_or(SystemTime::UNIX_EPOCH)
-}
-
-/// A cache entry.
-#[derive(Clone, Debug)]
-pub(crate) struct Entry {
-    /// `None`: no key for this id or token (a negative entry).
-    pub record: Option<Arc<Record>>,
-    /// The invalidation epoch when the load that produced it began.
-    epoch: u64,
-    /// When it stops being served from the cache: the TTL of its kind after
-    /// the load, and never past the key's `expires_at`.
-    pub(super) deadline: Instant,
-}
-
-impl Entry {
-    /// The outcome of a load that began at `epoch`, to be cached as of now.
-    fn loaded(record: Option<Arc<Record>>, epoch: u64, config: &CacheConfig) -> Entry {
-        let ttl = match &record {
-            None => config.negative_ttl,
-            Some(record) => match record.key.expires_at {
-                None => config.positive_ttl,
-                Some(expires_at) => {
-                    let left = expires_at - OffsetDateTime::now_utc();
-                    Duration::try_from(left)
-                        .map(|left| left.min(config.positive_ttl))
-                        .unwrap_or(Duration::ZERO)
-                }
-            },
-        };
-        let now = Instant::now();
-        Entry {
-            record,
-            epoch,
-            deadline: now.checked_add(ttl).unwrap_or(now),
-        }
-    }
-}
-
-/// Per-entry lifetimes for moka: each entry's own deadline, whether it
-/// was inserted for a new key or replaced an older entry; a read changes
-/// nothing.
-struct Expiry;
-
-impl moka::Expiry<CacheKey, Entry> for Expiry {
-    fn expire_after_create(&self, _key: &CacheKey, value: &Entry, at: Instant) -> Option<Duration> {
-        Some(value.deadline.saturating_duration_since(at))
-    }
-
-    fn expire_after_update(
-        &self,
-        _key: &CacheKey,
-        value: &Entry,
-        at: Instant,
-        _current: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(value.deadline.saturating_duration_since(at))
-    }
-
-    fn expire_after_read(
-        &self,
-        _key: &CacheKey,
-        _value: &Entry,
-        _at: Instant,
-        current: Option<Duration>,
-        _modified: Instant,
-    ) -> Option<Duration> {
-        current
-    }
-}
-
-/// Slots of [`Invalidations`] (a power of two): 32 KiB per cache.
-const INVALIDATION_SLOTS: usize = 4096;
-
-/// The latest invalidation epoch of every key id, kept in a fixed table
-/// that may only err towards distrust: each slot holds the latest epoch of
-/// every id that falls in it, so an id is never reported older than it is,
-/// at worst newer (an entry of another key in its slot is then read from
-/// the store once more). Nothing is ever forgotten, whatever the number of
-/// invalidations; a lookup is a hash and one atomic load.
-struct Invalidations {
-    slots: Box<[AtomicU64]>,
-}
-
-impl Invalidations {
-    fn new() -> Invalidations {
-        Invalidations {
-            slots: (0..INVALIDATION_SLOTS).map(|_| AtomicU64::new(0)).collect(),
-        }
-    }
-
-    /// The slot of `id`. Ids are random; an id chosen to collide only
-    /// costs extra reads, never trust.
-    fn slot(&self, id: &KeyId) -> &AtomicU64 {
-        let mut word = [0u8; 8];
-        for (i, b) in id.as_bytes().iter().enumerate() {
-            word[i % 8] ^= b;
-        }
-        let mixed = u64::from_le_bytes(word).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        &self.slots[(mixed >> (64 - INVALIDATION_SLOTS.trailing_zeros())) as usize]
-    }
-
-    /// Notes that `id` was invalidated at `epoch`.
-    fn mark(&self, id: &KeyId, epoch: u64) {
-        self.slot(id).fetch_max(epoch, Ordering::AcqRel);
-    }
-
-    /// Whether `id` may have been invalidated after `epoch`.
-    fn since(&self, id: &KeyId, epoch: u64) -> bool {
-        self.slot(id).load(Ordering::Acquire) > epoch
-    }
-}
+use super::invalidation::Invalidations;
 
 /// The shared validation cache.
 pub(crate) struct KeyCache {
@@ -220,7 +26,7 @@ pub(crate) struct KeyCache {
     negatives: moka::sync::Cache<CacheKey, u64>,
     /// Loads in flight, so that concurrent misses for one entry share one
     /// store read.
-    flights: Mutex<HashMap<CacheKey, Flight>>,
+    flights: Flights,
     /// Bumped by every invalidation.
     epoch: AtomicU64,
     /// Entries loaded before this epoch were cleared wholesale.
@@ -235,9 +41,6 @@ pub(crate) struct KeyCache {
     config: CacheConfig,
 }
 
-/// One shared load: every waiter gets its outcome, the error included.
-type Flight = Arc<tokio::sync::OnceCell<Result<Entry, LoadError>>>;
-
 impl std::fmt::Debug for KeyCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyCache")
@@ -247,10 +50,6 @@ impl std::fmt::Debug for KeyCache {
             .finish()
     }
 }
-
-/// Why a load could not answer: the store or validator failed. Shared by
-/// every waiter of that load.
-pub(crate) type LoadError = Arc<dyn std::error::Error + Send + Sync>;
 
 impl KeyCache {
     pub(crate) fn new(config: CacheConfig) -> KeyCache {
@@ -263,7 +62,7 @@ impl KeyCache {
                 .max_capacity(config.negative_capacity)
                 .time_to_live(config.negative_ttl)
                 .build(),
-            flights: Mutex::new(HashMap::new()),
+            flights: Flights::default(),
             epoch: AtomicU64::new(0),
             cleared: AtomicU64::new(0),
             invalidated: Invalidations::new(),
@@ -478,7 +277,7 @@ impl KeyCache {
         Fut: Future<Output = Result<Option<Arc<Record>>, E>>,
         E: std::error::Error + Send + Sync + 'static,
     {
-        let flight = Boarding::join(self, key);
+        let flight = Boarding::join(&self.flights, key);
         flight
             .cell
             .get_or_init(|| async {
@@ -538,221 +337,23 @@ impl KeyCache {
     }
 }
 
-/// A caller's seat on a shared load. Leaving takes the load out of the
-/// table once it is done, or once nobody is left waiting for it, so the
-/// table holds only loads somebody is waiting for.
-struct Boarding<'a> {
-    cache: &'a KeyCache,
-    key: CacheKey,
-    cell: Flight,
-}
-
-impl<'a> Boarding<'a> {
-    fn join(cache: &'a KeyCache, key: CacheKey) -> Boarding<'a> {
-        let cell = cache
-            .flights()
-            .entry(key)
-            .or_insert_with(|| Arc::new(tokio::sync::OnceCell::new()))
-            .clone();
-        Boarding { cache, key, cell }
-    }
-}
-
-impl Drop for Boarding<'_> {
-    fn drop(&mut self) {
-        let mut flights = self.cache.flights();
-        let ours = flights
-            .get(&self.key)
-            .is_some_and(|cell| Arc::ptr_eq(cell, &self.cell));
-        // Counted under the lock, which every new waiter takes to join: the
-        // table's reference and this seat's mean nobody else is waiting.
-        let alone = Arc::strong_count(&self.cell) == 2;
-        if ours && (self.cell.initialized() || alone) {
-            flights.remove(&self.key);
-        }
-    }
-}
-
 impl KeyCache {
-    fn flights(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, Flight>> {
-        // The table stays consistent whatever panicked while holding it.
-        self.flights.lock().unwrap_or_else(|e| e.into_inner())
+    /// The loads in flight.
+    pub(super) fn flights(&self) -> MutexGuard<'_, HashMap<CacheKey, Flight>> {
+        self.flights.lock()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use time::OffsetDateTime;
 
     use super::*;
-
-    fn key(n: u8) -> CacheKey {
-        CacheKey::Digest([n; 32])
-    }
-
-    fn record(id: &str) -> Arc<Record> {
-        Arc::new(Record::new(
-            ApiKey::new(KeyId::parse(id).unwrap(), "owner"),
-            None,
-        ))
-    }
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("store down")]
-    struct Down;
-
-    fn cache() -> Arc<KeyCache> {
-        Arc::new(KeyCache::new(CacheConfig::default()))
-    }
-
-    /// A task whose load of `key` never finishes, once it is in flight.
-    async fn stuck_load(
-        cache: &Arc<KeyCache>,
-        key: CacheKey,
-    ) -> tokio::task::JoinHandle<Option<Entry>> {
-        let task = {
-            let cache = cache.clone();
-            tokio::spawn(async move {
-                cache
-                    .get_or_load(key, || async {
-                        std::future::pending::<()>().await;
-                        Ok::<_, Down>(None)
-                    })
-                    .await
-                    .ok()
-            })
-        };
-        until_a_load_is_in_flight(cache).await;
-        task
-    }
-
-    async fn until_a_load_is_in_flight(cache: &KeyCache) {
-        for _ in 0..1000 {
-            if !cache.flights().is_empty() {
-                return;
-            }
-            tokio::task::yield_now().await;
-        }
-        panic!("no load in flight");
-    }
-
-    /// Tasks waiting on a load.
-    type Waiters = Vec<tokio::task::JoinHandle<Result<Entry, LoadError>>>;
-
-    /// `n` concurrent misses of `key`, each task loading with `outcome` once
-    /// the returned gate opens. Returns the number of loads run, the gate
-    /// and the tasks.
-    fn gated_misses(
-        cache: &Arc<KeyCache>,
-        key: CacheKey,
-        n: usize,
-        outcome: fn() -> Result<Option<Arc<Record>>, Down>,
-    ) -> (Arc<AtomicUsize>, tokio::sync::watch::Sender<bool>, Waiters) {
-        let loads = Arc::new(AtomicUsize::new(0));
-        let (release, gate) = tokio::sync::watch::channel(false);
-        let tasks = (0..n)
-            .map(|_| {
-                let (cache, loads, gate) = (cache.clone(), loads.clone(), gate.clone());
-                tokio::spawn(async move {
-                    cache
-                        .get_or_load(key, || {
-                            loads.fetch_add(1, Ordering::SeqCst);
-                            let mut gate = gate.clone();
-                            async move {
-                                gate.wait_for(|open| *open).await.unwrap();
-                                outcome()
-                            }
-                        })
-                        .await
-                })
-            })
-            .collect();
-        (loads, release, tasks)
-    }
-
-    #[tokio::test]
-    async fn concurrent_misses_share_one_load_and_leave_no_flight_behind() {
-        let cache = cache();
-        let (loads, release, tasks) =
-            gated_misses(&cache, key(1), 20, || Ok(Some(record("aaaaaaaaaaaaaaa1"))));
-        // Current-thread runtime: every task runs up to the gate first.
-        tokio::task::yield_now().await;
-        assert_eq!(cache.flights().len(), 1, "all 20 wait on one load");
-        release.send(true).unwrap();
-        for task in tasks {
-            assert!(
-                task.await
-                    .unwrap()
-                    .is_ok_and(|entry| entry.record.is_some())
-            );
-        }
-        assert_eq!(loads.load(Ordering::SeqCst), 1);
-        assert_eq!(cache.flights().len(), 0);
-        assert!(
-            cache
-                .lookup(&key(1), Instant::now())
-                .is_some_and(|e| e.record.is_some())
-        );
-    }
-
-    #[tokio::test]
-    async fn a_failed_load_reaches_every_waiter_and_is_not_cached() {
-        let cache = cache();
-        let (loads, release, tasks) = gated_misses(&cache, key(2), 5, || Err(Down));
-        tokio::task::yield_now().await;
-        release.send(true).unwrap();
-        for task in tasks {
-            assert!(
-                task.await.unwrap().is_err(),
-                "every waiter sees the failure"
-            );
-        }
-        assert_eq!(loads.load(Ordering::SeqCst), 1);
-        assert_eq!(cache.flights().len(), 0);
-        assert!(
-            cache.lookup(&key(2), Instant::now()).is_none(),
-            "errors are not cached"
-        );
-        let entry = cache
-            .get_or_load(key(2), || async { Ok::<_, Down>(None) })
-            .await
-            .unwrap();
-        assert!(entry.record.is_none(), "the next request asks again");
-    }
-
-    #[tokio::test]
-    async fn a_dropped_loader_hands_the_load_to_the_next_waiter() {
-        let cache = cache();
-        let first = stuck_load(&cache, key(3)).await;
-        let second = {
-            let cache = cache.clone();
-            tokio::spawn(async move {
-                cache
-                    .get_or_load(key(3), || async {
-                        Ok::<_, Down>(Some(record("aaaaaaaaaaaaaaa3")))
-                    })
-                    .await
-                    .map(|entry| entry.record.is_some())
-            })
-        };
-        tokio::task::yield_now().await;
-        first.abort();
-        assert!(first.await.unwrap_err().is_cancelled());
-        assert!(
-            second.await.unwrap().unwrap(),
-            "the waiter loaded it itself"
-        );
-        assert_eq!(cache.flights().len(), 0);
-    }
-
-    #[tokio::test]
-    async fn a_load_abandoned_by_everyone_leaves_no_flight_behind() {
-        let cache = cache();
-        let task = stuck_load(&cache, key(4)).await;
-        task.abort();
-        assert!(task.await.unwrap_err().is_cancelled());
-        assert_eq!(cache.flights().len(), 0);
-    }
+    use crate::key::ApiKey;
+    use crate::verify::cache::test_support::{Down, cache, until_a_load_is_in_flight};
 
     #[tokio::test]
     async fn a_load_that_raced_an_invalidation_is_not_served() {
@@ -1094,39 +695,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_replaced_entry_gets_its_own_deadline() {
-        use moka::Expiry as _;
-        let now = Instant::now();
-        let id = KeyId::parse("aaaaaaaaaaaaaac3").unwrap();
-        let entry = |ttl| Entry {
-            record: Some(record("aaaaaaaaaaaaaac3")),
-            epoch: 0,
-            deadline: now + ttl,
-        };
-        let key = CacheKey::Id(id);
-        let (long, short) = (Duration::from_secs(30), Duration::from_secs(2));
-        assert_eq!(
-            Expiry.expire_after_create(&key, &entry(long), now),
-            Some(long)
-        );
-        // Re-inserted with a shorter deadline (the key now expires sooner).
-        assert_eq!(
-            Expiry.expire_after_update(&key, &entry(short), now, Some(long)),
-            Some(short)
-        );
-        // And with a longer one (a reload after the TTL was nearly spent).
-        assert_eq!(
-            Expiry.expire_after_update(&key, &entry(long), now, Some(short)),
-            Some(long)
-        );
-        // A read keeps the deadline.
-        assert_eq!(
-            Expiry.expire_after_read(&key, &entry(long), now, Some(short), now),
-            Some(short)
-        );
-    }
-
     #[tokio::test]
     async fn a_replaced_entry_is_not_served_past_its_own_deadline() {
         let cache = cache();
@@ -1165,29 +733,5 @@ mod tests {
         }
         assert!(cache.invalidated_since(&id, 0));
         assert!(!cache.invalidated_since(&id, cache.epoch.load(Ordering::SeqCst)));
-    }
-
-    #[test]
-    fn expiries_convert_to_the_system_clock_exactly() {
-        let now = OffsetDateTime::now_utc();
-        for at in [
-            now,
-            now + Duration::from_secs(90 * 86_400),
-            now - Duration::from_nanos(1),
-            OffsetDateTime::UNIX_EPOCH,
-            OffsetDateTime::UNIX_EPOCH - Duration::from_secs(86_400 * 3650),
-            time::macros::datetime!(9999-12-31 23:59:59.999_999_999 UTC),
-        ] {
-            assert_eq!(system_time(at), SystemTime::from(at), "{at}");
-            let record = Record::new(
-                {
-                    let mut key = ApiKey::new(KeyId::parse("aaaaaaaaaaaaaab6").unwrap(), "o");
-                    key.expires_at = Some(at);
-                    key
-                },
-                None,
-            );
-            assert_eq!(record.expiry, Some(SystemTime::from(at)));
-        }
     }
 }
