@@ -13,6 +13,7 @@ use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
+use common::header_values;
 use common::records::RECORD_FIELDS;
 use common::server::serve_app as serve;
 use common::token_secret;
@@ -45,12 +46,7 @@ struct Resp {
 impl Resp {
     /// The only value of header `name`; panics when it repeats.
     fn header(&self, name: &str) -> Option<&str> {
-        let values: Vec<&str> = self
-            .headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect();
+        let values: Vec<&str> = header_values(&self.headers, name);
         assert!(values.len() <= 1, "header {name} repeated: {self}");
         values.first().copied()
     }

@@ -16,6 +16,7 @@ use axum::Router;
 use axum::routing;
 use bytes::Bytes;
 use common::forge::{with_bad_checksum, with_checksum, with_secret};
+use common::header_values;
 use common::server::serve_app as serve;
 use common::wire;
 use http::header::HeaderName;
@@ -54,11 +55,7 @@ struct RawResponse {
 impl RawResponse {
     /// Every value of header `name`.
     fn all(&self, name: &str) -> Vec<&[u8]> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
-            .collect()
+        header_values(&self.headers, name)
     }
 
     /// The only value of header `name`, as text; panics when it repeats.

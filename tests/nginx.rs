@@ -17,10 +17,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::proxies::{EdgeProxy, assert_upstream_untouched, bearer, create_reader};
-use common::{Serve, ServeOptions, Upstream, fixture, free_port, http};
+use common::proxies::{EdgeProxy, ProxyStack, bearer};
+use common::{fixture, free_port, http};
 use serde_json::json;
-use tempfile::TempDir;
 
 const NGINX: &str = "/usr/sbin/nginx";
 
@@ -93,18 +92,11 @@ fn start_nginx(prefix: &Path, keygate: SocketAddr, upstream: SocketAddr) -> Ngin
     nginx
 }
 
-/// keygate + upstream + nginx, and two keys: `reader` (owner alice,
-/// workspaces:read) and `other` (owner bob, things:read).
+/// The [`ProxyStack`] with nginx in front, and a second key besides
+/// `reader`: `other` (owner bob, things:read).
 struct Stack {
-    // Dropped in this order: nginx first, then keygate, then the upstream.
-    nginx: Nginx,
-    keygate: Serve,
-    upstream: Upstream,
-    reader: String,
-    reader_id: String,
+    base: ProxyStack,
     other: String,
-    admin: String,
-    _dir: TempDir,
 }
 
 impl Stack {
@@ -115,54 +107,20 @@ impl Stack {
     /// With extra `keygate serve` arguments.
     fn start_with(args: &[&str]) -> Stack {
         require_nginx();
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("keygate");
-        let prefix = dir.path().join("nginx");
-        std::fs::create_dir_all(&data).unwrap();
-        std::fs::create_dir_all(&prefix).unwrap();
-
-        let rules = fixture("rules.toml");
-        let keygate = Serve::start(
-            &data,
-            ServeOptions::new()
-                .args(["--rules", rules.to_str().unwrap()])
-                .args(args.iter().copied()),
-        );
-        let admin = keygate.bootstrap_token();
-        let (reader, reader_id) = create_reader(&keygate, &admin);
-        let (other, _) = keygate.create_key(
-            &admin,
+        let base = ProxyStack::start(args, start_nginx);
+        let (other, _) = base.keygate.create_key(
+            &base.admin,
             json!({"owner": "bob", "name": "other", "scopes": ["things:read"]}),
         );
-        let upstream = Upstream::start();
-        let nginx = start_nginx(&prefix, keygate.addr, upstream.addr);
-        Stack {
-            nginx,
-            keygate,
-            upstream,
-            reader,
-            reader_id,
-            other,
-            admin,
-            _dir: dir,
-        }
+        Stack { base, other }
     }
+}
 
-    fn get(&self, target: &str, headers: &[(&str, &str)]) -> http::Response {
-        http::get(self.nginx.addr, target, headers)
-    }
+impl std::ops::Deref for Stack {
+    type Target = ProxyStack;
 
-    /// Context for failure messages.
-    fn logs(&self) -> String {
-        format!(
-            "nginx error.log:\n{}\nkeygate stderr:\n{}",
-            self.nginx.log(),
-            self.keygate.stderr()
-        )
-    }
-
-    fn assert_upstream_untouched(&self, before: usize) {
-        assert_upstream_untouched(&self.upstream, before);
+    fn deref(&self) -> &ProxyStack {
+        &self.base
     }
 }
 
@@ -224,7 +182,7 @@ fn nginx_forwards_an_allowed_request_with_the_identity_and_without_the_token() {
 
     // HEAD is covered by the same rule.
     let response = http::request(
-        stack.nginx.addr,
+        stack.proxy.addr,
         "HEAD",
         "/api/workspaces/2",
         &[("Authorization", &auth)],
@@ -235,7 +193,7 @@ fn nginx_forwards_an_allowed_request_with_the_identity_and_without_the_token() {
     // A method outside the rule's list needs only a valid key.
     let auth_other = bearer(&stack.other);
     let response = http::request(
-        stack.nginx.addr,
+        stack.proxy.addr,
         "POST",
         "/api/workspaces/1",
         &[("Authorization", &auth_other)],
@@ -319,7 +277,7 @@ fn nginx_answers_403_for_a_key_without_the_scope() {
     let auth = bearer(&stack.other);
     for method in ["GET", "HEAD"] {
         let response = http::request(
-            stack.nginx.addr,
+            stack.proxy.addr,
             method,
             "/api/workspaces/1",
             &[("Authorization", &auth)],
@@ -406,7 +364,7 @@ fn assert_refused_by_nginx(stack: &Stack, response: &http::Response, what: &str)
     );
     assert!(
         stack
-            .nginx
+            .proxy
             .log()
             .contains("auth request unexpected status: 400"),
         "{what}: keygate answered 400\n{}",

@@ -19,9 +19,8 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::proxies::{EdgeProxy, assert_upstream_untouched, bearer, create_reader};
-use common::{Serve, ServeOptions, Upstream, fixture, free_port, http};
-use tempfile::TempDir;
+use common::proxies::{EdgeProxy, ProxyStack, bearer};
+use common::{free_port, http};
 
 /// The path of the Traefik binary, installing it first when needed.
 fn traefik_binary() -> &'static Path {
@@ -114,71 +113,22 @@ fn start_traefik(dir: &Path, keygate: SocketAddr, upstream: SocketAddr) -> Traef
     traefik
 }
 
-/// keygate + upstream + Traefik, and two keys: `reader` (owner alice,
-/// workspaces:read) and `other` (owner bob, things:read).
-struct Stack {
-    // Dropped in this order: Traefik first, then keygate, then the upstream.
-    traefik: Traefik,
-    keygate: Serve,
-    upstream: Upstream,
-    reader: String,
-    reader_id: String,
-    _dir: TempDir,
-}
-
-impl Stack {
-    /// `keygate serve --rules tests/fixtures/rules.toml --forward-auth MODE`
-    /// (no flag for `auto`, the default).
-    fn start(mode: &str) -> Stack {
-        traefik_binary();
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("keygate");
-        let config = dir.path().join("traefik");
-        std::fs::create_dir_all(&data).unwrap();
-        std::fs::create_dir_all(&config).unwrap();
-
-        let rules = fixture("rules.toml");
-        let mut options = ServeOptions::new().args(["--rules", rules.to_str().unwrap()]);
-        // `auto` is the default: it is tested without the flag.
-        if mode != "auto" {
-            options = options.args(["--forward-auth", mode]);
-        }
-        let keygate = Serve::start(&data, options);
-        let admin = keygate.bootstrap_token();
-        let (reader, reader_id) = create_reader(&keygate, &admin);
-        let upstream = Upstream::start();
-        let traefik = start_traefik(&config, keygate.addr, upstream.addr);
-        Stack {
-            traefik,
-            keygate,
-            upstream,
-            reader,
-            reader_id,
-            _dir: dir,
-        }
-    }
-
-    fn get(&self, target: &str, headers: &[(&str, &str)]) -> http::Response {
-        http::get(self.traefik.addr, target, headers)
-    }
-
-    /// Context for failure messages.
-    fn logs(&self) -> String {
-        format!(
-            "traefik log:\n{}\nkeygate stderr:\n{}",
-            self.traefik.log(),
-            self.keygate.stderr()
-        )
-    }
-
-    fn assert_upstream_untouched(&self, before: usize) {
-        assert_upstream_untouched(&self.upstream, before);
-    }
+/// The [`ProxyStack`] with Traefik in front, keygate started with
+/// `--forward-auth MODE` (no flag for `auto`, the default).
+fn start(mode: &str) -> ProxyStack {
+    traefik_binary();
+    // `auto` is the default: it is tested without the flag.
+    let args: &[&str] = if mode == "auto" {
+        &[]
+    } else {
+        &["--forward-auth", mode]
+    };
+    ProxyStack::start(args, start_traefik)
 }
 
 #[test]
 fn traefik_forwards_an_allowed_request_with_the_identity_and_without_the_token() {
-    let stack = Stack::start("traefik");
+    let stack = start("traefik");
     let auth = bearer(&stack.reader);
     let response = stack.get(
         "/api/workspaces/1?view=full",
@@ -222,7 +172,7 @@ fn traefik_forwards_an_allowed_request_with_the_identity_and_without_the_token()
 
 #[test]
 fn traefik_answers_401_with_the_challenge_without_or_with_a_bad_key() {
-    let stack = Stack::start("traefik");
+    let stack = start("traefik");
     let before = stack.upstream.count();
     let response = stack.get("/api/workspaces/1", &[]);
     assert_eq!(response.status, 401, "{response:?}\n{}", stack.logs());
@@ -252,7 +202,7 @@ const SPOOF: [(&str, &str); 2] = [
 fn traefik_a_client_sent_x_original_uri_cannot_choose_the_judged_path() {
     // auto (the default): the two conventions disagree; Traefik passes
     // keygate's 400 on. (Before SPEC §10a, X-Original-URI won: public.)
-    let stack = Stack::start("auto");
+    let stack = start("auto");
     let before = stack.upstream.count();
     let response = stack.get("/admin/users", &SPOOF);
     assert_eq!(response.status, 400, "{response:?}\n{}", stack.logs());
@@ -265,7 +215,7 @@ fn traefik_a_client_sent_x_original_uri_cannot_choose_the_judged_path() {
 
 #[test]
 fn traefik_mode_never_reads_a_client_sent_x_original_uri() {
-    let stack = Stack::start("traefik");
+    let stack = start("traefik");
     let before = stack.upstream.count();
     let response = stack.get("/admin/users", &SPOOF);
     assert_eq!(response.status, 401, "{response:?}\n{}", stack.logs());
@@ -275,7 +225,7 @@ fn traefik_mode_never_reads_a_client_sent_x_original_uri() {
 
 #[test]
 fn traefik_paths_servers_read_differently_never_reach_the_upstream() {
-    let stack = Stack::start("traefik");
+    let stack = start("traefik");
     let before = stack.upstream.count();
     // `reader` holds workspaces:read, not admin:read.
     let auth = bearer(&stack.reader);

@@ -1,11 +1,15 @@
-//! The flat row shape shared by the SQL backends, and its conversions.
+//! What the SQL backends share: the flat row shape and its conversions, the
+//! error mapping, and the write rules ([`Dialect`]'s provided methods),
+//! written once over each backend's statements.
 
+use std::future::Future;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Transaction, Type};
 use time::OffsetDateTime;
 
-use super::StoreError;
+use super::{Cursor, InsertRules, Page, StoreError};
 use crate::key::{ApiKey, StoredKey};
 use crate::scope::ScopeSet;
 use crate::token::{Environment, KeyId};
@@ -55,7 +59,7 @@ fn opt_time(secs: Option<i64>, what: &str) -> Result<Option<OffsetDateTime>, Sto
 }
 
 impl Row {
-    pub(crate) fn from_stored(stored: &StoredKey) -> Row {
+    fn from_stored(stored: &StoredKey) -> Row {
         let k = &stored.key;
         Row {
             id: k.id.to_string(),
@@ -128,7 +132,7 @@ impl Row {
 impl Row {
     /// Binds every column, in table order (`id` … `revision`), to an
     /// `INSERT` with 21 placeholders.
-    pub(crate) fn bind_insert<'q, DB>(
+    fn bind_insert<'q, DB>(
         self,
         query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
     ) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
@@ -168,7 +172,7 @@ impl Row {
     /// compare-and-set `UPDATE … SET name, description, organization,
     /// scopes, ip_allow, ip_deny, metadata, updated_at, expires_at,
     /// revoked_at, revoked_reason, superseded_by … WHERE id AND revision`.
-    pub(crate) fn bind_update<'q, DB>(
+    fn bind_update<'q, DB>(
         self,
         query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
     ) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
@@ -207,5 +211,252 @@ pub(crate) fn store_error(e: sqlx::Error) -> StoreError {
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => StoreError::Unavailable(Box::new(e)),
         other => StoreError::Backend(Box::new(other)),
+    }
+}
+
+/// One page of a listing from up to `size + 1` rows in `(created_at, id)`
+/// order: the extra row, when there is one, says a next page exists.
+pub(crate) fn page(rows: Vec<Row>, size: u32) -> Result<Page, StoreError> {
+    let mut keys = rows
+        .into_iter()
+        .map(Row::into_stored)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next_cursor = if keys.len() > size as usize {
+        keys.truncate(size as usize);
+        keys.last().map(|k| Cursor::after(&k.key))
+    } else {
+        None
+    };
+    Ok(Page { keys, next_cursor })
+}
+
+/// What one SQL backend does its own way — its statements (placeholder
+/// syntax, JSON casts, row locks), its error mapping, how a writing
+/// transaction begins and how a change is announced — implemented by each
+/// store. The provided methods are the rules every SQL backend follows,
+/// written once over those: name uniqueness and the per-owner limit checked
+/// in the writing transaction, compare-and-set updates on the revision,
+/// rotation refusing an already superseded key, and a change announced for
+/// every key written.
+///
+/// The `where` clauses are what the provided methods need of the driver;
+/// they hold for both sqlx drivers used here.
+pub(crate) trait Dialect: Sync
+where
+    for<'c> &'c mut <Self::Db as Database>::Connection: Executor<'c, Database = Self::Db>,
+    <Self::Db as Database>::Arguments: IntoArguments<Self::Db>,
+    for<'a> &'a str: Encode<'a, Self::Db> + Type<Self::Db>,
+    for<'t> String: Encode<'t, Self::Db> + Type<Self::Db>,
+    for<'t> Option<String>: Encode<'t, Self::Db> + Type<Self::Db>,
+    for<'t> Vec<u8>: Encode<'t, Self::Db> + Type<Self::Db>,
+    for<'t> i64: Encode<'t, Self::Db> + Type<Self::Db>,
+    for<'t> Option<i64>: Encode<'t, Self::Db> + Type<Self::Db>,
+    for<'r> Row: FromRow<'r, <Self::Db as Database>::Row>,
+    for<'r> (i64, i64): FromRow<'r, <Self::Db as Database>::Row>,
+    for<'r> (i64,): FromRow<'r, <Self::Db as Database>::Row>,
+    for<'r> (Option<String>,): FromRow<'r, <Self::Db as Database>::Row>,
+    for<'r> (Vec<u8>,): FromRow<'r, <Self::Db as Database>::Row>,
+{
+    /// The sqlx driver.
+    type Db: Database;
+
+    /// Every column of the key whose `id` is the one placeholder, by the
+    /// names of [`Row`].
+    const GET: &'static str;
+    /// `same_name` and `current` (in that order): among the current keys
+    /// of owner `1` other than id `3` at Unix time `4`, how many are named
+    /// `2`, and how many there are.
+    const CHECK_CURRENT: &'static str;
+    /// `INSERT` of every column, bound in table order (`id` … `revision`).
+    const INSERT: &'static str;
+    /// Compare-and-set `UPDATE` of the mutable columns (`name`,
+    /// `description`, `organization`, `scopes`, `ip_allow`, `ip_deny`,
+    /// `metadata`, `updated_at`, `expires_at`, `revoked_at`,
+    /// `revoked_reason`, `superseded_by`), bumping `revision`, `WHERE id`
+    /// and `revision` match the last two placeholders.
+    const UPDATE: &'static str;
+    /// Any row when the key with the one placeholder's id exists.
+    const EXISTS: &'static str;
+    /// The `superseded_by` of the key with the one placeholder's id,
+    /// locking its row until the transaction ends where the backend can.
+    const SUPERSEDED_BY: &'static str;
+    /// How many current keys owner `1` holds at Unix time `2`.
+    const COUNT_CURRENT: &'static str;
+    /// The `value` of the meta entry named by the one placeholder.
+    const META_GET: &'static str;
+
+    /// Maps a sqlx error to the store's ([`store_error`] and what the
+    /// backend adds to it).
+    fn error(e: sqlx::Error) -> StoreError;
+
+    /// How many rows a statement changed.
+    fn rows_affected(done: &<Self::Db as Database>::QueryResult) -> u64;
+
+    /// The store's pool.
+    fn connections(&self) -> &Pool<Self::Db>;
+
+    /// Begins a writing transaction that may check and change the keys of
+    /// `owners` without a concurrent writer for them changing them too.
+    fn begin_write(
+        &self,
+        owners: &[&str],
+    ) -> impl Future<Output = Result<Transaction<'static, Self::Db>, StoreError>> + Send;
+
+    /// Announces, within the transaction on `conn`, that key `id` changed,
+    /// so that other processes learn of it when the transaction commits.
+    fn changed(
+        conn: &mut <Self::Db as Database>::Connection,
+        id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The key `id`, if there is one.
+    async fn get(&self, id: &KeyId) -> Result<Option<StoredKey>, StoreError> {
+        let row = sqlx::query_as::<Self::Db, Row>(Self::GET)
+            .bind(id.as_str())
+            .fetch_optional(self.connections())
+            .await
+            .map_err(Self::error)?;
+        row.map(Row::into_stored).transpose()
+    }
+
+    /// Inserts `key` under `rules`, in one writing transaction.
+    async fn insert(&self, key: &StoredKey, rules: InsertRules) -> Result<(), StoreError> {
+        let mut tx = self.begin_write(&[&key.key.owner]).await?;
+        Self::check_current(&mut tx, key, "", rules.max_keys_per_owner, rules.now).await?;
+        Self::insert_row(&mut tx, key).await?;
+        tx.commit().await.map_err(Self::error)
+    }
+
+    /// Replaces the stored record of `key` if its revision still matches,
+    /// in one writing transaction.
+    async fn replace(&self, key: &StoredKey, now: OffsetDateTime) -> Result<(), StoreError> {
+        let mut tx = self.begin_write(&[&key.key.owner]).await?;
+        Self::check_current(&mut tx, key, key.key.id.as_str(), 0, now).await?;
+        Self::update_row(&mut tx, key).await?;
+        tx.commit().await.map_err(Self::error)
+    }
+
+    /// Replaces `old` (now superseded) and inserts `new`, in one writing
+    /// transaction; `NotFound` or `Stale` when `old` is gone or already
+    /// superseded.
+    async fn rotate(
+        &self,
+        old: &StoredKey,
+        new: &StoredKey,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write(&[&old.key.owner, &new.key.owner]).await?;
+        let superseded: Option<Option<String>> = sqlx::query_scalar(Self::SUPERSEDED_BY)
+            .bind(old.key.id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(Self::error)?;
+        match superseded {
+            None => return Err(StoreError::NotFound),
+            Some(Some(_)) => return Err(StoreError::Stale),
+            Some(None) => {}
+        }
+        Self::update_row(&mut tx, old).await?;
+        Self::check_current(&mut tx, new, old.key.id.as_str(), 0, now).await?;
+        Self::insert_row(&mut tx, new).await?;
+        tx.commit().await.map_err(Self::error)
+    }
+
+    /// How many current keys `owner` holds at `now`.
+    async fn count_current(&self, owner: &str, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar(Self::COUNT_CURRENT)
+            .bind(owner)
+            .bind(now.unix_timestamp())
+            .fetch_one(self.connections())
+            .await
+            .map_err(Self::error)?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    /// Whether the database answers a trivial query.
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query::<Self::Db>("SELECT 1")
+            .execute(self.connections())
+            .await
+            .map_err(Self::error)?;
+        Ok(())
+    }
+
+    /// The meta entry `name`, if there is one.
+    async fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        sqlx::query_scalar(Self::META_GET)
+            .bind(name)
+            .fetch_optional(self.connections())
+            .await
+            .map_err(Self::error)
+    }
+
+    /// Checks name uniqueness (and the limit, when not 0) for `key` among
+    /// the owner's current keys other than `ignore`, inside the caller's
+    /// writing transaction.
+    async fn check_current(
+        conn: &mut <Self::Db as Database>::Connection,
+        key: &StoredKey,
+        ignore: &str,
+        max_keys_per_owner: u32,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        if !key.key.is_current(now) {
+            return Ok(());
+        }
+        let (same_name, current): (i64, i64) = sqlx::query_as(Self::CHECK_CURRENT)
+            .bind(key.key.owner.as_str())
+            .bind(key.key.name.as_str())
+            .bind(ignore)
+            .bind(now.unix_timestamp())
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(Self::error)?;
+        if same_name > 0 {
+            return Err(StoreError::NameConflict);
+        }
+        if max_keys_per_owner > 0 && current >= i64::from(max_keys_per_owner) {
+            return Err(StoreError::KeyLimitReached);
+        }
+        Ok(())
+    }
+
+    /// Inserts the row of `key` and announces it.
+    async fn insert_row(
+        conn: &mut <Self::Db as Database>::Connection,
+        key: &StoredKey,
+    ) -> Result<(), StoreError> {
+        Row::from_stored(key)
+            .bind_insert(sqlx::query(Self::INSERT))
+            .execute(&mut *conn)
+            .await
+            .map_err(Self::error)?;
+        Self::changed(conn, key.key.id.as_str()).await
+    }
+
+    /// Compare-and-set update of the mutable columns, announced;
+    /// `Stale`/`NotFound` when the revision moved on or the row is gone.
+    async fn update_row(
+        conn: &mut <Self::Db as Database>::Connection,
+        key: &StoredKey,
+    ) -> Result<(), StoreError> {
+        let done = Row::from_stored(key)
+            .bind_update(sqlx::query(Self::UPDATE))
+            .execute(&mut *conn)
+            .await
+            .map_err(Self::error)?;
+        if Self::rows_affected(&done) == 1 {
+            return Self::changed(conn, key.key.id.as_str()).await;
+        }
+        let exists = sqlx::query(Self::EXISTS)
+            .bind(key.key.id.as_str())
+            .fetch_optional(conn)
+            .await
+            .map_err(Self::error)?;
+        Err(if exists.is_some() {
+            StoreError::Stale
+        } else {
+            StoreError::NotFound
+        })
     }
 }

@@ -4,6 +4,7 @@
 //! - [`process`]: `keygate` processes (`Serve`, `run_keygate`), free ports,
 //!   stopping children, fixtures.
 //! - [`http`]: a minimal blocking HTTP/1.1 client over `std::net::TcpStream`.
+//! - [`headers`]: header values out of parsed responses and requests.
 //! - [`upstream`]: a recording upstream server.
 //! - [`forge`]: taking tokens apart and forging bad ones.
 //! - [`records`]: the fields of a key record.
@@ -17,6 +18,7 @@
 pub mod conformance;
 pub mod counting;
 pub mod forge;
+pub mod headers;
 pub mod http;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -28,6 +30,7 @@ pub mod upstream;
 pub mod wire;
 
 pub use forge::{token_id, token_secret};
+pub use headers::{first_header, header_values};
 pub use process::{
     IO_TIMEOUT, KEYGATE, START_TIMEOUT, STOP_TIMEOUT, Serve, ServeOptions, fixture, free_port,
     keygate_command, run_keygate, run_keygate_env, send_signal, stop_child, wait_timeout,

@@ -3,16 +3,15 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{PgConnection, Postgres, QueryBuilder, Row as _};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 use time::OffsetDateTime;
 
 use super::listener;
 use crate::key::StoredKey;
-use crate::store::sql::{Row, store_error};
+use crate::store::sql::{Dialect, Row, page, store_error};
 use crate::store::{
-    ChangeFeed, Changes, Cursor, InsertRules, KeyStore, ListQuery, Page, StoreError, StoreMeta,
-    Usage,
+    ChangeFeed, Changes, InsertRules, KeyStore, ListQuery, Page, StoreError, StoreMeta, Usage,
 };
 use crate::token::KeyId;
 
@@ -180,10 +179,6 @@ impl PostgresStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
-
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
-        self.pool.begin().await.map_err(pg_error)
-    }
 }
 
 /// Maps a sqlx error: besides the connection-level failures of
@@ -203,143 +198,86 @@ fn pg_error(e: sqlx::Error) -> StoreError {
     store_error(e)
 }
 
-fn decode(row: &PgRow) -> Result<StoredKey, StoreError> {
-    let raw: Row = sqlx::FromRow::from_row(row).map_err(pg_error)?;
-    raw.into_stored()
-}
+impl Dialect for PostgresStore {
+    type Db = Postgres;
 
-/// Serializes writers for `owners` until the transaction ends: every
-/// check-then-write for an owner runs while holding its advisory lock.
-/// Locks are taken in sorted order so two owners never deadlock.
-async fn lock_owners(conn: &mut PgConnection, owners: &[&str]) -> Result<(), StoreError> {
-    let mut owners = owners.to_vec();
-    owners.sort_unstable();
-    owners.dedup();
-    for owner in owners {
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('keygate:' || $1))")
-            .bind(owner)
-            .execute(&mut *conn)
-            .await
-            .map_err(pg_error)?;
-    }
-    Ok(())
-}
-
-/// Tells every listening instance that key `id` changed, when the
-/// transaction commits.
-async fn notify(conn: &mut PgConnection, id: &str) -> Result<(), StoreError> {
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(PostgresStore::CHANNEL)
-        .bind(id)
-        .execute(conn)
-        .await
-        .map_err(pg_error)?;
-    Ok(())
-}
-
-/// Checks name uniqueness (and the limit, when given) for `key` among the
-/// owner's current keys other than `ignore`, inside the caller's
-/// transaction, which holds the owner's lock.
-async fn check_current(
-    conn: &mut PgConnection,
-    key: &StoredKey,
-    ignore: &str,
-    max_keys_per_owner: u32,
-    now: OffsetDateTime,
-) -> Result<(), StoreError> {
-    if !key.key.is_current(now) {
-        return Ok(());
-    }
-    let row = sqlx::query(
-        "SELECT COUNT(*) FILTER (WHERE name = $2) AS same_name, COUNT(*) AS current \
+    const GET: &'static str = concat!("SELECT ", columns!(), " FROM keygate_keys WHERE id = $1");
+    const CHECK_CURRENT: &'static str = "SELECT COUNT(*) FILTER (WHERE name = $2) AS same_name, COUNT(*) AS current \
          FROM keygate_keys \
          WHERE owner = $1 AND id <> $3 AND revoked_at IS NULL AND superseded_by IS NULL \
-           AND (expires_at IS NULL OR expires_at > $4)",
-    )
-    .bind(&key.key.owner)
-    .bind(&key.key.name)
-    .bind(ignore)
-    .bind(now.unix_timestamp())
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(pg_error)?;
-    let same_name: i64 = row.try_get("same_name").map_err(pg_error)?;
-    let current: i64 = row.try_get("current").map_err(pg_error)?;
-    if same_name > 0 {
-        return Err(StoreError::NameConflict);
-    }
-    if max_keys_per_owner > 0 && current >= i64::from(max_keys_per_owner) {
-        return Err(StoreError::KeyLimitReached);
-    }
-    Ok(())
-}
-
-async fn insert_row(conn: &mut PgConnection, key: &StoredKey) -> Result<(), StoreError> {
-    let r = Row::from_stored(key);
-    let query = sqlx::query(
-        "INSERT INTO keygate_keys (id, mac, display_prefix, name, description, owner, \
-         organization, environment, scopes, ip_allow, ip_deny, metadata, created_at, updated_at, \
-         expires_at, last_used_at, last_used_ip, revoked_at, revoked_reason, superseded_by, revision) \
+           AND (expires_at IS NULL OR expires_at > $4)";
+    const INSERT: &'static str = "INSERT INTO keygate_keys (id, mac, display_prefix, name, \
+         description, owner, organization, environment, scopes, ip_allow, ip_deny, metadata, \
+         created_at, updated_at, expires_at, last_used_at, last_used_ip, revoked_at, \
+         revoked_reason, superseded_by, revision) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb, $11::jsonb, $12::jsonb, \
-         $13, $14, $15, $16, $17, $18, $19, $20, $21)",
-    );
-    r.bind_insert(query)
-        .execute(&mut *conn)
-        .await
-        .map_err(pg_error)?;
-    notify(conn, key.key.id.as_str()).await
-}
-
-/// Compare-and-set update of the mutable columns; `Stale`/`NotFound` when
-/// the revision moved on or the row is gone.
-async fn update_row(conn: &mut PgConnection, key: &StoredKey) -> Result<(), StoreError> {
-    let done = Row::from_stored(key)
-        .bind_update(sqlx::query(
-            "UPDATE keygate_keys SET name = $1, description = $2, organization = $3, \
+         $13, $14, $15, $16, $17, $18, $19, $20, $21)";
+    const UPDATE: &'static str = "UPDATE keygate_keys SET name = $1, description = $2, organization = $3, \
          scopes = $4::jsonb, ip_allow = $5::jsonb, ip_deny = $6::jsonb, metadata = $7::jsonb, \
          updated_at = $8, expires_at = $9, revoked_at = $10, revoked_reason = $11, \
          superseded_by = $12, revision = revision + 1 \
-         WHERE id = $13 AND revision = $14",
-        ))
-        .execute(&mut *conn)
-        .await
-        .map_err(pg_error)?;
-    if done.rows_affected() == 1 {
-        return notify(conn, key.key.id.as_str()).await;
+         WHERE id = $13 AND revision = $14";
+    const EXISTS: &'static str = "SELECT 1 FROM keygate_keys WHERE id = $1";
+    const SUPERSEDED_BY: &'static str =
+        "SELECT superseded_by FROM keygate_keys WHERE id = $1 FOR UPDATE";
+    const COUNT_CURRENT: &'static str = "SELECT COUNT(*) FROM keygate_keys WHERE owner = $1 AND revoked_at IS NULL \
+         AND superseded_by IS NULL AND (expires_at IS NULL OR expires_at > $2)";
+    const META_GET: &'static str = "SELECT value FROM keygate_meta WHERE name = $1";
+
+    fn error(e: sqlx::Error) -> StoreError {
+        pg_error(e)
     }
-    let exists = sqlx::query("SELECT 1 FROM keygate_keys WHERE id = $1")
-        .bind(key.key.id.as_str())
-        .fetch_optional(conn)
-        .await
-        .map_err(pg_error)?;
-    Err(if exists.is_some() {
-        StoreError::Stale
-    } else {
-        StoreError::NotFound
-    })
+
+    fn rows_affected(done: &PgQueryResult) -> u64 {
+        done.rows_affected()
+    }
+
+    fn connections(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// A transaction holding the advisory lock of every owner in `owners`
+    /// until it ends, taken in sorted order so two writers never deadlock:
+    /// every check-then-write for an owner runs while holding its lock.
+    async fn begin_write(
+        &self,
+        owners: &[&str],
+    ) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(pg_error)?;
+        let mut owners = owners.to_vec();
+        owners.sort_unstable();
+        owners.dedup();
+        for owner in owners {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('keygate:' || $1))")
+                .bind(owner)
+                .execute(&mut *tx)
+                .await
+                .map_err(pg_error)?;
+        }
+        Ok(tx)
+    }
+
+    /// `NOTIFY` on [`PostgresStore::CHANNEL`], sent to every listening
+    /// instance when the transaction commits.
+    async fn changed(conn: &mut PgConnection, id: &str) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(PostgresStore::CHANNEL)
+            .bind(id)
+            .execute(conn)
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl KeyStore for PostgresStore {
     async fn insert(&self, key: &StoredKey, rules: InsertRules) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        lock_owners(&mut tx, &[&key.key.owner]).await?;
-        check_current(&mut tx, key, "", rules.max_keys_per_owner, rules.now).await?;
-        insert_row(&mut tx, key).await?;
-        tx.commit().await.map_err(pg_error)
+        Dialect::insert(self, key, rules).await
     }
 
     async fn get(&self, id: &KeyId) -> Result<Option<StoredKey>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM keygate_keys WHERE id = $1"
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(pg_error)?;
-        row.as_ref().map(decode).transpose()
+        Dialect::get(self, id).await
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
@@ -369,23 +307,16 @@ impl KeyStore for PostgresStore {
         }
         sql.push(" ORDER BY created_at, id LIMIT ")
             .push_bind(i64::from(size) + 1);
-        let rows = sql.build().fetch_all(&self.pool).await.map_err(pg_error)?;
-        let mut keys = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = if keys.len() > size as usize {
-            keys.truncate(size as usize);
-            keys.last().map(|k| Cursor::after(&k.key))
-        } else {
-            None
-        };
-        Ok(Page { keys, next_cursor })
+        let rows = sql
+            .build_query_as::<Row>()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(pg_error)?;
+        page(rows, size)
     }
 
     async fn replace(&self, key: &StoredKey, now: OffsetDateTime) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        lock_owners(&mut tx, &[&key.key.owner]).await?;
-        check_current(&mut tx, key, key.key.id.as_str(), 0, now).await?;
-        update_row(&mut tx, key).await?;
-        tx.commit().await.map_err(pg_error)
+        Dialect::replace(self, key, now).await
     }
 
     async fn rotate(
@@ -394,23 +325,7 @@ impl KeyStore for PostgresStore {
         new: &StoredKey,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        lock_owners(&mut tx, &[&old.key.owner, &new.key.owner]).await?;
-        let superseded: Option<Option<String>> =
-            sqlx::query_scalar("SELECT superseded_by FROM keygate_keys WHERE id = $1 FOR UPDATE")
-                .bind(old.key.id.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(pg_error)?;
-        match superseded {
-            None => return Err(StoreError::NotFound),
-            Some(Some(_)) => return Err(StoreError::Stale),
-            Some(None) => {}
-        }
-        update_row(&mut tx, old).await?;
-        check_current(&mut tx, new, old.key.id.as_str(), 0, now).await?;
-        insert_row(&mut tx, new).await?;
-        tx.commit().await.map_err(pg_error)
+        Dialect::rotate(self, old, new, now).await
     }
 
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
@@ -428,16 +343,7 @@ impl KeyStore for PostgresStore {
     }
 
     async fn count_current(&self, owner: &str, now: OffsetDateTime) -> Result<u64, StoreError> {
-        let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM keygate_keys WHERE owner = $1 AND revoked_at IS NULL \
-             AND superseded_by IS NULL AND (expires_at IS NULL OR expires_at > $2)",
-        )
-        .bind(owner)
-        .bind(now.unix_timestamp())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(pg_error)?;
-        Ok(u64::try_from(count).unwrap_or(0))
+        Dialect::count_current(self, owner, now).await
     }
 
     async fn record_usage(&self, batch: &[Usage]) -> Result<(), StoreError> {
@@ -455,7 +361,7 @@ impl KeyStore for PostgresStore {
             .iter()
             .map(|u| u.ip.map(|ip| ip.to_string()))
             .collect();
-        let mut tx = self.begin().await?;
+        let mut tx = self.pool.begin().await.map_err(pg_error)?;
         sqlx::query("SELECT 1 FROM keygate_keys WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
             .bind(&ids)
             .execute(&mut *tx)
@@ -476,11 +382,7 @@ impl KeyStore for PostgresStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(pg_error)?;
-        Ok(())
+        Dialect::ping(self).await
     }
 
     fn change_feed(&self) -> Option<&dyn ChangeFeed> {
@@ -516,7 +418,7 @@ impl StoreMeta for PostgresStore {
         .map_err(pg_error)?;
         match stored {
             Some(stored) => Ok(stored),
-            None => sqlx::query_scalar("SELECT value FROM keygate_meta WHERE name = $1")
+            None => sqlx::query_scalar(PostgresStore::META_GET)
                 .bind(name)
                 .fetch_one(&self.pool)
                 .await
@@ -525,11 +427,7 @@ impl StoreMeta for PostgresStore {
     }
 
     async fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        sqlx::query_scalar("SELECT value FROM keygate_meta WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(pg_error)
+        Dialect::meta_get(self, name).await
     }
 }
 

@@ -5,17 +5,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
+    SqliteSynchronous,
 };
-use sqlx::{Row as _, SqlitePool};
+use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 
 use super::poller::{self, record_change};
 use crate::key::StoredKey;
-use crate::store::sql::{Row, store_error};
+use crate::store::sql::{Dialect, Row, page, store_error};
 use crate::store::{
-    ChangeFeed, Changes, Cursor, InsertRules, KeyStore, ListQuery, Page, StoreError, StoreMeta,
-    Usage,
+    ChangeFeed, Changes, InsertRules, KeyStore, ListQuery, Page, StoreError, StoreMeta, Usage,
 };
 use crate::token::KeyId;
 
@@ -150,124 +150,75 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+}
 
-    async fn immediate(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+impl Dialect for SqliteStore {
+    type Db = Sqlite;
+
+    const GET: &'static str = "SELECT * FROM keygate_keys WHERE id = ?";
+    const CHECK_CURRENT: &'static str = "SELECT COALESCE(SUM(name = ?2), 0) AS same_name, COUNT(*) AS current \
+         FROM keygate_keys \
+         WHERE owner = ?1 AND id <> ?3 AND revoked_at IS NULL AND superseded_by IS NULL \
+           AND (expires_at IS NULL OR expires_at > ?4)";
+    const INSERT: &'static str = "INSERT INTO keygate_keys (id, mac, display_prefix, name, \
+         description, owner, organization, environment, scopes, ip_allow, ip_deny, metadata, \
+         created_at, updated_at, expires_at, last_used_at, last_used_ip, revoked_at, \
+         revoked_reason, superseded_by, revision) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    const UPDATE: &'static str = "UPDATE keygate_keys SET name = ?, description = ?, organization = ?, scopes = ?, \
+         ip_allow = ?, ip_deny = ?, metadata = ?, updated_at = ?, expires_at = ?, \
+         revoked_at = ?, revoked_reason = ?, superseded_by = ?, revision = revision + 1 \
+         WHERE id = ? AND revision = ?";
+    const EXISTS: &'static str = "SELECT 1 FROM keygate_keys WHERE id = ?";
+    // No row locks in SQLite: the `BEGIN IMMEDIATE` transaction is the only writer.
+    const SUPERSEDED_BY: &'static str = "SELECT superseded_by FROM keygate_keys WHERE id = ?";
+    const COUNT_CURRENT: &'static str = "SELECT COUNT(*) FROM keygate_keys WHERE owner = ? AND revoked_at IS NULL \
+         AND superseded_by IS NULL AND (expires_at IS NULL OR expires_at > ?)";
+    const META_GET: &'static str = "SELECT value FROM keygate_meta WHERE name = ?";
+
+    fn error(e: sqlx::Error) -> StoreError {
+        store_error(e)
+    }
+
+    fn rows_affected(done: &SqliteQueryResult) -> u64 {
+        done.rows_affected()
+    }
+
+    fn connections(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// `BEGIN IMMEDIATE`: SQLite runs such transactions one at a time, so
+    /// holding one serializes the writers of every owner.
+    async fn begin_write(
+        &self,
+        _owners: &[&str],
+    ) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
         self.pool
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(store_error)
     }
-}
 
-fn decode(row: &SqliteRow) -> Result<StoredKey, StoreError> {
-    let raw: Row = sqlx::FromRow::from_row(row).map_err(store_error)?;
-    raw.into_stored()
-}
-
-/// Checks name uniqueness (and the limit, when given) for `key` among the
-/// owner's current keys other than `ignore`, inside the caller's transaction.
-async fn check_current(
-    conn: &mut sqlx::SqliteConnection,
-    key: &StoredKey,
-    ignore: &str,
-    max_keys_per_owner: u32,
-    now: OffsetDateTime,
-) -> Result<(), StoreError> {
-    if !key.key.is_current(now) {
-        return Ok(());
+    /// A row in `keygate_changes`, which the pollers read.
+    async fn changed(conn: &mut SqliteConnection, id: &str) -> Result<(), StoreError> {
+        record_change(conn, id).await.map_err(store_error)
     }
-    let row = sqlx::query(
-        "SELECT COALESCE(SUM(name = ?2), 0) AS same_name, COUNT(*) AS current \
-         FROM keygate_keys \
-         WHERE owner = ?1 AND id <> ?3 AND revoked_at IS NULL AND superseded_by IS NULL \
-           AND (expires_at IS NULL OR expires_at > ?4)",
-    )
-    .bind(&key.key.owner)
-    .bind(&key.key.name)
-    .bind(ignore)
-    .bind(now.unix_timestamp())
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(store_error)?;
-    let same_name: i64 = row.try_get("same_name").map_err(store_error)?;
-    let current: i64 = row.try_get("current").map_err(store_error)?;
-    if same_name > 0 {
-        return Err(StoreError::NameConflict);
-    }
-    if max_keys_per_owner > 0 && current >= i64::from(max_keys_per_owner) {
-        return Err(StoreError::KeyLimitReached);
-    }
-    Ok(())
-}
-
-async fn insert_row(conn: &mut sqlx::SqliteConnection, key: &StoredKey) -> Result<(), StoreError> {
-    let r = Row::from_stored(key);
-    let query = sqlx::query(
-        "INSERT INTO keygate_keys (id, mac, display_prefix, name, description, owner, \
-         organization, environment, scopes, ip_allow, ip_deny, metadata, created_at, updated_at, \
-         expires_at, last_used_at, last_used_ip, revoked_at, revoked_reason, superseded_by, revision) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    );
-    r.bind_insert(query)
-        .execute(&mut *conn)
-        .await
-        .map_err(store_error)?;
-    record_change(conn, key.key.id.as_str())
-        .await
-        .map_err(store_error)
-}
-
-/// Compare-and-set update of the mutable columns; `Stale`/`NotFound` when
-/// the revision moved on or the row is gone.
-async fn update_row(conn: &mut sqlx::SqliteConnection, key: &StoredKey) -> Result<(), StoreError> {
-    let done = Row::from_stored(key)
-        .bind_update(sqlx::query(
-            "UPDATE keygate_keys SET name = ?, description = ?, organization = ?, scopes = ?, \
-         ip_allow = ?, ip_deny = ?, metadata = ?, updated_at = ?, expires_at = ?, \
-         revoked_at = ?, revoked_reason = ?, superseded_by = ?, revision = revision + 1 \
-         WHERE id = ? AND revision = ?",
-        ))
-        .execute(&mut *conn)
-        .await
-        .map_err(store_error)?;
-    if done.rows_affected() == 1 {
-        return record_change(conn, key.key.id.as_str())
-            .await
-            .map_err(store_error);
-    }
-    let exists = sqlx::query("SELECT 1 FROM keygate_keys WHERE id = ?")
-        .bind(key.key.id.as_str())
-        .fetch_optional(conn)
-        .await
-        .map_err(store_error)?;
-    Err(if exists.is_some() {
-        StoreError::Stale
-    } else {
-        StoreError::NotFound
-    })
 }
 
 #[async_trait]
 impl KeyStore for SqliteStore {
     async fn insert(&self, key: &StoredKey, rules: InsertRules) -> Result<(), StoreError> {
-        let mut tx = self.immediate().await?;
-        check_current(&mut tx, key, "", rules.max_keys_per_owner, rules.now).await?;
-        insert_row(&mut tx, key).await?;
-        tx.commit().await.map_err(store_error)
+        Dialect::insert(self, key, rules).await
     }
 
     async fn get(&self, id: &KeyId) -> Result<Option<StoredKey>, StoreError> {
-        let row = sqlx::query("SELECT * FROM keygate_keys WHERE id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_error)?;
-        row.as_ref().map(decode).transpose()
+        Dialect::get(self, id).await
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
         let size = query.page_size();
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, Row>(
             "SELECT * FROM keygate_keys \
              WHERE (?1 IS NULL OR owner = ?1) AND (?2 IS NULL OR organization = ?2) \
                AND (?3 OR revoked_at IS NULL) \
@@ -283,21 +234,11 @@ impl KeyStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(store_error)?;
-        let mut keys = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = if keys.len() > size as usize {
-            keys.truncate(size as usize);
-            keys.last().map(|k| Cursor::after(&k.key))
-        } else {
-            None
-        };
-        Ok(Page { keys, next_cursor })
+        page(rows, size)
     }
 
     async fn replace(&self, key: &StoredKey, now: OffsetDateTime) -> Result<(), StoreError> {
-        let mut tx = self.immediate().await?;
-        check_current(&mut tx, key, key.key.id.as_str(), 0, now).await?;
-        update_row(&mut tx, key).await?;
-        tx.commit().await.map_err(store_error)
+        Dialect::replace(self, key, now).await
     }
 
     async fn rotate(
@@ -306,26 +247,11 @@ impl KeyStore for SqliteStore {
         new: &StoredKey,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let mut tx = self.immediate().await?;
-        let superseded: Option<Option<String>> =
-            sqlx::query_scalar("SELECT superseded_by FROM keygate_keys WHERE id = ?")
-                .bind(old.key.id.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(store_error)?;
-        match superseded {
-            None => return Err(StoreError::NotFound),
-            Some(Some(_)) => return Err(StoreError::Stale),
-            Some(None) => {}
-        }
-        update_row(&mut tx, old).await?;
-        check_current(&mut tx, new, old.key.id.as_str(), 0, now).await?;
-        insert_row(&mut tx, new).await?;
-        tx.commit().await.map_err(store_error)
+        Dialect::rotate(self, old, new, now).await
     }
 
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
-        let mut tx = self.immediate().await?;
+        let mut tx = self.begin_write(&[]).await?;
         let done = sqlx::query("DELETE FROM keygate_keys WHERE id = ?")
             .bind(id.as_str())
             .execute(&mut *tx)
@@ -333,25 +259,14 @@ impl KeyStore for SqliteStore {
             .map_err(store_error)?;
         let existed = done.rows_affected() > 0;
         if existed {
-            record_change(&mut tx, id.as_str())
-                .await
-                .map_err(store_error)?;
+            SqliteStore::changed(&mut tx, id.as_str()).await?;
         }
         tx.commit().await.map_err(store_error)?;
         Ok(existed)
     }
 
     async fn count_current(&self, owner: &str, now: OffsetDateTime) -> Result<u64, StoreError> {
-        let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM keygate_keys WHERE owner = ? AND revoked_at IS NULL \
-             AND superseded_by IS NULL AND (expires_at IS NULL OR expires_at > ?)",
-        )
-        .bind(owner)
-        .bind(now.unix_timestamp())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(store_error)?;
-        Ok(u64::try_from(count).unwrap_or(0))
+        Dialect::count_current(self, owner, now).await
     }
 
     async fn record_usage(&self, batch: &[Usage]) -> Result<(), StoreError> {
@@ -375,11 +290,7 @@ impl KeyStore for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(store_error)?;
-        Ok(())
+        Dialect::ping(self).await
     }
 
     fn change_feed(&self) -> Option<&dyn ChangeFeed> {
@@ -401,7 +312,7 @@ impl ChangeFeed for SqliteStore {
 #[async_trait]
 impl StoreMeta for SqliteStore {
     async fn meta_get_or_insert(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let mut tx = self.immediate().await?;
+        let mut tx = self.begin_write(&[]).await?;
         sqlx::query(
             "INSERT INTO keygate_meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
         )
@@ -410,7 +321,7 @@ impl StoreMeta for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(store_error)?;
-        let stored: Vec<u8> = sqlx::query_scalar("SELECT value FROM keygate_meta WHERE name = ?")
+        let stored: Vec<u8> = sqlx::query_scalar(SqliteStore::META_GET)
             .bind(name)
             .fetch_one(&mut *tx)
             .await
@@ -420,10 +331,6 @@ impl StoreMeta for SqliteStore {
     }
 
     async fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        sqlx::query_scalar("SELECT value FROM keygate_meta WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_error)
+        Dialect::meta_get(self, name).await
     }
 }
