@@ -88,6 +88,8 @@ mod token;
 
 mod store;
 
+mod limit;
+
 mod cache;
 mod verify;
 
@@ -118,6 +120,14 @@ pub use crate::keys::{
     Ceiling, CreatedKey, KeyError, KeyPage, KeyUpdate, Keys, MAX_DESCRIPTION_CHARS, MAX_IP_ENTRIES,
     MAX_METADATA_BYTES, MAX_NAME_CHARS, MAX_SCOPES, NewKey,
 };
+pub use crate::limit::{
+    DEFAULT_MAX_BUCKETS, LimitName, LimitNameError, LimitOutcome, LimitRequest, LimitState,
+    LimitStates, Limiter, LimiterError, LocalLimiter, MAX_LIMIT_NAME_LEN, MAX_LIMIT_PER_PERIOD,
+    MAX_PERIOD_SECS, MAX_RATE_LIMITS, Period, PeriodError, RateLimit, RateLimitError, RateLimits,
+    RateLimitsError,
+};
+#[cfg(feature = "redis")]
+pub use crate::limit::{DEFAULT_REDIS_KEY_PREFIX, RedisLimitError, RedisLimiter};
 #[cfg(feature = "gateway")]
 pub use crate::listener::{
     DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ListenerLimits,
