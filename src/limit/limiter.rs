@@ -84,6 +84,8 @@ pub enum LimiterError {
 }
 
 impl std::fmt::Display for LimiterError {
+    // Without `redis` there is no variant, and nothing to write.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match *self {
             #[cfg(feature = "redis")]

@@ -1,7 +1,7 @@
 //! [`LocalLimiter`]: the buckets in this process's memory.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -249,10 +249,8 @@ impl Inner {
     }
 
     fn shard_index(&self, key: &BucketKey) -> usize {
-        let mut hasher = self.hasher.build_hasher();
-        key.hash(&mut hasher);
         // The remainder is below the shard count, a usize.
-        (hasher.finish() % self.shards.len() as u64) as usize
+        (self.hasher.hash_one(key) % self.shards.len() as u64) as usize
     }
 
     /// Brings an over-full shard to at most seven eighths of its share:

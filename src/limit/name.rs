@@ -157,7 +157,8 @@ mod tests {
         #[test]
         fn format_then_parse_round_trips(text in "[a-z0-9_-]{1,32}") {
             let name = LimitName::parse(&text).unwrap();
-            prop_assert_eq!(LimitName::parse(&name.to_string()), Ok(name));
+            let shown = name.to_string();
+            prop_assert_eq!(LimitName::parse(&shown), Ok(name));
         }
     }
 }

@@ -107,7 +107,7 @@ impl fmt::Display for Period {
         // `s` divides everything, so the search always ends.
         let (unit, per) = UNITS
             .iter()
-            .find(|(_, per)| self.0 % per == 0)
+            .find(|(_, per)| self.0.is_multiple_of(*per))
             .copied()
             .unwrap_or(("s", 1));
         write!(f, "{}{unit}", self.0 / per)

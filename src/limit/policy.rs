@@ -368,7 +368,7 @@ mod tests {
         assert!(error(r#"[{"name":"a","limit":1,"period":"1s","extra":1}]"#).contains("extra"));
         let nine = format!(
             "[{}]",
-            vec![r#"{"name":"a","limit":1,"period":"1s"}"#; 9].join(",")
+            [r#"{"name":"a","limit":1,"period":"1s"}"#; 9].join(",")
         );
         assert!(error(&nine).starts_with("rate_limits: 9 limits"));
     }
