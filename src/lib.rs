@@ -13,7 +13,8 @@
 //! the [`Verifier`] parses a token once, finds it in the cache (`verify/cache/`)
 //! or by id in the store, compares its MAC in constant time, checks its
 //! status, its IP lists against the client's [`Origin`] and the
-//! [`Requirement`]); the request side (`request/`: the one credential and
+//! [`Requirement`]); the rate limits (`limit/`: [`RateLimits`], counted
+//! by a [`Limiter`], in process or in Redis); the request side (`request/`: the one credential and
 //! the client address); the middleware (`middleware/`: [`ApiKeyLayer`],
 //! [`RequireScopeLayer`], the responses to a [`Rejection`], the axum
 //! extractors); key management (`keys/`, through [`Keygate::keys`]); the
@@ -77,7 +78,8 @@
 //! | `axum`     | yes | the axum extractors `AuthenticatedKey` and `Option<AuthenticatedKey>`, and the client address from axum's `ConnectInfo<SocketAddr>` | `axum` without its defaults, with its `tokio` feature (for `ConnectInfo`: `hyper`, `hyper-util`) |
 //! | `gateway`  | yes | [`gateway`]: route rules, forward auth, the reverse proxy; the bounded listener ([`serve_router`], [`ListenerLimits`]). Enables `axum` | `hyper` (server and client, HTTP/1 and HTTP/2), `hyper-util`, `toml`, `percent-encoding`, tokio's `net` and `macros` |
 //! | `admin`    | yes | [`admin`]: the HTTP API as an axum `Router`, and its OpenAPI document. Enables `gateway` (the API mounts forward auth) | `utoipa`, `http-body-util`, axum's `json` |
-//! | `cli`      | yes | the `keygate` binary (`keygate serve`, `keygate keys …`). Enables `admin`, `gateway` and `sqlite` | `clap`, `tracing-subscriber`, tokio's `rt-multi-thread` and `signal` |
+//! | `redis`    | no (yes through `cli`) | `RedisLimiter`: rate-limit buckets shared exactly by every instance through Redis | `redis` (its `tokio-comp`, `connection-manager` and `script` features) |
+//! | `cli`      | yes | the `keygate` binary (`keygate serve`, `keygate keys …`). Enables `admin`, `gateway`, `sqlite` and `redis` | `clap`, `tracing-subscriber`, tokio's `rt-multi-thread` and `signal` |
 //!
 //! Without any feature, keygate is the core: the middleware ([`ApiKeyLayer`],
 //! [`RequireScopeLayer`]) for any `Service<http::Request<B>>`, key
@@ -100,6 +102,8 @@ mod secret;
 mod token;
 
 mod store;
+
+mod limit;
 
 mod verify;
 
@@ -130,6 +134,14 @@ pub use crate::keys::{
     Ceiling, CreatedKey, KeyError, KeyPage, KeyUpdate, Keys, MAX_DESCRIPTION_CHARS, MAX_IP_ENTRIES,
     MAX_METADATA_BYTES, MAX_NAME_CHARS, MAX_SCOPES, NewKey,
 };
+pub use crate::limit::{
+    DEFAULT_MAX_BUCKETS, LimitName, LimitNameError, LimitOutcome, LimitRequest, LimitState,
+    LimitStates, Limiter, LimiterError, LocalLimiter, MAX_LIMIT_NAME_LEN, MAX_LIMIT_PER_PERIOD,
+    MAX_PERIOD_SECS, MAX_RATE_LIMITS, Period, PeriodError, RateLimit, RateLimitError, RateLimits,
+    RateLimitsError,
+};
+#[cfg(feature = "redis")]
+pub use crate::limit::{DEFAULT_REDIS_KEY_PREFIX, RedisLimitError, RedisLimiter};
 #[cfg(feature = "gateway")]
 pub use crate::listener::{
     DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ListenerLimits,

@@ -1,0 +1,225 @@
+//! What a rate-limit check answers: [`LimitOutcome`], [`LimitState`], and the
+//! `RateLimit-Policy` / `RateLimit` header values.
+
+use super::name::LimitName;
+use super::period::Period;
+use super::policy::MAX_RATE_LIMITS;
+
+/// Where one limit stands after a check: what `/v1/verify` reports per limit
+/// and what the `RateLimit-Policy` and `RateLimit` headers carry
+/// (draft-ietf-httpapi-ratelimit-headers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LimitState {
+    /// The limit's name.
+    pub name: LimitName,
+    /// Its capacity per period (the header's `q`).
+    pub limit: u64,
+    /// Whole units of cost a request could take right now (the header's
+    /// `r`): after this request when it was admitted, as it stands when it
+    /// was refused.
+    pub remaining: u64,
+    /// Whole seconds, rounded up, until the bucket is full again (the
+    /// header's `t`, `/v1/verify`'s `reset`); 0 when it is full.
+    pub reset_secs: u64,
+    /// The limit's period (the header's `w`, in seconds).
+    pub period: Period,
+}
+
+impl LimitState {
+    /// The `RateLimit-Policy` header value for this limit, e.g.
+    /// `"burst";q=20;w=1`.
+    ///
+    /// ```
+    /// use keygate::{LimitRequest, LocalLimiter, LimitOutcome, Period, RateLimit, RateLimits};
+    /// # let key = keygate::KeyId::parse("AAAAAAAAAAAAAAAA")?;
+    /// let limits = RateLimits::new(vec![RateLimit::new("burst".parse()?, 20, Period::parse("1s")?)?])?;
+    /// let limiter = LocalLimiter::new();
+    /// let LimitOutcome::Admitted { tightest, .. } =
+    ///     limiter.check(&LimitRequest::new(key, "alice", &limits), std::time::Instant::now())
+    /// else {
+    ///     unreachable!("a fresh bucket admits")
+    /// };
+    /// assert_eq!(tightest.policy_header(), r#""burst";q=20;w=1"#);
+    /// assert_eq!(tightest.header(), r#""burst";r=19;t=1"#);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn policy_header(&self) -> String {
+        format!(
+            "\"{}\";q={};w={}",
+            self.name,
+            self.limit,
+            self.period.as_secs()
+        )
+    }
+
+    /// The `RateLimit` header value for this limit, e.g. `"burst";r=7;t=1`.
+    pub fn header(&self) -> String {
+        format!(
+            "\"{}\";r={};t={}",
+            self.name, self.remaining, self.reset_secs
+        )
+    }
+}
+
+/// A filler for the unused slots of [`LimitStates`]; never shown.
+pub(crate) const PLACEHOLDER_STATE: LimitState = LimitState {
+    name: LimitName::PLACEHOLDER,
+    limit: 0,
+    remaining: 0,
+    reset_secs: 0,
+    period: Period::ONE_SECOND,
+};
+
+/// Every limit's state after a check, in the key's order: at most 8,
+/// stored inline (no allocation).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct LimitStates {
+    len: u8,
+    items: [LimitState; MAX_RATE_LIMITS],
+}
+
+impl LimitStates {
+    pub(crate) const EMPTY: LimitStates = LimitStates {
+        len: 0,
+        items: [PLACEHOLDER_STATE; MAX_RATE_LIMITS],
+    };
+
+    /// Appends a state; past 8 the state is dropped (a [`RateLimits`]
+    /// never holds more).
+    ///
+    /// [`RateLimits`]: crate::RateLimits
+    pub(crate) fn push(&mut self, state: LimitState) {
+        if let Some(slot) = self.items.get_mut(usize::from(self.len)) {
+            *slot = state;
+            self.len += 1;
+        }
+    }
+
+    /// The states, in the order of the key's limits.
+    pub fn as_slice(&self) -> &[LimitState] {
+        &self.items[..usize::from(self.len)]
+    }
+
+    /// The states, in the order of the key's limits.
+    pub fn iter(&self) -> std::slice::Iter<'_, LimitState> {
+        self.as_slice().iter()
+    }
+
+    /// How many states there are.
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl std::fmt::Debug for LimitStates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+impl<'a> IntoIterator for &'a LimitStates {
+    type Item = &'a LimitState;
+    type IntoIter = std::slice::Iter<'a, LimitState>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// The answer to a rate-limit check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LimitOutcome {
+    /// The request was not counted: its cost is 0 or the key has no rate
+    /// limits. No bucket was touched; a response carries no rate-limit
+    /// headers.
+    NotCounted,
+    /// Every limit had budget; the cost was taken from each bucket.
+    Admitted {
+        /// The limit with the fewest remaining after this request (ties:
+        /// the shorter period, then the earlier in the key's list): the
+        /// one the headers describe.
+        tightest: LimitState,
+        /// Every limit's state, in the key's order.
+        states: LimitStates,
+    },
+    /// At least one limit lacked budget; **no bucket changed**.
+    Refused {
+        /// The limit that refused (of several, the one with the longest
+        /// wait).
+        limit: LimitName,
+        /// Whole seconds, rounded up and at least 1, until this request
+        /// (same cost) would pass every limit, if nothing else is counted
+        /// meanwhile. When `cost_exceeds_limit`, it can never pass and
+        /// this is the refusing limit's period, a back-off for a client
+        /// that retries anyway.
+        retry_after_secs: u64,
+        /// The cost is greater than `limit`'s capacity: the request can
+        /// never pass, however long the client waits.
+        cost_exceeds_limit: bool,
+        /// The refusing limit's state (for the headers).
+        state: LimitState,
+        /// Every limit's state, in the key's order, unchanged by this
+        /// request.
+        states: LimitStates,
+    },
+}
+
+impl LimitOutcome {
+    /// Whether the request may go on (admitted or not counted).
+    pub fn is_allowed(&self) -> bool {
+        !matches!(self, LimitOutcome::Refused { .. })
+    }
+
+    /// The state the response headers describe: the tightest limit when
+    /// admitted, the refusing one when refused; `None` when not counted.
+    pub fn header_state(&self) -> Option<&LimitState> {
+        match self {
+            LimitOutcome::NotCounted => None,
+            LimitOutcome::Admitted { tightest, .. } => Some(tightest),
+            LimitOutcome::Refused { state, .. } => Some(state),
+        }
+    }
+
+    /// Every limit's state (empty when not counted).
+    pub fn states(&self) -> &[LimitState] {
+        match self {
+            LimitOutcome::NotCounted => &[],
+            LimitOutcome::Admitted { states, .. } | LimitOutcome::Refused { states, .. } => {
+                states.as_slice()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LimitState;
+    use crate::limit::period::Period;
+
+    fn state(name: &str, limit: u64, remaining: u64, reset_secs: u64, period: &str) -> LimitState {
+        LimitState {
+            name: name.parse().unwrap(),
+            limit,
+            remaining,
+            reset_secs,
+            period: Period::parse(period).unwrap(),
+        }
+    }
+
+    #[test]
+    fn header_values_are_the_drafts_exact_strings() {
+        let burst = state("burst", 20, 7, 1, "1s");
+        assert_eq!(burst.policy_header(), r#""burst";q=20;w=1"#);
+        assert_eq!(burst.header(), r#""burst";r=7;t=1"#);
+        let hourly = state("per-hour_1", 1000, 0, 3600, "1h");
+        assert_eq!(hourly.policy_header(), r#""per-hour_1";q=1000;w=3600"#);
+        assert_eq!(hourly.header(), r#""per-hour_1";r=0;t=3600"#);
+    }
+}
