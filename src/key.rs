@@ -6,6 +6,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::limit::RateLimits;
 use crate::scope::ScopeSet;
 use crate::secret::TokenMac;
 use crate::token::{Environment, KeyId};
@@ -109,6 +110,9 @@ pub struct ApiKey {
     pub revoked_reason: Option<String>,
     /// The key that replaced this one in a rotation.
     pub superseded_by: Option<KeyId>,
+    /// Rate limits checked on every authorized request after the IP lists
+    /// and the route's scopes; empty: none.
+    pub rate_limits: RateLimits,
 }
 
 impl ApiKey {
@@ -138,6 +142,7 @@ impl ApiKey {
             revoked_at: None,
             revoked_reason: None,
             superseded_by: None,
+            rate_limits: RateLimits::empty(),
         }
     }
 
@@ -258,6 +263,9 @@ struct ApiKeyJson<'a> {
     revoked_reason: &'a Option<String>,
     #[cfg_attr(feature = "admin", schema(value_type = Option<String>))]
     superseded_by: &'a Option<KeyId>,
+    /// The key's rate limits (`[]`: none).
+    #[cfg_attr(feature = "admin", schema(value_type = Vec<Object>))]
+    rate_limits: &'a RateLimits,
     status: KeyStatus,
 }
 
@@ -306,6 +314,7 @@ impl Serialize for ApiKey {
             revoked_at: self.revoked_at,
             revoked_reason: &self.revoked_reason,
             superseded_by: &self.superseded_by,
+            rate_limits: &self.rate_limits,
             status: self.status_at(OffsetDateTime::now_utc()),
         }
         .serialize(serializer)
@@ -339,6 +348,7 @@ pub(crate) mod tests {
             revoked_at: None,
             revoked_reason: None,
             superseded_by: None,
+            rate_limits: RateLimits::empty(),
         }
     }
 
@@ -404,11 +414,13 @@ pub(crate) mod tests {
             "revoked_at",
             "revoked_reason",
             "superseded_by",
+            "rate_limits",
             "status",
         ] {
             assert!(fields.contains(&f), "missing {f}");
         }
-        assert_eq!(fields.len(), 20);
+        assert_eq!(fields.len(), 21);
+        assert_eq!(json["rate_limits"], serde_json::json!([]));
         assert_eq!(json["created_at"], "2027-01-15T08:00:00Z");
         assert_eq!(json["status"], "active");
         assert_eq!(json["scopes"], serde_json::json!(["workspaces:read"]));

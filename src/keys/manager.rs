@@ -8,6 +8,7 @@ use super::rules::{self, KeyPolicy};
 use super::{Ceiling, KeyError};
 use crate::key::now;
 use crate::key::{ApiKey, KeyStatus, StoredKey};
+use crate::limit::RateLimits;
 use crate::secret::SecretToken;
 use crate::store::{Cursor, InsertRules, ListQuery, StoreError};
 use crate::token::{Environment, KeyId};
@@ -216,6 +217,7 @@ impl<'a> Keys<'a> {
             revoked_at: None,
             revoked_reason: None,
             superseded_by: None,
+            rate_limits: RateLimits::empty(),
         };
         let (token, stored) = self.mint(key, environment);
         inner

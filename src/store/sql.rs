@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 
 use super::{Cursor, InsertRules, Page, StoreError};
 use crate::key::{ApiKey, StoredKey};
+use crate::limit::RateLimits;
 use crate::scope::ScopeSet;
 use crate::token::{Environment, KeyId};
 
@@ -119,6 +120,9 @@ impl Row {
                 .superseded_by
                 .map(|id| KeyId::parse(&id).map_err(|_| corrupt("superseded_by")))
                 .transpose()?,
+            // Not stored yet: the column comes with the key-management
+            // side of rate limits.
+            rate_limits: RateLimits::empty(),
         };
         let mac = self.mac.as_slice().try_into().map_err(|_| corrupt("mac"))?;
         Ok(StoredKey {
