@@ -1,5 +1,5 @@
 //! The connection loop behind both listeners of `keygate serve` — the HTTP
-//! API and the authenticating proxy (SPEC §8a): HTTP/1.1 and cleartext
+//! API and the authenticating proxy: HTTP/1.1 and cleartext
 //! HTTP/2 on a `TcpListener`, with every connection held to the bounds of
 //! [`ListenerLimits`], and a graceful shutdown.
 
@@ -33,7 +33,7 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// The bounds every connection of a listener is held to (see
-/// [`serve_router`](crate::serve_router)). The defaults are the secure ones of SPEC §8a.
+/// [`serve_router`](crate::serve_router)). The defaults are the secure ones.
 ///
 /// - **Header timeout** (default 10 s): a new connection must deliver its
 ///   first request head within this time of being accepted; on a kept-alive

@@ -22,7 +22,7 @@ pub const PEPPER_CHECK_LABEL: &str = "keygate pepper check v1";
 /// The HMAC-SHA256 of a token under the pepper: what stores keep.
 pub type TokenMac = [u8; 32];
 
-/// The server-side secret keying the HMAC of every token (SPEC §2).
+/// The server-side secret keying the HMAC of every token.
 ///
 /// It is never stored in the database. Keep it in `KEYGATE_PEPPER` or a file
 /// readable only by the service.
@@ -188,7 +188,7 @@ impl Pepper {
     }
 
     /// The check value stored beside the keys so that a wrong pepper is
-    /// noticed at start (SPEC §8a): HMAC-SHA256 of the fixed label
+    /// noticed at start: HMAC-SHA256 of the fixed label
     /// [`PEPPER_CHECK_LABEL`] under this pepper. It reveals nothing of the
     /// pepper.
     pub fn check_value(&self) -> TokenMac {

@@ -1,4 +1,4 @@
-//! API-key tokens: the wire format of SPEC §1, generation and parsing.
+//! API-key tokens: the wire format, generation and parsing.
 
 use std::fmt;
 use std::str::FromStr;
@@ -158,7 +158,7 @@ pub enum TokenError {
     BadChecksum,
 }
 
-/// A token that passed every offline check of SPEC §1.
+/// A token that passed every offline check (structure, prefix, environment, checksum).
 ///
 /// Parsing copies nothing but the id; the token keeps the lifetime of the
 /// string it was parsed from.

@@ -1,6 +1,6 @@
 //! [`Gateway`]: the access decision shared by forward auth and the proxy.
 //!
-//! One order for every request (SPEC §10a): `CONNECT` and `TRACE` are
+//! One order for every request: `CONNECT` and `TRACE` are
 //! refused (405); a path servers read differently is refused (400
 //! `invalid_request`); the rules are applied to the normalized path; a
 //! request that no rule allows is refused (403 `forbidden`) **before** any
@@ -47,7 +47,7 @@ const METHOD_NOT_ALLOWED_BODY: &str =
 pub enum Decision {
     /// Let it through; `None` for a public rule.
     Allow(Option<AuthenticatedKey>),
-    /// Refuse it with this SPEC §3 rejection (a refused path is
+    /// Refuse it with this rejection (a refused path is
     /// [`Rejection::InvalidPath`], a 400 `invalid_request`).
     Deny(Rejection),
     /// A rules file is loaded and none of its rules allows the request:
@@ -57,8 +57,8 @@ pub enum Decision {
     MethodNotAllowed,
 }
 
-/// Where forward auth reads the original request's method and URI
-/// (SPEC §10a), set with [`Gateway::with_forward_auth`] or
+/// Where forward auth reads the original request's method and URI, set
+/// with [`Gateway::with_forward_auth`] or
 /// `keygate serve --forward-auth`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -146,7 +146,7 @@ impl Decision {
 /// Route rules plus a keygate: decides requests described by method, path,
 /// headers and client address, whoever received them.
 ///
-/// One order for every request (SPEC §10a): `CONNECT` and `TRACE` are
+/// One order for every request: `CONNECT` and `TRACE` are
 /// refused ([`Decision::MethodNotAllowed`], 405); a path servers read
 /// differently is refused (400 `invalid_request`, see [`Rules`]); the rules
 /// are applied to the normalized path; a request that no rule allows is
@@ -257,7 +257,7 @@ impl Gateway {
         }
     }
 
-    /// The SPEC §3 response for a denial.
+    /// The response for a denial, from the keygate's responder.
     pub fn deny(&self, rejection: &Rejection) -> Response<Bytes> {
         self.keygate.responder().respond(rejection)
     }

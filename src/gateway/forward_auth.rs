@@ -1,4 +1,4 @@
-//! Forward auth (SPEC §10, §10a): one endpoint for nginx `auth_request`,
+//! Forward auth: one endpoint for nginx `auth_request`,
 //! Traefik `ForwardAuth` and Envoy `ext_authz` (HTTP).
 //!
 //! Where the original method and URI come from is configured, not guessed
@@ -29,7 +29,7 @@
 //! keys with IP lists are refused.
 //!
 //! Allowed: exactly 200 with the `X-Keygate-*` identity headers (empty for
-//! a public rule). Denied: 401 or 403 exactly as SPEC §3. The request body
+//! a public rule). Denied: 401 or 403 exactly as the middleware answers. The request body
 //! is never read.
 
 use axum::extract::{Request, State};
@@ -146,9 +146,9 @@ fn original(
     description = "Any method; also `/v1/forward-auth/{path}` (Envoy). The original method and URI come from X-Original-Method/X-Original-URI (nginx), X-Forwarded-Method/X-Forwarded-Uri (Traefik), or the request itself (Envoy), per `--forward-auth` (default auto: every convention present, refused when two disagree), believed only from trusted proxies. Paths that servers read differently are refused; with a rules file, what no rule allows is refused.",
     responses(
         (status = 200, description = "Allowed; X-Keygate-Key-Id, X-Keygate-Owner, X-Keygate-Scopes and X-Keygate-Environment identify the key (empty for public rules)"),
-        (status = 400, description = "invalid_request: conventions disagree, headers missing in nginx/traefik mode, a refused path, or an ambiguous credential (SPEC §3, §10a)"),
-        (status = 401, description = "No, or an invalid, key (SPEC §3)"),
-        (status = 403, description = "IP not allowed or insufficient scope (SPEC §3), or forbidden: no rule allows the request (SPEC §10a)"),
+        (status = 400, description = "invalid_request: conventions disagree, headers missing in nginx/traefik mode, a refused path, or an ambiguous credential"),
+        (status = 401, description = "No, or an invalid, key"),
+        (status = 403, description = "IP not allowed or insufficient scope, or forbidden: no rule allows the request"),
         (status = 405, description = "method_not_allowed: the original method is CONNECT or TRACE"),
         (status = 503, description = "The store is unavailable and the key is not cached"),
     )))]

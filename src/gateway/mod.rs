@@ -1,4 +1,4 @@
-//! The gateway (SPEC §10): route rules, forward auth for nginx / Traefik /
+//! The gateway: route rules, forward auth for nginx / Traefik /
 //! Envoy, and an authenticating reverse proxy — keygate in front of
 //! services in any language.
 //!

@@ -205,8 +205,8 @@ impl KeygateBuilder {
         self
     }
 
-    /// Replaces the rejection responses. Default: [`DefaultResponder`]
-    /// (SPEC §3); `realm` and `expose_reason` then have no effect.
+    /// Replaces the rejection responses. Default: [`DefaultResponder`];
+    /// `realm` and `expose_reason` then have no effect.
     pub fn responder(mut self, responder: impl RejectionResponder) -> Self {
         self.responder = Some(Arc::new(responder));
         self

@@ -80,7 +80,7 @@ impl Keygate {
         Keys::new(self.verifier(), &self.inner.policy)
     }
 
-    /// The middleware authenticating every request (SPEC §3).
+    /// The middleware authenticating every request.
     pub fn layer(&self) -> ApiKeyLayer {
         ApiKeyLayer::new(self.inner.guard.clone())
     }

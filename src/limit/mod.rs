@@ -1,4 +1,4 @@
-//! Rate limits (SPEC §11): the policy types, an exact GCRA, and the
+//! Rate limits: the policy types, an exact GCRA, and the
 //! limiters that keep the buckets — in this process ([`LocalLimiter`]) or,
 //! shared by every instance, in Redis (`RedisLimiter`, feature `redis`).
 //!

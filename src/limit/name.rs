@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub const MAX_LIMIT_NAME_LEN: usize = 32;
 
 /// The name of a rate limit: 1 to 32 characters of `a-z`, `0-9`, `_` and
-/// `-` (SPEC §11). Unique among one key's limits.
+/// `-`. Unique among one key's limits.
 ///
 /// Stored inline (no heap), so copying a name, or a
 /// [`LimitState`](crate::LimitState) holding one, never allocates.

@@ -11,7 +11,7 @@ pub const MAX_RATE_LIMITS: usize = 8;
 /// The largest `limit` of a rate limit.
 pub const MAX_LIMIT_PER_PERIOD: u64 = 1_000_000_000;
 
-/// One rate limit (SPEC §11): at most `limit` units of cost per `period`,
+/// One rate limit: at most `limit` units of cost per `period`,
 /// as a token bucket of capacity `limit` refilled continuously at
 /// `limit / period`.
 ///

@@ -1,4 +1,4 @@
-//! The one place that turns a [`Rejection`] into a response (SPEC §3).
+//! The one place that turns a [`Rejection`] into a response.
 
 use std::sync::Arc;
 
@@ -48,7 +48,8 @@ where
 #[cfg_attr(not(feature = "axum"), expect(dead_code))]
 pub(crate) struct ResponderHandle(pub(crate) Arc<dyn RejectionResponder>);
 
-/// The responses of SPEC §3.
+/// The default responses: a JSON body `{"error", "message"}`, `Cache-Control: no-store`,
+/// and `WWW-Authenticate` on 401s and the scope 403.
 #[derive(Clone, Debug)]
 pub struct DefaultResponder {
     expose_reason: bool,

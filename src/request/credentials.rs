@@ -1,4 +1,4 @@
-//! Finding the credential on a request (SPEC §3).
+//! Finding the credential on a request.
 
 use std::borrow::Cow;
 
@@ -117,7 +117,7 @@ fn single<'a>(
     Ok(first)
 }
 
-/// Every byte visible ASCII or a space. A tab is neither: SPEC §3 wants
+/// Every byte visible ASCII or a space. A tab is neither: the credential rules want
 /// one or more *spaces* after `Bearer`, and visible ASCII otherwise.
 fn is_text(bytes: &[u8]) -> bool {
     let (words, rest) = words(bytes);

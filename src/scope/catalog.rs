@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use super::error::ScopeError;
 use super::name::{Scope, WILDCARD};
 
-/// keygate's own scopes, which every catalog contains (SPEC §4a): the five
+/// keygate's own scopes, which every catalog contains: the five
 /// own-owner management scopes and `keys:verify` (all covered by `keys:*`),
 /// `admin:keys` (reaches every owner; covered by `admin:*` and `*:*`, not by
 /// `keys:*`), `audit:read` and `metrics:read`.

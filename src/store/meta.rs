@@ -1,6 +1,6 @@
 //! [`StoreMeta`]: an optional ability of a store — a small table of facts
 //! about the database itself (`keygate_meta`), such as the pepper check
-//! value the `keygate` binary keeps (SPEC §8a).
+//! value the `keygate` binary keeps.
 
 use async_trait::async_trait;
 

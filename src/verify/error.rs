@@ -65,10 +65,10 @@ impl From<TokenError> for InvalidReason {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum VerifyError {
-    /// The token is not valid (SPEC §3 `invalid_token`).
+    /// The token is not valid (`invalid_token`).
     #[error("invalid token")]
     Invalid(InvalidReason),
-    /// The store could not be asked (SPEC §3 `unavailable`).
+    /// The store could not be asked (`unavailable`).
     #[error("the key store is unavailable")]
     Unavailable(#[source] StoreError),
 }

@@ -1,6 +1,5 @@
-//! The authenticating reverse proxy of `keygate serve --upstream` (SPEC §8,
-//! §10, §10a): every request is decided by a [`Gateway`](super::Gateway); a denied one is
-//! answered exactly as SPEC §3 without reading its body (a path servers
+//! The authenticating reverse proxy of `keygate serve --upstream`: every request is decided by a [`Gateway`](super::Gateway); a denied one is
+//! answered exactly as the middleware answers, without reading its body (a path servers
 //! read differently: 400 `invalid_request`; `CONNECT` and `TRACE`: 405
 //! `method_not_allowed`; with a rules file, no rule allowing it: 403
 //! `forbidden`), an allowed one is forwarded

@@ -1,4 +1,4 @@
-//! Route rules for forward auth and the proxy (SPEC §10, §10a): a TOML file
+//! Route rules for forward auth and the proxy: a TOML file
 //! of `[[rule]]`s, first match wins. **With a rules file, a request that
 //! matches no rule is refused** (403 `forbidden`, "no rule allows this
 //! request", before any credential is looked at), unless the file says

@@ -1,16 +1,16 @@
-//! The request path as the rules judge it (SPEC §10a): the checks that
+//! The request path as the rules judge it: the checks that
 //! refuse what servers read differently, and the normalized form.
 
 use std::borrow::Cow;
 
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 
-/// The longest path judged, in bytes (SPEC §10a).
+/// The longest path judged, in bytes.
 const MAX_PATH_BYTES: usize = 4096;
-/// The most segments a judged path may have (SPEC §10a).
+/// The most segments a judged path may have.
 pub(super) const MAX_SEGMENTS: usize = 128;
 
-/// Why a path is refused before any rule (SPEC §10a). For logs only.
+/// Why a path is refused before any rule. For logs only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum PathError {
     #[error("the path does not start with '/'")]
@@ -60,7 +60,7 @@ const SEGMENT: &AsciiSet = &CONTROLS
     .add(b'|')
     .add(b'}');
 
-/// A path that passed the checks of SPEC §10a, normalized (see
+/// A path that passed the checks before any rule, normalized (see
 /// [`Rules`](super::Rules)): what the rules judge and what the proxy forwards.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct NormalizedPath {
@@ -125,7 +125,7 @@ impl NormalizedPath {
     }
 }
 
-/// Percent-decodes one raw segment, refusing what SPEC §10a refuses in it
+/// Percent-decodes one raw segment, refusing what the path checks refuse in it
 /// (apart from the trailing `.` or space, checked after dot segments).
 pub(super) fn decode_segment(raw: &str) -> Result<Cow<'_, str>, PathError> {
     let bytes = raw.as_bytes();
