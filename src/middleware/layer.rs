@@ -28,6 +28,12 @@ use crate::verify::{AuthenticatedKey, Origin, Presented, Refusal, Rejection, Ver
 /// (JSON, see [`RejectionResponder`](crate::RejectionResponder)), never an
 /// error.
 ///
+/// Rate limits: the layer takes one unit of each of the key's limits
+/// after its IP lists, before any route's [`RequireScopeLayer`](crate::RequireScopeLayer),
+/// so a request that a route then refuses for its scopes has used one.
+/// (Forward auth, the proxy and `/v1/verify` check the rule's scopes
+/// first.)
+///
 /// Whatever the cache can answer — a cached key, a remembered unknown id, a
 /// token refused offline — is answered inside `call`, without a future or
 /// an allocation; only a cache miss builds the future that asks the store.

@@ -139,6 +139,9 @@ impl DefaultResponder {
             Rejection::InsufficientScope(required) => {
                 body["required"] = serde_json::Value::String(required.to_string());
             }
+            Rejection::RateLimited { limit, .. } => {
+                body["limit"] = serde_json::Value::String(limit.as_str().to_owned());
+            }
             Rejection::InvalidToken(reason) if self.expose_reason => {
                 body["reason"] = serde_json::Value::String(reason.as_str().to_owned());
             }
@@ -170,13 +173,23 @@ impl RejectionResponder for DefaultResponder {
                 ))
                 .ok()
             }
-            Rejection::IpNotAllowed | Rejection::Unavailable => None,
+            Rejection::IpNotAllowed | Rejection::Unavailable | Rejection::RateLimited { .. } => {
+                None
+            }
         };
         if let Some(challenge) = challenge {
             headers.insert(WWW_AUTHENTICATE, challenge);
         }
-        if matches!(rejection, Rejection::Unavailable) {
-            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        match rejection {
+            Rejection::Unavailable => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Rejection::RateLimited {
+                retry_after_secs, ..
+            } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            _ => {}
         }
         response
     }
@@ -193,6 +206,27 @@ mod tests {
 
     fn json(r: &Response<Bytes>) -> serde_json::Value {
         serde_json::from_slice(r.body()).unwrap()
+    }
+
+    #[test]
+    fn rate_limited_is_429_with_retry_after_and_the_limit_named() {
+        let rejection = Rejection::RateLimited {
+            limit: "burst".parse().unwrap(),
+            retry_after_secs: 7,
+        };
+        let response = responder().respond(&rejection);
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers()[RETRY_AFTER], "7");
+        assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
+        assert!(response.headers().get(WWW_AUTHENTICATE).is_none());
+        assert_eq!(
+            json(&response),
+            serde_json::json!({
+                "error": "rate_limited",
+                "message": "The API key's rate limit is exhausted; retry after the time given.",
+                "limit": "burst",
+            })
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use http::StatusCode;
 
 use super::error::InvalidReason;
+use crate::limit::LimitName;
 use crate::scope::Requirement;
 
 /// Why a request was refused.
@@ -41,6 +42,16 @@ pub enum Rejection {
     InsufficientScope(Arc<Requirement>),
     /// The store cannot be reached and the key is not cached (503).
     Unavailable,
+    /// One of the key's rate limits has no budget for the request (429);
+    /// checked after the IP lists and the scopes, and a refusal takes
+    /// nothing from the key's other limits.
+    RateLimited {
+        /// The limit that refused (the body's `limit`).
+        limit: LimitName,
+        /// Whole seconds until the request would pass, at least 1 (the
+        /// `Retry-After` header).
+        retry_after_secs: u64,
+    },
 }
 
 impl Rejection {
@@ -51,6 +62,7 @@ impl Rejection {
             Rejection::InvalidRequest | Rejection::InvalidPath => StatusCode::BAD_REQUEST,
             Rejection::IpNotAllowed | Rejection::InsufficientScope(_) => StatusCode::FORBIDDEN,
             Rejection::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -63,6 +75,7 @@ impl Rejection {
             Rejection::IpNotAllowed => "ip_not_allowed",
             Rejection::InsufficientScope(_) => "insufficient_scope",
             Rejection::Unavailable => "unavailable",
+            Rejection::RateLimited { .. } => "rate_limited",
         }
     }
 
@@ -82,6 +95,9 @@ impl Rejection {
                 "The API key lacks the scopes this request requires."
             }
             Rejection::Unavailable => "Authentication is temporarily unavailable.",
+            Rejection::RateLimited { .. } => {
+                "The API key's rate limit is exhausted; retry after the time given."
+            }
         }
     }
 }

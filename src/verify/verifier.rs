@@ -14,6 +14,7 @@ use super::refusal::Refusal;
 use super::rejection::Rejection;
 use super::usage::UsageRecorder;
 use super::validator::{KeyValidator, ValidatorFailure};
+use crate::limit::{LimitOutcome, LimitRequest, LocalLimiter};
 use crate::scope::Requirement;
 use crate::secret::Pepper;
 use crate::store::{Change, KeyStore, StoreError};
@@ -33,7 +34,9 @@ use crate::token::{Environment, KeyId, TokenFormat};
 /// store read by id (concurrent misses of one key share it); the MAC in
 /// constant time (spent even for an unknown id); environment, revocation
 /// and expiry; the key's IP lists against the [`Origin`]; usage tracking;
-/// the [`Requirement`].
+/// the [`Requirement`]; the key's rate limits (one unit of each, all or
+/// nothing, in this process: a refusal is `rate_limited`, 429, and takes
+/// nothing from the others; an [`Origin::Inspection`] takes nothing).
 ///
 /// # Example
 ///
@@ -78,6 +81,8 @@ pub(crate) struct Core {
     validator: Option<Arc<dyn KeyValidator>>,
     environments: Vec<Environment>,
     usage: Option<Arc<UsageRecorder>>,
+    /// The buckets of the keys' rate limits, in this process.
+    limiter: LocalLimiter,
     /// The task applying the store's change feed to `cache`; set once,
     /// right after construction (it holds this `Core` weakly).
     follower: OnceLock<Follower>,
@@ -125,6 +130,7 @@ impl Verifier {
                 validator: settings.validator,
                 environments: settings.environments,
                 usage,
+                limiter: LocalLimiter::new(),
                 follower: OnceLock::new(),
             }),
         };
@@ -349,7 +355,8 @@ impl Verifier {
     }
 
     /// The checks after verification (at `now`): the key's IP lists, usage
-    /// tracking, then the requirement.
+    /// tracking, the requirement, then the key's rate limits (cost 1; not
+    /// for an [`Origin::Inspection`], which consumes nothing).
     fn admit(
         &self,
         key: AuthenticatedKey,
@@ -366,9 +373,29 @@ impl Verifier {
                 usage.record(record.key.id, &record.noted, origin.ip(), now);
             }
         }
-        match requirement {
-            Some(required) if !key.scopes().satisfies(required) => Err(Refusal::of_key(
+        if let Some(required) = requirement
+            && !key.scopes().satisfies(required)
+        {
+            return Err(Refusal::of_key(
                 Rejection::InsufficientScope(required.clone()),
+                key,
+            ));
+        }
+        let record = key.record();
+        if origin == Origin::Inspection || record.rate_limits.is_empty() {
+            return Ok(key);
+        }
+        let request = LimitRequest::new(record.id, &record.owner, &record.rate_limits);
+        match self.core.limiter.check(&request, now) {
+            LimitOutcome::Refused {
+                limit,
+                retry_after_secs,
+                ..
+            } => Err(Refusal::of_key(
+                Rejection::RateLimited {
+                    limit,
+                    retry_after_secs,
+                },
                 key,
             )),
             _ => Ok(key),
@@ -488,6 +515,106 @@ mod tests {
             assert_eq!(refusal.rejection(), &Rejection::IpNotAllowed, "{origin:?}");
             assert_eq!(refusal.key().map(AuthenticatedKey::owner), Some("alice"));
         }
+    }
+
+    /// A key of alice's with `limits` (set on the stored record: the same
+    /// record every store hands back).
+    async fn limited(keygate: &Keygate, limits: &str) -> String {
+        let created = keygate
+            .keys()
+            .create(NewKey::new("alice", "limited").scopes(["a:read"]))
+            .await
+            .unwrap();
+        let store = keygate.verifier().store().clone();
+        let mut stored = store.get(&created.key.id).await.unwrap().unwrap();
+        stored.key.rate_limits = serde_json::from_str(limits).unwrap();
+        store.replace(&stored, crate::key::now()).await.unwrap();
+        keygate.verifier().invalidate(created.key.id);
+        created.token.expose().to_owned()
+    }
+
+    #[tokio::test]
+    async fn a_rate_limit_refuses_past_its_budget_with_the_wait_and_the_key() {
+        let keygate = keygate();
+        let token = limited(
+            &keygate,
+            r#"[{"name": "hourly", "limit": 2, "period": "1h"}]"#,
+        )
+        .await;
+        let verifier = keygate.verifier();
+        let origin = Origin::Client(ip("10.0.0.1"));
+        for _ in 0..2 {
+            verifier.authorize(&token, origin, None).await.unwrap();
+        }
+        let refusal = verifier.authorize(&token, origin, None).await.unwrap_err();
+        let Rejection::RateLimited {
+            limit,
+            retry_after_secs,
+        } = refusal.rejection()
+        else {
+            panic!("not rate limited: {refusal:?}");
+        };
+        assert_eq!(limit.as_str(), "hourly");
+        // One unit comes back every 30 minutes.
+        assert!(
+            (1_700..=1_800).contains(retry_after_secs),
+            "{retry_after_secs}"
+        );
+        assert_eq!(refusal.rejection().status(), 429);
+        assert_eq!(refusal.key().map(AuthenticatedKey::owner), Some("alice"));
+    }
+
+    #[tokio::test]
+    async fn requests_refused_before_the_limits_or_inspected_consume_nothing() {
+        let keygate = keygate();
+        let token = limited(
+            &keygate,
+            r#"[{"name": "burst", "limit": 1, "period": "1h"}]"#,
+        )
+        .await;
+        let verifier = keygate.verifier();
+        let origin = Origin::Client(ip("10.0.0.1"));
+        let write = Arc::new(Requirement::parse("a:write").unwrap());
+        for _ in 0..3 {
+            let refusal = verifier
+                .authorize(&token, origin, Some(&write))
+                .await
+                .unwrap_err();
+            assert!(matches!(
+                refusal.rejection(),
+                Rejection::InsufficientScope(_)
+            ));
+            verifier
+                .authorize(&token, Origin::Inspection, None)
+                .await
+                .unwrap();
+        }
+        // The one unit is still there, and then gone.
+        verifier.authorize(&token, origin, None).await.unwrap();
+        let refusal = verifier.authorize(&token, origin, None).await.unwrap_err();
+        assert_eq!(refusal.rejection().code(), "rate_limited");
+    }
+
+    #[tokio::test]
+    async fn cached_keys_are_limited_as_loaded_ones() {
+        let keygate = keygate();
+        let token = limited(
+            &keygate,
+            r#"[{"name": "burst", "limit": 3, "period": "1h"}]"#,
+        )
+        .await;
+        let verifier = keygate.verifier();
+        let origin = Origin::Client(ip("10.0.0.1"));
+        let presented = verifier.present(&token).unwrap();
+        verifier.authorize(&token, origin, None).await.unwrap();
+        let mut answers = Vec::new();
+        for _ in 0..3 {
+            let answer = verifier
+                .authorize_cached(&token, &presented, origin, None, Instant::now())
+                .expect("cached");
+            answers.push(answer.map(|_| ()).map_err(|r| r.rejection().code()));
+        }
+        assert_eq!(answers, [Ok(()), Ok(()), Err("rate_limited")]);
     }
 
     #[tokio::test]
