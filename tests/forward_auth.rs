@@ -346,3 +346,50 @@ fn a_pathological_pattern_meets_no_deep_path() {
     let response = http::get(serve.addr, FORWARD_AUTH, &[("X-Original-URI", &hit)]);
     assert_eq!(response.status, 200, "public: {response:?}");
 }
+
+#[test]
+fn a_rate_limited_key_is_refused_429_once_spent_and_refusals_before_the_limit_take_nothing() {
+    let server = start(&["--forward-auth", "nginx"], &[]);
+    let (limited, _) = server.serve.create_key(
+        &server.admin,
+        json!({
+            "owner": "alice",
+            "name": "limited",
+            "scopes": ["workspaces:read"],
+            "rate_limits": [{"name": "burst", "limit": 2, "period": "1h"}],
+        }),
+    );
+    let bearer = format!("Bearer {limited}");
+    let ask = |uri: &str| {
+        server.ask(&[
+            ("X-Original-Method", "GET"),
+            ("X-Original-URI", uri),
+            ("Authorization", &bearer),
+        ])
+    };
+    // Refused for its scopes (the rule wants admin:read): nothing taken.
+    for _ in 0..3 {
+        let response = ask("/admin/users");
+        assert_eq!(response.status, 403, "{response:?}");
+        assert_eq!(response.json()["error"], "insufficient_scope");
+    }
+    for _ in 0..2 {
+        let response = ask("/api/workspaces/1");
+        assert_eq!(response.status, 200, "{response:?}");
+    }
+    let response = ask("/api/workspaces/1");
+    assert_eq!(response.status, 429, "{response:?}");
+    assert_eq!(response.json()["error"], "rate_limited");
+    assert_eq!(response.json()["limit"], "burst");
+    assert_eq!(response.header("cache-control"), Some("no-store"));
+    // Half an hour per unit: the wait is whole seconds, at most 1 800.
+    let wait: u64 = response.header("retry-after").unwrap().parse().unwrap();
+    assert!((1_700..=1_800).contains(&wait), "Retry-After: {wait}");
+    // Another key of the same owner has its own bucket.
+    let response = server.ask(&[
+        ("X-Original-Method", "GET"),
+        ("X-Original-URI", "/api/workspaces/1"),
+        ("Authorization", &format!("Bearer {}", server.reader)),
+    ]);
+    assert_eq!(response.status, 200, "{response:?}");
+}
