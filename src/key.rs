@@ -263,10 +263,40 @@ struct ApiKeyJson<'a> {
     revoked_reason: &'a Option<String>,
     #[cfg_attr(feature = "admin", schema(value_type = Option<String>))]
     superseded_by: &'a Option<KeyId>,
-    /// The key's rate limits (`[]`: none).
-    #[cfg_attr(feature = "admin", schema(value_type = Vec<Object>))]
+    /// The key's rate limits (`[]`: none): at most 8, names unique.
+    #[cfg_attr(feature = "admin", schema(value_type = Vec<RateLimitSchema>, max_items = 8))]
     rate_limits: &'a RateLimits,
     status: KeyStatus,
+}
+
+/// The OpenAPI schema `RateLimit`: one rate limit of a key (SPEC §11), a
+/// token bucket of capacity `limit` refilled continuously at
+/// `limit / period`. Schema only: the value is a [`RateLimit`](crate::RateLimit).
+#[cfg(feature = "admin")]
+#[derive(utoipa::ToSchema)]
+#[schema(as = RateLimit)]
+#[allow(dead_code)]
+pub(crate) struct RateLimitSchema {
+    /// Unique among the key's limits: 1 to 32 of `a-z`, `0-9`, `_`, `-`.
+    #[schema(
+        pattern = "^[a-z0-9_-]{1,32}$",
+        min_length = 1,
+        max_length = 32,
+        example = "burst"
+    )]
+    name: String,
+    /// Units of cost per period, the bucket's capacity.
+    #[schema(minimum = 1, maximum = 1_000_000_000, example = 20)]
+    limit: u64,
+    /// `1s` to `1d`, a whole number and a unit `s`, `min`, `h` or `d`
+    /// (a bare `m` is refused as ambiguous). Requests may also give whole
+    /// seconds (1 to 86400); records always show text.
+    #[schema(pattern = "^[0-9]+(s|min|h|d)$", example = "1s")]
+    period: String,
+    /// Whether the bucket is the owner's, shared by every key of the owner
+    /// with a limit of this name. Default: false (records omit it then).
+    #[schema(default = false)]
+    shared: Option<bool>,
 }
 
 #[cfg(feature = "admin")]

@@ -632,6 +632,7 @@ fn assert_record(record: &Value) {
     assert!(record["ip_allow"].is_array(), "{record}");
     assert!(record["ip_deny"].is_array(), "{record}");
     assert!(record["metadata"].is_object(), "{record}");
+    assert!(record["rate_limits"].is_array(), "{record}");
     parse_time(&record["created_at"]);
     parse_time(&record["updated_at"]);
     for field in ["expires_at", "last_used_at", "revoked_at"] {
@@ -3704,4 +3705,228 @@ async fn forward_auth_ignores_the_request_body() {
         .send()
         .await;
     assert_missing_token(&resp);
+}
+
+/// Two rate limits, as the API answers them.
+fn two_limits() -> Value {
+    json!([
+        {"name": "burst", "limit": 20, "period": "1s"},
+        {"name": "hourly", "limit": 1000, "period": "1h", "shared": true},
+    ])
+}
+
+#[tokio::test]
+async fn rate_limits_are_created_shown_replaced_by_patch_and_copied_by_rotation() {
+    let api = Api::start().await;
+    let resp = api
+        .post("/v1/keys")
+        .bearer(&api.alice.token)
+        .json(&json!({"name": "limited", "rate_limits": two_limits()}))
+        .send()
+        .await;
+    resp.expect(201);
+    let created = resp.json();
+    assert_record(&created["api_key"]);
+    assert_eq!(created["api_key"]["rate_limits"], two_limits(), "{resp}");
+    let key = Key {
+        token: created["key"].as_str().expect("token").to_owned(),
+        id: created["api_key"]["id"].as_str().expect("id").to_owned(),
+    };
+    assert_eq!(api.record(&key.id).await["rate_limits"], two_limits());
+    // A key created without them shows an empty list.
+    let plain = api.record(&api.alice.id).await;
+    assert_eq!(plain["rate_limits"], json!([]));
+
+    let path = format!("/v1/keys/{}", key.id);
+    let daily = json!([{"name": "daily", "limit": 5, "period": "1d"}]);
+    let resp = api
+        .req("PATCH", &path)
+        .bearer(&api.alice.token)
+        .json(&json!({"rate_limits": daily}))
+        .send()
+        .await;
+    resp.expect(200);
+    assert_eq!(resp.json()["rate_limits"], daily, "PATCH replaces the list");
+    let resp = api
+        .req("PATCH", &path)
+        .bearer(&api.alice.token)
+        .json(&json!({"name": "limited-2"}))
+        .send()
+        .await;
+    resp.expect(200);
+    assert_eq!(resp.json()["rate_limits"], daily, "left alone when absent");
+    let resp = api
+        .req("PATCH", &path)
+        .bearer(&api.alice.token)
+        .json(&json!({"rate_limits": []}))
+        .send()
+        .await;
+    resp.expect(200);
+    assert_eq!(resp.json()["rate_limits"], json!([]), "[] removes them");
+    assert_eq!(api.record(&key.id).await["rate_limits"], json!([]));
+
+    let resp = api
+        .req("PATCH", &path)
+        .bearer(&api.alice.token)
+        .json(&json!({"rate_limits": two_limits()}))
+        .send()
+        .await;
+    resp.expect(200);
+    let (new, record) = rotate(&api, &key, None).await;
+    assert_eq!(record["rate_limits"], two_limits(), "rotation copies them");
+    assert_eq!(api.record(&new.id).await["rate_limits"], two_limits());
+}
+
+#[tokio::test]
+async fn bad_rate_limits_are_refused_naming_the_field_and_nothing_is_written() {
+    let api = Api::start().await;
+    let limit = |name: &str, limit: u64, period: &str| json!({"name": name, "limit": limit, "period": period});
+    let nine: Vec<Value> = (0..9).map(|i| limit(&format!("l{i}"), 1, "1s")).collect();
+    let cases = [
+        (json!([limit("Burst", 1, "1s")]), "rate_limits[0].name"),
+        (
+            json!([limit("ok", 1, "1s"), limit("a b", 1, "1s")]),
+            "rate_limits[1].name",
+        ),
+        (
+            json!([limit(&"x".repeat(33), 1, "1s")]),
+            "rate_limits[0].name",
+        ),
+        (json!(nine), "rate_limits"),
+        (
+            json!([limit("a", 1, "1s"), limit("a", 2, "1h")]),
+            "rate_limits[1].name",
+        ),
+        (json!([limit("a", 1, "2d")]), "rate_limits[0].period"),
+        (json!([limit("a", 1, "1m")]), "rate_limits[0].period"),
+        (json!([limit("a", 0, "1s")]), "rate_limits[0].limit"),
+        (
+            json!([limit("a", 1_000_000_001, "1s")]),
+            "rate_limits[0].limit",
+        ),
+        (
+            json!([{"name": "a", "limit": 1, "period": "1s", "burst": 2}]),
+            "rate_limits[0]",
+        ),
+        (json!({"name": "a"}), "rate_limits"),
+    ];
+    let before = api.ids_of("alice").await;
+    let target = api.key(NewKey::new("alice", "target")).await;
+    let target_before = api.record(&target.id).await;
+    for (limits, field) in &cases {
+        let resp = api
+            .post("/v1/keys")
+            .bearer(&api.alice.token)
+            .json(&json!({"name": "n", "rate_limits": limits}))
+            .send()
+            .await;
+        assert_error(&resp, 400, "bad_request", Some(field));
+        let resp = api
+            .req("PATCH", &format!("/v1/keys/{}", target.id))
+            .bearer(&api.alice.token)
+            .json(&json!({"rate_limits": limits}))
+            .send()
+            .await;
+        assert_error(&resp, 400, "bad_request", Some(field));
+    }
+    let mut after = api.ids_of("alice").await;
+    assert!(after.remove(&target.id));
+    assert_eq!(after, before, "nothing created");
+    assert_eq!(
+        api.record(&target.id).await,
+        target_before,
+        "nothing changed"
+    );
+}
+
+#[tokio::test]
+async fn a_rate_limited_caller_cannot_mint_or_set_looser_limits() {
+    let api = Api::start().await;
+    let caller = api
+        .key(
+            NewKey::new("alice", "limited-manager")
+                .scopes(["keys:read", "keys:create", "keys:update"])
+                .rate_limits(serde_json::from_value(two_limits()).expect("limits")),
+        )
+        .await;
+    let before = api.ids_of("alice").await;
+    let hourly = json!({"name": "hourly", "limit": 1000, "period": "1h"});
+    for limits in [
+        json!([]),
+        json!([{"name": "burst", "limit": 20, "period": "1s"}]),
+        json!([{"name": "other", "limit": 1, "period": "1s"}, hourly]),
+        // A larger burst.
+        json!([{"name": "burst", "limit": 21, "period": "2s"}, hourly]),
+        // A smaller burst refilled faster: 100/1min is 6000/1h.
+        json!([{"name": "burst", "limit": 20, "period": "1s"},
+               {"name": "hourly", "limit": 100, "period": "1min"}]),
+    ] {
+        let resp = api
+            .post("/v1/keys")
+            .bearer(&caller.token)
+            .json(&json!({"name": "child", "rate_limits": limits}))
+            .send()
+            .await;
+        assert_error(&resp, 403, "forbidden", Some("rate_limits"));
+    }
+    let resp = api
+        .post("/v1/keys")
+        .bearer(&caller.token)
+        .json(&json!({"name": "child"}))
+        .send()
+        .await;
+    assert_error(&resp, 403, "forbidden", Some("rate_limits"));
+    assert_eq!(api.ids_of("alice").await, before, "nothing written");
+
+    let tight = json!([
+        {"name": "hourly", "limit": 500, "period": "1h"},
+        {"name": "burst", "limit": 10, "period": "1s", "shared": true},
+        {"name": "daily", "limit": 5000, "period": "1d"},
+    ]);
+    let resp = api
+        .post("/v1/keys")
+        .bearer(&caller.token)
+        .json(&json!({"name": "child", "rate_limits": tight}))
+        .send()
+        .await;
+    resp.expect(201);
+    let child = resp.json()["api_key"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let resp = api
+        .req("PATCH", &format!("/v1/keys/{child}"))
+        .bearer(&caller.token)
+        .json(&json!({"rate_limits": [hourly, {"name": "burst", "limit": 40, "period": "2s"}]}))
+        .send()
+        .await;
+    assert_error(&resp, 403, "forbidden", Some("rate_limits"));
+    assert_eq!(api.record(&child).await["rate_limits"], tight, "unchanged");
+}
+
+#[tokio::test]
+async fn openapi_documents_rate_limits_and_their_bounds() {
+    let doc = serde_json::to_value(keygate::admin::openapi()).expect("serialize");
+    let schemas = &doc["components"]["schemas"];
+    let limit = &schemas["RateLimit"];
+    let props = &limit["properties"];
+    assert_eq!(props["name"]["pattern"], "^[a-z0-9_-]{1,32}$", "{limit}");
+    assert_eq!(props["limit"]["minimum"], 1, "{limit}");
+    assert_eq!(props["limit"]["maximum"], 1_000_000_000, "{limit}");
+    assert!(props["period"]["type"] == "string", "{limit}");
+    let required: BTreeSet<&str> = limit["required"]
+        .as_array()
+        .expect("required")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(required, BTreeSet::from(["name", "limit", "period"]));
+    for schema in ["ApiKey", "NewKey", "KeyUpdate"] {
+        let field = &schemas[schema]["properties"]["rate_limits"];
+        assert_eq!(field["maxItems"], 8, "{schema}: {field}");
+        assert_eq!(
+            field["items"]["$ref"], "#/components/schemas/RateLimit",
+            "{schema}: {field}"
+        );
+    }
 }

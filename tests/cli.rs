@@ -1824,3 +1824,108 @@ fn a_closed_stdout_ends_the_command_quietly() {
     assert!(stderr.contains("keygate keys revoke"), "{stderr}");
     assert_eq!(kg.count(), before + 1);
 }
+
+// ---------------------------------------------------------------------------
+// Rate limits (SPEC §11)
+// ---------------------------------------------------------------------------
+
+#[test]
+fn create_takes_rate_limits_and_show_and_list_display_them() {
+    let kg = Kg::new();
+    let (_, record) = kg.create(
+        "alice",
+        "limited",
+        &[
+            "--rate-limit",
+            "burst=20/1s",
+            "--rate-limit",
+            "hourly=1000/1h,shared",
+        ],
+    );
+    let expected = serde_json::json!([
+        {"name": "burst", "limit": 20, "period": "1s"},
+        {"name": "hourly", "limit": 1000, "period": "1h", "shared": true},
+    ]);
+    assert_eq!(record["rate_limits"], expected, "{record}");
+    let id = id_of(&record);
+    let (status, shown) = kg.show(&id);
+    assert_eq!(status, 0, "{shown}");
+    assert_eq!(shown["rate_limits"], expected);
+    let listed = kg.list(&[]);
+    assert_eq!(listed[0]["rate_limits"], expected);
+
+    let (_, plain_record) = kg.create("alice", "plain", &[]);
+    assert_eq!(plain_record["rate_limits"], serde_json::json!([]));
+
+    // Text: in the syntax of the flag.
+    let plain = kg.run(&["keys", "show", &id]);
+    assert_eq!(plain.status, 0, "{plain:?}");
+    let line = plain
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("rate_limits"))
+        .unwrap_or_else(|| panic!("no rate_limits line: {}", plain.stdout));
+    assert!(
+        line.ends_with("burst=20/1s hourly=1000/1h,shared"),
+        "{line:?}"
+    );
+    let table = kg.run(&["keys", "list"]);
+    assert_eq!(table.status, 0, "{table:?}");
+    assert!(
+        table
+            .stdout
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains("RATE LIMITS")
+    );
+    let row = table
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(id.as_str()))
+        .unwrap_or_else(|| panic!("no row for {id}: {}", table.stdout));
+    assert!(row.contains("burst=20/1s hourly=1000/1h,shared"), "{row:?}");
+}
+
+#[test]
+fn bad_rate_limit_flags_are_usage_errors_naming_the_flag() {
+    let kg = Kg::new();
+    for bad in [
+        "burst",
+        "burst=20",
+        "Burst=20/1s",
+        "burst=0/1s",
+        "burst=20/2d",
+        "burst=20/1m",
+        "burst=20/1s,private",
+    ] {
+        kg.assert_usage_error(
+            &create_args("alice", "n", &["--rate-limit", bad]),
+            "--rate-limit",
+        );
+    }
+    kg.assert_usage_error(
+        &create_args(
+            "alice",
+            "n",
+            &["--rate-limit", "a=1/1s", "--rate-limit", "a=2/1h"],
+        ),
+        "--rate-limit",
+    );
+    let nine: Vec<String> = (0..9).map(|i| format!("l{i}=1/1s")).collect();
+    let mut args = create_args("alice", "n", &[]);
+    for limit in &nine {
+        args.extend(["--rate-limit", limit.as_str()]);
+    }
+    kg.assert_usage_error(&args, "--rate-limit");
+    // With --json, the same refusal is the JSON error object.
+    let (status, body) = kg.run_json(&create_args("alice", "n", &["--rate-limit", "burst=0/1s"]));
+    assert_eq!(status, 2, "{body}");
+    assert_eq!(body["error"], "bad_usage", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("--rate-limit")),
+        "{body}"
+    );
+}

@@ -6,7 +6,7 @@ use std::time::Duration as StdDuration;
 
 use keygate::{
     Ceiling, Environment, InvalidReason, KeyError, KeyStatus, KeyUpdate, Keygate, KeygateBuilder,
-    MemoryStore, NewKey, Pepper, ScopeCatalog, ScopeSet, SqliteStore, VerifyError,
+    MemoryStore, NewKey, Pepper, RateLimits, ScopeCatalog, ScopeSet, SqliteStore, VerifyError,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -880,5 +880,154 @@ async fn records_and_errors_never_contain_the_secret() {
         forged.replace_range(30..31, if &token[30..31] == "a" { "b" } else { "a" });
         let err = gate.verify(&forged).await.unwrap_err();
         assert!(!format!("{err:?} {err}").contains(&forged[24..56]));
+    }
+}
+
+fn limits(json: &str) -> RateLimits {
+    serde_json::from_str(json).unwrap()
+}
+
+#[tokio::test]
+async fn rate_limits_are_set_replaced_removed_and_copied_by_rotation() {
+    for (backend, gate, _dir) in gates().await {
+        let keys = gate.keys();
+        let two = limits(
+            r#"[{"name": "burst", "limit": 20, "period": "1s"},
+                {"name": "hourly", "limit": 1000, "period": "1h", "shared": true}]"#,
+        );
+        let created = keys
+            .create(NewKey::new("alice", "ci").rate_limits(two.clone()))
+            .await
+            .unwrap();
+        assert_eq!(created.key.rate_limits, two, "{backend}");
+        assert_eq!(keys.get(&created.key.id).await.unwrap().rate_limits, two);
+
+        let plain = keys.create(NewKey::new("alice", "plain")).await.unwrap();
+        assert!(
+            plain.key.rate_limits.is_empty(),
+            "{backend}: none by default"
+        );
+
+        let one = limits(r#"[{"name": "daily", "limit": 5, "period": "1d"}]"#);
+        let updated = keys
+            .update(
+                &created.key.id,
+                KeyUpdate::default().rate_limits(one.clone()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(updated.rate_limits, one, "{backend}: the list is replaced");
+        let renamed = keys
+            .update(&created.key.id, KeyUpdate::default().name("ci-2"))
+            .await
+            .unwrap();
+        assert_eq!(
+            renamed.rate_limits, one,
+            "{backend}: left alone when not given"
+        );
+
+        let rotated = keys.rotate(&created.key.id, Duration::ZERO).await.unwrap();
+        assert_eq!(
+            rotated.key.rate_limits, one,
+            "{backend}: rotation copies them"
+        );
+        assert_eq!(keys.get(&rotated.key.id).await.unwrap().rate_limits, one);
+
+        let cleared = keys
+            .update(
+                &rotated.key.id,
+                KeyUpdate::default().rate_limits(RateLimits::empty()),
+            )
+            .await
+            .unwrap();
+        assert!(cleared.rate_limits.is_empty(), "{backend}: [] removes them");
+        assert!(
+            keys.get(&rotated.key.id)
+                .await
+                .unwrap()
+                .rate_limits
+                .is_empty()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_limited_caller_never_mints_looser_rate_limits() {
+    for (backend, gate, _dir) in gates().await {
+        let keys = gate.keys();
+        let caller = keys
+            .create(
+                NewKey::new("alice", "caller")
+                    .scopes(["keys:create", "keys:update"])
+                    .rate_limits(limits(
+                        r#"[{"name": "burst", "limit": 20, "period": "1s"}]"#,
+                    )),
+            )
+            .await
+            .unwrap();
+        let ceiling = Ceiling::of_record(&caller.key);
+        let before = count_all(&gate).await;
+        for looser in [
+            "[]",
+            r#"[{"name": "burst", "limit": 21, "period": "1s"}]"#,
+            r#"[{"name": "burst", "limit": 20, "period": "1s"}, {"name": "x", "limit": 1, "period": "1s"}]"#,
+        ] {
+            let result = keys
+                .create_as(
+                    &ceiling,
+                    NewKey::new("alice", "child").rate_limits(limits(looser)),
+                )
+                .await;
+            if looser.contains("\"x\"") {
+                // Extra limits of other names only narrow the key.
+                let child = result.unwrap();
+                keys.delete(&child.key.id).await.unwrap();
+                continue;
+            }
+            let err = result.unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    KeyError::Forbidden {
+                        field: "rate_limits",
+                        ..
+                    }
+                ),
+                "{backend}: {looser}: {err:?}"
+            );
+        }
+        assert_eq!(count_all(&gate).await, before, "{backend}: nothing written");
+
+        let tight = limits(r#"[{"name": "burst", "limit": 10, "period": "1s", "shared": true}]"#);
+        let child = keys
+            .create_as(
+                &ceiling,
+                NewKey::new("alice", "child").rate_limits(tight.clone()),
+            )
+            .await
+            .unwrap();
+        let err = keys
+            .update_as(
+                &ceiling,
+                &child.key.id,
+                KeyUpdate::default().rate_limits(RateLimits::empty()),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.field(), Some("rate_limits"), "{backend}");
+        assert_eq!(keys.get(&child.key.id).await.unwrap().rate_limits, tight);
+
+        // A key without the caller's limit cannot be rotated by it either.
+        let free = keys.create(NewKey::new("alice", "free")).await.unwrap();
+        let err = keys
+            .rotate_as(&ceiling, &free.key.id, Duration::ZERO)
+            .await
+            .unwrap_err();
+        assert_eq!(err.field(), Some("rate_limits"), "{backend}");
+        assert!(
+            keys.rotate_as(&ceiling, &child.key.id, Duration::ZERO)
+                .await
+                .is_ok()
+        );
     }
 }

@@ -2,6 +2,8 @@
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::limit::{LimitName, Period, RateLimit};
+
 /// API-key authentication: manage keys and verify tokens.
 #[derive(Debug, Parser)]
 #[command(name = "keygate", version, about, propagate_version = true)]
@@ -127,6 +129,15 @@ pub struct CreateArgs {
     /// A JSON object of at most 4 KiB.
     #[arg(long)]
     pub metadata: Option<String>,
+    /// A rate limit: LIMIT requests per PERIOD (1s to 1d, units s, min, h,
+    /// d), e.g. burst=20/1s or hourly=1000/1h,shared (one bucket for every
+    /// key of the owner); repeat for more (at most 8, names unique).
+    #[arg(
+        long = "rate-limit",
+        value_name = "NAME=LIMIT/PERIOD[,shared]",
+        value_parser = parse_rate_limit
+    )]
+    pub rate_limits: Vec<RateLimit>,
 }
 
 /// `keygate serve …`. Every flag can also be set by the environment
@@ -194,6 +205,30 @@ impl ServeArgs {
     }
 }
 
+/// `NAME=LIMIT/PERIOD[,shared]`, the syntax of `--rate-limit`.
+fn parse_rate_limit(text: &str) -> Result<RateLimit, String> {
+    const SYNTAX: &str = "expected NAME=LIMIT/PERIOD[,shared], e.g. burst=20/1s";
+    let (name, rest) = text.split_once('=').ok_or(SYNTAX)?;
+    let (rate, shared) = match rest.split_once(',') {
+        None => (rest, false),
+        Some((rate, "shared")) => (rate, true),
+        Some((_, flag)) => {
+            let shown: String = flag.chars().take(32).collect();
+            return Err(format!(
+                "{shown:?} is not a flag of a rate limit (only shared is)"
+            ));
+        }
+    };
+    let (limit, period) = rate.split_once('/').ok_or(SYNTAX)?;
+    let name = LimitName::parse(name).map_err(|e| format!("name: {e}"))?;
+    let limit: u64 = limit
+        .parse()
+        .map_err(|_| "limit: expected a whole number from 1 to 1000000000".to_string())?;
+    let period = Period::parse(period).map_err(|e| format!("period: {e}"))?;
+    let limit = RateLimit::new(name, limit, period).map_err(|e| format!("limit: {e}"))?;
+    Ok(limit.shared(shared))
+}
+
 /// A listener timeout: a positive whole number of `ms`, `s` or `min`, at
 /// most one day. A bare `m` is refused as ambiguous (SPEC §5a).
 fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
@@ -220,7 +255,41 @@ fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
 mod tests {
     use std::time::Duration;
 
-    use super::parse_timeout;
+    use super::{parse_rate_limit, parse_timeout};
+
+    #[test]
+    fn rate_limits_take_name_limit_period_and_an_optional_shared() {
+        let burst = parse_rate_limit("burst=20/1s").unwrap();
+        assert_eq!(
+            (
+                burst.name().as_str(),
+                burst.limit(),
+                burst.period().as_secs()
+            ),
+            ("burst", 20, 1)
+        );
+        assert!(!burst.is_shared());
+        let hourly = parse_rate_limit("hourly=1000/1h,shared").unwrap();
+        assert!(hourly.is_shared());
+        assert_eq!(hourly.period().as_secs(), 3600);
+        for (bad, says) in [
+            ("burst", "expected NAME=LIMIT/PERIOD"),
+            ("burst=20", "expected NAME=LIMIT/PERIOD"),
+            ("Burst=20/1s", "name:"),
+            ("=20/1s", "name:"),
+            ("burst=x/1s", "limit:"),
+            ("burst=-1/1s", "limit:"),
+            ("burst=0/1s", "limit:"),
+            ("burst=1000000001/1s", "limit:"),
+            ("burst=20/2d", "period:"),
+            ("burst=20/1m", "period:"),
+            ("burst=20/1s,private", "only shared"),
+            ("burst=20/1s,shared,shared", "only shared"),
+        ] {
+            let error = parse_rate_limit(bad).unwrap_err();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
 
     #[test]
     fn timeouts_take_ms_s_and_min_and_refuse_the_rest() {

@@ -13,6 +13,7 @@ use super::output::{bootstrap, note, out};
 use crate::key::ApiKey;
 use crate::keygate::Keygate;
 use crate::keys::{CreatedKey, KeyError, NewKey, parse_duration};
+use crate::limit::RateLimits;
 use crate::scope::Requirement;
 use crate::store::ListQuery;
 use crate::token::{Environment, KeyId};
@@ -363,6 +364,13 @@ fn new_key(args: CreateArgs) -> Result<NewKey, Failure> {
         })?;
         new = new.metadata(value);
     }
+    if !args.rate_limits.is_empty() {
+        // Each flag was checked by clap; the list's own rules (at most 8,
+        // names unique) are a usage error too.
+        let limits = RateLimits::new(args.rate_limits)
+            .map_err(|e| Failure::usage(format!("--rate-limit: {e}")))?;
+        new = new.rate_limits(limits);
+    }
     Ok(new)
 }
 
@@ -444,22 +452,39 @@ fn print_table(keys: &[ApiKey]) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{:<16}  {:<8}  {:<20}  {:<20}  {:<20}  SCOPES",
-        "ID", "STATUS", "OWNER", "NAME", "EXPIRES"
+        "{:<16}  {:<8}  {:<20}  {:<20}  {:<20}  {:<24}  SCOPES",
+        "ID", "STATUS", "OWNER", "NAME", "EXPIRES", "RATE LIMITS"
     )?;
     for k in keys {
         writeln!(
             out,
-            "{:<16}  {:<8}  {:<20}  {:<20}  {:<20}  {}",
+            "{:<16}  {:<8}  {:<20}  {:<20}  {:<20}  {:<24}  {}",
             k.id,
             k.status_at(now).as_str(),
             k.owner,
             k.name,
             time_text(k.expires_at),
+            limits_text(&k.rate_limits),
             k.scopes
         )?;
     }
     Ok(())
+}
+
+/// Rate limits as `--rate-limit` takes them, space-separated
+/// (`burst=20/1s hourly=1000/1h,shared`); `-` for none.
+fn limits_text(limits: &RateLimits) -> String {
+    if limits.is_empty() {
+        return "-".into();
+    }
+    limits
+        .iter()
+        .map(|l| {
+            let shared = if l.is_shared() { ",shared" } else { "" };
+            format!("{}={}/{}{shared}", l.name(), l.limit(), l.period())
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn print_key(key: &ApiKey, json: bool) -> std::io::Result<()> {
@@ -471,6 +496,7 @@ fn print_key(key: &ApiKey, json: bool) -> std::io::Result<()> {
     if let Some(map) = value.as_object() {
         for (field, v) in map {
             let text = match v {
+                _ if field == "rate_limits" => limits_text(&key.rate_limits),
                 serde_json::Value::Null => "-".to_string(),
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),

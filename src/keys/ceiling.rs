@@ -9,6 +9,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::KeyError;
 use crate::key::ApiKey;
+use crate::limit::{RateLimit, RateLimits};
 use crate::scope::{Scope, ScopeSet};
 use crate::token::Environment;
 use crate::verify::AuthenticatedKey;
@@ -43,9 +44,17 @@ pub(crate) fn holds_admin_keys(scopes: &ScopeSet) -> bool {
 ///   network lies inside one of the caller's networks; an empty list
 ///   (every address) is too wide.
 /// - **`ip_deny`**: covers every network the caller denies.
+/// - **`rate_limits`**: no looser than the caller's. For each rate limit
+///   the caller has, the key must have one of the same name with a
+///   `limit` no larger than the caller's (the burst) and a rate
+///   `limit / period` no higher than the caller's; `shared` may differ.
+///   The key may add limits of other names. A caller without rate limits
+///   imposes none, and limits are never inherited: a limited caller must
+///   give them.
 ///
 /// A violation is [`KeyError::Forbidden`] naming the field (`scopes`,
-/// `expires_at`, `environment`, `organization`, `ip_allow`, `ip_deny`);
+/// `expires_at`, `environment`, `organization`, `ip_allow`, `ip_deny`,
+/// `rate_limits`);
 /// nothing is written. The operator's methods ([`Keys::create`],
 /// [`Keys::rotate`], [`Keys::update`]) are not bound by any ceiling.
 ///
@@ -241,6 +250,42 @@ impl<'a> Ceiling<'a> {
         }
     }
 
+    /// Rate limits no looser than the caller's: for each of the caller's
+    /// limits, one of the same name with no larger `limit` and no higher
+    /// `limit / period`.
+    pub(crate) fn check_rate_limits(&self, limits: &RateLimits) -> Result<(), KeyError> {
+        let Some(own) = self.limits().map(|c| &c.rate_limits) else {
+            return Ok(());
+        };
+        for mine in own {
+            let name = mine.name();
+            match limits.iter().find(|limit| limit.name() == name) {
+                None => {
+                    return Err(forbidden(
+                        "rate_limits",
+                        format!(
+                            "the calling key has the rate limit {name} ({}), so the key must have \
+                             one named {name} no looser",
+                            shown(mine)
+                        ),
+                    ));
+                }
+                Some(limit) if is_looser(limit, mine) => {
+                    return Err(forbidden(
+                        "rate_limits",
+                        format!(
+                            "the rate limit {name} ({}) is looser than the calling key's ({})",
+                            shown(limit),
+                            shown(mine)
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Every attribute of `key` within the ceiling (rotation hands out a
     /// token for a copy of it).
     pub(crate) fn check_key(&self, key: &ApiKey) -> Result<(), KeyError> {
@@ -249,8 +294,22 @@ impl<'a> Ceiling<'a> {
         self.check_environment(key.environment)?;
         self.check_organization(key.organization.as_deref())?;
         self.check_ip_allow(&key.ip_allow)?;
-        self.check_ip_deny(&key.ip_deny)
+        self.check_ip_deny(&key.ip_deny)?;
+        self.check_rate_limits(&key.rate_limits)
     }
+}
+
+/// `limit/period`, as the CLI writes it.
+fn shown(limit: &RateLimit) -> String {
+    format!("{}/{}", limit.limit(), limit.period())
+}
+
+/// Whether `limit` allows more than `bound`: a larger burst, or a higher
+/// rate. Rates compare by cross-multiplying (`a/p > b/q` ⟺ `a·q > b·p`),
+/// exact in integers: at most 10⁹ · 86 400, far inside a `u64`.
+fn is_looser(limit: &RateLimit, bound: &RateLimit) -> bool {
+    limit.limit() > bound.limit()
+        || limit.limit() * bound.period().as_secs() > bound.limit() * limit.period().as_secs()
 }
 
 #[cfg(test)]
@@ -371,5 +430,83 @@ mod tests {
         assert_eq!(ceiling.cap_expiry(sooner), sooner);
         assert_eq!(ceiling.default_environment(), Some(Environment::Test));
         assert_eq!(ceiling.default_organization(), Some("acme"));
+    }
+
+    fn limits(json: &str) -> RateLimits {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn limited_caller(scopes: &[&str]) -> ApiKey {
+        let mut key = ApiKey::new(KeyId::generate(), "alice");
+        key.scopes = ScopeSet::parse(scopes.iter().copied()).unwrap();
+        key.rate_limits = limits(
+            r#"[{"name": "burst", "limit": 20, "period": "1s"},
+                {"name": "hourly", "limit": 1000, "period": "1h", "shared": true}]"#,
+        );
+        key
+    }
+
+    #[test]
+    fn limits_as_tight_or_tighter_pass_whatever_shared_says() {
+        let me = limited_caller(&["keys:create"]);
+        let ceiling = Ceiling::of_record(&me);
+        for ok in [
+            r#"[{"name": "burst", "limit": 20, "period": "1s"},
+                {"name": "hourly", "limit": 1000, "period": "1h"}]"#,
+            r#"[{"name": "hourly", "limit": 10, "period": "1min", "shared": true},
+                {"name": "burst", "limit": 5, "period": "1s"},
+                {"name": "daily", "limit": 99, "period": "1d"}]"#,
+            // The same rate with a smaller burst, a slower rate.
+            r#"[{"name": "burst", "limit": 20, "period": "2s"},
+                {"name": "hourly", "limit": 500, "period": "30min"}]"#,
+        ] {
+            assert!(ceiling.check_rate_limits(&limits(ok)).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn a_missing_larger_or_faster_limit_is_forbidden() {
+        let me = limited_caller(&["keys:create"]);
+        let ceiling = Ceiling::of_record(&me);
+        for bad in [
+            "[]",
+            r#"[{"name": "burst", "limit": 20, "period": "1s"}]"#,
+            // A larger burst.
+            r#"[{"name": "burst", "limit": 21, "period": "2s"},
+                {"name": "hourly", "limit": 1000, "period": "1h"}]"#,
+            // A smaller burst but a higher rate: 1000/1h < 17/1min.
+            r#"[{"name": "burst", "limit": 20, "period": "1s"},
+                {"name": "hourly", "limit": 17, "period": "1min"}]"#,
+            // The same burst, refilled a second sooner: a higher rate.
+            r#"[{"name": "burst", "limit": 20, "period": "1s"},
+                {"name": "hourly", "limit": 1000, "period": "3599s"}]"#,
+        ] {
+            let err = ceiling.check_rate_limits(&limits(bad)).unwrap_err();
+            assert_eq!(
+                (err.code(), err.field()),
+                ("forbidden", Some("rate_limits")),
+                "{bad}"
+            );
+        }
+        let key = ApiKey::new(KeyId::generate(), "alice");
+        assert_eq!(
+            ceiling.check_key(&key).unwrap_err().field(),
+            Some("rate_limits"),
+            "rotation judges the limits too"
+        );
+    }
+
+    #[test]
+    fn admins_and_callers_without_limits_impose_none() {
+        let admin = limited_caller(&["admin:keys"]);
+        assert!(
+            Ceiling::of_record(&admin)
+                .check_rate_limits(&RateLimits::empty())
+                .is_ok()
+        );
+        let mut free = limited_caller(&["keys:create"]);
+        free.rate_limits = RateLimits::empty();
+        let wide = limits(r#"[{"name": "burst", "limit": 1000000000, "period": "1s"}]"#);
+        assert!(Ceiling::of_record(&free).check_rate_limits(&wide).is_ok());
     }
 }

@@ -8,6 +8,8 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::limits::LimitsInput;
+use crate::limit::RateLimits;
 use crate::token::Environment;
 
 /// The fields of a key to create (SPEC §5).
@@ -63,6 +65,13 @@ pub struct NewKey {
     /// A JSON object of at most 4 KiB (4096 bytes) serialized.
     #[cfg_attr(feature = "admin", schema(value_type = Option<Object>))]
     pub(crate) metadata: Option<serde_json::Value>,
+    /// At most 8 rate limits (SPEC §11), names unique; none by default.
+    #[serde(default)]
+    #[cfg_attr(
+        feature = "admin",
+        schema(value_type = Option<Vec<crate::key::RateLimitSchema>>, max_items = 8)
+    )]
+    pub(crate) rate_limits: Option<LimitsInput>,
 }
 
 impl NewKey {
@@ -167,6 +176,12 @@ impl NewKey {
         self.metadata = Some(metadata);
         self
     }
+
+    /// The key's rate limits (SPEC §11); none by default.
+    pub fn rate_limits(mut self, limits: RateLimits) -> NewKey {
+        self.rate_limits = Some(LimitsInput::Checked(limits));
+        self
+    }
 }
 
 /// Changes to an existing key. Absent fields are left as they are.
@@ -203,6 +218,14 @@ pub struct KeyUpdate {
     /// Narrower scopes, at most 64.
     #[cfg_attr(feature = "admin", schema(max_items = 64))]
     pub(crate) scopes: Option<Vec<String>>,
+    /// New rate limits, replacing the whole list (at most 8); `[]` removes
+    /// them.
+    #[serde(default)]
+    #[cfg_attr(
+        feature = "admin",
+        schema(value_type = Option<Vec<crate::key::RateLimitSchema>>, max_items = 8)
+    )]
+    pub(crate) rate_limits: Option<LimitsInput>,
 }
 
 impl KeyUpdate {
@@ -251,6 +274,13 @@ impl KeyUpdate {
         S: Into<String>,
     {
         self.scopes = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// New rate limits, replacing the whole list; an empty list removes
+    /// them.
+    pub fn rate_limits(mut self, limits: RateLimits) -> KeyUpdate {
+        self.rate_limits = Some(LimitsInput::Checked(limits));
         self
     }
 }

@@ -4,11 +4,11 @@ use time::{Duration, OffsetDateTime};
 
 use super::input::{KeyUpdate, NewKey};
 use super::lifetime::Span;
+use super::limits;
 use super::rules::{self, KeyPolicy};
 use super::{Ceiling, KeyError};
 use crate::key::now;
 use crate::key::{ApiKey, KeyStatus, StoredKey};
-use crate::limit::RateLimits;
 use crate::secret::SecretToken;
 use crate::store::{Cursor, InsertRules, ListQuery, StoreError};
 use crate::token::{Environment, KeyId};
@@ -119,7 +119,7 @@ impl<'a> Keys<'a> {
 
     /// Creates a key on behalf of a calling key: the new key must stay
     /// within the caller's [`Ceiling`] (SPEC §4a) — scopes, expiry,
-    /// environment, organization and IP lists.
+    /// environment, organization, IP lists and rate limits.
     ///
     /// What the request leaves out comes from the caller where the caller
     /// limits it: without `environment` or `organization`, the caller's;
@@ -176,6 +176,12 @@ impl<'a> Keys<'a> {
         let ip_allow = rules::ip_list("ip_allow", &new.ip_allow)?;
         let ip_deny = rules::ip_list("ip_deny", &new.ip_deny)?;
         let metadata = rules::metadata(new.metadata.as_ref())?;
+        let rate_limits = new
+            .rate_limits
+            .as_ref()
+            .map(limits::rate_limits)
+            .transpose()?
+            .unwrap_or_default();
         let mut environment = new.environment.unwrap_or_default();
         let mut organization = organization;
         if let Some(ceiling) = ceiling {
@@ -194,6 +200,7 @@ impl<'a> Keys<'a> {
             ceiling.check_organization(organization.as_deref())?;
             ceiling.check_ip_allow(&ip_allow)?;
             ceiling.check_ip_deny(&ip_deny)?;
+            ceiling.check_rate_limits(&rate_limits)?;
         }
 
         let id = KeyId::generate();
@@ -217,7 +224,7 @@ impl<'a> Keys<'a> {
             revoked_at: None,
             revoked_reason: None,
             superseded_by: None,
-            rate_limits: RateLimits::empty(),
+            rate_limits,
         };
         let (token, stored) = self.mint(key, environment);
         inner
@@ -318,7 +325,9 @@ impl<'a> Keys<'a> {
         ))
     }
 
-    /// Changes name, description, metadata, IP lists, or narrows scopes: for
+    /// Changes name, description, metadata, IP lists, rate limits (the
+    /// whole list is replaced; an empty one removes them), or narrows
+    /// scopes: for
     /// trusted callers. No [`Ceiling`] applies.
     ///
     /// # Errors
@@ -333,7 +342,7 @@ impl<'a> Keys<'a> {
     /// Updates a key on behalf of a calling key: every field the update
     /// sets must stay within the caller's [`Ceiling`] — scopes within the
     /// caller's grants (and, as always, the key's own), IP lists no wider
-    /// than the caller's. Fields the update leaves alone are not judged: an
+    /// than the caller's, rate limits no looser than the caller's. Fields the update leaves alone are not judged: an
     /// update cannot widen them.
     ///
     /// # Errors
@@ -378,12 +387,20 @@ impl<'a> Keys<'a> {
             .as_deref()
             .map(|l| rules::ip_list("ip_deny", l))
             .transpose()?;
+        let rate_limits = update
+            .rate_limits
+            .as_ref()
+            .map(limits::rate_limits)
+            .transpose()?;
         if let Some(ceiling) = ceiling {
             if let Some(l) = &ip_allow {
                 ceiling.check_ip_allow(l)?;
             }
             if let Some(l) = &ip_deny {
                 ceiling.check_ip_deny(l)?;
+            }
+            if let Some(l) = &rate_limits {
+                ceiling.check_rate_limits(l)?;
             }
         }
         let key = self
@@ -413,6 +430,9 @@ impl<'a> Keys<'a> {
                 }
                 if let Some(l) = &ip_deny {
                     key.ip_deny.clone_from(l);
+                }
+                if let Some(l) = &rate_limits {
+                    key.rate_limits.clone_from(l);
                 }
                 Ok(true)
             })
@@ -447,8 +467,8 @@ impl<'a> Keys<'a> {
         Ok(key)
     }
 
-    /// Rotates a key: a new key with the same attributes, name and lifetime
-    /// length; the old one gets `superseded_by` and expires at
+    /// Rotates a key: a new key with the same attributes (rate limits
+    /// included), name and lifetime length; the old one gets `superseded_by` and expires at
     /// `min(old expiry, now + grace)`. For trusted callers: no [`Ceiling`]
     /// applies.
     ///

@@ -5,6 +5,7 @@ mod ceiling;
 mod error;
 mod input;
 mod lifetime;
+mod limits;
 mod manager;
 mod rules;
 

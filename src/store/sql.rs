@@ -40,6 +40,7 @@ pub(crate) struct Row {
     pub revoked_reason: Option<String>,
     pub superseded_by: Option<String>,
     pub revision: i64,
+    pub rate_limits: String,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -47,7 +48,7 @@ fn corrupt(what: &str) -> StoreError {
 }
 
 fn json<T: serde::Serialize>(value: &T) -> String {
-    // Serializing scope sets, CIDR lists and JSON maps cannot fail.
+    // Serializing scope sets, CIDR lists, rate limits and JSON maps cannot fail.
     serde_json::to_string(value).unwrap_or_default()
 }
 
@@ -84,6 +85,7 @@ impl Row {
             revoked_reason: k.revoked_reason.clone(),
             superseded_by: k.superseded_by.map(|id| id.to_string()),
             revision: stored.revision,
+            rate_limits: json(&k.rate_limits),
         }
     }
 
@@ -120,9 +122,8 @@ impl Row {
                 .superseded_by
                 .map(|id| KeyId::parse(&id).map_err(|_| corrupt("superseded_by")))
                 .transpose()?,
-            // Not stored yet: the column comes with the key-management
-            // side of rate limits.
-            rate_limits: RateLimits::empty(),
+            rate_limits: serde_json::from_str::<RateLimits>(&self.rate_limits)
+                .map_err(|_| corrupt("rate_limits list"))?,
         };
         let mac = self.mac.as_slice().try_into().map_err(|_| corrupt("mac"))?;
         Ok(StoredKey {
@@ -134,8 +135,8 @@ impl Row {
 }
 
 impl Row {
-    /// Binds every column, in table order (`id` … `revision`), to an
-    /// `INSERT` with 21 placeholders.
+    /// Binds every column, in table order (`id` … `revision`,
+    /// `rate_limits`), to an `INSERT` with 22 placeholders.
     fn bind_insert<'q, DB>(
         self,
         query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
@@ -170,12 +171,14 @@ impl Row {
             .bind(self.revoked_reason)
             .bind(self.superseded_by)
             .bind(self.revision)
+            .bind(self.rate_limits)
     }
 
     /// Binds the mutable columns, then `id` and `revision`, to a
     /// compare-and-set `UPDATE … SET name, description, organization,
     /// scopes, ip_allow, ip_deny, metadata, updated_at, expires_at,
-    /// revoked_at, revoked_reason, superseded_by … WHERE id AND revision`.
+    /// revoked_at, revoked_reason, superseded_by, rate_limits … WHERE id AND
+    /// revision`.
     fn bind_update<'q, DB>(
         self,
         query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
@@ -201,6 +204,7 @@ impl Row {
             .bind(self.revoked_at)
             .bind(self.revoked_reason)
             .bind(self.superseded_by)
+            .bind(self.rate_limits)
             .bind(self.id)
             .bind(self.revision)
     }
@@ -271,13 +275,15 @@ where
     /// of owner `1` other than id `3` at Unix time `4`, how many are named
     /// `2`, and how many there are.
     const CHECK_CURRENT: &'static str;
-    /// `INSERT` of every column, bound in table order (`id` … `revision`).
+    /// `INSERT` of every column, bound in table order (`id` … `revision`,
+    /// then `rate_limits`, added by a later migration).
     const INSERT: &'static str;
     /// Compare-and-set `UPDATE` of the mutable columns (`name`,
     /// `description`, `organization`, `scopes`, `ip_allow`, `ip_deny`,
     /// `metadata`, `updated_at`, `expires_at`, `revoked_at`,
-    /// `revoked_reason`, `superseded_by`), bumping `revision`, `WHERE id`
-    /// and `revision` match the last two placeholders.
+    /// `revoked_reason`, `superseded_by`, `rate_limits`), bumping
+    /// `revision`, `WHERE id` and `revision` match the last two
+    /// placeholders.
     const UPDATE: &'static str;
     /// Any row when the key with the one placeholder's id exists.
     const EXISTS: &'static str;
@@ -462,5 +468,56 @@ where
         } else {
             StoreError::NotFound
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::tests::sample;
+
+    fn stored() -> StoredKey {
+        let mut key = sample(crate::key::now());
+        key.rate_limits = serde_json::from_str(
+            r#"[{"name": "burst", "limit": 20, "period": "1s"},
+                {"name": "hourly", "limit": 1000, "period": "1h", "shared": true}]"#,
+        )
+        .unwrap();
+        StoredKey {
+            key,
+            mac: [3u8; 32],
+            revision: 4,
+        }
+    }
+
+    #[test]
+    fn rate_limits_round_trip_through_a_row() {
+        let stored = stored();
+        let row = Row::from_stored(&stored);
+        assert_eq!(
+            row.rate_limits,
+            r#"[{"name":"burst","limit":20,"period":"1s"},{"name":"hourly","limit":1000,"period":"1h","shared":true}]"#
+        );
+        assert_eq!(row.into_stored().unwrap(), stored);
+    }
+
+    #[test]
+    fn an_unreadable_rate_limit_column_is_a_store_error() {
+        for bad in [
+            "",
+            "{}",
+            "not json",
+            r#"[{"name": "Burst", "limit": 1, "period": "1s"}]"#,
+            r#"[{"name": "a", "limit": 0, "period": "1s"}]"#,
+            r#"[{"name": "a", "limit": 1, "period": "2d"}]"#,
+        ] {
+            let mut row = Row::from_stored(&stored());
+            row.rate_limits = bad.to_owned();
+            let error = row.into_stored().unwrap_err();
+            assert!(
+                matches!(&error, StoreError::Backend(e) if e.to_string().contains("rate_limits")),
+                "{bad:?}: {error:?}"
+            );
+        }
     }
 }

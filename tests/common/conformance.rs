@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use keygate::{ApiKey, Environment, KeyId, KeyStore, ScopeSet, StoredKey};
+use keygate::{ApiKey, Environment, KeyId, KeyStore, RateLimits, ScopeSet, StoredKey};
 use keygate::{Cursor, InsertRules, ListQuery, StoreError, Usage};
 use time::{Duration, OffsetDateTime};
 
@@ -44,6 +44,11 @@ pub fn fresh_id() -> KeyId {
     .unwrap()
 }
 
+/// Rate limits from their JSON form.
+pub fn limits(json: &str) -> RateLimits {
+    serde_json::from_str(json).unwrap()
+}
+
 pub fn key(owner: &str, name: &str) -> StoredKey {
     let id = fresh_id();
     let t = now();
@@ -66,6 +71,10 @@ pub fn key(owner: &str, name: &str) -> StoredKey {
     key.created_at = t;
     key.updated_at = t;
     key.expires_at = Some(t + Duration::days(30));
+    key.rate_limits = limits(
+        r#"[{"name": "burst", "limit": 20, "period": "1s"},
+            {"name": "hourly", "limit": 1000, "period": "1h", "shared": true}]"#,
+    );
     StoredKey {
         key,
         mac: [7u8; 32],
@@ -79,13 +88,16 @@ pub async fn insert_then_get_round_trips_every_field(store: &dyn KeyStore) {
     k.key.description = None;
     k.key.organization = None;
     k.key.expires_at = None;
+    k.key.rate_limits = RateLimits::empty();
     k.mac = [0xa5; 32];
     store.insert(&k, rules()).await.unwrap();
     assert_eq!(store.get(&k.key.id).await.unwrap(), Some(k.clone()));
 
     let full = key("alice", "full");
     store.insert(&full, rules()).await.unwrap();
-    assert_eq!(store.get(&full.key.id).await.unwrap(), Some(full));
+    let got = store.get(&full.key.id).await.unwrap().unwrap();
+    assert_eq!(got.key.rate_limits.len(), 2, "rate limits are stored");
+    assert_eq!(got, full);
 }
 
 pub async fn get_of_unknown_id_is_none(store: &dyn KeyStore) {
@@ -287,6 +299,7 @@ pub async fn replace_is_compare_and_set_on_the_revision(store: &dyn KeyStore) {
     changed.key.name = "renamed".into();
     changed.key.revoked_at = Some(now());
     changed.key.revoked_reason = Some("leaked".into());
+    changed.key.rate_limits = limits(r#"[{"name": "daily", "limit": 5, "period": "1d"}]"#);
     changed.mac = [9u8; 32]; // must be ignored
     store.replace(&changed, now()).await.unwrap();
 
@@ -294,6 +307,7 @@ pub async fn replace_is_compare_and_set_on_the_revision(store: &dyn KeyStore) {
     assert_eq!(stored.revision, 1);
     assert_eq!(stored.key.name, "renamed");
     assert_eq!(stored.key.revoked_reason.as_deref(), Some("leaked"));
+    assert_eq!(stored.key.rate_limits, changed.key.rate_limits);
     assert_eq!(stored.mac, k.mac, "replace never changes the MAC");
     assert!(stored.key.last_used_at.is_some(), "replace keeps usage");
 
@@ -328,6 +342,7 @@ pub async fn rotate_supersedes_and_inserts_atomically(store: &dyn KeyStore) {
     store.insert(&old, limit(1)).await.unwrap();
     let mut new = key("alice", "ci");
     new.mac = [8u8; 32];
+    new.key.rate_limits = limits(r#"[{"name": "minute", "limit": 60, "period": "1min"}]"#);
     let mut superseded = old.clone();
     superseded.key.superseded_by = Some(new.key.id);
     superseded.key.expires_at = Some(now() + Duration::minutes(5));
@@ -337,6 +352,7 @@ pub async fn rotate_supersedes_and_inserts_atomically(store: &dyn KeyStore) {
     assert_eq!(got_old.key.superseded_by, Some(new.key.id));
     assert_eq!(got_old.key.expires_at, superseded.key.expires_at);
     assert_eq!(got_old.revision, 1);
+    assert_eq!(got_old.key.rate_limits, old.key.rate_limits);
     assert_eq!(store.get(&new.key.id).await.unwrap(), Some(new.clone()));
     assert_eq!(store.count_current("alice", now()).await.unwrap(), 1);
 

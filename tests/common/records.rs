@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 /// Every field a key record carries (SPEC §5).
-pub const RECORD_FIELDS: [&str; 20] = [
+pub const RECORD_FIELDS: [&str; 21] = [
     "id",
     "display_prefix",
     "name",
@@ -23,5 +23,6 @@ pub const RECORD_FIELDS: [&str; 20] = [
     "revoked_at",
     "revoked_reason",
     "superseded_by",
+    "rate_limits",
     "status",
 ];

@@ -23,7 +23,8 @@ macro_rules! columns {
         "id, mac, display_prefix, name, description, owner, organization, environment, \
          scopes::text AS scopes, ip_allow::text AS ip_allow, ip_deny::text AS ip_deny, \
          metadata::text AS metadata, created_at, updated_at, expires_at, last_used_at, \
-         last_used_ip, revoked_at, revoked_reason, superseded_by, revision"
+         last_used_ip, revoked_at, revoked_reason, superseded_by, revision, \
+         rate_limits::text AS rate_limits"
     };
 }
 
@@ -209,14 +210,14 @@ impl Dialect for PostgresStore {
     const INSERT: &'static str = "INSERT INTO keygate_keys (id, mac, display_prefix, name, \
          description, owner, organization, environment, scopes, ip_allow, ip_deny, metadata, \
          created_at, updated_at, expires_at, last_used_at, last_used_ip, revoked_at, \
-         revoked_reason, superseded_by, revision) \
+         revoked_reason, superseded_by, revision, rate_limits) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb, $11::jsonb, $12::jsonb, \
-         $13, $14, $15, $16, $17, $18, $19, $20, $21)";
+         $13, $14, $15, $16, $17, $18, $19, $20, $21, $22::jsonb)";
     const UPDATE: &'static str = "UPDATE keygate_keys SET name = $1, description = $2, organization = $3, \
          scopes = $4::jsonb, ip_allow = $5::jsonb, ip_deny = $6::jsonb, metadata = $7::jsonb, \
          updated_at = $8, expires_at = $9, revoked_at = $10, revoked_reason = $11, \
-         superseded_by = $12, revision = revision + 1 \
-         WHERE id = $13 AND revision = $14";
+         superseded_by = $12, rate_limits = $13::jsonb, revision = revision + 1 \
+         WHERE id = $14 AND revision = $15";
     const EXISTS: &'static str = "SELECT 1 FROM keygate_keys WHERE id = $1";
     const SUPERSEDED_BY: &'static str =
         "SELECT superseded_by FROM keygate_keys WHERE id = $1 FOR UPDATE";

@@ -163,11 +163,12 @@ impl Dialect for SqliteStore {
     const INSERT: &'static str = "INSERT INTO keygate_keys (id, mac, display_prefix, name, \
          description, owner, organization, environment, scopes, ip_allow, ip_deny, metadata, \
          created_at, updated_at, expires_at, last_used_at, last_used_ip, revoked_at, \
-         revoked_reason, superseded_by, revision) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+         revoked_reason, superseded_by, revision, rate_limits) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
     const UPDATE: &'static str = "UPDATE keygate_keys SET name = ?, description = ?, organization = ?, scopes = ?, \
          ip_allow = ?, ip_deny = ?, metadata = ?, updated_at = ?, expires_at = ?, \
-         revoked_at = ?, revoked_reason = ?, superseded_by = ?, revision = revision + 1 \
+         revoked_at = ?, revoked_reason = ?, superseded_by = ?, rate_limits = ?, \
+         revision = revision + 1 \
          WHERE id = ? AND revision = ?";
     const EXISTS: &'static str = "SELECT 1 FROM keygate_keys WHERE id = ?";
     // No row locks in SQLite: the `BEGIN IMMEDIATE` transaction is the only writer.
