@@ -297,27 +297,9 @@ mod tests {
 
     use super::LocalLimiter;
     use crate::limit::outcome::LimitOutcome;
-    use crate::limit::period::Period;
-    use crate::limit::policy::{RateLimit, RateLimits};
+    use crate::limit::policy::RateLimits;
     use crate::limit::request::LimitRequest;
-    use crate::token::KeyId;
-
-    fn key(n: u32) -> KeyId {
-        KeyId::parse(&format!("key{n:013}")).unwrap()
-    }
-
-    fn limits(list: &[(&str, u64, &str, bool)]) -> RateLimits {
-        RateLimits::new(
-            list.iter()
-                .map(|&(name, n, period, shared)| {
-                    RateLimit::new(name.parse().unwrap(), n, Period::parse(period).unwrap())
-                        .unwrap()
-                        .shared(shared)
-                })
-                .collect(),
-        )
-        .unwrap()
-    }
+    use crate::limit::test_support::{key, limits};
 
     fn remaining(outcome: &LimitOutcome, name: &str) -> u64 {
         outcome

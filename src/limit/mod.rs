@@ -37,6 +37,8 @@ mod policy;
 #[cfg(feature = "redis")]
 mod redis;
 mod request;
+#[cfg(test)]
+mod test_support;
 
 pub use self::limiter::{Limiter, LimiterError};
 pub use self::local::{DEFAULT_MAX_BUCKETS, LocalLimiter};

@@ -300,10 +300,8 @@ mod tests {
 
     use super::{RedisLimitError, RedisLimiter, owner_tag};
     use crate::limit::outcome::LimitOutcome;
-    use crate::limit::period::Period;
-    use crate::limit::policy::{RateLimit, RateLimits};
     use crate::limit::request::LimitRequest;
-    use crate::token::KeyId;
+    use crate::limit::test_support::{key, limits};
 
     fn url() -> String {
         std::env::var("KEYGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -355,23 +353,6 @@ mod tests {
                 .await
                 .unwrap();
         }
-    }
-
-    fn key(n: u32) -> KeyId {
-        KeyId::parse(&format!("key{n:013}")).unwrap()
-    }
-
-    fn limits(list: &[(&str, u64, &str, bool)]) -> RateLimits {
-        RateLimits::new(
-            list.iter()
-                .map(|&(name, n, period, shared)| {
-                    RateLimit::new(name.parse().unwrap(), n, Period::parse(period).unwrap())
-                        .unwrap()
-                        .shared(shared)
-                })
-                .collect(),
-        )
-        .unwrap()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
