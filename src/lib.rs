@@ -137,8 +137,8 @@ pub use crate::keys::{
 pub use crate::limit::{
     DEFAULT_MAX_BUCKETS, LimitName, LimitNameError, LimitOutcome, LimitRequest, LimitState,
     LimitStates, Limiter, LimiterError, LocalLimiter, MAX_LIMIT_NAME_LEN, MAX_LIMIT_PER_PERIOD,
-    MAX_PERIOD_SECS, MAX_RATE_LIMITS, Period, PeriodError, RateLimit, RateLimitError, RateLimits,
-    RateLimitsError,
+    MAX_PERIOD_SECS, MAX_RATE_LIMITS, Period, PeriodError, RATELIMIT, RATELIMIT_POLICY, RateLimit,
+    RateLimitError, RateLimits, RateLimitsError,
 };
 #[cfg(feature = "redis")]
 pub use crate::limit::{DEFAULT_REDIS_KEY_PREFIX, RedisLimitError, RedisLimiter};
@@ -172,6 +172,6 @@ pub use crate::token::{
     MAX_TOKEN_LEN, SECRET_LEN, Token, TokenError, TokenFormat,
 };
 pub use crate::verify::{
-    AuthenticatedKey, InvalidReason, KeyValidator, Origin, Refusal, Rejection, ValidatorError,
-    Verifier, VerifyError,
+    AuthenticatedKey, Authorized, InvalidReason, KeyValidator, Origin, Refusal, Rejection,
+    ValidatorError, Verifier, VerifyError,
 };

@@ -456,7 +456,7 @@ pub(crate) async fn authcheck(
 /// Verify a token on behalf of another service.
 #[utoipa::path(post, path = "/v1/verify", tag = "keys", request_body = VerifyBody,
     responses(
-        (status = 200, description = "The verdict", body = VerifyResult),
+        (status = 200, description = "The verdict. The check consumes `cost` (default 1) from every one of the key's rate limits, or from none when one lacks budget (code rate_limited); `rate_limits` reports each limit's state", body = VerifyResult),
         (status = 400, description = "A bad field, a body that is not a JSON object, or credentials in two places or a malformed credential (SPEC §3 invalid_request)", body = ErrorBody),
         (status = 401, description = "No credential, or an invalid one (SPEC §3 missing_token / invalid_token)", body = ErrorBody),
         (status = 403, description = "Missing keys:verify, or ip_not_allowed", body = ErrorBody),
@@ -494,16 +494,37 @@ pub(crate) async fn verify(
             })?),
             None => client,
         };
+    let cost = match &body.cost {
+        None => 1,
+        Some(value) => value
+            .as_u64()
+            .filter(|cost| *cost <= crate::limit::MAX_LIMIT_PER_PERIOD)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    Some("cost"),
+                    format!(
+                        "cost must be an integer from 0 to {}",
+                        crate::limit::MAX_LIMIT_PER_PERIOD
+                    ),
+                )
+            })?,
+    };
     let result = match state
         .keygate
         .verifier()
-        .authorize(&body.key, Origin::from(ip), requirement.as_ref())
+        .authorize_charged(&body.key, Origin::from(ip), requirement.as_ref(), cost)
         .await
     {
-        Ok(key) => VerifyResult {
+        Ok(authorized) => VerifyResult {
             valid: true,
             code: "valid",
-            api_key: Some(key.record().clone()),
+            api_key: Some(authorized.key().record().clone()),
+            rate_limits: authorized
+                .limits()
+                .states()
+                .iter()
+                .map(Into::into)
+                .collect(),
         },
         Err(refusal) => match refusal.rejection() {
             Rejection::Unavailable => return Err(ApiError::Unavailable),
@@ -515,6 +536,7 @@ pub(crate) async fn verify(
                     valid: false,
                     code: rejection.code(),
                     api_key: refusal.key().map(|key| key.record().clone()),
+                    rate_limits: refusal.limits().iter().map(Into::into).collect(),
                 }
             }
         },

@@ -27,6 +27,47 @@ impl utoipa::Modify for SecuritySchemes {
     }
 }
 
+/// Adds the 429 `rate_limited` answer to every operation that takes a
+/// key: the caller's own key may carry rate limits, and each call costs 1.
+struct RateLimitedAnswers;
+
+impl utoipa::Modify for RateLimitedAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{Content, Ref, ResponseBuilder};
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                if operation.security.is_none() {
+                    continue;
+                }
+                let answer = ResponseBuilder::new()
+                    .description(
+                        "rate_limited: the calling key's rate limit has no budget left \
+                         (each call costs 1); Retry-After gives the seconds to wait, the \
+                         body's `limit` names the limit, RateLimit-Policy / RateLimit \
+                         describe it",
+                    )
+                    .content(
+                        "application/json",
+                        Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+                    )
+                    .build();
+                operation
+                    .responses
+                    .responses
+                    .entry("429".to_owned())
+                    .or_insert(answer.into());
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -50,7 +91,7 @@ impl utoipa::Modify for SecuritySchemes {
         forward_auth::handler,
         openapi_json,
     ),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &RateLimitedAnswers),
     tags(
         (name = "keys", description = "Key management"),
         (name = "scopes", description = "Scopes and checks"),

@@ -93,6 +93,34 @@ pub(crate) struct VerifyBody {
     /// The address the key is used from, for its IP lists. Default: the
     /// caller's address.
     pub ip: Option<String>,
+    /// What the check costs against the key's rate limits, taken from every
+    /// limit or from none (0: not counted). Default: 1.
+    #[schema(value_type = Option<u64>, minimum = 0, maximum = 1_000_000_000)]
+    pub cost: Option<serde_json::Value>,
+}
+
+/// Where one of the key's rate limits stands after a `POST /v1/verify`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct LimitReport {
+    /// The limit's name.
+    pub name: String,
+    /// Its capacity per period.
+    pub limit: u64,
+    /// Units a request could still take now.
+    pub remaining: u64,
+    /// Whole seconds until the bucket is full again (0: full).
+    pub reset: u64,
+}
+
+impl From<&crate::limit::LimitState> for LimitReport {
+    fn from(state: &crate::limit::LimitState) -> LimitReport {
+        LimitReport {
+            name: state.name.as_str().to_owned(),
+            limit: state.limit,
+            remaining: state.remaining,
+            reset: state.reset_secs,
+        }
+    }
 }
 
 /// `POST /v1/verify` response.
@@ -100,11 +128,17 @@ pub(crate) struct VerifyBody {
 pub(crate) struct VerifyResult {
     /// Whether the key is valid and allowed.
     pub valid: bool,
-    /// `valid`, `invalid_token`, `ip_not_allowed` or `insufficient_scope`.
+    /// `valid`, `invalid_token`, `ip_not_allowed`, `insufficient_scope` or
+    /// `rate_limited`.
     pub code: &'static str,
     /// The key's record, when the token is a key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key: Option<ApiKey>,
+    /// Every rate limit of the key as it stands after the check (taken
+    /// from when `valid`, unchanged when `rate_limited`); absent when the
+    /// check was not counted (no limits, cost 0) or refused before them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rate_limits: Vec<LimitReport>,
 }
 
 /// A management error.

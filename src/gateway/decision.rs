@@ -17,6 +17,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri
 
 use super::rules::{Access, NormalizedPath, Rules};
 use crate::keygate::Keygate;
+use crate::limit::LimitState;
 use crate::request::CredentialError;
 use crate::verify::{AuthenticatedKey, Origin, Rejection};
 
@@ -119,6 +120,16 @@ impl FromStr for ForwardAuthMode {
 }
 
 impl Decision {
+    /// Where the key's tightest rate limit stands, when the request was
+    /// allowed and counted: what the `RateLimit-Policy` and `RateLimit`
+    /// headers of the answer describe.
+    pub fn rate_limit(&self) -> Option<&LimitState> {
+        match self {
+            Decision::Allow(Some(key)) => key.rate_limit(),
+            _ => None,
+        }
+    }
+
     /// The identity headers for an allowed request (empty values for a
     /// public rule); `None` for a denial.
     pub fn identity(&self) -> Option<[(HeaderName, HeaderValue); 4]> {
@@ -232,9 +243,9 @@ impl Gateway {
         headers: &HeaderMap,
         client: Option<IpAddr>,
     ) -> Decision {
-        let requirement = match self.rules.evaluate_normalized(method, path) {
+        let (requirement, cost) = match self.rules.evaluate_normalized(method, path) {
             Access::Public => return Decision::Allow(None),
-            Access::Key(requirement) => requirement,
+            Access::Key { requirement, cost } => (requirement, cost),
             // Refused before the credential is looked at.
             Access::NoRule => return Decision::NoRule,
             Access::InvalidPath => return Decision::Deny(Rejection::InvalidPath),
@@ -249,10 +260,10 @@ impl Gateway {
         };
         let authorized = guard
             .verifier
-            .authorize(credential.as_str(), Origin::from(client), requirement)
+            .authorize_charged(credential.as_str(), Origin::from(client), requirement, cost)
             .await;
         match authorized {
-            Ok(key) => Decision::Allow(Some(key)),
+            Ok(authorized) => Decision::Allow(Some(authorized.into_key())),
             Err(refusal) => Decision::Deny(refusal.into_rejection()),
         }
     }

@@ -145,12 +145,12 @@ fn original(
 #[cfg_attr(feature = "admin", utoipa::path(get, path = "/v1/forward-auth", tag = "gateway",
     description = "Any method; also `/v1/forward-auth/{path}` (Envoy). The original method and URI come from X-Original-Method/X-Original-URI (nginx), X-Forwarded-Method/X-Forwarded-Uri (Traefik), or the request itself (Envoy), per `--forward-auth` (default auto: every convention present, refused when two disagree), believed only from trusted proxies. Paths that servers read differently are refused; with a rules file, what no rule allows is refused.",
     responses(
-        (status = 200, description = "Allowed; X-Keygate-Key-Id, X-Keygate-Owner, X-Keygate-Scopes and X-Keygate-Environment identify the key (empty for public rules)"),
+        (status = 200, description = "Allowed; X-Keygate-Key-Id, X-Keygate-Owner, X-Keygate-Scopes and X-Keygate-Environment identify the key (empty for public rules). A request counted against the key's rate limits (the rule's `cost`, default 1) also gets RateLimit-Policy and RateLimit for the key's tightest limit (draft-ietf-httpapi-ratelimit-headers)"),
         (status = 400, description = "invalid_request: conventions disagree, headers missing in nginx/traefik mode, a refused path, or an ambiguous credential"),
         (status = 401, description = "No, or an invalid, key"),
         (status = 403, description = "IP not allowed or insufficient scope, or forbidden: no rule allows the request"),
         (status = 405, description = "method_not_allowed: the original method is CONNECT or TRACE"),
-        (status = 429, description = "rate_limited: one of the key's rate limits has no budget left; Retry-After gives the seconds to wait and the body's `limit` names the limit"),
+        (status = 429, description = "rate_limited: one of the key's rate limits has no budget left for the rule's cost; Retry-After gives the seconds to wait, the body's `limit` names the limit, and RateLimit-Policy / RateLimit describe it"),
         (status = 503, description = "The store is unavailable and the key is not cached"),
     )))]
 pub async fn handler(State(gateway): State<Gateway>, request: Request) -> Response {
@@ -167,9 +167,12 @@ pub async fn handler(State(gateway): State<Gateway>, request: Request) -> Respon
         .await;
     match decision.identity() {
         Some(identity) => {
-            let mut headers = HeaderMap::with_capacity(4);
+            let mut headers = HeaderMap::with_capacity(6);
             for (name, value) in identity {
                 headers.insert(name, value);
+            }
+            if let Some(limit) = decision.rate_limit() {
+                limit.insert_headers(&mut headers);
             }
             (StatusCode::OK, headers).into_response()
         }

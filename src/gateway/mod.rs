@@ -19,4 +19,4 @@ pub use decision::{
     Decision, ENVIRONMENT_HEADER, ForwardAuthMode, Gateway, IDENTITY_HEADERS, KEY_ID_HEADER,
     OWNER_HEADER, SCOPES_HEADER, UnknownForwardAuthMode,
 };
-pub use rules::{Access, Rules, RulesError};
+pub use rules::{Access, MAX_RULE_COST, Rules, RulesError};

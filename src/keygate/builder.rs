@@ -8,6 +8,7 @@ use time::Duration;
 
 use super::handle::Keygate;
 use crate::keys::KeyPolicy;
+use crate::limit::Limiter;
 use crate::middleware::{DefaultResponder, Guard, InvalidRealm, RejectionResponder};
 use crate::request::{CredentialSource, Reader};
 use crate::scope::ScopeCatalog;
@@ -45,6 +46,8 @@ pub struct KeygateBuilder {
     responder: Option<Arc<dyn RejectionResponder>>,
     usage_interval: Option<StdDuration>,
     changes: feed::Source,
+    limiter: Limiter,
+    limits_fail_closed: bool,
 }
 
 impl std::fmt::Debug for KeygateBuilder {
@@ -59,6 +62,8 @@ impl std::fmt::Debug for KeygateBuilder {
             .field("environments", &self.environments)
             .field("sources", &self.sources)
             .field("realm", &self.realm)
+            .field("limiter", &self.limiter)
+            .field("limits_fail_closed", &self.limits_fail_closed)
             .finish_non_exhaustive()
     }
 }
@@ -84,6 +89,8 @@ impl KeygateBuilder {
             responder: None,
             usage_interval: Some(StdDuration::from_secs(30)),
             changes: feed::Source::Store,
+            limiter: Limiter::default(),
+            limits_fail_closed: false,
         }
     }
 
@@ -247,6 +254,37 @@ impl KeygateBuilder {
         self
     }
 
+    /// Where the buckets of the keys' rate limits are kept. Default: a
+    /// [`LocalLimiter`](crate::LocalLimiter) in this process (exact for one
+    /// instance); a [`RedisLimiter`](crate::RedisLimiter) (feature `redis`)
+    /// shares them exactly between every instance on one Redis.
+    ///
+    /// ```
+    /// use keygate::{Keygate, LocalLimiter, MemoryStore, Pepper};
+    ///
+    /// let keygate = Keygate::builder(MemoryStore::new())
+    ///     .pepper(Pepper::insecure_fixed_for_tests())
+    ///     .limiter(LocalLimiter::with_max_buckets(10_000))
+    ///     .build();
+    /// assert!(keygate.is_ok());
+    /// ```
+    pub fn limiter(mut self, limiter: impl Into<Limiter>) -> Self {
+        self.limiter = limiter.into();
+        self
+    }
+
+    /// What a request counted against rate limits gets when the limiter
+    /// cannot be reached (Redis down or too slow: it answers within one
+    /// second or is deemed unreachable). `false` (the default) admits it
+    /// uncounted — failing open, warned about once per outage in the logs
+    /// and counted by [`Verifier::limiter_failures`]; `true` refuses it 503
+    /// `unavailable` with `Retry-After: 1`. Keys without rate limits are
+    /// never affected, and the in-process limiter never fails.
+    pub fn limits_fail_closed(mut self, fail_closed: bool) -> Self {
+        self.limits_fail_closed = fail_closed;
+        self
+    }
+
     /// Checks the configuration and builds the keygate.
     ///
     /// # Errors
@@ -313,6 +351,8 @@ impl KeygateBuilder {
             environments: self.environments,
             usage_interval: self.usage_interval,
             changes: self.changes,
+            limiter: self.limiter,
+            limits_fail_closed: self.limits_fail_closed,
         });
         let guard = Guard {
             verifier,

@@ -43,7 +43,7 @@ mod test_support;
 pub use self::limiter::{Limiter, LimiterError};
 pub use self::local::{DEFAULT_MAX_BUCKETS, LocalLimiter};
 pub use self::name::{LimitName, LimitNameError, MAX_LIMIT_NAME_LEN};
-pub use self::outcome::{LimitOutcome, LimitState, LimitStates};
+pub use self::outcome::{LimitOutcome, LimitState, LimitStates, RATELIMIT, RATELIMIT_POLICY};
 pub use self::period::{MAX_PERIOD_SECS, Period, PeriodError};
 pub use self::policy::{
     MAX_LIMIT_PER_PERIOD, MAX_RATE_LIMITS, RateLimit, RateLimitError, RateLimits, RateLimitsError,

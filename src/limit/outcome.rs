@@ -1,6 +1,8 @@
 //! What a rate-limit check answers: [`LimitOutcome`], [`LimitState`], and the
 //! `RateLimit-Policy` / `RateLimit` header values.
 
+use http::{HeaderMap, HeaderName, HeaderValue};
+
 use super::name::LimitName;
 use super::period::Period;
 use super::policy::MAX_RATE_LIMITS;
@@ -60,7 +62,41 @@ impl LimitState {
             self.name, self.remaining, self.reset_secs
         )
     }
+
+    /// Sets the [`RATELIMIT_POLICY`] and [`RATELIMIT`] headers of a response
+    /// to this limit's, replacing any already there (an upstream's own
+    /// values would describe another limit).
+    ///
+    /// ```
+    /// use http::HeaderMap;
+    /// use keygate::{LimitOutcome, LimitRequest, LocalLimiter, RateLimits};
+    /// # let key = keygate::KeyId::parse("AAAAAAAAAAAAAAAA")?;
+    /// let limits: RateLimits = serde_json::from_str(r#"[{"name": "hourly", "limit": 100, "period": "1h"}]"#)?;
+    /// let outcome = LocalLimiter::new().check(&LimitRequest::new(key, "alice", &limits), std::time::Instant::now());
+    /// let mut headers = HeaderMap::new();
+    /// outcome.header_state().expect("counted").insert_headers(&mut headers);
+    /// assert_eq!(headers["ratelimit-policy"], r#""hourly";q=100;w=3600"#);
+    /// assert_eq!(headers["ratelimit"], r#""hourly";r=99;t=36"#);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn insert_headers(&self, headers: &mut HeaderMap) {
+        // Names are `a-z0-9_-` and the rest digits: always a valid value.
+        for (name, value) in [
+            (RATELIMIT_POLICY, self.policy_header()),
+            (RATELIMIT, self.header()),
+        ] {
+            if let Ok(value) = HeaderValue::try_from(value) {
+                headers.insert(name, value);
+            }
+        }
+    }
 }
+
+/// The `RateLimit-Policy` header (draft-ietf-httpapi-ratelimit-headers).
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+
+/// The `RateLimit` header (draft-ietf-httpapi-ratelimit-headers).
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 /// A filler for the unused slots of [`LimitStates`]; never shown.
 pub(crate) const PLACEHOLDER_STATE: LimitState = LimitState {

@@ -13,6 +13,7 @@ use tower_service::Service;
 
 use super::body::AuthBody;
 use super::rejection::RejectionResponder;
+use crate::limit::LimitState;
 use crate::verify::{AuthenticatedKey, Refusal};
 
 /// The authorization of a request that missed the cache, boxed behind a
@@ -47,6 +48,8 @@ pin_project_lite::pin_project! {
         Inner {
             #[pin]
             future: S::Future,
+            // The rate-limit headers to add to the response.
+            limit: Option<LimitState>,
         },
         Rejected {
             response: Option<Response<Bytes>>,
@@ -58,9 +61,11 @@ impl<S, B> ResponseFuture<S, B>
 where
     S: Service<Request<B>>,
 {
-    pub(crate) fn inner(future: S::Future) -> Self {
+    /// The inner service's response, with the headers of `limit` when the
+    /// request was counted.
+    pub(crate) fn inner(future: S::Future, limit: Option<LimitState>) -> Self {
         ResponseFuture {
-            state: State::Inner { future },
+            state: State::Inner { future, limit },
         }
     }
 
@@ -111,17 +116,21 @@ where
                         else {
                             unreachable!("ResponseFuture polled after completion");
                         };
+                        let limit = key.rate_limit().copied();
                         request.extensions_mut().insert(key);
                         let future = service.call(request);
-                        this.state.set(State::Inner { future });
+                        this.state.set(State::Inner { future, limit });
                     }
                     Err(refusal) => {
                         let response = responder.respond(refusal.rejection());
                         return Poll::Ready(Ok(response.map(AuthBody::rejection)));
                     }
                 },
-                StateProj::Inner { future } => {
-                    let response = ready!(future.poll(cx))?;
+                StateProj::Inner { future, limit } => {
+                    let mut response = ready!(future.poll(cx))?;
+                    if let Some(limit) = limit {
+                        limit.insert_headers(response.headers_mut());
+                    }
                     return Poll::Ready(Ok(response.map(AuthBody::inner)));
                 }
                 StateProj::Rejected { response } => {

@@ -15,6 +15,7 @@ use super::future::{AuthFuture, ResponseFuture};
 use super::guard::Guard;
 use super::rejection::ResponderHandle;
 use crate::request::CredentialError;
+use crate::scope::{Requirement, RequirementError};
 use crate::verify::{AuthenticatedKey, Origin, Presented, Refusal, Rejection, Verifier};
 
 /// Authenticates every request with keygate. Build it with
@@ -28,11 +29,37 @@ use crate::verify::{AuthenticatedKey, Origin, Presented, Refusal, Rejection, Ver
 /// (JSON, see [`RejectionResponder`](crate::RejectionResponder)), never an
 /// error.
 ///
-/// Rate limits: the layer takes one unit of each of the key's limits
-/// after its IP lists, before any route's [`RequireScopeLayer`](crate::RequireScopeLayer),
-/// so a request that a route then refuses for its scopes has used one.
-/// (Forward auth, the proxy and `/v1/verify` check the rule's scopes
-/// first.)
+/// # Rate limits
+///
+/// The layer takes the request's [`cost`](ApiKeyLayer::cost) (1 unless
+/// set) from every one of the key's rate limits — or, when one lacks
+/// budget, from none, and answers 429 `rate_limited` with `Retry-After`.
+/// Every response to a counted request carries `RateLimit-Policy` and
+/// `RateLimit` for the key's tightest limit (draft-ietf-httpapi-ratelimit-headers),
+/// and the handler finds that limit's state in
+/// [`AuthenticatedKey::rate_limit`].
+///
+/// The charge comes after the key's IP lists and after the layer's own
+/// [`require`](ApiKeyLayer::require)ment, but before any inner
+/// [`RequireScopeLayer`](crate::RequireScopeLayer): behind one outer layer,
+/// a request a route refuses for its scopes has already been counted. For
+/// a per-route cost, or for scopes checked before the count, put the layer
+/// on the route itself with its requirement and cost:
+///
+/// ```
+/// use axum::{Router, routing::post};
+/// use keygate::{Keygate, MemoryStore, Pepper};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+/// let app: Router = Router::new().route(
+///     "/reports",
+///     post(|| async { "queued" }).route_layer(keygate.layer().require("reports:write")?.cost(10)),
+/// );
+/// # let _ = app;
+/// # Ok(())
+/// # }
+/// ```
 ///
 /// Whatever the cache can answer — a cached key, a remembered unknown id, a
 /// token refused offline — is answered inside `call`, without a future or
@@ -75,6 +102,8 @@ use crate::verify::{AuthenticatedKey, Origin, Presented, Refusal, Rejection, Ver
 pub struct ApiKeyLayer {
     guard: Arc<Guard>,
     optional: bool,
+    requirement: Option<Arc<Requirement>>,
+    cost: u64,
 }
 
 impl ApiKeyLayer {
@@ -82,7 +111,29 @@ impl ApiKeyLayer {
         ApiKeyLayer {
             guard,
             optional: false,
+            requirement: None,
+            cost: 1,
         }
+    }
+
+    /// Refuses (403 `insufficient_scope`) a key whose scopes do not satisfy
+    /// `expr`, checked before the request is counted against the key's
+    /// rate limits. Default: any valid key.
+    ///
+    /// # Errors
+    ///
+    /// [`RequirementError`] when `expr` is not a valid requirement.
+    pub fn require(mut self, expr: &str) -> Result<ApiKeyLayer, RequirementError> {
+        self.requirement = Some(Arc::new(Requirement::parse(expr)?));
+        Ok(self)
+    }
+
+    /// What one request costs against the key's rate limits: taken from
+    /// every limit, all or nothing. Default: 1; 0 does not count the
+    /// request at all (no bucket touched, no rate-limit headers).
+    pub fn cost(mut self, cost: u64) -> ApiKeyLayer {
+        self.cost = cost;
+        self
     }
 
     /// Lets requests without any credential through, unauthenticated (use
@@ -102,6 +153,8 @@ impl<S> Layer<S> for ApiKeyLayer {
             inner,
             guard: self.guard.clone(),
             optional: self.optional,
+            requirement: self.requirement.clone(),
+            cost: self.cost,
         }
     }
 }
@@ -112,6 +165,8 @@ pub struct ApiKeyAuth<S> {
     inner: S,
     guard: Arc<Guard>,
     optional: bool,
+    requirement: Option<Arc<Requirement>>,
+    cost: u64,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ApiKeyAuth<S>
@@ -136,7 +191,7 @@ where
                 request
                     .extensions_mut()
                     .insert(ResponderHandle(guard.responder.clone()));
-                return ResponseFuture::inner(self.inner.call(request));
+                return ResponseFuture::inner(self.inner.call(request), None);
             }
             Err(CredentialError::Missing) => {
                 return ResponseFuture::rejected(guard.responder.respond(&Rejection::MissingToken));
@@ -158,14 +213,27 @@ where
         // from the request, and the ready inner service is called directly.
         let token = credential.as_str();
         let verifier = &guard.verifier;
+        let requirement = self.requirement.as_ref();
         let (presented, result) = match verifier.present(token) {
             Err(reason) => (None, Err(Refusal::new(Rejection::InvalidToken(reason)))),
             Ok(presented) => {
-                match verifier.authorize_cached(token, &presented, origin, None, Instant::now()) {
+                match verifier.authorize_cached(
+                    token,
+                    &presented,
+                    origin,
+                    requirement,
+                    self.cost,
+                    Instant::now(),
+                ) {
                     Some(result) => (Some(presented), result),
                     None => {
                         let credential = credential.into_owned();
-                        let auth = missed(verifier.clone(), credential, presented, origin, span);
+                        let charge = Charge {
+                            origin,
+                            requirement: self.requirement.clone(),
+                            cost: self.cost,
+                        };
+                        let auth = missed(verifier.clone(), credential, presented, charge, span);
                         // The inner service was driven to readiness in
                         // `poll_ready`; keep that one for this request and
                         // leave a fresh clone in `self`. See
@@ -190,9 +258,10 @@ where
         }
         match result {
             Ok(key) => {
+                let limit = key.rate_limit().copied();
                 let mut request = request;
                 request.extensions_mut().insert(key);
-                ResponseFuture::inner(self.inner.call(request))
+                ResponseFuture::inner(self.inner.call(request), limit)
             }
             Err(refusal) => ResponseFuture::rejected(guard.responder.respond(refusal.rejection())),
         }
@@ -201,18 +270,31 @@ where
 
 /// The authorization of a token the cache could not answer: its parse
 /// (`presented`) goes along, so the token is not parsed again.
+/// What a request missing the cache is checked and charged with.
+struct Charge {
+    origin: Origin,
+    requirement: Option<Arc<Requirement>>,
+    cost: u64,
+}
+
 fn missed(
     verifier: Verifier,
     credential: crate::request::Credential<'static>,
     presented: Presented,
-    origin: Origin,
+    charge: Charge,
     span: tracing::Span,
 ) -> AuthFuture {
     Box::pin(
         async move {
             let token = credential.as_str();
             let result = verifier
-                .authorize_missed(token, presented, origin, None)
+                .authorize_missed(
+                    token,
+                    presented,
+                    charge.origin,
+                    charge.requirement.as_ref(),
+                    charge.cost,
+                )
                 .await;
             trace_outcome(
                 &verifier,

@@ -140,7 +140,7 @@ impl DefaultResponder {
                 body["required"] = serde_json::Value::String(required.to_string());
             }
             Rejection::RateLimited { limit, .. } => {
-                body["limit"] = serde_json::Value::String(limit.as_str().to_owned());
+                body["limit"] = serde_json::Value::String(limit.name.as_str().to_owned());
             }
             Rejection::InvalidToken(reason) if self.expose_reason => {
                 body["reason"] = serde_json::Value::String(reason.as_str().to_owned());
@@ -185,9 +185,11 @@ impl RejectionResponder for DefaultResponder {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Rejection::RateLimited {
-                retry_after_secs, ..
+                limit,
+                retry_after_secs,
             } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+                limit.insert_headers(headers);
             }
             _ => {}
         }
@@ -211,12 +213,23 @@ mod tests {
     #[test]
     fn rate_limited_is_429_with_retry_after_and_the_limit_named() {
         let rejection = Rejection::RateLimited {
-            limit: "burst".parse().unwrap(),
+            limit: Box::new(crate::limit::LimitState {
+                name: "burst".parse().unwrap(),
+                limit: 20,
+                remaining: 0,
+                reset_secs: 60,
+                period: crate::limit::Period::parse("1min").unwrap(),
+            }),
             retry_after_secs: 7,
         };
         let response = responder().respond(&rejection);
         assert_eq!(response.status(), 429);
         assert_eq!(response.headers()[RETRY_AFTER], "7");
+        assert_eq!(
+            response.headers()["ratelimit-policy"],
+            r#""burst";q=20;w=60"#
+        );
+        assert_eq!(response.headers()["ratelimit"], r#""burst";r=0;t=60"#);
         assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
         assert!(response.headers().get(WWW_AUTHENTICATE).is_none());
         assert_eq!(

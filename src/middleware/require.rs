@@ -87,7 +87,7 @@ where
         let rejection = match request.extensions().get::<AuthenticatedKey>() {
             None => Rejection::MissingToken,
             Some(key) if key.scopes().satisfies(&self.layer.requirement) => {
-                return ResponseFuture::inner(self.inner.call(request));
+                return ResponseFuture::inner(self.inner.call(request), None);
             }
             Some(key) => {
                 tracing::debug!(

@@ -7,15 +7,20 @@ use time::OffsetDateTime;
 
 use super::cache::Record;
 use crate::key::ApiKey;
+use crate::limit::LimitState;
 use crate::scope::ScopeSet;
 use crate::token::{Environment, KeyId};
 
 /// A key that presented a valid token. Cheap to clone.
 ///
-/// The middleware puts it in the request extensions.
+/// The middleware puts it in the request extensions. When the request was
+/// counted against the key's rate limits, [`rate_limit`](Self::rate_limit)
+/// tells where the tightest one stands.
 #[derive(Clone)]
 pub struct AuthenticatedKey {
     record: Arc<Record>,
+    /// The tightest rate limit after this request, when it was counted.
+    limit: Option<LimitState>,
 }
 
 impl std::fmt::Debug for AuthenticatedKey {
@@ -23,13 +28,24 @@ impl std::fmt::Debug for AuthenticatedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthenticatedKey")
             .field("key", &self.record.key)
+            .field("rate_limit", &self.limit)
             .finish()
     }
 }
 
 impl AuthenticatedKey {
     pub(crate) fn new(record: Arc<Record>) -> AuthenticatedKey {
-        AuthenticatedKey { record }
+        AuthenticatedKey {
+            record,
+            limit: None,
+        }
+    }
+
+    /// The key, with the state of the tightest limit its request was
+    /// counted against.
+    pub(crate) fn with_limit(mut self, limit: Option<LimitState>) -> AuthenticatedKey {
+        self.limit = limit;
+        self
     }
 
     /// A key that was not looked up through the cache (tests, decisions).
@@ -86,6 +102,14 @@ impl AuthenticatedKey {
     /// The whole record as it was when the key was validated.
     pub fn record(&self) -> &ApiKey {
         &self.record.key
+    }
+
+    /// Where the key's tightest rate limit stands after this request (the
+    /// one the `RateLimit-Policy` and `RateLimit` headers describe); `None`
+    /// when the request was not counted: the key has no rate limits, the
+    /// cost was 0, or the check was an inspection.
+    pub fn rate_limit(&self) -> Option<&LimitState> {
+        self.limit.as_ref()
     }
 }
 

@@ -37,7 +37,9 @@
 //! ```
 
 mod authenticated;
+mod authorized;
 mod cache;
+mod charge;
 mod error;
 pub(crate) mod feed;
 mod origin;
@@ -49,6 +51,7 @@ mod validator;
 mod verifier;
 
 pub use authenticated::AuthenticatedKey;
+pub use authorized::Authorized;
 pub(crate) use cache::CacheConfig;
 pub use error::{InvalidReason, VerifyError};
 pub use origin::Origin;

@@ -3,11 +3,13 @@
 
 use super::authenticated::AuthenticatedKey;
 use super::rejection::Rejection;
+use crate::limit::{LimitState, LimitStates};
 use crate::store::StoreError;
 
 /// Why a credential was not authorized: the [`Rejection`] every surface
 /// answers with, plus the key when the token itself was valid (refused for
-/// its IP lists or scopes) and the store's error behind an `unavailable`.
+/// its IP lists, scopes or rate limits), the store's error behind an
+/// `unavailable`, and every limit's state behind a `rate_limited`.
 ///
 /// # Example
 ///
@@ -37,6 +39,8 @@ pub struct Refusal {
     rejection: Rejection,
     key: Option<AuthenticatedKey>,
     cause: Option<Box<StoreError>>,
+    /// Every rate limit's state, unchanged, when one refused.
+    limits: Option<Box<LimitStates>>,
 }
 
 impl Refusal {
@@ -46,6 +50,7 @@ impl Refusal {
             rejection,
             key: None,
             cause: None,
+            limits: None,
         }
     }
 
@@ -55,7 +60,14 @@ impl Refusal {
             rejection,
             key: Some(key),
             cause: None,
+            limits: None,
         }
+    }
+
+    /// The same refusal, with every rate limit's state.
+    pub(crate) fn with_limits(mut self, limits: Box<LimitStates>) -> Refusal {
+        self.limits = Some(limits);
+        self
     }
 
     /// `unavailable`, because of `error`.
@@ -64,6 +76,7 @@ impl Refusal {
             rejection: Rejection::Unavailable,
             key: None,
             cause: Some(Box::new(error)),
+            limits: None,
         }
     }
 
@@ -78,7 +91,7 @@ impl Refusal {
     }
 
     /// The key, when its token was valid but it may not be used here
-    /// (`ip_not_allowed`, `insufficient_scope`).
+    /// (`ip_not_allowed`, `insufficient_scope`, `rate_limited`).
     pub fn key(&self) -> Option<&AuthenticatedKey> {
         self.key.as_ref()
     }
@@ -86,6 +99,13 @@ impl Refusal {
     /// The store's error behind an `unavailable`.
     pub fn store_error(&self) -> Option<&StoreError> {
         self.cause.as_deref()
+    }
+
+    /// Every one of the key's rate limits as it stands (unchanged: a
+    /// refused request takes nothing), when one of them refused; empty
+    /// otherwise.
+    pub fn limits(&self) -> &[LimitState] {
+        self.limits.as_deref().map_or(&[], LimitStates::as_slice)
     }
 }
 

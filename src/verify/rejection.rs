@@ -6,7 +6,7 @@ use std::sync::Arc;
 use http::StatusCode;
 
 use super::error::InvalidReason;
-use crate::limit::LimitName;
+use crate::limit::LimitState;
 use crate::scope::Requirement;
 
 /// Why a request was refused.
@@ -46,8 +46,10 @@ pub enum Rejection {
     /// checked after the IP lists and the scopes, and a refusal takes
     /// nothing from the key's other limits.
     RateLimited {
-        /// The limit that refused (the body's `limit`).
-        limit: LimitName,
+        /// The state of the limit that refused: its name is the body's
+        /// `limit`, and it fills the `RateLimit-Policy` and `RateLimit`
+        /// headers. (Boxed: a refusal stays small.)
+        limit: Box<LimitState>,
         /// Whole seconds until the request would pass, at least 1 (the
         /// `Retry-After` header).
         retry_after_secs: u64,

@@ -5,7 +5,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::authenticated::AuthenticatedKey;
+use super::authorized::Authorized;
 use super::cache::{CacheConfig, Entry, KeyCache, LoadError, Record};
+use super::charge::{Charger, Declined};
 use super::error::{InvalidReason, VerifyError};
 use super::feed::{self, Follower};
 use super::origin::Origin;
@@ -14,7 +16,7 @@ use super::refusal::Refusal;
 use super::rejection::Rejection;
 use super::usage::UsageRecorder;
 use super::validator::{KeyValidator, ValidatorFailure};
-use crate::limit::{LimitOutcome, LimitRequest, LocalLimiter};
+use crate::limit::Limiter;
 use crate::scope::Requirement;
 use crate::secret::Pepper;
 use crate::store::{Change, KeyStore, StoreError};
@@ -34,9 +36,15 @@ use crate::token::{Environment, KeyId, TokenFormat};
 /// store read by id (concurrent misses of one key share it); the MAC in
 /// constant time (spent even for an unknown id); environment, revocation
 /// and expiry; the key's IP lists against the [`Origin`]; usage tracking;
-/// the [`Requirement`]; the key's rate limits (one unit of each, all or
-/// nothing, in this process: a refusal is `rate_limited`, 429, and takes
-/// nothing from the others; an [`Origin::Inspection`] takes nothing).
+/// the [`Requirement`]; the key's rate limits: the request's cost (1 unless
+/// [`authorize_charged`](Verifier::authorize_charged) says otherwise) is
+/// taken from every limit or from none — a refusal is `rate_limited`, 429,
+/// and takes nothing from the others; an [`Origin::Inspection`] takes
+/// nothing. The buckets are those of the builder's
+/// [`limiter`](crate::KeygateBuilder::limiter) (in this process by
+/// default); when it cannot be reached the request is admitted uncounted,
+/// or refused `unavailable` with
+/// [`limits_fail_closed`](crate::KeygateBuilder::limits_fail_closed).
 ///
 /// # Example
 ///
@@ -81,8 +89,9 @@ pub(crate) struct Core {
     validator: Option<Arc<dyn KeyValidator>>,
     environments: Vec<Environment>,
     usage: Option<Arc<UsageRecorder>>,
-    /// The buckets of the keys' rate limits, in this process.
-    limiter: LocalLimiter,
+    /// The keys' rate limits: the buckets and the policy when they cannot
+    /// be reached.
+    charger: Charger,
     /// The task applying the store's change feed to `cache`; set once,
     /// right after construction (it holds this `Core` weakly).
     follower: OnceLock<Follower>,
@@ -98,6 +107,8 @@ pub(crate) struct Settings {
     pub(crate) environments: Vec<Environment>,
     pub(crate) usage_interval: Option<Duration>,
     pub(crate) changes: feed::Source,
+    pub(crate) limiter: Limiter,
+    pub(crate) limits_fail_closed: bool,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -109,6 +120,7 @@ impl std::fmt::Debug for Verifier {
             .field("cache", &core.cache)
             .field("custom_validator", &core.validator.is_some())
             .field("environments", &core.environments)
+            .field("limiter", &core.charger)
             .field("follows_changes", &core.follower.get().is_some())
             .finish_non_exhaustive()
     }
@@ -130,7 +142,7 @@ impl Verifier {
                 validator: settings.validator,
                 environments: settings.environments,
                 usage,
-                limiter: LocalLimiter::new(),
+                charger: Charger::new(settings.limiter, settings.limits_fail_closed),
                 follower: OnceLock::new(),
             }),
         };
@@ -182,6 +194,26 @@ impl Verifier {
         origin: Origin,
         requirement: Option<&Arc<Requirement>>,
     ) -> Result<AuthenticatedKey, Refusal> {
+        self.authorize_charged(token, origin, requirement, 1)
+            .await
+            .map(Authorized::into_key)
+    }
+
+    /// [`authorize`](Verifier::authorize) for a request of `cost` units (0:
+    /// not counted), answering every rate limit's state as well.
+    ///
+    /// # Errors
+    ///
+    /// As [`authorize`](Verifier::authorize), plus `rate_limited` (429)
+    /// when a limit lacks budget for `cost`, and `unavailable` when the
+    /// limiter cannot be reached and the verifier fails closed.
+    pub async fn authorize_charged(
+        &self,
+        token: &str,
+        origin: Origin,
+        requirement: Option<&Arc<Requirement>>,
+        cost: u64,
+    ) -> Result<Authorized, Refusal> {
         let presented = self.present(token).map_err(invalid)?;
         let now = Instant::now();
         let entry = match self.core.cache.lookup(&presented.cache_key(), now) {
@@ -189,27 +221,45 @@ impl Verifier {
             None => self.load(token, &presented).await.map_err(refused)?,
         };
         let key = self.judge(token, &presented, entry).map_err(refused)?;
-        self.admit(key, origin, requirement, now)
+        self.admit(key, origin, requirement, cost, now).await
     }
 
     /// [`authorize`](Verifier::authorize) without waiting, for a token
     /// [`present`](Verifier::present) accepted: `None` when the answer
-    /// needs the store or the validator. Whatever the cache can answer is
-    /// answered here, so the middleware needs no future for it.
+    /// needs the store, the validator or a limiter's round trip. Whatever
+    /// the cache and this process can answer is answered here, so the
+    /// middleware needs no future for it.
     pub(crate) fn authorize_cached(
         &self,
         token: &str,
         presented: &Presented,
         origin: Origin,
         requirement: Option<&Arc<Requirement>>,
+        cost: u64,
         now: Instant,
     ) -> Option<Result<AuthenticatedKey, Refusal>> {
         let entry = self.core.cache.lookup(&presented.cache_key(), now)?;
-        Some(
-            self.judge(token, presented, entry)
-                .map_err(refused)
-                .and_then(|key| self.admit(key, origin, requirement, now)),
-        )
+        let key = match self.judge(token, presented, entry) {
+            Ok(key) => key,
+            Err(error) => return Some(Err(refused(error))),
+        };
+        if self
+            .core
+            .charger
+            .needs_round_trip(key.record(), origin, cost)
+        {
+            // Nothing checked or recorded yet: the future does it all.
+            return None;
+        }
+        let key = match self.gate(key, origin, requirement, now) {
+            Ok(key) => key,
+            Err(refusal) => return Some(Err(refusal)),
+        };
+        let charged = self
+            .core
+            .charger
+            .charge_local(key.record(), origin, cost, now)?;
+        Some(settle(key, charged).map(Authorized::into_key))
     }
 
     /// [`authorize`](Verifier::authorize) for a token that
@@ -222,10 +272,13 @@ impl Verifier {
         presented: Presented,
         origin: Origin,
         requirement: Option<&Arc<Requirement>>,
+        cost: u64,
     ) -> Result<AuthenticatedKey, Refusal> {
         let entry = self.load(token, &presented).await.map_err(refused)?;
         let key = self.judge(token, &presented, entry).map_err(refused)?;
-        self.admit(key, origin, requirement, Instant::now())
+        self.admit(key, origin, requirement, cost, Instant::now())
+            .await
+            .map(Authorized::into_key)
     }
 
     /// Verifies a token alone: the chain of [`authorize`](Verifier::authorize)
@@ -354,10 +407,25 @@ impl Verifier {
         }
     }
 
-    /// The checks after verification (at `now`): the key's IP lists, usage
-    /// tracking, the requirement, then the key's rate limits (cost 1; not
-    /// for an [`Origin::Inspection`], which consumes nothing).
-    fn admit(
+    /// The checks after verification (at `now`): [`gate`](Verifier::gate),
+    /// then the request's `cost` taken from the key's rate limits.
+    async fn admit(
+        &self,
+        key: AuthenticatedKey,
+        origin: Origin,
+        requirement: Option<&Arc<Requirement>>,
+        cost: u64,
+        now: Instant,
+    ) -> Result<Authorized, Refusal> {
+        let key = self.gate(key, origin, requirement, now)?;
+        let charged = self.core.charger.charge(key.record(), origin, cost).await;
+        settle(key, charged)
+    }
+
+    /// The checks between verification and the limits (at `now`): the
+    /// key's IP lists, usage tracking and the requirement (an
+    /// [`Origin::Inspection`] skips the first two).
+    fn gate(
         &self,
         key: AuthenticatedKey,
         origin: Origin,
@@ -381,25 +449,14 @@ impl Verifier {
                 key,
             ));
         }
-        let record = key.record();
-        if origin == Origin::Inspection || record.rate_limits.is_empty() {
-            return Ok(key);
-        }
-        let request = LimitRequest::new(record.id, &record.owner, &record.rate_limits);
-        match self.core.limiter.check(&request, now) {
-            LimitOutcome::Refused {
-                limit,
-                retry_after_secs,
-                ..
-            } => Err(Refusal::of_key(
-                Rejection::RateLimited {
-                    limit,
-                    retry_after_secs,
-                },
-                key,
-            )),
-            _ => Ok(key),
-        }
+        Ok(key)
+    }
+
+    /// Requests the rate limiter could not count since the verifier was
+    /// built: admitted uncounted, or refused `unavailable` when failing
+    /// closed (always 0 for the in-process limiter).
+    pub fn limiter_failures(&self) -> u64 {
+        self.core.charger.failures()
     }
 
     /// Drops the cached entries of key `id` at once.
@@ -436,6 +493,20 @@ fn ip_allowed(key: &AuthenticatedKey, origin: Origin) -> bool {
         return true;
     }
     origin.ip().is_some_and(|ip| record.allows_ip(ip))
+}
+
+/// The key with its charge, or the limits' refusal carrying the key.
+fn settle(
+    key: AuthenticatedKey,
+    charged: Result<crate::limit::LimitOutcome, Declined>,
+) -> Result<Authorized, Refusal> {
+    match charged {
+        Ok(outcome) => Ok(Authorized::new(key, outcome)),
+        Err(Declined::Limited { rejection, states }) => {
+            Err(Refusal::of_key(rejection, key).with_limits(states))
+        }
+        Err(Declined::Unavailable) => Err(Refusal::of_key(Rejection::Unavailable, key)),
+    }
 }
 
 /// An offline refusal.
@@ -554,7 +625,8 @@ mod tests {
         else {
             panic!("not rate limited: {refusal:?}");
         };
-        assert_eq!(limit.as_str(), "hourly");
+        assert_eq!(limit.name.as_str(), "hourly");
+        assert_eq!((limit.limit, limit.remaining), (2, 0));
         // One unit comes back every 30 minutes.
         assert!(
             (1_700..=1_800).contains(retry_after_secs),
@@ -610,7 +682,7 @@ mod tests {
         let mut answers = Vec::new();
         for _ in 0..3 {
             let answer = verifier
-                .authorize_cached(&token, &presented, origin, None, Instant::now())
+                .authorize_cached(&token, &presented, origin, None, 1, Instant::now())
                 .expect("cached");
             answers.push(answer.map(|_| ()).map_err(|r| r.rejection().code()));
         }

@@ -20,6 +20,7 @@ use super::headers::{
 };
 use super::strip::Strip;
 use super::upstream::{ProxyError, Upstream};
+use crate::gateway::rules::NormalizedPath;
 use crate::gateway::{Decision, Gateway};
 use crate::listener::ListenerLimits;
 use crate::middleware::AuthBody;
@@ -105,7 +106,25 @@ impl Inner {
         if !matches!(decision, Decision::Allow(_)) {
             return self.refuse(&decision);
         }
+        let mut response = self.forward(request, &path, &decision, peer).await;
+        // Counted requests say where the key's tightest limit stands,
+        // replacing whatever the upstream said.
+        if let Some(limit) = decision.rate_limit() {
+            limit.insert_headers(response.headers_mut());
+        }
+        response
+    }
 
+    /// Sends an allowed request upstream and returns its response (502 when
+    /// the upstream fails).
+    async fn forward(
+        &self,
+        request: Request<Incoming>,
+        path: &NormalizedPath,
+        decision: &Decision,
+        peer: SocketAddr,
+    ) -> Response<AuthBody<Incoming>> {
+        let trusted_proxies = self.gateway.trusted_proxies();
         let (mut parts, body) = request.into_parts();
         let peer_ip = peer_ip(&parts.extensions).unwrap_or(peer.ip());
         let peer_trusted = trusted_proxies.iter().any(|net| net.contains(&peer_ip));

@@ -14,8 +14,15 @@ use crate::scope::Requirement;
 pub enum Access<'a> {
     /// No key needed.
     Public,
-    /// A valid key, satisfying the requirement when there is one.
-    Key(Option<&'a Arc<Requirement>>),
+    /// A valid key, satisfying the requirement when there is one; the
+    /// request costs `cost` against the key's rate limits (the rule's
+    /// `cost`, 1 by default; 0: not counted).
+    Key {
+        /// The rule's requirement, if any.
+        requirement: Option<&'a Arc<Requirement>>,
+        /// What the request costs against the key's rate limits.
+        cost: u64,
+    },
     /// No rule matches and the file has no `default = "key"`: refused
     /// (403 `forbidden`) whatever the credential.
     NoRule,
@@ -35,7 +42,10 @@ pub(super) struct Rule {
 #[derive(Clone, Debug)]
 pub(super) enum RuleAccess {
     Public,
-    Key(Option<Arc<Requirement>>),
+    Key {
+        requirement: Option<Arc<Requirement>>,
+        cost: u64,
+    },
 }
 
 /// What a request that matches no rule gets.
@@ -135,11 +145,17 @@ impl Rules {
             }
             return match &rule.access {
                 RuleAccess::Public => Access::Public,
-                RuleAccess::Key(req) => Access::Key(req.as_ref()),
+                RuleAccess::Key { requirement, cost } => Access::Key {
+                    requirement: requirement.as_ref(),
+                    cost: *cost,
+                },
             };
         }
         match self.fallback {
-            Fallback::Key => Access::Key(None),
+            Fallback::Key => Access::Key {
+                requirement: None,
+                cost: 1,
+            },
             Fallback::Deny => Access::NoRule,
         }
     }
@@ -173,7 +189,10 @@ mod tests {
 
     fn req(access: Access<'_>) -> Option<String> {
         match access {
-            Access::Key(Some(r)) => Some(r.to_string()),
+            Access::Key {
+                requirement: Some(r),
+                ..
+            } => Some(r.to_string()),
             _ => None,
         }
     }
@@ -214,14 +233,20 @@ mod tests {
         let lenient = rules(&format!("default = \"key\"\n{SPEC}"));
         assert_eq!(
             lenient.evaluate(&Method::POST, "/api/workspaces/1"),
-            Access::Key(None)
+            Access::Key {
+                requirement: None,
+                cost: 1
+            }
         );
         assert_eq!(lenient.evaluate(&Method::GET, "/public/x"), Access::Public);
 
         // No rules file at all: every request needs a valid key.
         assert_eq!(
             Rules::default().evaluate(&Method::GET, "/x"),
-            Access::Key(None)
+            Access::Key {
+                requirement: None,
+                cost: 1
+            }
         );
         // Refused paths are refused with every fallback.
         for r in [&r, &lenient, &Rules::default()] {

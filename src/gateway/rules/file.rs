@@ -52,7 +52,12 @@ struct RawRule {
     require: Option<String>,
     #[serde(default)]
     public: bool,
+    cost: Option<i64>,
 }
+
+/// The largest `cost` a rule may give a request: the largest rate limit
+/// (a greater cost could never pass).
+pub const MAX_RULE_COST: u64 = crate::limit::MAX_LIMIT_PER_PERIOD;
 
 impl Rules {
     /// Parses a rules file's text.
@@ -98,6 +103,18 @@ impl Rules {
                         .collect::<Result<Vec<_>, _>>()
                 })
                 .transpose()?;
+            let cost = match raw.cost {
+                None => 1,
+                Some(cost) => u64::try_from(cost)
+                    .ok()
+                    .filter(|cost| *cost <= MAX_RULE_COST)
+                    .ok_or_else(|| {
+                        fail(
+                            "cost",
+                            format!("must be an integer from 0 to {MAX_RULE_COST}, not {cost}"),
+                        )
+                    })?,
+            };
             let access = match (raw.public, raw.require) {
                 (true, Some(_)) => {
                     return Err(fail(
@@ -105,11 +122,20 @@ impl Rules {
                         "a public rule cannot also require scopes".into(),
                     ));
                 }
+                (true, None) if raw.cost.is_some() => {
+                    return Err(fail(
+                        "cost",
+                        "a public rule has no key to count a cost against".into(),
+                    ));
+                }
                 (true, None) => RuleAccess::Public,
-                (false, Some(expr)) => RuleAccess::Key(Some(Arc::new(
-                    Requirement::parse(&expr).map_err(|e| fail("require", e.to_string()))?,
-                ))),
-                (false, None) => RuleAccess::Key(None),
+                (false, require) => RuleAccess::Key {
+                    requirement: require
+                        .map(|expr| Requirement::parse(&expr).map(Arc::new))
+                        .transpose()
+                        .map_err(|e| fail("require", e.to_string()))?,
+                    cost,
+                },
             };
             rules.push(Rule {
                 pattern,

@@ -12,6 +12,8 @@
 //! path = "/api/workspaces/**"      # "*" matches one segment, "**" any number
 //! methods = ["GET", "HEAD"]        # optional; default every method
 //! require = "workspaces:read"      # optional requirement expression
+//! cost = 5                         # optional: units taken from the key's
+//!                                  # rate limits (default 1, 0 = not counted)
 //!
 //! [[rule]]
 //! path = "/public/**"
@@ -38,7 +40,7 @@
 //! "#).unwrap();
 //! assert!(matches!(rules.evaluate(&http::Method::GET, "/public/a/b"), Access::Public));
 //! assert!(matches!(rules.evaluate(&http::Method::GET, "/PUBLIC/a"), Access::Public));
-//! assert!(matches!(rules.evaluate(&http::Method::GET, "/api/v1/items"), Access::Key(Some(_))));
+//! assert!(matches!(rules.evaluate(&http::Method::GET, "/api/v1/items"), Access::Key { requirement: Some(_), cost: 1 }));
 //! // No rule matches: refused, whatever the key.
 //! assert!(matches!(rules.evaluate(&http::Method::POST, "/api/v1/items"), Access::NoRule));
 //! assert!(matches!(rules.evaluate(&http::Method::GET, "/public/../admin"), Access::NoRule));
@@ -48,7 +50,7 @@
 //!
 //! // `default = "key"`: no match needs any valid key.
 //! let lenient = Rules::parse_toml("default = \"key\"").unwrap();
-//! assert!(matches!(lenient.evaluate(&http::Method::GET, "/x"), Access::Key(None)));
+//! assert!(matches!(lenient.evaluate(&http::Method::GET, "/x"), Access::Key { requirement: None, cost: 1 }));
 //! ```
 
 mod access;
@@ -57,7 +59,7 @@ mod matcher;
 mod path;
 
 pub use access::{Access, Rules};
-pub use file::RulesError;
+pub use file::{MAX_RULE_COST, RulesError};
 pub(crate) use path::NormalizedPath;
 // Reachable at `gateway::rules::PathError` as before the split, though
 // nothing outside `rules` names it.

@@ -1,0 +1,71 @@
+//! [`Authorized`]: a key that passed the whole chain, with what its request
+//! was charged.
+
+use super::authenticated::AuthenticatedKey;
+use crate::limit::LimitOutcome;
+
+/// What [`Verifier::authorize_charged`](crate::Verifier::authorize_charged)
+/// answers: the key, and where every one of its rate limits stands after
+/// the request.
+///
+/// # Example
+///
+/// ```
+/// use keygate::{Keygate, MemoryStore, NewKey, Origin, Pepper};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let keygate = Keygate::builder(MemoryStore::new())
+///     .pepper(Pepper::insecure_fixed_for_tests())
+///     .build()?;
+/// let limits = serde_json::from_str(r#"[{"name": "daily", "limit": 10, "period": "1d"}]"#)?;
+/// let created = keygate
+///     .keys()
+///     .create(NewKey::new("alice", "ci").rate_limits(limits))
+///     .await?;
+/// let origin = Origin::Client("192.0.2.1".parse()?);
+///
+/// let authorized = keygate
+///     .verifier()
+///     .authorize_charged(created.token.expose(), origin, None, 4)
+///     .await?;
+/// let daily = &authorized.limits().states()[0];
+/// assert_eq!((daily.limit, daily.remaining), (10, 6));
+/// assert_eq!(authorized.key().rate_limit(), Some(daily));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Authorized {
+    key: AuthenticatedKey,
+    limits: LimitOutcome,
+}
+
+impl Authorized {
+    /// The key, carrying the tightest limit's state.
+    pub(crate) fn new(key: AuthenticatedKey, limits: LimitOutcome) -> Authorized {
+        let tightest = limits.header_state().copied();
+        Authorized {
+            key: key.with_limit(tightest),
+            limits,
+        }
+    }
+
+    /// The key.
+    pub fn key(&self) -> &AuthenticatedKey {
+        &self.key
+    }
+
+    /// The key, without the limits' states.
+    pub fn into_key(self) -> AuthenticatedKey {
+        self.key
+    }
+
+    /// How the request was counted against the key's rate limits:
+    /// [`LimitOutcome::Admitted`] with every limit's state, or
+    /// [`LimitOutcome::NotCounted`] (no limits, cost 0, an inspection, or a
+    /// limiter that could not be reached while failing open).
+    pub fn limits(&self) -> &LimitOutcome {
+        &self.limits
+    }
+}
