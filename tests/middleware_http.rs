@@ -1528,3 +1528,208 @@ async fn no_store_write_happens_on_the_request_path() {
     assert_eq!(stored.key.last_used_ip, Some("127.0.0.1".parse().unwrap()));
     assert!(stored.key.last_used_at.is_some());
 }
+
+// ---------------------------------------------------------------------------
+// Rate limits through the layer
+// ---------------------------------------------------------------------------
+
+/// A token of alice's with `limits` (JSON) and scope `reports:read`.
+async fn limited_token(gate: &Keygate, limits: Value) -> String {
+    let limits = serde_json::from_value(limits).expect("limits parse");
+    create_token(
+        gate,
+        NewKey::new("alice", "limited")
+            .scopes(["reports:read"])
+            .rate_limits(limits),
+    )
+    .await
+}
+
+/// Where the handler sees the tightest limit: `remaining` of it, or "none".
+async fn remaining(key: AuthenticatedKey) -> String {
+    match key.rate_limit() {
+        Some(state) => format!("{} {}", state.name, state.remaining),
+        None => "none".to_owned(),
+    }
+}
+
+/// An app whose routes each carry their own layer: the default cost, a
+/// cost of 3 behind a requirement, and a cost of 0.
+fn limited_app(gate: &Keygate) -> Router {
+    Router::new()
+        .route("/one", routing::get(remaining).route_layer(gate.layer()))
+        .route(
+            "/three",
+            routing::get(remaining).route_layer(
+                gate.layer()
+                    .require("reports:read")
+                    .expect("requirement parses")
+                    .cost(3),
+            ),
+        )
+        .route(
+            "/write",
+            routing::get(remaining).route_layer(
+                gate.layer()
+                    .require("reports:write")
+                    .expect("requirement parses")
+                    .cost(3),
+            ),
+        )
+        .route(
+            "/free",
+            routing::get(remaining).route_layer(gate.layer().cost(0)),
+        )
+}
+
+#[tokio::test]
+async fn the_layer_charges_its_cost_and_says_where_the_tightest_limit_stands() {
+    let gate = gate();
+    let addr = serve(limited_app(&gate)).await;
+    let token = limited_token(
+        &gate,
+        json!([{"name": "hourly", "limit": 5, "period": "1h"},
+               {"name": "daily", "limit": 100, "period": "1d"}]),
+    )
+    .await;
+
+    let r = get_bearer(addr, "/one", &token).await;
+    assert_ok(&r);
+    assert_eq!(r.text(), "hourly 4");
+    assert_eq!(r.header("ratelimit-policy"), Some(r#""hourly";q=5;w=3600"#));
+    // One unit comes back every 720 s.
+    assert_eq!(r.header("ratelimit"), Some(r#""hourly";r=4;t=720"#));
+
+    let r = get_bearer(addr, "/three", &token).await;
+    assert_ok(&r);
+    assert_eq!(r.text(), "hourly 1");
+    assert_eq!(r.header("ratelimit"), Some(r#""hourly";r=1;t=2880"#));
+
+    // Cost 0: not counted, no headers.
+    let r = get_bearer(addr, "/free", &token).await;
+    assert_ok(&r);
+    assert_eq!(r.text(), "none");
+    assert_eq!(r.header("ratelimit"), None);
+    assert_eq!(r.header("ratelimit-policy"), None);
+
+    // A requirement the key fails is refused before the charge.
+    for _ in 0..3 {
+        let r = get_bearer(addr, "/write", &token).await;
+        assert_rejection(
+            &r,
+            403,
+            Some("Bearer realm=\"keygate\", error=\"insufficient_scope\", scope=\"reports:write\""),
+            "insufficient_scope",
+        );
+        assert_eq!(r.header("ratelimit"), None);
+    }
+
+    // 1 left: a cost of 3 is refused and takes nothing, neither from
+    // `hourly` nor from `daily`.
+    let r = get_bearer(addr, "/three", &token).await;
+    assert_eq!(r.status, 429, "{r}");
+    let body = r.json();
+    assert_eq!(body["error"], "rate_limited");
+    assert_eq!(body["limit"], "hourly");
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let retry: u64 = r
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
+    // Two more units are needed: 2 × 720 s, less what has passed.
+    assert!((1_400..=1_440).contains(&retry), "{retry}");
+    assert_eq!(r.header("ratelimit-policy"), Some(r#""hourly";q=5;w=3600"#));
+    assert_eq!(r.header("ratelimit"), Some(r#""hourly";r=1;t=2880"#));
+
+    let r = get_bearer(addr, "/one", &token).await;
+    assert_ok(&r);
+    assert_eq!(r.text(), "hourly 0");
+    let verdict = gate
+        .verifier()
+        .authorize_charged(&token, keygate::Origin::Inspection, None, 1)
+        .await
+        .unwrap();
+    assert!(
+        verdict.limits().states().is_empty(),
+        "an inspection counts nothing"
+    );
+    let r = get_bearer(addr, "/one", &token).await;
+    assert_eq!(r.status, 429, "{r}");
+    // `daily` took 1 + 3 + 1 = 5: the refused requests took nothing. A
+    // refusal reports every limit, unchanged.
+    let client = keygate::Origin::Client("127.0.0.1".parse().unwrap());
+    let refusal = gate
+        .verifier()
+        .authorize_charged(&token, client, None, 1)
+        .await
+        .unwrap_err();
+    let states: Vec<(String, u64)> = refusal
+        .limits()
+        .iter()
+        .map(|s| (s.name.to_string(), s.remaining))
+        .collect();
+    assert_eq!(states, [("hourly".to_owned(), 0), ("daily".to_owned(), 95)]);
+    let authorized = gate
+        .verifier()
+        .authorize_charged(&token, client, None, 0)
+        .await
+        .unwrap();
+    assert!(
+        authorized.limits().states().is_empty(),
+        "cost 0 is not counted"
+    );
+}
+
+#[tokio::test]
+async fn keys_without_limits_get_no_rate_limit_headers() {
+    let gate = gate();
+    let addr = serve(limited_app(&gate)).await;
+    let token = create_token(&gate, NewKey::new("alice", "free").scopes(["reports:read"])).await;
+    for path in ["/one", "/three", "/free"] {
+        let r = get_bearer(addr, path, &token).await;
+        assert_ok(&r);
+        assert_eq!(r.text(), "none", "{path}");
+        assert_eq!(r.header("ratelimit"), None, "{path}");
+        assert_eq!(r.header("ratelimit-policy"), None, "{path}");
+    }
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn with_a_redis_limiter_cached_keys_are_counted_through_the_round_trip() {
+    let url =
+        std::env::var("KEYGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!(
+        "keygate-test:mw-{}-{}",
+        std::process::id(),
+        OffsetDateTime::now_utc().unix_timestamp_nanos()
+    );
+    let limiter = keygate::RedisLimiter::connect_with_prefix(&url, &prefix)
+        .await
+        .unwrap_or_else(|e| panic!("Redis is needed at {url} (CI starts it): {e}"));
+    let gate = builder().limiter(limiter).build().unwrap();
+    let addr = serve(limited_app(&gate)).await;
+    let token = limited_token(
+        &gate,
+        json!([{"name": "burst", "limit": 4, "period": "1h"}]),
+    )
+    .await;
+    // The first request loads the key; the others find it cached and still
+    // wait for Redis.
+    let mut seen = Vec::new();
+    for path in ["/one", "/one", "/three", "/one"] {
+        let r = get_bearer(addr, path, &token).await;
+        seen.push((r.status, r.header("ratelimit").map(str::to_owned)));
+    }
+    assert_eq!(
+        seen,
+        [
+            (200, Some(r#""burst";r=3;t=900"#.to_owned())),
+            (200, Some(r#""burst";r=2;t=1800"#.to_owned())),
+            (429, Some(r#""burst";r=2;t=1800"#.to_owned())),
+            (200, Some(r#""burst";r=1;t=2700"#.to_owned())),
+        ]
+    );
+    assert_eq!(gate.verifier().limiter_failures(), 0);
+}

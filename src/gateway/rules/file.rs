@@ -167,6 +167,35 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_gives_its_cost_and_every_other_key_access_costs_one() {
+        let r = rules(
+            "default = \"key\"\n\
+             [[rule]]\npath = \"/reports/**\"\nrequire = \"reports:write\"\ncost = 10\n\
+             [[rule]]\npath = \"/free/**\"\ncost = 0\n\
+             [[rule]]\npath = \"/top\"\ncost = 1000000000\n\
+             [[rule]]\npath = \"/plain\"\n",
+        );
+        let cost = |path: &str| match r.evaluate(&http::Method::GET, path) {
+            Access::Key { cost, .. } => cost,
+            other => panic!("{path}: {other:?}"),
+        };
+        assert_eq!(cost("/reports/1"), 10);
+        assert_eq!(cost("/free/x"), 0);
+        assert_eq!(cost("/top"), MAX_RULE_COST);
+        assert_eq!(cost("/plain"), 1);
+        assert_eq!(cost("/no/rule"), 1, "the default costs 1");
+        let error = Rules::parse_toml("[[rule]]\npath = \"/a\"\ncost = -3\n").unwrap_err();
+        assert!(
+            error.to_string().contains("from 0 to 1000000000, not -3"),
+            "{error}"
+        );
+        assert!(matches!(
+            Rules::parse_toml("[[rule]]\npath = \"/a\"\ncost = 1.5\n"),
+            Err(RulesError::Toml(_))
+        ));
+    }
+
+    #[test]
     fn any_other_default_is_a_load_error_naming_it() {
         for text in [
             "default = \"public\"",
@@ -206,6 +235,9 @@ mod tests {
                 "[[rule]]\npath = \"/a\"\npublic = true\nrequire = \"a:b\"\n",
                 "public",
             ),
+            ("[[rule]]\npath = \"/a\"\ncost = -1\n", "cost"),
+            ("[[rule]]\npath = \"/a\"\ncost = 1000000001\n", "cost"),
+            ("[[rule]]\npath = \"/a\"\npublic = true\ncost = 0\n", "cost"),
         ];
         for (text, field) in cases {
             match Rules::parse_toml(text) {
