@@ -16,7 +16,10 @@
 //!   usage tracking on) over a service answering a fixed response, next to
 //!   `no_auth` — the same request and service without the layer. The
 //!   difference is what the middleware adds per request, without HTTP or
-//!   sockets around it.
+//!   sockets around it;
+//! - `limits/{none,in_process,redis}`: the same request for a cached key
+//!   without a rate limit, with one in this process, and with one in Redis
+//!   (see [`limits`]).
 //!
 //! Results and ratios: BENCHMARKS.md.
 
@@ -330,6 +333,94 @@ fn middleware(c: &mut Criterion) {
     group.finish();
 }
 
+/// A request through the layer for a cached key with one rate limit, next
+/// to the same key without one (`limits/in_process` vs `limits/none`), and
+/// with the buckets in Redis (`limits/redis`; needs Redis at
+/// `KEYGATE_BENCH_REDIS_URL`, default `redis://127.0.0.1:6379`, and is
+/// skipped with a note when it is not there). The limit is wide enough
+/// never to refuse during the run.
+fn limits(c: &mut Criterion) {
+    use std::net::SocketAddr;
+
+    use axum::extract::ConnectInfo;
+    use http::{Request, Response};
+    use tower::{Layer as _, ServiceExt as _};
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let pepper = Pepper::insecure_fixed_for_tests();
+    let (mut map, tokens) = keys(2, &pepper);
+    let limited_token = tokens[0].expose().to_owned();
+    let free_token = tokens[1].expose().to_owned();
+    let limited_id = TokenFormat::default().parse(&limited_token).unwrap().id();
+    map.get_mut(&limited_id).unwrap().key.rate_limits =
+        serde_json::from_str(r#"[{"name": "wide", "limit": 1000000000, "period": "1s"}]"#).unwrap();
+    let map = Arc::new(map);
+    let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let request = |token: String| {
+        move || {
+            let mut request = Request::builder()
+                .uri("/")
+                .header("host", "127.0.0.1")
+                .header("authorization", format!("Bearer {token}"))
+                .body(())
+                .unwrap();
+            request.extensions_mut().insert(ConnectInfo(peer));
+            request
+        }
+    };
+    let handler = tower::service_fn(|_: Request<()>| async {
+        Ok::<_, std::convert::Infallible>(Response::new("hello"))
+    });
+    let local = Keygate::builder(MapStore(map.clone()))
+        .pepper(pepper.clone())
+        .build()
+        .unwrap();
+    let mut gates = vec![
+        ("none", local.clone(), free_token),
+        ("in_process", local, limited_token.clone()),
+    ];
+    let url = std::env::var("KEYGATE_BENCH_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    match runtime.block_on(keygate::RedisLimiter::connect_with_prefix(
+        &url,
+        &format!("keygate-bench:{}", std::process::id()),
+    )) {
+        Ok(redis) => {
+            let gate = Keygate::builder(MapStore(map.clone()))
+                .pepper(pepper.clone())
+                .limiter(redis)
+                .build()
+                .unwrap();
+            gates.push(("redis", gate, limited_token));
+        }
+        Err(error) => eprintln!("limits/redis skipped: no Redis at {url}: {error}"),
+    }
+    let mut group = c.benchmark_group("limits");
+    for (name, gate, token) in gates {
+        runtime.block_on(async { gate.verify(&token).await.unwrap() });
+        let layered = gate.layer().layer(handler);
+        let request = request(token);
+        group.bench_function(name, |b| {
+            b.to_async(&runtime).iter_batched(
+                &request,
+                |request| {
+                    let service = layered.clone();
+                    async move {
+                        let status = service.oneshot(request).await.unwrap().status();
+                        assert_eq!(status, 200);
+                        status
+                    }
+                },
+                criterion::BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     token_parse,
@@ -337,6 +428,7 @@ criterion_group!(
     cached_validation,
     requirement,
     cold_miss,
-    middleware
+    middleware,
+    limits
 );
 criterion_main!(benches);

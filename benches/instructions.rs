@@ -17,7 +17,9 @@
 //! `drive_*` total by [`REQUESTS`]: `drive_keygate` − `drive_no_auth` is
 //! keygate's cost per request on a cached valid key, usage tracking on, as
 //! in the `middleware` group of `benches/auth.rs`; `drive_many_keys` −
-//! `drive_no_auth` the same with 1 000 cached keys taking turns. Note that
+//! `drive_no_auth` the same with 1 000 cached keys taking turns;
+//! `drive_limited` − `drive_keygate` what one in-process rate limit (and
+//! its two response headers) adds. Note that
 //! valgrind's CPU hides SHA-NI, so SHA-256 runs in software there
 //! (`sha2::sha256::compress256`, ~10 400 of the instructions): subtract it
 //! to compare with real hardware. Results: BENCHMARKS.md.
@@ -98,6 +100,7 @@ toggles! {
     drive_no_auth: "The requests without authentication.",
     drive_keygate: "The requests through keygate, one key.",
     drive_many_keys: "The requests through keygate, [`MANY_KEYS`] keys in turn.",
+    drive_limited: "The requests through keygate, one key with one rate limit (in process).",
 }
 
 fn main() {
@@ -135,13 +138,29 @@ fn main() {
         2 * MANY_KEYS
     );
 
+    let wide = serde_json::from_str(r#"[{"name": "wide", "limit": 1000000000, "period": "1s"}]"#)
+        .expect("limits");
+    let limited = runtime.block_on(async {
+        let created = keygate
+            .keys()
+            .create(NewKey::new("bench-limited", "limited").rate_limits(wide))
+            .await
+            .expect("create");
+        let token = created.token.expose().to_owned();
+        keygate.verify(&token).await.expect("warm the cache");
+        token
+    });
+    let limited = std::slice::from_ref(&limited);
+    assert_eq!(drive(&runtime, &layered, requests(limited, 100)), 100);
+
     let one = &tokens[..1];
     let bare = drive_no_auth(&runtime, &handler, requests(one, REQUESTS));
     let authenticated = drive_keygate(&runtime, &layered, requests(one, REQUESTS));
     let many = drive_many_keys(&runtime, &layered, requests(&tokens, REQUESTS));
+    let counted = drive_limited(&runtime, &layered, requests(limited, REQUESTS));
     assert_eq!(
-        (bare, authenticated, many),
-        (REQUESTS, REQUESTS, REQUESTS),
+        (bare, authenticated, many, counted),
+        (REQUESTS, REQUESTS, REQUESTS, REQUESTS),
         "every request answered 200"
     );
     println!("{REQUESTS} requests per variant, every one answered 200");

@@ -1,7 +1,7 @@
 //! [`LocalLimiter`]: the buckets in this process's memory.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -54,13 +54,57 @@ struct Inner {
     shards: Box<[Mutex<Shard>]>,
     /// The most buckets one shard holds between requests.
     per_shard: usize,
-    /// Picks shards and hashes owners; random per limiter.
-    hasher: RandomState,
+    /// Hashes buckets' keys (once per bucket and check: the shard and the
+    /// map both use that hash); random per limiter. Not the SipHash of
+    /// `RandomState`: a bucket key holds a key id the server generated (or
+    /// the keyed owner hash below), which no client chooses, so flooding
+    /// one map slot takes no more than a fast seeded hash resists, and it
+    /// costs a fraction.
+    hasher: foldhash::fast::RandomState,
+    /// Hashes owners (SipHash, random per limiter); with `hasher2`, 128 bits.
+    owner_hasher: RandomState,
     /// A second, independent hasher for the owner hash's other 64 bits.
     hasher2: RandomState,
 }
 
-type Shard = HashMap<BucketKey, Bucket>;
+/// A shard's map: the key's hash is computed once, by [`Inner::hashed`],
+/// and handed through.
+type Shard = HashMap<Hashed, Bucket, BuildHasherDefault<PassThrough>>;
+
+/// A bucket key with its hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Hashed {
+    hash: u64,
+    key: BucketKey,
+}
+
+impl Hash for Hashed {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// The hasher of [`Shard`]s: the precomputed hash, as it is.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `Hashed` is hashed here, through `write_u64`; fold anything
+        // else in all the same.
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+}
 
 /// Whose bucket: a key's, or an owner's (by a 128-bit keyed hash, so that
 /// no owner string is cloned per check).
@@ -97,9 +141,10 @@ impl LocalLimiter {
         LocalLimiter {
             inner: Arc::new(Inner {
                 epoch: Instant::now(),
-                shards: (0..shards).map(|_| Mutex::new(Shard::new())).collect(),
+                shards: (0..shards).map(|_| Mutex::new(Shard::default())).collect(),
                 per_shard: max_buckets / shards,
-                hasher: RandomState::new(),
+                hasher: foldhash::fast::RandomState::default(),
+                owner_hasher: RandomState::new(),
                 hasher2: RandomState::new(),
             }),
         }
@@ -126,9 +171,12 @@ impl LocalLimiter {
 
         // Each limit's bucket and shard, and the distinct shards in
         // ascending order: the one locking order.
-        let mut keys = [BucketKey {
-            holder: Holder::Key(request.key),
-            name: LimitName::PLACEHOLDER,
+        let mut keys = [Hashed {
+            hash: 0,
+            key: BucketKey {
+                holder: Holder::Key(request.key),
+                name: LimitName::PLACEHOLDER,
+            },
         }; MAX_RATE_LIMITS];
         let mut shard_of = [0usize; MAX_RATE_LIMITS];
         let mut order = [usize::MAX; MAX_RATE_LIMITS];
@@ -138,10 +186,10 @@ impl LocalLimiter {
                 Some((a, b)) if limit.is_shared() => Holder::Owner(a, b),
                 _ => Holder::Key(request.key),
             };
-            keys[i] = BucketKey {
+            keys[i] = inner.hashed(BucketKey {
                 holder,
                 name: limit.name(),
-            };
+            });
             shard_of[i] = inner.shard_index(&keys[i]);
             if !order[..distinct].contains(&shard_of[i]) {
                 order[distinct] = shard_of[i];
@@ -245,12 +293,24 @@ impl Inner {
     }
 
     fn owner_hash(&self, owner: &str) -> (u64, u64) {
-        (self.hasher.hash_one(owner), self.hasher2.hash_one(owner))
+        (
+            self.owner_hasher.hash_one(owner),
+            self.hasher2.hash_one(owner),
+        )
     }
 
-    fn shard_index(&self, key: &BucketKey) -> usize {
-        // The remainder is below the shard count, a usize.
-        (self.hasher.hash_one(key) % self.shards.len() as u64) as usize
+    fn hashed(&self, key: BucketKey) -> Hashed {
+        Hashed {
+            hash: self.hasher.hash_one(key),
+            key,
+        }
+    }
+
+    fn shard_index(&self, key: &Hashed) -> usize {
+        // Bits 32..64: the map inside the shard indexes by the low bits and
+        // tags by the top 7, so the shard must not be picked by either
+        // alone. The remainder is below the shard count, a usize.
+        ((key.hash >> 32) % self.shards.len() as u64) as usize
     }
 
     /// Brings an over-full shard to at most seven eighths of its share:

@@ -80,15 +80,74 @@ impl LimitState {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn insert_headers(&self, headers: &mut HeaderMap) {
+        // Written by hand into the stack: `format!` costs several times
+        // more, on every counted request.
+        let mut buffer = HeaderText::new(self.name.as_str());
+        buffer.parameter(b"q", self.limit);
+        buffer.parameter(b"w", self.period.as_secs());
         // Names are `a-z0-9_-` and the rest digits: always a valid value.
-        for (name, value) in [
-            (RATELIMIT_POLICY, self.policy_header()),
-            (RATELIMIT, self.header()),
-        ] {
-            if let Ok(value) = HeaderValue::try_from(value) {
-                headers.insert(name, value);
+        if let Ok(value) = HeaderValue::from_bytes(buffer.as_bytes()) {
+            headers.insert(RATELIMIT_POLICY, value);
+        }
+        let mut buffer = HeaderText::new(self.name.as_str());
+        buffer.parameter(b"r", self.remaining);
+        buffer.parameter(b"t", self.reset_secs);
+        if let Ok(value) = HeaderValue::from_bytes(buffer.as_bytes()) {
+            headers.insert(RATELIMIT, value);
+        }
+    }
+}
+
+/// A header value being written: `"<name>"` then `;k=<u64>` parameters.
+struct HeaderText {
+    bytes: [u8; HeaderText::CAPACITY],
+    len: usize,
+}
+
+impl HeaderText {
+    /// The quoted name (at most 32 bytes) and two parameters of at most 20
+    /// digits each fit.
+    const CAPACITY: usize = 2 + super::name::MAX_LIMIT_NAME_LEN + 2 * (3 + 20);
+
+    fn new(name: &str) -> HeaderText {
+        let mut text = HeaderText {
+            bytes: [0; HeaderText::CAPACITY],
+            len: 0,
+        };
+        text.push(b"\"");
+        text.push(name.as_bytes());
+        text.push(b"\"");
+        text
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        let end = (self.len + bytes.len()).min(HeaderText::CAPACITY);
+        let taken = end - self.len;
+        self.bytes[self.len..end].copy_from_slice(&bytes[..taken]);
+        self.len = end;
+    }
+
+    fn parameter(&mut self, key: &[u8], value: u64) {
+        self.push(b";");
+        self.push(key);
+        self.push(b"=");
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut rest = value;
+        loop {
+            at -= 1;
+            // A digit: below 10.
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
             }
         }
+        self.push(&digits[at..]);
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
@@ -246,6 +305,29 @@ mod tests {
             remaining,
             reset_secs,
             period: Period::parse(period).unwrap(),
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_headers_inserted_are_the_formatted_values(
+            name in "[a-z0-9_-]{1,32}",
+            limit in proptest::prelude::any::<u64>(),
+            remaining in proptest::prelude::any::<u64>(),
+            reset_secs in proptest::prelude::any::<u64>(),
+            period in 1u64..=86_400,
+        ) {
+            let state = LimitState {
+                name: name.parse().unwrap(),
+                limit,
+                remaining,
+                reset_secs,
+                period: Period::parse(&format!("{period}s")).unwrap(),
+            };
+            let mut headers = http::HeaderMap::new();
+            state.insert_headers(&mut headers);
+            proptest::prop_assert_eq!(headers["ratelimit-policy"].to_str().unwrap(), state.policy_header());
+            proptest::prop_assert_eq!(headers["ratelimit"].to_str().unwrap(), state.header());
         }
     }
 
