@@ -225,6 +225,7 @@ impl<'a> Keys<'a> {
             revoked_reason: None,
             superseded_by: None,
             rate_limits,
+            credits: None,
         };
         let (token, stored) = self.mint(key, environment);
         inner
