@@ -148,6 +148,9 @@ impl<S: KeyStore> KeyStore for Counting<S> {
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
+    fn credits(&self) -> Option<&dyn keygate::CreditStore> {
+        self.inner.credits()
+    }
 }
 
 /// A read-only map of keys (as in `benches/auth.rs`): 100 000 keys without

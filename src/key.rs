@@ -6,6 +6,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::credits::Credits;
 use crate::limit::RateLimits;
 use crate::scope::ScopeSet;
 use crate::secret::TokenMac;
@@ -113,6 +114,10 @@ pub struct ApiKey {
     /// Rate limits checked on every authorized request after the IP lists
     /// and the route's scopes; empty: none.
     pub rate_limits: RateLimits,
+    /// The key's credits: a balance each authorized request spends, with
+    /// an optional refill; `None`: unlimited. As read from a store, the
+    /// balance as the store holds it, with a refill that fell due applied.
+    pub credits: Option<Credits>,
 }
 
 impl ApiKey {
@@ -143,6 +148,7 @@ impl ApiKey {
             revoked_reason: None,
             superseded_by: None,
             rate_limits: RateLimits::empty(),
+            credits: None,
         }
     }
 
@@ -266,6 +272,10 @@ struct ApiKeyJson<'a> {
     /// The key's rate limits (`[]`: none): at most 8, names unique.
     #[cfg_attr(feature = "admin", schema(value_type = Vec<RateLimitSchema>, max_items = 8))]
     rate_limits: &'a RateLimits,
+    /// The key's credits: `remaining` as the store holds it, and the
+    /// refill; `null`: unlimited.
+    #[cfg_attr(feature = "admin", schema(value_type = Option<Credits>))]
+    credits: Option<Credits>,
     status: KeyStatus,
 }
 
@@ -345,6 +355,7 @@ impl Serialize for ApiKey {
             revoked_reason: &self.revoked_reason,
             superseded_by: &self.superseded_by,
             rate_limits: &self.rate_limits,
+            credits: self.credits,
             status: self.status_at(OffsetDateTime::now_utc()),
         }
         .serialize(serializer)
@@ -379,6 +390,7 @@ pub(crate) mod tests {
             revoked_reason: None,
             superseded_by: None,
             rate_limits: RateLimits::empty(),
+            credits: None,
         }
     }
 
@@ -445,12 +457,14 @@ pub(crate) mod tests {
             "revoked_reason",
             "superseded_by",
             "rate_limits",
+            "credits",
             "status",
         ] {
             assert!(fields.contains(&f), "missing {f}");
         }
-        assert_eq!(fields.len(), 21);
+        assert_eq!(fields.len(), 22);
         assert_eq!(json["rate_limits"], serde_json::json!([]));
+        assert_eq!(json["credits"], serde_json::Value::Null);
         assert_eq!(json["created_at"], "2027-01-15T08:00:00Z");
         assert_eq!(json["status"], "active");
         assert_eq!(json["scopes"], serde_json::json!(["workspaces:read"]));

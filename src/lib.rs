@@ -96,6 +96,7 @@ struct ReadmeDoctests;
 
 // Bottom to top: domain types, stores, verification, the request side,
 // the middleware, key management, the handle; then the optional surfaces.
+mod credits;
 mod key;
 mod scope;
 mod secret;
@@ -128,6 +129,10 @@ pub mod admin;
 #[doc(hidden)]
 pub mod cli;
 
+pub use crate::credits::{
+    CreditChange, CreditGrant, Credits, CreditsError, InvalidRefillEvery, MAX_CREDITS, Refill,
+    RefillEvery, Reservation,
+};
 pub use crate::key::{ApiKey, KeyStatus, StoredKey};
 pub use crate::keygate::{ConfigError, Keygate, KeygateBuilder};
 pub use crate::keys::{
@@ -163,9 +168,9 @@ pub use crate::store::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use crate::store::SqliteStore;
 pub use crate::store::{
-    Change, ChangeFeed, ChangeSender, Changes, Cursor, DEFAULT_PAGE_SIZE, InsertRules,
-    InvalidCursor, KeyStore, ListQuery, MAX_PAGE_SIZE, MemoryStore, Page, StoreError, StoreMeta,
-    Usage,
+    Change, ChangeFeed, ChangeSender, Changes, CreditStore, Cursor, DEFAULT_PAGE_SIZE, InsertRules,
+    InvalidCursor, KeyStore, ListQuery, MAX_PAGE_SIZE, MAX_SUCCESSOR_HOPS, MemoryStore, Page,
+    StoreError, StoreMeta, Usage,
 };
 pub use crate::token::{
     CHECKSUM_LEN, DEFAULT_PREFIX, Environment, ID_LEN, InvalidPrefix, KeyId, MAX_PREFIX_LEN,

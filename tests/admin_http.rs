@@ -237,6 +237,9 @@ impl KeyStore for FlakyStore {
             self.inner.ping().await
         }
     }
+    fn credits(&self) -> Option<&dyn keygate::CreditStore> {
+        self.inner.credits()
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -3181,11 +3184,12 @@ async fn openapi_document_lists_every_route_and_the_key_schema() {
         doc["openapi"]
     );
     let paths = doc["paths"].as_object().expect("paths");
-    let routes: [(&str, &[&str]); 11] = [
+    let routes: [(&str, &[&str]); 12] = [
         ("/v1/keys", &["get", "post"]),
         ("/v1/keys/{id}", &["get", "patch", "delete"]),
         ("/v1/keys/{id}/revoke", &["post"]),
         ("/v1/keys/{id}/rotate", &["post"]),
+        ("/v1/keys/{id}/credits", &["post"]),
         ("/v1/scopes", &["get"]),
         ("/v1/authcheck", &["post"]),
         ("/v1/verify", &["post"]),
@@ -3271,11 +3275,12 @@ async fn openapi_document_lists_every_status_and_bound() {
             }
         }
     }
-    assert_eq!(secured, 10, "every management operation is secured");
+    assert_eq!(secured, 11, "every management operation is secured");
     for (path, method, code) in [
         ("/v1/keys", "post", "409"),
         ("/v1/keys/{id}", "patch", "409"),
         ("/v1/keys/{id}/rotate", "post", "409"),
+        ("/v1/keys/{id}/credits", "post", "409"),
         ("/readyz", "get", "503"),
     ] {
         assert!(
@@ -3929,4 +3934,341 @@ async fn openapi_documents_rate_limits_and_their_bounds() {
             "{schema}: {field}"
         );
     }
+}
+
+/// Monthly credits, as the API answers them.
+fn monthly(remaining: u64, amount: u64) -> Value {
+    json!({"remaining": remaining, "refill": {"amount": amount, "every": "month"}})
+}
+
+/// `POST /v1/keys/{id}/credits` with `body`, as `token`.
+async fn adjust(api: &Api, token: &str, id: &str, body: Value) -> Resp {
+    api.post(&format!("/v1/keys/{id}/credits"))
+        .bearer(token)
+        .json(&body)
+        .send()
+        .await
+}
+
+#[tokio::test]
+async fn credits_are_created_shown_replaced_adjusted_and_continued_by_rotation() {
+    let api = Api::start().await;
+    let resp = api
+        .post("/v1/keys")
+        .bearer(&api.alice.token)
+        .json(&json!({"name": "metered", "credits": monthly(5000, 5000)}))
+        .send()
+        .await;
+    resp.expect(201);
+    let created = resp.json();
+    assert_record(&created["api_key"]);
+    assert_eq!(created["api_key"]["credits"], monthly(5000, 5000), "{resp}");
+    let key = Key {
+        token: created["key"].as_str().expect("token").to_owned(),
+        id: created["api_key"]["id"].as_str().expect("id").to_owned(),
+    };
+    assert_eq!(api.record(&key.id).await["credits"], monthly(5000, 5000));
+    // A key created without them is unlimited.
+    assert_eq!(api.record(&api.alice.id).await["credits"], Value::Null);
+
+    let path = format!("/v1/keys/{}", key.id);
+    let resp = api
+        .req("PATCH", &path)
+        .bearer(&api.alice.token)
+        .json(&json!({"name": "metered-2"}))
+        .send()
+        .await;
+    resp.expect(200);
+    assert_eq!(
+        resp.json()["credits"],
+        monthly(5000, 5000),
+        "left alone when absent"
+    );
+    let resp = api
+        .req("PATCH", &path)
+        .bearer(&api.alice.token)
+        .json(&json!({"credits": {"remaining": 10}}))
+        .send()
+        .await;
+    resp.expect(200);
+    let plain = json!({"remaining": 10, "refill": null});
+    assert_eq!(resp.json()["credits"], plain, "PATCH replaces them");
+
+    let resp = adjust(&api, &api.alice.token, &key.id, json!({"add": 5})).await;
+    resp.expect(200);
+    assert_record(&resp.json());
+    assert_eq!(resp.json()["credits"]["remaining"], 15, "{resp}");
+    let resp = adjust(&api, &api.alice.token, &key.id, json!({"set": 3})).await;
+    resp.expect(200);
+    assert_eq!(
+        resp.json()["credits"],
+        json!({"remaining": 3, "refill": null})
+    );
+    assert_eq!(api.record(&key.id).await["credits"]["remaining"], 3);
+
+    let resp = api
+        .req("PATCH", &path)
+        .bearer(&api.alice.token)
+        .json(&json!({"credits": null}))
+        .send()
+        .await;
+    resp.expect(200);
+    assert_eq!(resp.json()["credits"], Value::Null, "null removes them");
+    let resp = adjust(&api, &api.alice.token, &key.id, json!({"add": 1})).await;
+    assert_error(&resp, 400, "bad_request", Some("credits"));
+    assert_eq!(
+        api.record(&key.id).await["credits"],
+        Value::Null,
+        "nothing written"
+    );
+    let resp = adjust(&api, &api.alice.token, &key.id, json!({"set": 7})).await;
+    resp.expect(200);
+    assert_eq!(
+        resp.json()["credits"],
+        json!({"remaining": 7, "refill": null})
+    );
+
+    let resp = api
+        .req("PATCH", &path)
+        .bearer(&api.alice.token)
+        .json(&json!({"credits": monthly(7, 100)}))
+        .send()
+        .await;
+    resp.expect(200);
+    let (new, record) = rotate(&api, &key, Some(json!({"grace": "1h"}))).await;
+    assert_eq!(
+        record["credits"],
+        monthly(7, 100),
+        "rotation continues them"
+    );
+    assert_eq!(api.record(&new.id).await["credits"], monthly(7, 100));
+    assert_eq!(
+        api.record(&key.id).await["credits"],
+        json!({"remaining": 0, "refill": null}),
+        "the old key keeps no copy"
+    );
+    let resp = adjust(&api, &api.alice.token, &key.id, json!({"add": 1})).await;
+    assert_error(&resp, 409, "conflict", Some("id"));
+    let resp = api
+        .req("PATCH", &path)
+        .bearer(&api.alice.token)
+        .json(&json!({"credits": {"remaining": 1}}))
+        .send()
+        .await;
+    assert_error(&resp, 409, "conflict", Some("id"));
+}
+
+#[tokio::test]
+async fn bad_credits_are_refused_naming_the_field_and_nothing_is_written() {
+    let api = Api::start().await;
+    let refill = |amount: Value, every: Value| json!({"remaining": 1, "refill": {"amount": amount, "every": every}});
+    let cases = [
+        (json!(5), "credits"),
+        (json!([]), "credits"),
+        (json!({"remaining": 1, "left": 2}), "credits"),
+        (json!({}), "credits.remaining"),
+        (json!({"remaining": -1}), "credits.remaining"),
+        (
+            json!({"remaining": 1_000_000_000_001u64}),
+            "credits.remaining",
+        ),
+        (json!({"remaining": "5"}), "credits.remaining"),
+        (
+            json!({"remaining": 1, "refill": "monthly"}),
+            "credits.refill",
+        ),
+        (refill(json!(0), json!("day")), "credits.refill.amount"),
+        (
+            refill(json!(1_000_000_000_001u64), json!("day")),
+            "credits.refill.amount",
+        ),
+        (refill(json!(5), json!("hour")), "credits.refill.every"),
+        (refill(json!(5), json!(null)), "credits.refill.every"),
+    ];
+    let before = api.ids_of("alice").await;
+    let target = api
+        .key(NewKey::new("alice", "target").credits(keygate::Credits::new(9).unwrap()))
+        .await;
+    let target_before = api.record(&target.id).await;
+    for (credits, field) in &cases {
+        let resp = api
+            .post("/v1/keys")
+            .bearer(&api.alice.token)
+            .json(&json!({"name": "n", "credits": credits}))
+            .send()
+            .await;
+        assert_error(&resp, 400, "bad_request", Some(field));
+        let resp = api
+            .req("PATCH", &format!("/v1/keys/{}", target.id))
+            .bearer(&api.alice.token)
+            .json(&json!({"credits": credits}))
+            .send()
+            .await;
+        assert_error(&resp, 400, "bad_request", Some(field));
+    }
+    for (body, field) in [
+        (json!({}), Some("credits")),
+        (json!({"add": 1, "set": 2}), Some("credits")),
+        (json!({"add": 1, "by": 2}), Some("credits")),
+        (json!({"add": -1}), Some("add")),
+        (json!({"add": 1.5}), Some("add")),
+        (json!({"set": 1_000_000_000_001u64}), Some("set")),
+        (json!({"set": "5"}), Some("set")),
+        (json!({"add": 1_000_000_000_000u64}), Some("add")),
+        (json!([{"add": 1}]), None),
+    ] {
+        let resp = adjust(&api, &api.alice.token, &target.id, body.clone()).await;
+        assert_error(&resp, 400, "bad_request", field);
+    }
+    let mut after = api.ids_of("alice").await;
+    assert!(after.remove(&target.id));
+    assert_eq!(after, before, "nothing created");
+    assert_eq!(
+        api.record(&target.id).await,
+        target_before,
+        "nothing changed"
+    );
+}
+
+#[tokio::test]
+async fn adjusting_credits_needs_keys_update_and_stays_within_the_owner() {
+    let api = Api::start().await;
+    let target = api
+        .key(NewKey::new("alice", "target").credits(keygate::Credits::new(9).unwrap()))
+        .await;
+    let resp = adjust(&api, &api.alice_reader.token, &target.id, json!({"add": 1})).await;
+    assert_insufficient_scope(&resp, "keys:update");
+    let resp = adjust(&api, &api.bob.token, &target.id, json!({"add": 1})).await;
+    assert_error(&resp, 404, "not_found", None);
+    let resp = adjust(
+        &api,
+        &api.alice.token,
+        "0000000000000000",
+        json!({"add": 1}),
+    )
+    .await;
+    assert_error(&resp, 404, "not_found", None);
+    assert_eq!(api.record(&target.id).await["credits"]["remaining"], 9);
+    let resp = adjust(&api, &api.admin.token, &target.id, json!({"add": 1})).await;
+    resp.expect(200);
+    assert_eq!(
+        resp.json()["credits"]["remaining"],
+        10,
+        "admin:keys reaches every owner"
+    );
+    let resp = api
+        .post(&format!("/v1/keys/{}/credits", target.id))
+        .send()
+        .await;
+    resp.expect(401);
+}
+
+#[tokio::test]
+async fn a_caller_with_credits_cannot_mint_or_raise_credits_beyond_its_own() {
+    let api = Api::start().await;
+    let caller = api
+        .key(
+            NewKey::new("alice", "metered-manager")
+                .scopes(["keys:read", "keys:create", "keys:update"])
+                .credits(serde_json::from_value(monthly(100, 100)).expect("credits")),
+        )
+        .await;
+    let before = api.ids_of("alice").await;
+    for credits in [
+        Value::Null,
+        json!({"remaining": 101}),
+        monthly(10, 101),
+        json!({"remaining": 10, "refill": {"amount": 10, "every": "day"}}),
+    ] {
+        let resp = api
+            .post("/v1/keys")
+            .bearer(&caller.token)
+            .json(&json!({"name": "child", "credits": credits}))
+            .send()
+            .await;
+        assert_error(&resp, 403, "forbidden", Some("credits"));
+    }
+    let resp = api
+        .post("/v1/keys")
+        .bearer(&caller.token)
+        .json(&json!({"name": "child"}))
+        .send()
+        .await;
+    assert_error(&resp, 403, "forbidden", Some("credits"));
+    assert_eq!(api.ids_of("alice").await, before, "nothing written");
+
+    let resp = api
+        .post("/v1/keys")
+        .bearer(&caller.token)
+        .json(&json!({"name": "child", "credits": monthly(50, 50)}))
+        .send()
+        .await;
+    resp.expect(201);
+    let child = resp.json()["api_key"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    for body in [json!({"set": 101}), json!({"add": 51})] {
+        let resp = adjust(&api, &caller.token, &child, body).await;
+        assert_error(&resp, 403, "forbidden", Some("credits"));
+    }
+    let resp = api
+        .req("PATCH", &format!("/v1/keys/{child}"))
+        .bearer(&caller.token)
+        .json(&json!({"credits": null}))
+        .send()
+        .await;
+    assert_error(&resp, 403, "forbidden", Some("credits"));
+    assert_eq!(
+        api.record(&child).await["credits"],
+        monthly(50, 50),
+        "unchanged"
+    );
+    let resp = adjust(&api, &caller.token, &child, json!({"add": 50})).await;
+    resp.expect(200);
+    assert_eq!(resp.json()["credits"]["remaining"], 100);
+    // The operator (admin:keys) is not bound by a ceiling of credits.
+    let resp = adjust(&api, &api.admin.token, &child, json!({"set": 1_000_000})).await;
+    resp.expect(200);
+}
+
+#[tokio::test]
+async fn openapi_documents_credits_and_their_bounds() {
+    let doc = serde_json::to_value(keygate::admin::openapi()).expect("serialize");
+    let schemas = &doc["components"]["schemas"];
+    let credits = &schemas["Credits"];
+    assert_eq!(
+        credits["properties"]["remaining"]["minimum"], 0,
+        "{credits}"
+    );
+    assert_eq!(
+        credits["properties"]["remaining"]["maximum"], 1_000_000_000_000u64,
+        "{credits}"
+    );
+    let refill = &schemas["Refill"];
+    assert_eq!(refill["properties"]["amount"]["minimum"], 1, "{refill}");
+    assert_eq!(
+        refill["properties"]["amount"]["maximum"], 1_000_000_000_000u64,
+        "{refill}"
+    );
+    let every = serde_json::to_string(&schemas["RefillEvery"]).expect("json");
+    for name in ["day", "week", "month"] {
+        assert!(every.contains(&format!("\"{name}\"")), "{every}");
+    }
+    for schema in ["ApiKey", "NewKey", "KeyUpdate"] {
+        let field = serde_json::to_string(&schemas[schema]["properties"]["credits"]).expect("json");
+        assert!(
+            field.contains("#/components/schemas/Credits"),
+            "{schema}: {field}"
+        );
+    }
+    let body = &doc["paths"]["/v1/keys/{id}/credits"]["post"];
+    let reference = &body["requestBody"]["content"]["application/json"]["schema"]["$ref"];
+    assert_eq!(reference, "#/components/schemas/CreditsBody", "{body}");
+    let props = &schemas["CreditsBody"]["properties"];
+    for op in ["add", "set"] {
+        assert_eq!(props[op]["minimum"], 0, "{props}");
+        assert_eq!(props[op]["maximum"], 1_000_000_000_000u64, "{props}");
+    }
+    assert!(body["responses"]["200"].is_object(), "{body}");
 }

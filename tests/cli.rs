@@ -1929,3 +1929,125 @@ fn bad_rate_limit_flags_are_usage_errors_naming_the_flag() {
         "{body}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Credits
+// ---------------------------------------------------------------------------
+
+#[test]
+fn create_takes_credits_and_a_refill_and_show_and_list_display_them() {
+    let kg = Kg::new();
+    let (_, record) = kg.create(
+        "alice",
+        "metered",
+        &["--credits", "5000", "--refill", "5000/month"],
+    );
+    let expected =
+        serde_json::json!({"remaining": 5000, "refill": {"amount": 5000, "every": "month"}});
+    assert_eq!(record["credits"], expected, "{record}");
+    let id = id_of(&record);
+    let (status, shown) = kg.show(&id);
+    assert_eq!(status, 0, "{shown}");
+    assert_eq!(shown["credits"], expected);
+    assert_eq!(kg.list(&[])[0]["credits"], expected);
+
+    let (_, plain_record) = kg.create("alice", "plain", &[]);
+    assert_eq!(plain_record["credits"], Value::Null, "unlimited");
+    let (_, once) = kg.create("alice", "once", &["--credits", "0"]);
+    assert_eq!(
+        once["credits"],
+        serde_json::json!({"remaining": 0, "refill": null})
+    );
+
+    let plain = kg.run(&["keys", "show", &id]);
+    assert_eq!(plain.status, 0, "{plain:?}");
+    let line = plain
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("credits"))
+        .unwrap_or_else(|| panic!("no credits line: {}", plain.stdout));
+    assert!(line.ends_with("5000 refill 5000/month"), "{line:?}");
+    let table = kg.run(&["keys", "list"]);
+    assert_eq!(table.status, 0, "{table:?}");
+    assert!(
+        table
+            .stdout
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains("CREDITS")
+    );
+    let row = table
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(id.as_str()))
+        .unwrap_or_else(|| panic!("no row for {id}: {}", table.stdout));
+    assert!(row.contains("5000 refill 5000/month"), "{row:?}");
+}
+
+#[test]
+fn keys_credits_adds_or_sets_exactly_one() {
+    let kg = Kg::new();
+    let (_, record) = kg.create("alice", "metered", &["--credits", "10"]);
+    let id = id_of(&record);
+    let (status, body) = kg.run_json(&["keys", "credits", &id, "--add", "5"]);
+    assert_eq!(status, 0, "{body}");
+    assert_eq!(body["credits"]["remaining"], 15, "{body}");
+    let (status, body) = kg.run_json(&["keys", "credits", &id, "--set", "3"]);
+    assert_eq!(status, 0, "{body}");
+    assert_eq!(body["credits"]["remaining"], 3, "{body}");
+    let (_, shown) = kg.show(&id);
+    assert_eq!(shown["credits"]["remaining"], 3);
+    let text = kg.run(&["keys", "credits", &id, "--add", "1"]);
+    assert_eq!(text.status, 0, "{text:?}");
+    assert!(
+        text.stdout
+            .lines()
+            .any(|l| l.starts_with("credits") && l.ends_with(" 4")),
+        "{}",
+        text.stdout
+    );
+
+    kg.assert_usage_error(&["keys", "credits", &id], "--add");
+    kg.assert_usage_error(
+        &["keys", "credits", &id, "--add", "1", "--set", "2"],
+        "--set",
+    );
+    kg.assert_usage_error(&["keys", "credits", &id, "--add", "-1"], "--add");
+    kg.assert_usage_error(&["keys", "credits", &id, "--set", "1000000000001"], "--set");
+
+    // Adding to an unlimited key is refused, naming credits; setting gives it a balance.
+    let (_, plain) = kg.create("alice", "plain", &[]);
+    let plain = id_of(&plain);
+    kg.assert_refused(
+        &["keys", "credits", &plain, "--add", "1"],
+        "bad_request",
+        "credits",
+    );
+    let (status, body) = kg.run_json(&["keys", "credits", &plain, "--set", "2"]);
+    assert_eq!(status, 0, "{body}");
+    assert_eq!(
+        body["credits"],
+        serde_json::json!({"remaining": 2, "refill": null})
+    );
+}
+
+#[test]
+fn bad_credit_flags_are_usage_errors_naming_the_flag() {
+    let kg = Kg::new();
+    let before = kg.count();
+    kg.assert_usage_error(
+        &create_args("alice", "n", &["--refill", "5/day"]),
+        "--credits",
+    );
+    for bad in ["-1", "x", "1000000000001"] {
+        kg.assert_usage_error(&create_args("alice", "n", &["--credits", bad]), "--credits");
+    }
+    for bad in ["5", "5/hour", "0/day", "x/week", "1000000000001/month"] {
+        kg.assert_usage_error(
+            &create_args("alice", "n", &["--credits", "5", "--refill", bad]),
+            "--refill",
+        );
+    }
+    assert_eq!(kg.count(), before, "nothing created");
+}

@@ -13,13 +13,15 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 use super::extract::{JsonObject, KeyPath, OptionalJsonObject, json_object};
 use super::types::{
-    AuthcheckBody, CreatedBody, ErrorBody, Grace, KeyListBody, RevokeBody, RotateBody, ScopeEntry,
-    ScopesBody, StatusBody, VerifyBody, VerifyResult,
+    AuthcheckBody, CreatedBody, CreditsBody, ErrorBody, Grace, KeyListBody, RevokeBody, RotateBody,
+    ScopeEntry, ScopesBody, StatusBody, VerifyBody, VerifyResult,
 };
 use crate::gateway::Gateway;
 use crate::key::ApiKey;
 use crate::keygate::Keygate;
-use crate::keys::{Ceiling, CreatedKey, KeyUpdate, NewKey, Span, holds_admin_keys, parse_span};
+use crate::keys::{
+    Ceiling, CreatedKey, KeyUpdate, NewKey, Span, holds_admin_keys, parse_credit_change, parse_span,
+};
 use crate::request::client_ip;
 
 use crate::scope::{Requirement, Scope, ScopeCatalog};
@@ -266,18 +268,20 @@ pub(crate) async fn get_key(
     Ok(Json(key).into_response())
 }
 
-/// Change name, description, metadata, IP lists, or narrow scopes. Unless
-/// the caller holds `admin:keys`, new scopes must be within its grants and
-/// new IP lists no wider than its own (403 `forbidden` naming the field).
+/// Change name, description, metadata, IP lists, rate limits, credits
+/// (`"credits": null` removes them), or narrow scopes. Unless the caller
+/// holds `admin:keys`, new scopes must be within its grants, new IP lists
+/// no wider than its own, rate limits no looser and credits no larger
+/// (403 `forbidden` naming the field).
 #[utoipa::path(patch, path = "/v1/keys/{id}", tag = "keys", request_body = KeyUpdate,
     params(("id" = String, Path, min_length = 16, max_length = 16, pattern = "^[0-9A-Za-z]{16}$", description = "Key id")),
     responses(
         (status = 200, description = "The updated key", body = ApiKey),
         (status = 400, description = "A field breaks a rule (scopes may only narrow), the body is not a JSON object, or credentials in two places or a malformed credential (SPEC §3 invalid_request)", body = ErrorBody),
         (status = 401, description = "No credential, or an invalid one (SPEC §3 missing_token / invalid_token)", body = ErrorBody),
-        (status = 403, description = "Missing keys:update; a value beyond the calling key's own limits (forbidden, naming the field: scopes, ip_allow, ip_deny); or ip_not_allowed", body = ErrorBody),
+        (status = 403, description = "Missing keys:update; a value beyond the calling key's own limits (forbidden, naming the field: scopes, ip_allow, ip_deny, rate_limits, credits); or ip_not_allowed", body = ErrorBody),
         (status = 404, description = "No such key, or not visible to the caller", body = ErrorBody),
-        (status = 409, description = "Duplicate name", body = ErrorBody),
+        (status = 409, description = "Duplicate name, or credits given to a rotated key (its credits moved to its successor; naming id)", body = ErrorBody),
         (status = 413, description = "The body is larger than 64 KiB (payload_too_large)", body = ErrorBody),
         (status = 415, description = "A body not sent as Content-Type: application/json (unsupported_media_type)", body = ErrorBody),
         (status = 503, description = "The key store is unavailable (Retry-After: 1)", body = ErrorBody),
@@ -295,6 +299,45 @@ pub(crate) async fn update_key(
         .keygate
         .keys()
         .update_as(&Ceiling::of(&caller), &id, update)
+        .await?;
+    Ok(Json(key).into_response())
+}
+
+/// Add to a key's credits or set them: a body of exactly one of
+/// `{"add": N}` and `{"set": N}` (N from 0 to 10^12; a balance above 10^12
+/// is refused). `set` keeps the refill, and gives a key without credits a
+/// balance (and no refill); `add` on a key without credits (unlimited) is a
+/// 400 naming `credits`. A rotated key's credits moved to its successor:
+/// 409 naming `id`. Unless the caller holds `admin:keys`, a caller with
+/// credits cannot leave the key with more than its own remaining (403
+/// `forbidden` naming `credits`).
+#[utoipa::path(post, path = "/v1/keys/{id}/credits", tag = "keys", request_body = CreditsBody,
+    params(("id" = String, Path, min_length = 16, max_length = 16, pattern = "^[0-9A-Za-z]{16}$", description = "Key id")),
+    responses(
+        (status = 200, description = "The key, with its new credits", body = ApiKey),
+        (status = 400, description = "Not exactly one of add and set, a value out of bounds (naming add or set), add on a key without credits (naming credits), a body that is not a JSON object, or credentials in two places or a malformed credential (invalid_request)", body = ErrorBody),
+        (status = 401, description = "No credential, or an invalid one (missing_token / invalid_token)", body = ErrorBody),
+        (status = 403, description = "Missing keys:update; a balance beyond the calling key's own (forbidden, naming credits); or ip_not_allowed", body = ErrorBody),
+        (status = 404, description = "No such key, or not visible to the caller", body = ErrorBody),
+        (status = 409, description = "The key was rotated: its credits moved to its successor (naming id)", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB (payload_too_large)", body = ErrorBody),
+        (status = 415, description = "A body not sent as Content-Type: application/json (unsupported_media_type)", body = ErrorBody),
+        (status = 503, description = "The key store is unavailable (Retry-After: 1)", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn adjust_credits(
+    State(state): State<AppState>,
+    caller: AuthenticatedKey,
+    KeyPath(id): KeyPath,
+    JsonObject(body): JsonObject<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    need(&state, &caller, "update")?;
+    let id = visible_key(&state, &caller, &id).await?;
+    let change = parse_credit_change(&body)?;
+    let key = state
+        .keygate
+        .keys()
+        .adjust_credits_as(&Ceiling::of(&caller), &id, change)
         .await?;
     Ok(Json(key).into_response())
 }

@@ -82,6 +82,7 @@ impl utoipa::Modify for RateLimitedAnswers {
         handlers::update_key,
         handlers::revoke_key,
         handlers::rotate_key,
+        handlers::adjust_credits,
         handlers::delete_key,
         handlers::scopes,
         handlers::authcheck,
@@ -160,6 +161,7 @@ pub fn router_with_gateway(gateway: Gateway) -> Router {
         )
         .route("/v1/keys/{id}/revoke", post(handlers::revoke_key))
         .route("/v1/keys/{id}/rotate", post(handlers::rotate_key))
+        .route("/v1/keys/{id}/credits", post(handlers::adjust_credits))
         .route("/v1/scopes", get(handlers::scopes))
         .route("/v1/authcheck", post(handlers::authcheck))
         .route("/v1/verify", post(handlers::verify))

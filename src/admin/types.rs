@@ -46,6 +46,24 @@ pub(crate) enum Grace {
     Text(String),
 }
 
+/// `POST /v1/keys/{id}/credits` body: exactly one of `add` and `set`, e.g.
+/// `{"add": 1000}` or `{"set": 5000}`. Schema only: the handler reads the
+/// JSON object itself, so that a refusal names the field.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct CreditsBody {
+    /// Credits to add to the balance (the result at most 10^12). A key
+    /// without credits (unlimited) has no balance to add to: 400 naming
+    /// `credits`.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_u64, example = 1000)]
+    pub add: Option<u64>,
+    /// The new balance, keeping the refill; a key without credits gets
+    /// this balance and no refill. Credits reserved before and returned
+    /// after are dropped.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_u64, example = 5000)]
+    pub set: Option<u64>,
+}
+
 /// `POST /v1/keys/{id}/rotate` body (optional).
 #[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

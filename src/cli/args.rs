@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::credits::{MAX_CREDITS, Refill, RefillEvery};
 use crate::limit::{LimitName, Period, RateLimit};
 
 /// API-key authentication: manage keys and verify tokens.
@@ -86,6 +87,31 @@ pub enum KeysCommand {
         #[arg(long, default_value = "0")]
         grace: String,
     },
+    /// Add to a key's credits or set them (exactly one of --add and --set).
+    Credits {
+        /// The key: its id, its display prefix or the whole token.
+        id: String,
+        /// Credits to add to the balance (the key must have credits; the
+        /// result is at most 1000000000000).
+        #[arg(
+            long,
+            value_name = "N",
+            allow_negative_numbers = true,
+            required_unless_present = "set",
+            conflicts_with = "set",
+            value_parser = clap::value_parser!(u64).range(0..=MAX_CREDITS)
+        )]
+        add: Option<u64>,
+        /// The new balance (the refill is kept; a key without credits gets
+        /// this balance and no refill).
+        #[arg(
+            long,
+            value_name = "N",
+            allow_negative_numbers = true,
+            value_parser = clap::value_parser!(u64).range(0..=MAX_CREDITS)
+        )]
+        set: Option<u64>,
+    },
     /// Delete a key's record.
     Delete {
         /// The key: its id, its display prefix or the whole token.
@@ -138,6 +164,24 @@ pub struct CreateArgs {
         value_parser = parse_rate_limit
     )]
     pub rate_limits: Vec<RateLimit>,
+    /// Credits: a balance of N (0 to 1000000000000) that each request
+    /// spends. Without it the key is unlimited.
+    #[arg(
+        long,
+        value_name = "N",
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u64).range(0..=MAX_CREDITS)
+    )]
+    pub credits: Option<u64>,
+    /// Refill the credits: set the balance to N at 00:00 UTC every day,
+    /// week (Monday) or month (the 1st), e.g. 5000/month. Needs --credits.
+    #[arg(
+        long,
+        value_name = "N/EVERY",
+        requires = "credits",
+        value_parser = parse_refill
+    )]
+    pub refill: Option<Refill>,
 }
 
 /// `keygate serve …`. Every flag can also be set by the environment
@@ -229,6 +273,20 @@ fn parse_rate_limit(text: &str) -> Result<RateLimit, String> {
     Ok(limit.shared(shared))
 }
 
+/// `N/EVERY`, the syntax of `--refill`: an amount from 1 to 10^12 and
+/// `day`, `week` or `month`.
+fn parse_refill(text: &str) -> Result<Refill, String> {
+    const SYNTAX: &str = "expected N/EVERY, e.g. 5000/month (EVERY: day, week or month)";
+    let (amount, every) = text.split_once('/').ok_or(SYNTAX)?;
+    let amount: u64 = amount
+        .parse()
+        .map_err(|_| format!("amount: expected a whole number from 1 to {MAX_CREDITS}"))?;
+    let every = every
+        .parse::<RefillEvery>()
+        .map_err(|e| format!("every: {e}"))?;
+    Refill::new(amount, every).map_err(|e| format!("amount: {e}"))
+}
+
 /// A listener timeout: a positive whole number of `ms`, `s` or `min`, at
 /// most one day. A bare `m` is refused as ambiguous (SPEC §5a).
 fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
@@ -255,7 +313,30 @@ fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
 mod tests {
     use std::time::Duration;
 
-    use super::{parse_rate_limit, parse_timeout};
+    use super::{parse_rate_limit, parse_refill, parse_timeout};
+    use crate::credits::RefillEvery;
+
+    #[test]
+    fn refills_take_an_amount_and_a_period() {
+        let refill = parse_refill("5000/month").unwrap();
+        assert_eq!(
+            (refill.amount(), refill.every()),
+            (5000, RefillEvery::Month)
+        );
+        assert_eq!(parse_refill("1/day").unwrap().every(), RefillEvery::Day);
+        for (bad, says) in [
+            ("5000", "expected N/EVERY"),
+            ("5000/monthly", "every:"),
+            ("5000/1mo", "every:"),
+            ("x/day", "amount:"),
+            ("0/day", "amount:"),
+            ("-1/day", "amount:"),
+            ("1000000000001/week", "amount:"),
+        ] {
+            let error = parse_refill(bad).unwrap_err();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
 
     #[test]
     fn rate_limits_take_name_limit_period_and_an_optional_shared() {

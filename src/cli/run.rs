@@ -10,6 +10,7 @@ use time::format_description::well_known::Rfc3339;
 use super::args::{Cli, Command, CreateArgs, KeysCommand};
 use super::database::{self, Create, SetupError};
 use super::output::{bootstrap, note, out};
+use crate::credits::{CreditChange, Credits};
 use crate::key::ApiKey;
 use crate::keygate::Keygate;
 use crate::keys::{CreatedKey, KeyError, NewKey, parse_duration};
@@ -371,6 +372,13 @@ fn new_key(args: CreateArgs) -> Result<NewKey, Failure> {
             .map_err(|e| Failure::usage(format!("--rate-limit: {e}")))?;
         new = new.rate_limits(limits);
     }
+    if let Some(remaining) = args.credits {
+        // Bounded by clap; the refill (which needs --credits) was checked too.
+        let credits = Credits::new(remaining)
+            .map_err(|e| Failure::usage(format!("--credits: {e}")))?
+            .with_refill(args.refill);
+        new = new.credits(credits);
+    }
     Ok(new)
 }
 
@@ -429,6 +437,15 @@ async fn keys(gate: &Keygate, command: KeysCommand, json: bool) -> Result<(), Fa
             let created = keys.rotate(&key_id(gate, &id)?, grace).await?;
             print_created(&created, json)?;
         }
+        KeysCommand::Credits { id, add, set } => {
+            let change = match (add, set) {
+                (Some(n), None) => CreditChange::Add(n),
+                (None, Some(n)) => CreditChange::Set(n),
+                _ => return Err(Failure::usage("give exactly one of --add and --set")),
+            };
+            let key = keys.adjust_credits(&key_id(gate, &id)?, change).await?;
+            print_key(&key, json)?;
+        }
         KeysCommand::Delete { id } => {
             let id = key_id(gate, &id)?;
             keys.delete(&id).await?;
@@ -452,19 +469,20 @@ fn print_table(keys: &[ApiKey]) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{:<16}  {:<8}  {:<20}  {:<20}  {:<20}  {:<24}  SCOPES",
-        "ID", "STATUS", "OWNER", "NAME", "EXPIRES", "RATE LIMITS"
+        "{:<16}  {:<8}  {:<20}  {:<20}  {:<20}  {:<24}  {:<20}  SCOPES",
+        "ID", "STATUS", "OWNER", "NAME", "EXPIRES", "RATE LIMITS", "CREDITS"
     )?;
     for k in keys {
         writeln!(
             out,
-            "{:<16}  {:<8}  {:<20}  {:<20}  {:<20}  {:<24}  {}",
+            "{:<16}  {:<8}  {:<20}  {:<20}  {:<20}  {:<24}  {:<20}  {}",
             k.id,
             k.status_at(now).as_str(),
             k.owner,
             k.name,
             time_text(k.expires_at),
             limits_text(&k.rate_limits),
+            credits_text(k.credits.as_ref()),
             k.scopes
         )?;
     }
@@ -487,6 +505,18 @@ fn limits_text(limits: &RateLimits) -> String {
         .join(" ")
 }
 
+/// Credits as `--credits N [--refill N/EVERY]` takes them: `5000` or
+/// `5000 refill 5000/month`; `-` for unlimited.
+fn credits_text(credits: Option<&Credits>) -> String {
+    match credits {
+        None => "-".into(),
+        Some(c) => match c.refill() {
+            None => c.remaining().to_string(),
+            Some(r) => format!("{} refill {}/{}", c.remaining(), r.amount(), r.every()),
+        },
+    }
+}
+
 fn print_key(key: &ApiKey, json: bool) -> std::io::Result<()> {
     if json {
         return out(json!(key));
@@ -497,6 +527,7 @@ fn print_key(key: &ApiKey, json: bool) -> std::io::Result<()> {
         for (field, v) in map {
             let text = match v {
                 _ if field == "rate_limits" => limits_text(&key.rate_limits),
+                _ if field == "credits" => credits_text(key.credits.as_ref()),
                 serde_json::Value::Null => "-".to_string(),
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),

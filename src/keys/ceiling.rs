@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::KeyError;
+use crate::credits::{CreditChange, Credits};
 use crate::key::ApiKey;
 use crate::limit::{RateLimit, RateLimits};
 use crate::scope::{Scope, ScopeSet};
@@ -51,10 +52,17 @@ pub(crate) fn holds_admin_keys(scopes: &ScopeSet) -> bool {
 ///   The key may add limits of other names. A caller without rate limits
 ///   imposes none, and limits are never inherited: a limited caller must
 ///   give them.
+/// - **`credits`**: no larger than the caller's. A caller with credits
+///   may only give a key credits (never leave it unlimited) with a
+///   `remaining` no larger than its own, and a refill only when it has one
+///   itself, of the same period (`every`) and an amount no larger than
+///   its own. A credit adjustment (add or set) may not leave the key with
+///   more than the caller's own `remaining`. A caller without credits
+///   imposes none; credits are never inherited.
 ///
 /// A violation is [`KeyError::Forbidden`] naming the field (`scopes`,
 /// `expires_at`, `environment`, `organization`, `ip_allow`, `ip_deny`,
-/// `rate_limits`);
+/// `rate_limits`, `credits`);
 /// nothing is written. The operator's methods ([`Keys::create`],
 /// [`Keys::rotate`], [`Keys::update`]) are not bound by any ceiling.
 ///
@@ -286,6 +294,84 @@ impl<'a> Ceiling<'a> {
         Ok(())
     }
 
+    /// Credits no larger than the caller's: see the type's docs.
+    pub(crate) fn check_credits(&self, credits: Option<&Credits>) -> Result<(), KeyError> {
+        let Some(own) = self.limits().and_then(|c| c.credits.as_ref()) else {
+            return Ok(());
+        };
+        let Some(credits) = credits else {
+            return Err(forbidden(
+                "credits",
+                format!(
+                    "the calling key has credits ({} remaining), so the key must have credits too",
+                    own.remaining()
+                ),
+            ));
+        };
+        if credits.remaining() > own.remaining() {
+            return Err(forbidden(
+                "credits",
+                format!(
+                    "the key would have {} credits, more than the calling key's {}",
+                    credits.remaining(),
+                    own.remaining()
+                ),
+            ));
+        }
+        match (credits.refill(), own.refill()) {
+            (None, _) => Ok(()),
+            (Some(_), None) => Err(forbidden(
+                "credits",
+                "the calling key is never refilled, so the key may not be either",
+            )),
+            (Some(refill), Some(mine)) if refill.every() != mine.every() => Err(forbidden(
+                "credits",
+                format!(
+                    "the key's refill must be every {}, as the calling key's is",
+                    mine.every()
+                ),
+            )),
+            (Some(refill), Some(mine)) if refill.amount() > mine.amount() => Err(forbidden(
+                "credits",
+                format!(
+                    "the key's refill of {} is larger than the calling key's {} every {}",
+                    refill.amount(),
+                    mine.amount(),
+                    mine.every()
+                ),
+            )),
+            (Some(_), Some(_)) => Ok(()),
+        }
+    }
+
+    /// A credit adjustment of a key holding `current` credits that leaves
+    /// it with no more than the caller's own remaining (the balance after
+    /// an add is judged from `current`, as read before the change).
+    pub(crate) fn check_credit_change(
+        &self,
+        current: Option<&Credits>,
+        change: &CreditChange,
+    ) -> Result<(), KeyError> {
+        let Some(own) = self.limits().and_then(|c| c.credits.as_ref()) else {
+            return Ok(());
+        };
+        let after = match change {
+            CreditChange::Add(n) => current.map_or(*n, |c| c.remaining().saturating_add(*n)),
+            CreditChange::Set(n) => *n,
+            CreditChange::Replace(credits) => return self.check_credits(credits.as_ref()),
+        };
+        if after > own.remaining() {
+            return Err(forbidden(
+                "credits",
+                format!(
+                    "the key would have {after} credits, more than the calling key's {}",
+                    own.remaining()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Every attribute of `key` within the ceiling (rotation hands out a
     /// token for a copy of it).
     pub(crate) fn check_key(&self, key: &ApiKey) -> Result<(), KeyError> {
@@ -295,7 +381,8 @@ impl<'a> Ceiling<'a> {
         self.check_organization(key.organization.as_deref())?;
         self.check_ip_allow(&key.ip_allow)?;
         self.check_ip_deny(&key.ip_deny)?;
-        self.check_rate_limits(&key.rate_limits)
+        self.check_rate_limits(&key.rate_limits)?;
+        self.check_credits(key.credits.as_ref())
     }
 }
 
@@ -508,5 +595,97 @@ mod tests {
         free.rate_limits = RateLimits::empty();
         let wide = limits(r#"[{"name": "burst", "limit": 1000000000, "period": "1s"}]"#);
         assert!(Ceiling::of_record(&free).check_rate_limits(&wide).is_ok());
+    }
+
+    fn credits(remaining: u64, refill: Option<(u64, crate::credits::RefillEvery)>) -> Credits {
+        Credits::new(remaining).unwrap().with_refill(
+            refill.map(|(amount, every)| crate::credits::Refill::new(amount, every).unwrap()),
+        )
+    }
+
+    #[test]
+    fn credits_no_larger_than_the_callers_pass() {
+        use crate::credits::RefillEvery::{Day, Month};
+        let mut caller = caller();
+        caller.credits = Some(credits(100, Some((100, Month))));
+        let ceiling = Ceiling::of_record(&caller);
+        for ok in [
+            credits(100, Some((100, Month))),
+            credits(0, None),
+            credits(50, Some((10, Month))),
+        ] {
+            ceiling.check_credits(Some(&ok)).unwrap();
+        }
+        for (bad, why) in [
+            (None, "must have credits"),
+            (Some(credits(101, None)), "more than"),
+            (Some(credits(10, Some((10, Day)))), "every month"),
+            (Some(credits(10, Some((101, Month)))), "larger"),
+        ] {
+            let error = ceiling.check_credits(bad.as_ref()).unwrap_err();
+            assert_eq!(error.field(), Some("credits"));
+            assert_eq!(error.code(), "forbidden");
+            assert!(error.to_string().contains(why), "{error}");
+        }
+        caller.credits = Some(credits(100, None));
+        let ceiling = Ceiling::of_record(&caller);
+        let refilled = credits(1, Some((1, Day)));
+        assert!(
+            ceiling.check_credits(Some(&refilled)).is_err(),
+            "no refill to give"
+        );
+        let mut key = caller.clone();
+        key.credits = Some(credits(101, None));
+        assert_eq!(
+            ceiling.check_key(&key).unwrap_err().field(),
+            Some("credits"),
+            "rotation checks credits too"
+        );
+    }
+
+    #[test]
+    fn adjustments_may_not_raise_a_key_past_the_callers_balance() {
+        let mut caller = caller();
+        caller.credits = Some(credits(100, None));
+        let ceiling = Ceiling::of_record(&caller);
+        let current = credits(60, None);
+        ceiling
+            .check_credit_change(Some(&current), &CreditChange::Add(40))
+            .unwrap();
+        ceiling
+            .check_credit_change(Some(&current), &CreditChange::Set(100))
+            .unwrap();
+        for change in [CreditChange::Add(41), CreditChange::Set(101)] {
+            let error = ceiling
+                .check_credit_change(Some(&current), &change)
+                .unwrap_err();
+            assert_eq!(error.field(), Some("credits"), "{change:?}");
+        }
+        assert!(
+            ceiling
+                .check_credit_change(None, &CreditChange::Replace(None))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn admins_and_callers_without_credits_impose_no_credit_limit() {
+        let plain = caller();
+        let ceiling = Ceiling::of_record(&plain);
+        ceiling.check_credits(None).unwrap();
+        ceiling
+            .check_credits(Some(&credits(crate::credits::MAX_CREDITS, None)))
+            .unwrap();
+        ceiling
+            .check_credit_change(None, &CreditChange::Set(crate::credits::MAX_CREDITS))
+            .unwrap();
+        let mut admin = caller();
+        admin.scopes = ScopeSet::parse(["admin:keys"]).unwrap();
+        admin.credits = Some(credits(1, None));
+        let ceiling = Ceiling::of_record(&admin);
+        ceiling.check_credits(None).unwrap();
+        ceiling
+            .check_credit_change(None, &CreditChange::Set(1000))
+            .unwrap();
     }
 }

@@ -8,7 +8,9 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::credits::{CreditsInput, present};
 use super::limits::LimitsInput;
+use crate::credits::Credits;
 use crate::limit::RateLimits;
 use crate::token::Environment;
 
@@ -72,6 +74,13 @@ pub struct NewKey {
         schema(value_type = Option<Vec<crate::key::RateLimitSchema>>, max_items = 8)
     )]
     pub(crate) rate_limits: Option<LimitsInput>,
+    /// The key's credits: a balance of 0 to 10^12 that each request
+    /// spends, with an optional refill that sets it back to `amount` at
+    /// 00:00 UTC each day, Monday (`week`) or 1st (`month`). Absent or
+    /// `null`: unlimited.
+    #[serde(default)]
+    #[cfg_attr(feature = "admin", schema(value_type = Option<Credits>))]
+    pub(crate) credits: Option<CreditsInput>,
 }
 
 impl NewKey {
@@ -182,6 +191,23 @@ impl NewKey {
         self.rate_limits = Some(LimitsInput::Checked(limits));
         self
     }
+
+    /// The key's credits; unlimited by default. The store must keep
+    /// credits (every store of keygate does; see
+    /// [`KeyStore::credits`](crate::KeyStore::credits)).
+    ///
+    /// ```
+    /// use keygate::{Credits, NewKey, Refill, RefillEvery};
+    ///
+    /// let monthly = Credits::new(5000)?.with_refill(Refill::new(5000, RefillEvery::Month)?);
+    /// let new = NewKey::new("alice", "metered").credits(monthly);
+    /// # let _ = new;
+    /// # Ok::<(), keygate::CreditsError>(())
+    /// ```
+    pub fn credits(mut self, credits: Credits) -> NewKey {
+        self.credits = Some(CreditsInput::Checked(Some(credits)));
+        self
+    }
 }
 
 /// Changes to an existing key. Absent fields are left as they are.
@@ -226,6 +252,12 @@ pub struct KeyUpdate {
         schema(value_type = Option<Vec<crate::key::RateLimitSchema>>, max_items = 8)
     )]
     pub(crate) rate_limits: Option<LimitsInput>,
+    /// New credits, replacing the balance and the refill (the refill
+    /// schedule starts from the current period); `null` removes them (the
+    /// key becomes unlimited).
+    #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(feature = "admin", schema(value_type = Option<Credits>))]
+    pub(crate) credits: Option<CreditsInput>,
 }
 
 impl KeyUpdate {
@@ -281,6 +313,15 @@ impl KeyUpdate {
     /// them.
     pub fn rate_limits(mut self, limits: RateLimits) -> KeyUpdate {
         self.rate_limits = Some(LimitsInput::Checked(limits));
+        self
+    }
+
+    /// New credits, replacing the balance and the refill; `None` removes
+    /// them (unlimited). Credits reserved before and returned after are
+    /// dropped. To add to the balance or set it while keeping the refill,
+    /// use [`Keys::adjust_credits`](crate::Keys::adjust_credits).
+    pub fn credits(mut self, credits: Option<Credits>) -> KeyUpdate {
+        self.credits = Some(CreditsInput::Checked(credits));
         self
     }
 }

@@ -2,11 +2,13 @@
 
 use time::{Duration, OffsetDateTime};
 
+use super::credits;
 use super::input::{KeyUpdate, NewKey};
 use super::lifetime::Span;
 use super::limits;
 use super::rules::{self, KeyPolicy};
 use super::{Ceiling, KeyError};
+use crate::credits::{CreditChange, Credits};
 use crate::key::now;
 use crate::key::{ApiKey, KeyStatus, StoredKey};
 use crate::secret::SecretToken;
@@ -88,6 +90,14 @@ fn from_store(e: StoreError, limit: u32) -> KeyError {
         }
         StoreError::KeyLimitReached => KeyError::KeyLimitReached { limit },
         StoreError::NotFound => KeyError::NotFound,
+        StoreError::NoCredits => KeyError::invalid(
+            "credits",
+            "the key has no credits (it is unlimited): set a balance instead of adding to it",
+        ),
+        StoreError::TooManyCredits => KeyError::invalid(
+            "add",
+            "the balance would exceed 1000000000000 credits, the most a key may hold",
+        ),
         other => KeyError::Store(other),
     }
 }
@@ -103,6 +113,17 @@ impl<'a> Keys<'a> {
 
     fn err(&self, e: StoreError) -> KeyError {
         from_store(e, self.limit())
+    }
+
+    /// The store's [`CreditStore`](crate::CreditStore), required to give a
+    /// key credits.
+    fn credit_store(&self) -> Result<&dyn crate::store::CreditStore, KeyError> {
+        self.verifier.store().credits().ok_or_else(|| {
+            KeyError::invalid(
+                "credits",
+                "this key store does not keep credits, so keys cannot have any",
+            )
+        })
     }
 
     /// Creates a key with any valid scopes and attributes: for trusted
@@ -182,6 +203,15 @@ impl<'a> Keys<'a> {
             .map(limits::rate_limits)
             .transpose()?
             .unwrap_or_default();
+        let credits = new
+            .credits
+            .as_ref()
+            .map(credits::credits)
+            .transpose()?
+            .flatten();
+        if credits.is_some() {
+            self.credit_store()?;
+        }
         let mut environment = new.environment.unwrap_or_default();
         let mut organization = organization;
         if let Some(ceiling) = ceiling {
@@ -201,6 +231,7 @@ impl<'a> Keys<'a> {
             ceiling.check_ip_allow(&ip_allow)?;
             ceiling.check_ip_deny(&ip_deny)?;
             ceiling.check_rate_limits(&rate_limits)?;
+            ceiling.check_credits(credits.as_ref())?;
         }
 
         let id = KeyId::generate();
@@ -225,6 +256,7 @@ impl<'a> Keys<'a> {
             revoked_reason: None,
             superseded_by: None,
             rate_limits,
+            credits,
         };
         let (token, stored) = self.mint(key, environment);
         inner
@@ -326,8 +358,10 @@ impl<'a> Keys<'a> {
     }
 
     /// Changes name, description, metadata, IP lists, rate limits (the
-    /// whole list is replaced; an empty one removes them), or narrows
-    /// scopes: for
+    /// whole list is replaced; an empty one removes them), credits (the
+    /// balance and refill are replaced, `None` removes them; refused with
+    /// [`KeyError::Conflict`] on `id` for a rotated key, whose credits
+    /// moved to its successor), or narrows scopes: for
     /// trusted callers. No [`Ceiling`] applies.
     ///
     /// # Errors
@@ -342,7 +376,8 @@ impl<'a> Keys<'a> {
     /// Updates a key on behalf of a calling key: every field the update
     /// sets must stay within the caller's [`Ceiling`] — scopes within the
     /// caller's grants (and, as always, the key's own), IP lists no wider
-    /// than the caller's, rate limits no looser than the caller's. Fields the update leaves alone are not judged: an
+    /// than the caller's, rate limits no looser and credits no larger than
+    /// the caller's. Fields the update leaves alone are not judged: an
     /// update cannot widen them.
     ///
     /// # Errors
@@ -392,7 +427,16 @@ impl<'a> Keys<'a> {
             .as_ref()
             .map(limits::rate_limits)
             .transpose()?;
+        let new_credits: Option<Option<Credits>> =
+            update.credits.as_ref().map(credits::credits).transpose()?;
+        let credit_store = match new_credits {
+            Some(_) => Some(self.credit_store()?),
+            None => None,
+        };
         if let Some(ceiling) = ceiling {
+            if let Some(c) = &new_credits {
+                ceiling.check_credits(c.as_ref())?;
+            }
             if let Some(l) = &ip_allow {
                 ceiling.check_ip_allow(l)?;
             }
@@ -434,9 +478,25 @@ impl<'a> Keys<'a> {
                 if let Some(l) = &rate_limits {
                     key.rate_limits.clone_from(l);
                 }
+                if new_credits.is_some() {
+                    refuse_superseded(key)?;
+                }
                 Ok(true)
             })
             .await?;
+        // The store writes credits only through its credit operations,
+        // never with the rest of the record.
+        let key = match (new_credits, credit_store) {
+            (Some(c), Some(store)) => {
+                let stored = store
+                    .adjust(id, CreditChange::Replace(c), now())
+                    .await
+                    .map_err(|e| self.err(e))?;
+                self.verifier.invalidate(*id);
+                stored.key
+            }
+            _ => key,
+        };
         tracing::info!(key_id = %id, "key updated");
         Ok(key)
     }
@@ -471,6 +531,14 @@ impl<'a> Keys<'a> {
     /// included), name and lifetime length; the old one gets `superseded_by` and expires at
     /// `min(old expiry, now + grace)`. For trusted callers: no [`Ceiling`]
     /// applies.
+    ///
+    /// The new key **continues the old key's credits**, it does not get a
+    /// fresh grant: the store moves the balance (as it stands at the
+    /// rotation, a due refill applied), the refill and the balance's
+    /// generation to the new key in the rotation's transaction, and leaves
+    /// the old key a balance of 0 without a refill. While the old key is
+    /// still valid (its grace period), the credits it spends are drawn
+    /// from its successor's balance, so the two never hold a copy each.
     ///
     /// # Errors
     ///
@@ -564,10 +632,12 @@ impl<'a> Keys<'a> {
                 Ok(()) => {
                     self.verifier.invalidate(*id);
                     tracing::info!(key_id = %id, new_key_id = %new_id, "key rotated");
-                    return Ok(CreatedKey {
-                        token,
-                        key: new.key,
-                    });
+                    // The store moved the balance as it stood at the rotation.
+                    let key = match new.key.credits {
+                        Some(_) => self.load(&new_id).await.map_or(new.key, |k| k.key),
+                        None => new.key,
+                    };
+                    return Ok(CreatedKey { token, key });
                 }
                 Err(StoreError::Stale) => continue,
                 Err(e) => return Err(self.err(e)),
@@ -577,6 +647,101 @@ impl<'a> Keys<'a> {
             "id",
             "the key kept changing concurrently; try again",
         ))
+    }
+
+    /// Adds to a key's credits or sets them ([`CreditChange::Add`],
+    /// [`CreditChange::Set`]), or replaces them ([`CreditChange::Replace`]),
+    /// atomically in the store, and returns the record: for trusted
+    /// callers. No [`Ceiling`] applies.
+    ///
+    /// Adding to a key without credits (unlimited) is refused: there is no
+    /// balance to add to; setting gives it one (without a refill). A set or
+    /// a replacement starts a new generation of the balance (credits
+    /// reserved before and returned after are dropped); an add does not. A
+    /// rotated key's credits moved to its successor: adjust that one.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keygate::{CreditChange, Credits, Keygate, MemoryStore, NewKey, Pepper};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let keygate = Keygate::builder(MemoryStore::new())
+    ///     .pepper(Pepper::insecure_fixed_for_tests())
+    ///     .build()?;
+    /// let keys = keygate.keys();
+    /// let key = keys.create(NewKey::new("alice", "ci").credits(Credits::new(10)?)).await?.key;
+    /// let key = keys.adjust_credits(&key.id, CreditChange::Add(5)).await?;
+    /// assert_eq!(key.credits.map(|c| c.remaining()), Some(15));
+    /// let key = keys.adjust_credits(&key.id, CreditChange::Set(3)).await?;
+    /// assert_eq!(key.credits.map(|c| c.remaining()), Some(3));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::Invalid`] on `credits` for an add to a key without
+    /// credits, on `add` when the balance would exceed
+    /// [`MAX_CREDITS`](crate::MAX_CREDITS), on `set` above it, or on
+    /// `credits` when the store keeps no credits; [`KeyError::Conflict`] on
+    /// `id` for a rotated key; [`KeyError::NotFound`]; [`KeyError::Store`].
+    pub async fn adjust_credits(
+        &self,
+        id: &KeyId,
+        change: CreditChange,
+    ) -> Result<ApiKey, KeyError> {
+        self.adjust_credits_within(id, change, None).await
+    }
+
+    /// Adjusts a key's credits on behalf of a calling key: a caller with
+    /// credits cannot leave the key with more than its own remaining (see
+    /// [`Ceiling`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Keys::adjust_credits`]; beyond the ceiling,
+    /// [`KeyError::Forbidden`] on `credits`.
+    pub async fn adjust_credits_as(
+        &self,
+        ceiling: &Ceiling<'_>,
+        id: &KeyId,
+        change: CreditChange,
+    ) -> Result<ApiKey, KeyError> {
+        self.adjust_credits_within(id, change, Some(ceiling)).await
+    }
+
+    async fn adjust_credits_within(
+        &self,
+        id: &KeyId,
+        change: CreditChange,
+        ceiling: Option<&Ceiling<'_>>,
+    ) -> Result<ApiKey, KeyError> {
+        if let CreditChange::Set(n) = change
+            && n > crate::credits::MAX_CREDITS
+        {
+            return Err(KeyError::invalid(
+                "set",
+                format!(
+                    "must be a whole number from 0 to {}",
+                    crate::credits::MAX_CREDITS
+                ),
+            ));
+        }
+        let store = self.credit_store()?;
+        let current = self.load(id).await?;
+        refuse_superseded(&current.key)?;
+        if let Some(ceiling) = ceiling {
+            ceiling.check_credit_change(current.key.credits.as_ref(), &change)?;
+        }
+        let stored = store
+            .adjust(id, change, now())
+            .await
+            .map_err(|e| self.err(e))?;
+        self.verifier.invalidate(*id);
+        tracing::info!(key_id = %id, "key credits adjusted");
+        Ok(stored.key)
     }
 
     /// Deletes a key's record.
@@ -611,5 +776,17 @@ impl<'a> Keys<'a> {
             .count_current(owner, now())
             .await
             .map_err(|e| self.err(e))
+    }
+}
+
+/// A rotated key's credits moved to its successor: changing its own would
+/// change nothing a request draws from.
+fn refuse_superseded(key: &ApiKey) -> Result<(), KeyError> {
+    match key.superseded_by {
+        Some(next) => Err(KeyError::conflict(
+            "id",
+            format!("the key was rotated: its credits moved to its successor {next}"),
+        )),
+        None => Ok(()),
     }
 }

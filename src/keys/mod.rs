@@ -2,6 +2,7 @@
 //! [`Keygate::keys`](crate::Keygate::keys).
 
 mod ceiling;
+mod credits;
 mod error;
 mod input;
 mod lifetime;
@@ -12,6 +13,8 @@ mod rules;
 pub use ceiling::Ceiling;
 #[cfg(feature = "admin")]
 pub(crate) use ceiling::holds_admin_keys;
+#[cfg(feature = "admin")]
+pub(crate) use credits::change as parse_credit_change;
 pub use error::KeyError;
 pub use input::{KeyUpdate, NewKey};
 #[cfg(feature = "cli")]

@@ -1,5 +1,6 @@
 //! Storage of key records: the [`KeyStore`] trait and its backends.
 
+mod credits;
 mod feed;
 mod memory;
 mod meta;
@@ -10,6 +11,8 @@ mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+pub use credits::{CreditStore, MAX_SUCCESSOR_HOPS};
+pub(crate) use credits::{adjust_error, chain_too_long};
 pub use feed::{Change, ChangeSender, Changes};
 pub use memory::MemoryStore;
 pub use meta::StoreMeta;
@@ -43,6 +46,14 @@ pub enum StoreError {
     /// rotation found the key already superseded.
     #[error("the key was changed concurrently")]
     Stale,
+    /// [`CreditChange::Add`](crate::CreditChange::Add) on a key without
+    /// credits (an unlimited key has no balance to add to).
+    #[error("the key has no credits (it is unlimited)")]
+    NoCredits,
+    /// A credit change would leave more than
+    /// [`MAX_CREDITS`](crate::MAX_CREDITS) credits.
+    #[error("a key holds at most 1000000000000 credits")]
+    TooManyCredits,
     /// The backend cannot be reached.
     #[error("the key store is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -194,6 +205,9 @@ pub struct InsertRules {
 ///   polled every 200 ms). [`KeyStore::change_feed`] tells whether a store
 ///   has one; [`Keygate`](crate::Keygate) subscribes when it is built and
 ///   applies what it hears to its cache. The store never sees the cache.
+/// - [`CreditStore`]: key credits reserved, returned and adjusted
+///   atomically (also implemented by [`MemoryStore`]);
+///   [`KeyStore::credits`] tells whether a store has it.
 ///
 /// # Example
 ///
@@ -271,6 +285,16 @@ pub trait KeyStore: Send + Sync + 'static {
     fn change_feed(&self) -> Option<&dyn ChangeFeed> {
         None
     }
+
+    /// This store as a [`CreditStore`], when it keeps key credits: how code
+    /// holding an `Arc<dyn KeyStore>` finds out that it can reserve them. A
+    /// capability query only. The default is `None`: such a store cannot
+    /// hold keys with credits (creating one is refused). A store
+    /// implementing [`CreditStore`] answers `Some(self)`, and a wrapper
+    /// around one should forward the call.
+    fn credits(&self) -> Option<&dyn CreditStore> {
+        None
+    }
 }
 
 /// A store that can tell about changes made by other processes sharing its
@@ -335,5 +359,8 @@ impl<T: KeyStore + ?Sized> KeyStore for std::sync::Arc<T> {
     }
     fn change_feed(&self) -> Option<&dyn ChangeFeed> {
         (**self).change_feed()
+    }
+    fn credits(&self) -> Option<&dyn CreditStore> {
+        (**self).credits()
     }
 }

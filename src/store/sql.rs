@@ -9,7 +9,11 @@ use ipnet::IpNet;
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Transaction, Type};
 use time::OffsetDateTime;
 
-use super::{Cursor, InsertRules, Page, StoreError};
+use super::{
+    Cursor, InsertRules, MAX_SUCCESSOR_HOPS, Page, StoreError, adjust_error, chain_too_long,
+};
+use crate::credits::ledger::Ledger;
+use crate::credits::{CreditChange, CreditGrant, Credits, Refill, RefillEvery, Reservation};
 use crate::key::{ApiKey, StoredKey};
 use crate::limit::RateLimits;
 use crate::scope::ScopeSet;
@@ -41,6 +45,78 @@ pub(crate) struct Row {
     pub superseded_by: Option<String>,
     pub revision: i64,
     pub rate_limits: String,
+    #[sqlx(flatten)]
+    pub credits: CreditColumns,
+}
+
+/// The credit columns of a key (see the `add_credits` migration).
+#[derive(sqlx::FromRow, Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct CreditColumns {
+    pub credits_remaining: Option<i64>,
+    pub credits_refill_amount: Option<i64>,
+    pub credits_refill_every: Option<String>,
+    pub credits_refilled_at: Option<i64>,
+    pub credits_generation: i64,
+}
+
+/// What a credit operation reads, locking the row where the backend can:
+/// the successor and the credit columns.
+#[derive(sqlx::FromRow)]
+pub(crate) struct CreditRow {
+    pub superseded_by: Option<String>,
+    #[sqlx(flatten)]
+    pub credits: CreditColumns,
+}
+
+fn credit_count(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| corrupt(what))
+}
+
+impl CreditColumns {
+    fn from_ledger(ledger: &Ledger) -> CreditColumns {
+        let credits = ledger.credits;
+        let refill = credits.and_then(|c| c.refill());
+        // Balances are at most 10^12, far inside an i64.
+        CreditColumns {
+            credits_remaining: credits.map(|c| c.remaining() as i64),
+            credits_refill_amount: refill.map(|r| r.amount() as i64),
+            credits_refill_every: refill.map(|r| r.every().as_str().to_owned()),
+            credits_refilled_at: ledger.refilled_at.map(OffsetDateTime::unix_timestamp),
+            // The generation is an opaque counter: stored as its bits.
+            credits_generation: ledger.generation as i64,
+        }
+    }
+
+    /// The ledger these columns hold; a corrupt value is a
+    /// [`StoreError::Backend`] naming the column.
+    pub(crate) fn ledger(&self) -> Result<Ledger, StoreError> {
+        let refill = match (self.credits_refill_amount, &self.credits_refill_every) {
+            (None, None) => None,
+            (Some(amount), Some(every)) => {
+                let amount = credit_count(amount, "credits_refill_amount")?;
+                let every = every
+                    .parse::<RefillEvery>()
+                    .map_err(|_| corrupt("credits_refill_every"))?;
+                Some(Refill::new(amount, every).map_err(|_| corrupt("credits_refill_amount"))?)
+            }
+            (Some(_), None) => return Err(corrupt("credits_refill_every")),
+            (None, Some(_)) => return Err(corrupt("credits_refill_amount")),
+        };
+        let credits = match self.credits_remaining {
+            None if refill.is_some() => return Err(corrupt("credits_remaining")),
+            None => None,
+            Some(remaining) => Some(
+                Credits::new(credit_count(remaining, "credits_remaining")?)
+                    .map_err(|_| corrupt("credits_remaining"))?
+                    .with_refill(refill),
+            ),
+        };
+        Ok(Ledger {
+            credits,
+            refilled_at: opt_time(self.credits_refilled_at, "credits_refilled_at")?,
+            generation: self.credits_generation as u64,
+        })
+    }
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -86,7 +162,18 @@ impl Row {
             superseded_by: k.superseded_by.map(|id| id.to_string()),
             revision: stored.revision,
             rate_limits: json(&k.rate_limits),
+            credits: CreditColumns::from_ledger(&Ledger {
+                credits: k.credits,
+                refilled_at: None,
+                generation: 0,
+            }),
         }
+    }
+
+    /// The same row with the credit columns of `ledger`.
+    fn with_ledger(mut self, ledger: &Ledger) -> Row {
+        self.credits = CreditColumns::from_ledger(ledger);
+        self
     }
 
     pub(crate) fn into_stored(self) -> Result<StoredKey, StoreError> {
@@ -124,6 +211,7 @@ impl Row {
                 .transpose()?,
             rate_limits: serde_json::from_str::<RateLimits>(&self.rate_limits)
                 .map_err(|_| corrupt("rate_limits list"))?,
+            credits: self.credits.ledger()?.view(crate::key::now()),
         };
         let mac = self.mac.as_slice().try_into().map_err(|_| corrupt("mac"))?;
         Ok(StoredKey {
@@ -136,7 +224,8 @@ impl Row {
 
 impl Row {
     /// Binds every column, in table order (`id` … `revision`,
-    /// `rate_limits`), to an `INSERT` with 22 placeholders.
+    /// `rate_limits`, then the five credit columns), to an `INSERT` with 27
+    /// placeholders.
     fn bind_insert<'q, DB>(
         self,
         query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
@@ -172,6 +261,11 @@ impl Row {
             .bind(self.superseded_by)
             .bind(self.revision)
             .bind(self.rate_limits)
+            .bind(self.credits.credits_remaining)
+            .bind(self.credits.credits_refill_amount)
+            .bind(self.credits.credits_refill_every)
+            .bind(self.credits.credits_refilled_at)
+            .bind(self.credits.credits_generation)
     }
 
     /// Binds the mutable columns, then `id` and `revision`, to a
@@ -260,6 +354,7 @@ where
     for<'t> i64: Encode<'t, Self::Db> + Type<Self::Db>,
     for<'t> Option<i64>: Encode<'t, Self::Db> + Type<Self::Db>,
     for<'r> Row: FromRow<'r, <Self::Db as Database>::Row>,
+    for<'r> CreditRow: FromRow<'r, <Self::Db as Database>::Row>,
     for<'r> (i64, i64): FromRow<'r, <Self::Db as Database>::Row>,
     for<'r> (i64,): FromRow<'r, <Self::Db as Database>::Row>,
     for<'r> (Option<String>,): FromRow<'r, <Self::Db as Database>::Row>,
@@ -276,7 +371,8 @@ where
     /// `2`, and how many there are.
     const CHECK_CURRENT: &'static str;
     /// `INSERT` of every column, bound in table order (`id` … `revision`,
-    /// then `rate_limits`, added by a later migration).
+    /// then `rate_limits` and the five credit columns, added by later
+    /// migrations).
     const INSERT: &'static str;
     /// Compare-and-set `UPDATE` of the mutable columns (`name`,
     /// `description`, `organization`, `scopes`, `ip_allow`, `ip_deny`,
@@ -290,6 +386,15 @@ where
     /// The `superseded_by` of the key with the one placeholder's id,
     /// locking its row until the transaction ends where the backend can.
     const SUPERSEDED_BY: &'static str;
+    /// The [`CreditRow`] of the key with the one placeholder's id, locking
+    /// its row until the transaction ends where the backend can.
+    const CREDITS: &'static str;
+    /// `UPDATE` of the five credit columns (in [`CreditColumns`] order) of
+    /// the key whose id is the sixth placeholder.
+    const SET_CREDITS: &'static str;
+    /// Bumps the revision and sets `updated_at` to the first placeholder,
+    /// of the key whose id is the second.
+    const TOUCH: &'static str;
     /// How many current keys owner `1` holds at Unix time `2`.
     const COUNT_CURRENT: &'static str;
     /// The `value` of the meta entry named by the one placeholder.
@@ -333,7 +438,7 @@ where
     async fn insert(&self, key: &StoredKey, rules: InsertRules) -> Result<(), StoreError> {
         let mut tx = self.begin_write(&[&key.key.owner]).await?;
         Self::check_current(&mut tx, key, "", rules.max_keys_per_owner, rules.now).await?;
-        Self::insert_row(&mut tx, key).await?;
+        Self::insert_row_with(&mut tx, key, &Ledger::new(key.key.credits, rules.now)).await?;
         tx.commit().await.map_err(Self::error)
     }
 
@@ -368,8 +473,159 @@ where
         }
         Self::update_row(&mut tx, old).await?;
         Self::check_current(&mut tx, new, old.key.id.as_str(), 0, now).await?;
-        Self::insert_row(&mut tx, new).await?;
+        // The new key continues the old key's credits; the old one keeps none.
+        let mut ledger = Self::credit_row(&mut tx, old.key.id.as_str())
+            .await?
+            .ok_or(StoreError::NotFound)?
+            .credits
+            .ledger()?;
+        let moved = ledger.hand_over(now);
+        Self::write_ledger(&mut tx, old.key.id.as_str(), &ledger).await?;
+        Self::insert_row_with(&mut tx, new, &moved).await?;
         tx.commit().await.map_err(Self::error)
+    }
+
+    /// Reserves credits of `id` (or its successor), in one writing
+    /// transaction; see [`CreditStore::reserve`](crate::CreditStore::reserve).
+    async fn reserve(
+        &self,
+        id: &KeyId,
+        need: u64,
+        want: u64,
+        now: OffsetDateTime,
+    ) -> Result<Reservation, StoreError> {
+        let mut tx = self.begin_write(&[]).await?;
+        let (at, mut ledger) = Self::credit_holder(&mut tx, id).await?;
+        let before = ledger;
+        let Some(granted) = ledger.reserve(need, want, now) else {
+            return Ok(Reservation::Unlimited);
+        };
+        if ledger != before {
+            Self::write_ledger(&mut tx, at.as_str(), &ledger).await?;
+            Self::changed(&mut tx, at.as_str()).await?;
+        }
+        tx.commit().await.map_err(Self::error)?;
+        Ok(Reservation::Counted(CreditGrant {
+            key: at,
+            granted,
+            remaining: ledger.credits.map_or(0, |c| c.remaining()),
+            generation: ledger.generation,
+            next_refill: ledger.next_refill(now),
+        }))
+    }
+
+    /// Returns credits to `id` (or its successor), in one writing
+    /// transaction; see [`CreditStore::release`](crate::CreditStore::release).
+    async fn release(
+        &self,
+        id: &KeyId,
+        amount: u64,
+        generation: u64,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write(&[]).await?;
+        let (at, mut ledger) = Self::credit_holder(&mut tx, id).await?;
+        let before = ledger;
+        let returned = ledger.release(amount, generation, now);
+        if ledger != before {
+            Self::write_ledger(&mut tx, at.as_str(), &ledger).await?;
+            Self::changed(&mut tx, at.as_str()).await?;
+        }
+        tx.commit().await.map_err(Self::error)?;
+        Ok(returned)
+    }
+
+    /// Changes the credits of `id` itself, in one writing transaction; see
+    /// [`CreditStore::adjust`](crate::CreditStore::adjust).
+    async fn adjust(
+        &self,
+        id: &KeyId,
+        change: CreditChange,
+        now: OffsetDateTime,
+    ) -> Result<StoredKey, StoreError> {
+        let mut tx = self.begin_write(&[]).await?;
+        let mut ledger = Self::credit_row(&mut tx, id.as_str())
+            .await?
+            .ok_or(StoreError::NotFound)?
+            .credits
+            .ledger()?;
+        ledger.adjust(change, now).map_err(adjust_error)?;
+        Self::write_ledger(&mut tx, id.as_str(), &ledger).await?;
+        sqlx::query(Self::TOUCH)
+            .bind(now.unix_timestamp())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(Self::error)?;
+        Self::changed(&mut tx, id.as_str()).await?;
+        let row = sqlx::query_as::<Self::Db, Row>(Self::GET)
+            .bind(id.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(Self::error)?;
+        tx.commit().await.map_err(Self::error)?;
+        let mut stored = row.into_stored()?;
+        stored.key.credits = ledger.credits;
+        Ok(stored)
+    }
+
+    /// The credit row of `id`, locked where the backend can.
+    async fn credit_row(
+        conn: &mut <Self::Db as Database>::Connection,
+        id: &str,
+    ) -> Result<Option<CreditRow>, StoreError> {
+        sqlx::query_as::<Self::Db, CreditRow>(Self::CREDITS)
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(Self::error)
+    }
+
+    /// The key holding the balance of `id` (itself, or the end of its
+    /// chain of successors, stopping at a successor that no longer exists)
+    /// and its ledger, every row on the way locked where the backend can.
+    async fn credit_holder(
+        conn: &mut <Self::Db as Database>::Connection,
+        id: &KeyId,
+    ) -> Result<(KeyId, Ledger), StoreError> {
+        let mut at = *id;
+        let mut row = Self::credit_row(conn, id.as_str())
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        for _ in 0..=MAX_SUCCESSOR_HOPS {
+            let Some(next) = row.superseded_by.take() else {
+                return Ok((at, row.credits.ledger()?));
+            };
+            let next_id = KeyId::parse(&next).map_err(|_| corrupt("superseded_by"))?;
+            match Self::credit_row(conn, &next).await? {
+                Some(next_row) => {
+                    at = next_id;
+                    row = next_row;
+                }
+                None => return Ok((at, row.credits.ledger()?)),
+            }
+        }
+        Err(chain_too_long())
+    }
+
+    /// Writes the credit columns of `id`.
+    async fn write_ledger(
+        conn: &mut <Self::Db as Database>::Connection,
+        id: &str,
+        ledger: &Ledger,
+    ) -> Result<(), StoreError> {
+        let columns = CreditColumns::from_ledger(ledger);
+        sqlx::query(Self::SET_CREDITS)
+            .bind(columns.credits_remaining)
+            .bind(columns.credits_refill_amount)
+            .bind(columns.credits_refill_every)
+            .bind(columns.credits_refilled_at)
+            .bind(columns.credits_generation)
+            .bind(id)
+            .execute(&mut *conn)
+            .await
+            .map_err(Self::error)?;
+        Ok(())
     }
 
     /// How many current keys `owner` holds at `now`.
@@ -431,12 +687,15 @@ where
         Ok(())
     }
 
-    /// Inserts the row of `key` and announces it.
-    async fn insert_row(
+    /// Inserts the row of `key`, its credits those of `ledger`, and
+    /// announces it.
+    async fn insert_row_with(
         conn: &mut <Self::Db as Database>::Connection,
         key: &StoredKey,
+        ledger: &Ledger,
     ) -> Result<(), StoreError> {
         Row::from_stored(key)
+            .with_ledger(ledger)
             .bind_insert(sqlx::query(Self::INSERT))
             .execute(&mut *conn)
             .await
@@ -517,6 +776,64 @@ mod tests {
             assert!(
                 matches!(&error, StoreError::Backend(e) if e.to_string().contains("rate_limits")),
                 "{bad:?}: {error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn credits_round_trip_through_a_row_with_their_bookkeeping() {
+        use crate::credits::{Credits, Refill, RefillEvery};
+        let mut stored = stored();
+        let credits = Credits::new(7)
+            .unwrap()
+            .with_refill(Refill::new(50, RefillEvery::Week).unwrap());
+        stored.key.credits = Some(credits);
+        let ledger = Ledger {
+            credits: Some(credits),
+            refilled_at: Some(RefillEvery::Week.latest_boundary_at_or_before(crate::key::now())),
+            generation: 3,
+        };
+        let row = Row::from_stored(&stored).with_ledger(&ledger);
+        assert_eq!(row.credits.credits_refill_every.as_deref(), Some("week"));
+        assert_eq!(row.credits.ledger().unwrap(), ledger);
+        assert_eq!(row.into_stored().unwrap(), stored);
+    }
+
+    #[test]
+    fn an_unreadable_credit_column_is_a_store_error_naming_it() {
+        let good = CreditColumns {
+            credits_remaining: Some(5),
+            credits_refill_amount: Some(10),
+            credits_refill_every: Some("day".into()),
+            credits_refilled_at: Some(0),
+            credits_generation: 0,
+        };
+        assert!(good.ledger().is_ok());
+        type Spoil = fn(&mut CreditColumns);
+        let cases: [(Spoil, &str); 6] = [
+            (|c| c.credits_remaining = Some(-1), "credits_remaining"),
+            (
+                |c| c.credits_remaining = Some(1_000_000_000_001),
+                "credits_remaining",
+            ),
+            (|c| c.credits_remaining = None, "credits_remaining"),
+            (
+                |c| c.credits_refill_amount = Some(0),
+                "credits_refill_amount",
+            ),
+            (
+                |c| c.credits_refill_every = Some("hour".into()),
+                "credits_refill_every",
+            ),
+            (|c| c.credits_refill_every = None, "credits_refill_every"),
+        ];
+        for (spoil, column) in cases {
+            let mut bad = good.clone();
+            spoil(&mut bad);
+            let error = bad.ledger().unwrap_err();
+            assert!(
+                matches!(&error, StoreError::Backend(e) if e.to_string().contains(column)),
+                "{column}: {error:?}"
             );
         }
     }

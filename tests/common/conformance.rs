@@ -8,7 +8,8 @@
 use std::sync::Arc;
 
 use keygate::{ApiKey, Environment, KeyId, KeyStore, RateLimits, ScopeSet, StoredKey};
-use keygate::{Cursor, InsertRules, ListQuery, StoreError, Usage};
+use keygate::{CreditChange, CreditGrant, CreditStore, Credits, MAX_CREDITS, Refill, RefillEvery};
+use keygate::{Cursor, InsertRules, ListQuery, Reservation, StoreError, Usage};
 use time::{Duration, OffsetDateTime};
 
 pub fn now() -> OffsetDateTime {
@@ -93,7 +94,8 @@ pub async fn insert_then_get_round_trips_every_field(store: &dyn KeyStore) {
     store.insert(&k, rules()).await.unwrap();
     assert_eq!(store.get(&k.key.id).await.unwrap(), Some(k.clone()));
 
-    let full = key("alice", "full");
+    let mut full = key("alice", "full");
+    full.key.credits = Some(monthly(5000, 5000));
     store.insert(&full, rules()).await.unwrap();
     let got = store.get(&full.key.id).await.unwrap().unwrap();
     assert_eq!(got.key.rate_limits.len(), 2, "rate limits are stored");
@@ -445,6 +447,304 @@ pub async fn concurrent_creates_never_exceed_the_owner_limit(store: Arc<dyn KeyS
     assert_eq!(store.count_current("alice", now()).await.unwrap(), 3);
 }
 
+/// Credits of `remaining`, set back to `amount` on the 1st of each month.
+pub fn monthly(remaining: u64, amount: u64) -> Credits {
+    Credits::new(remaining)
+        .unwrap()
+        .with_refill(Refill::new(amount, RefillEvery::Month).unwrap())
+}
+
+fn credit_store(store: &dyn KeyStore) -> &dyn CreditStore {
+    store.credits().expect("every backend keeps credits")
+}
+
+/// A key with `credits`, inserted.
+async fn with_credits(store: &dyn KeyStore, name: &str, credits: Option<Credits>) -> StoredKey {
+    let mut k = key("alice", name);
+    k.key.credits = credits;
+    store.insert(&k, rules()).await.unwrap();
+    k
+}
+
+async fn counted(
+    store: &dyn KeyStore,
+    id: &KeyId,
+    need: u64,
+    want: u64,
+    at: OffsetDateTime,
+) -> CreditGrant {
+    match credit_store(store)
+        .reserve(id, need, want, at)
+        .await
+        .unwrap()
+    {
+        Reservation::Counted(grant) => grant,
+        other => panic!("expected a counted reservation, got {other:?}"),
+    }
+}
+
+async fn remaining(store: &dyn KeyStore, id: &KeyId) -> Option<u64> {
+    let stored = store.get(id).await.unwrap().unwrap();
+    stored.key.credits.map(|c| c.remaining())
+}
+
+pub async fn credits_are_stored_and_replace_never_writes_them(store: &dyn KeyStore) {
+    let k = with_credits(store, "metered", Some(monthly(10, 50))).await;
+    let got = store.get(&k.key.id).await.unwrap().unwrap();
+    assert_eq!(got.key.credits, Some(monthly(10, 50)));
+    counted(store, &k.key.id, 1, 4, now()).await;
+    // A record read before the reservation, renamed and written back,
+    // does not undo it; nor does a record carrying other credits.
+    let mut stale = got.clone();
+    stale.key.name = "renamed".into();
+    stale.key.credits = Some(monthly(999, 999));
+    store.replace(&stale, now()).await.unwrap();
+    let after = store.get(&k.key.id).await.unwrap().unwrap();
+    assert_eq!(after.key.name, "renamed");
+    assert_eq!(after.key.credits, Some(monthly(6, 50)));
+    let page = store.list(&ListQuery::default()).await.unwrap();
+    assert_eq!(page.keys[0].key.credits, Some(monthly(6, 50)), "listed too");
+}
+
+pub async fn reserve_grants_up_to_want_once_need_is_left(store: &dyn KeyStore) {
+    let k = with_credits(store, "metered", Some(Credits::new(7).unwrap())).await;
+    let id = k.key.id;
+    let t = now();
+    let grant = counted(store, &id, 1, 3, t).await;
+    assert_eq!((grant.key, grant.granted, grant.remaining), (id, 3, 4));
+    assert_eq!(grant.next_refill, None, "no refill");
+    let refused = counted(store, &id, 5, 5, t).await;
+    assert_eq!((refused.granted, refused.remaining), (0, 4));
+    assert!(refused.is_refused(5));
+    assert_eq!(
+        counted(store, &id, 2, 10, t).await.granted,
+        4,
+        "what is left"
+    );
+    assert_eq!(counted(store, &id, 1, 1, t).await.granted, 0);
+    assert_eq!(remaining(store, &id).await, Some(0));
+    let stored = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.revision, 0,
+        "reservations are not changes of the record"
+    );
+
+    let unlimited = with_credits(store, "unlimited", None).await;
+    let credits = credit_store(store);
+    assert_eq!(
+        credits.reserve(&unlimited.key.id, 1, 1, t).await.unwrap(),
+        Reservation::Unlimited
+    );
+    let err = credits.reserve(&fresh_id(), 1, 1, t).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    let err = credits.release(&fresh_id(), 1, 0, t).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+}
+
+pub async fn releases_return_credits_unless_a_set_or_refill_came_between(store: &dyn KeyStore) {
+    let k = with_credits(store, "metered", Some(monthly(7, 100))).await;
+    let id = k.key.id;
+    let credits = credit_store(store);
+    let t = now();
+    let grant = counted(store, &id, 1, 3, t).await;
+    assert!(credits.release(&id, 2, grant.generation, t).await.unwrap());
+    assert_eq!(remaining(store, &id).await, Some(6));
+
+    let grant = counted(store, &id, 1, 3, t).await;
+    let set = credits.adjust(&id, CreditChange::Set(10), t).await.unwrap();
+    assert_eq!(
+        set.key.credits,
+        Some(monthly(10, 100)),
+        "set keeps the refill"
+    );
+    assert!(
+        !credits.release(&id, 3, grant.generation, t).await.unwrap(),
+        "the set started a new generation"
+    );
+    assert_eq!(remaining(store, &id).await, Some(10));
+
+    // Add keeps outstanding reservations valid.
+    let grant = counted(store, &id, 1, 2, t).await;
+    let added = credits.adjust(&id, CreditChange::Add(5), t).await.unwrap();
+    assert_eq!(added.key.credits.map(|c| c.remaining()), Some(13));
+    assert!(
+        added.revision > k.revision,
+        "adjust is a change of the record"
+    );
+    assert_eq!(added.key.updated_at, t);
+    assert!(credits.release(&id, 2, grant.generation, t).await.unwrap());
+    assert_eq!(remaining(store, &id).await, Some(15));
+
+    let err = credits
+        .adjust(&id, CreditChange::Add(MAX_CREDITS), t)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::TooManyCredits), "{err:?}");
+    let err = credits
+        .adjust(&id, CreditChange::Set(MAX_CREDITS + 1), t)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::TooManyCredits), "{err:?}");
+    assert_eq!(
+        remaining(store, &id).await,
+        Some(15),
+        "refusals write nothing"
+    );
+
+    let unlimited = with_credits(store, "unlimited", None).await;
+    let err = credits
+        .adjust(&unlimited.key.id, CreditChange::Add(1), t)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NoCredits), "{err:?}");
+    let set = credits
+        .adjust(&unlimited.key.id, CreditChange::Set(3), t)
+        .await
+        .unwrap();
+    assert_eq!(set.key.credits, Some(Credits::new(3).unwrap()));
+    let gone = credits
+        .adjust(&unlimited.key.id, CreditChange::Replace(None), t)
+        .await
+        .unwrap();
+    assert_eq!(gone.key.credits, None);
+    assert_eq!(remaining(store, &unlimited.key.id).await, None);
+    let err = credits
+        .adjust(&fresh_id(), CreditChange::Set(1), t)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+}
+
+pub async fn a_refill_sets_the_balance_at_the_boundary(store: &dyn KeyStore) {
+    let daily = Credits::new(10)
+        .unwrap()
+        .with_refill(Refill::new(50, RefillEvery::Day).unwrap());
+    let k = with_credits(store, "daily", Some(daily)).await;
+    let id = k.key.id;
+    let today = RefillEvery::Day.latest_boundary_at_or_before(now());
+    let tomorrow = today + Duration::days(1);
+    let last_second = tomorrow - Duration::seconds(1);
+
+    let grant = counted(store, &id, 1, 10, last_second).await;
+    assert_eq!((grant.granted, grant.remaining), (10, 0));
+    assert_eq!(grant.next_refill, Some(tomorrow));
+    assert_eq!(counted(store, &id, 1, 1, last_second).await.granted, 0);
+
+    let refilled = counted(store, &id, 1, 5, tomorrow).await;
+    assert_eq!(
+        (refilled.granted, refilled.remaining),
+        (5, 45),
+        "set to 50, not added"
+    );
+    assert_eq!(refilled.generation, grant.generation + 1);
+    assert_eq!(refilled.next_refill, Some(tomorrow + Duration::days(1)));
+    let credits = credit_store(store);
+    assert!(
+        !credits
+            .release(&id, 3, grant.generation, tomorrow)
+            .await
+            .unwrap(),
+        "credits of yesterday's balance are dropped"
+    );
+    assert!(
+        credits
+            .release(&id, 3, refilled.generation, tomorrow)
+            .await
+            .unwrap()
+    );
+    assert_eq!(counted(store, &id, 0, 0, tomorrow).await.remaining, 48);
+
+    // Several boundaries later: one refill, to the amount.
+    let later = tomorrow + Duration::days(3) + Duration::hours(5);
+    let grant = counted(store, &id, 1, 1, later).await;
+    assert_eq!(grant.remaining, 49);
+    assert_eq!(grant.generation, refilled.generation + 1);
+}
+
+pub async fn rotation_continues_the_credits(store: &dyn KeyStore) {
+    let old = with_credits(store, "metered", Some(monthly(10, 100))).await;
+    let t = now();
+    let before = counted(store, &old.key.id, 1, 3, t).await;
+    assert_eq!(before.remaining, 7);
+
+    let mut new = key("alice", "metered");
+    // What the record handed in says is ignored: the store moves the balance.
+    new.key.credits = Some(monthly(100, 100));
+    let mut superseded = old.clone();
+    superseded.key.superseded_by = Some(new.key.id);
+    store.rotate(&superseded, &new, t).await.unwrap();
+
+    assert_eq!(
+        store.get(&new.key.id).await.unwrap().unwrap().key.credits,
+        Some(monthly(7, 100)),
+        "the new key continues the balance and the refill"
+    );
+    let got_old = store.get(&old.key.id).await.unwrap().unwrap();
+    assert_eq!(
+        got_old.key.credits,
+        Some(Credits::new(0).unwrap()),
+        "no second copy"
+    );
+
+    // The old key, still valid in its grace period, draws from its successor.
+    let via_old = counted(store, &old.key.id, 1, 2, t).await;
+    assert_eq!(
+        (via_old.key, via_old.granted, via_old.remaining),
+        (new.key.id, 2, 5)
+    );
+    assert_eq!(remaining(store, &old.key.id).await, Some(0));
+    // A reservation made before the rotation is returned to the successor.
+    let credits = credit_store(store);
+    assert!(
+        credits
+            .release(&old.key.id, 2, before.generation, t)
+            .await
+            .unwrap()
+    );
+    assert_eq!(remaining(store, &new.key.id).await, Some(7));
+    assert_eq!(remaining(store, &old.key.id).await, Some(0));
+
+    // Unlimited keys stay unlimited through a rotation.
+    let free = with_credits(store, "free", None).await;
+    let next = key("alice", "free");
+    let mut superseded = free.clone();
+    superseded.key.superseded_by = Some(next.key.id);
+    store.rotate(&superseded, &next, t).await.unwrap();
+    assert_eq!(
+        credits.reserve(&free.key.id, 1, 1, t).await.unwrap(),
+        Reservation::Unlimited
+    );
+    assert_eq!(remaining(store, &next.key.id).await, None);
+}
+
+pub async fn concurrent_reservations_never_overspend(store: Arc<dyn KeyStore>) {
+    let mut k = key("alice", "metered");
+    k.key.credits = Some(Credits::new(7).unwrap());
+    store.insert(&k, rules()).await.unwrap();
+    let id = k.key.id;
+    let tasks: Vec<_> = (0..40u64)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let credits = store.credits().unwrap();
+                credits.reserve(&id, 1, 1 + i % 3, now()).await
+            })
+        })
+        .collect();
+    let mut granted = 0;
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            Reservation::Counted(grant) => {
+                assert!(grant.granted == 0 || grant.granted <= 3, "{grant:?}");
+                granted += grant.granted;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(granted, 7, "exactly the balance was granted");
+    assert_eq!(remaining(&*store, &id).await, Some(0));
+}
+
 pub async fn ping_answers(store: &dyn KeyStore) {
     store.ping().await.unwrap();
 }
@@ -493,6 +793,12 @@ macro_rules! conformance_suite {
             check!(delete_removes_the_record);
             check!(usage_keeps_the_latest_use_and_leaves_the_revision);
             check!(ping_answers);
+            check!(credits_are_stored_and_replace_never_writes_them);
+            check!(reserve_grants_up_to_want_once_need_is_left);
+            check!(releases_return_credits_unless_a_set_or_refill_came_between);
+            check!(a_refill_sets_the_balance_at_the_boundary);
+            check!(rotation_continues_the_credits);
+            check_shared!(concurrent_reservations_never_overspend);
             check_shared!(concurrent_creates_of_one_name_admit_exactly_one);
             check_shared!(concurrent_creates_never_exceed_the_owner_limit);
         }

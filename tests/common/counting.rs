@@ -132,4 +132,7 @@ impl KeyStore for CountingStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.check()
     }
+    fn credits(&self) -> Option<&dyn keygate::CreditStore> {
+        self.inner.credits()
+    }
 }

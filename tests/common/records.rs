@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 /// Every field a key record carries (SPEC §5).
-pub const RECORD_FIELDS: [&str; 21] = [
+pub const RECORD_FIELDS: [&str; 22] = [
     "id",
     "display_prefix",
     "name",
@@ -24,5 +24,6 @@ pub const RECORD_FIELDS: [&str; 21] = [
     "revoked_reason",
     "superseded_by",
     "rate_limits",
+    "credits",
     "status",
 ];

@@ -8,10 +8,12 @@ use sqlx::{PgConnection, Postgres, QueryBuilder};
 use time::OffsetDateTime;
 
 use super::listener;
+use crate::credits::{CreditChange, Reservation};
 use crate::key::StoredKey;
 use crate::store::sql::{Dialect, Row, page, store_error};
 use crate::store::{
-    ChangeFeed, Changes, InsertRules, KeyStore, ListQuery, Page, StoreError, StoreMeta, Usage,
+    ChangeFeed, Changes, CreditStore, InsertRules, KeyStore, ListQuery, Page, StoreError,
+    StoreMeta, Usage,
 };
 use crate::token::KeyId;
 
@@ -24,7 +26,8 @@ macro_rules! columns {
          scopes::text AS scopes, ip_allow::text AS ip_allow, ip_deny::text AS ip_deny, \
          metadata::text AS metadata, created_at, updated_at, expires_at, last_used_at, \
          last_used_ip, revoked_at, revoked_reason, superseded_by, revision, \
-         rate_limits::text AS rate_limits"
+         rate_limits::text AS rate_limits, credits_remaining, credits_refill_amount, \
+         credits_refill_every, credits_refilled_at, credits_generation"
     };
 }
 
@@ -210,9 +213,10 @@ impl Dialect for PostgresStore {
     const INSERT: &'static str = "INSERT INTO keygate_keys (id, mac, display_prefix, name, \
          description, owner, organization, environment, scopes, ip_allow, ip_deny, metadata, \
          created_at, updated_at, expires_at, last_used_at, last_used_ip, revoked_at, \
-         revoked_reason, superseded_by, revision, rate_limits) \
+         revoked_reason, superseded_by, revision, rate_limits, credits_remaining, \
+         credits_refill_amount, credits_refill_every, credits_refilled_at, credits_generation) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb, $11::jsonb, $12::jsonb, \
-         $13, $14, $15, $16, $17, $18, $19, $20, $21, $22::jsonb)";
+         $13, $14, $15, $16, $17, $18, $19, $20, $21, $22::jsonb, $23, $24, $25, $26, $27)";
     const UPDATE: &'static str = "UPDATE keygate_keys SET name = $1, description = $2, organization = $3, \
          scopes = $4::jsonb, ip_allow = $5::jsonb, ip_deny = $6::jsonb, metadata = $7::jsonb, \
          updated_at = $8, expires_at = $9, revoked_at = $10, revoked_reason = $11, \
@@ -221,6 +225,14 @@ impl Dialect for PostgresStore {
     const EXISTS: &'static str = "SELECT 1 FROM keygate_keys WHERE id = $1";
     const SUPERSEDED_BY: &'static str =
         "SELECT superseded_by FROM keygate_keys WHERE id = $1 FOR UPDATE";
+    const CREDITS: &'static str = "SELECT superseded_by, credits_remaining, credits_refill_amount, \
+         credits_refill_every, credits_refilled_at, credits_generation \
+         FROM keygate_keys WHERE id = $1 FOR UPDATE";
+    const SET_CREDITS: &'static str = "UPDATE keygate_keys SET credits_remaining = $1, \
+         credits_refill_amount = $2, credits_refill_every = $3, credits_refilled_at = $4, \
+         credits_generation = $5 WHERE id = $6";
+    const TOUCH: &'static str =
+        "UPDATE keygate_keys SET revision = revision + 1, updated_at = $1 WHERE id = $2";
     const COUNT_CURRENT: &'static str = "SELECT COUNT(*) FROM keygate_keys WHERE owner = $1 AND revoked_at IS NULL \
          AND superseded_by IS NULL AND (expires_at IS NULL OR expires_at > $2)";
     const META_GET: &'static str = "SELECT value FROM keygate_meta WHERE name = $1";
@@ -388,6 +400,46 @@ impl KeyStore for PostgresStore {
 
     fn change_feed(&self) -> Option<&dyn ChangeFeed> {
         Some(self)
+    }
+
+    fn credits(&self) -> Option<&dyn CreditStore> {
+        Some(self)
+    }
+}
+
+/// Credits reserved, returned and adjusted in a transaction holding the
+/// key's row lock (`SELECT … FOR UPDATE`, on every key of a successor
+/// chain in order), so that instances sharing the database never overspend;
+/// each change of a balance is notified on [`PostgresStore::CHANNEL`].
+#[async_trait]
+impl CreditStore for PostgresStore {
+    async fn reserve(
+        &self,
+        id: &KeyId,
+        need: u64,
+        want: u64,
+        now: OffsetDateTime,
+    ) -> Result<Reservation, StoreError> {
+        Dialect::reserve(self, id, need, want, now).await
+    }
+
+    async fn release(
+        &self,
+        id: &KeyId,
+        amount: u64,
+        generation: u64,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        Dialect::release(self, id, amount, generation, now).await
+    }
+
+    async fn adjust(
+        &self,
+        id: &KeyId,
+        change: CreditChange,
+        now: OffsetDateTime,
+    ) -> Result<StoredKey, StoreError> {
+        Dialect::adjust(self, id, change, now).await
     }
 }
 

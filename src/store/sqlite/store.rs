@@ -12,10 +12,12 @@ use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 
 use super::poller::{self, record_change};
+use crate::credits::{CreditChange, Reservation};
 use crate::key::StoredKey;
 use crate::store::sql::{Dialect, Row, page, store_error};
 use crate::store::{
-    ChangeFeed, Changes, InsertRules, KeyStore, ListQuery, Page, StoreError, StoreMeta, Usage,
+    ChangeFeed, Changes, CreditStore, InsertRules, KeyStore, ListQuery, Page, StoreError,
+    StoreMeta, Usage,
 };
 use crate::token::KeyId;
 
@@ -163,8 +165,9 @@ impl Dialect for SqliteStore {
     const INSERT: &'static str = "INSERT INTO keygate_keys (id, mac, display_prefix, name, \
          description, owner, organization, environment, scopes, ip_allow, ip_deny, metadata, \
          created_at, updated_at, expires_at, last_used_at, last_used_ip, revoked_at, \
-         revoked_reason, superseded_by, revision, rate_limits) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+         revoked_reason, superseded_by, revision, rate_limits, credits_remaining, \
+         credits_refill_amount, credits_refill_every, credits_refilled_at, credits_generation) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
     const UPDATE: &'static str = "UPDATE keygate_keys SET name = ?, description = ?, organization = ?, scopes = ?, \
          ip_allow = ?, ip_deny = ?, metadata = ?, updated_at = ?, expires_at = ?, \
          revoked_at = ?, revoked_reason = ?, superseded_by = ?, rate_limits = ?, \
@@ -173,6 +176,15 @@ impl Dialect for SqliteStore {
     const EXISTS: &'static str = "SELECT 1 FROM keygate_keys WHERE id = ?";
     // No row locks in SQLite: the `BEGIN IMMEDIATE` transaction is the only writer.
     const SUPERSEDED_BY: &'static str = "SELECT superseded_by FROM keygate_keys WHERE id = ?";
+    // The `BEGIN IMMEDIATE` transaction is the lock here too.
+    const CREDITS: &'static str = "SELECT superseded_by, credits_remaining, credits_refill_amount, \
+         credits_refill_every, credits_refilled_at, credits_generation \
+         FROM keygate_keys WHERE id = ?";
+    const SET_CREDITS: &'static str = "UPDATE keygate_keys SET credits_remaining = ?, \
+         credits_refill_amount = ?, credits_refill_every = ?, credits_refilled_at = ?, \
+         credits_generation = ? WHERE id = ?";
+    const TOUCH: &'static str =
+        "UPDATE keygate_keys SET revision = revision + 1, updated_at = ? WHERE id = ?";
     const COUNT_CURRENT: &'static str = "SELECT COUNT(*) FROM keygate_keys WHERE owner = ? AND revoked_at IS NULL \
          AND superseded_by IS NULL AND (expires_at IS NULL OR expires_at > ?)";
     const META_GET: &'static str = "SELECT value FROM keygate_meta WHERE name = ?";
@@ -296,6 +308,45 @@ impl KeyStore for SqliteStore {
 
     fn change_feed(&self) -> Option<&dyn ChangeFeed> {
         self.shared.then_some(self as &dyn ChangeFeed)
+    }
+
+    fn credits(&self) -> Option<&dyn CreditStore> {
+        Some(self)
+    }
+}
+
+/// Credits reserved, returned and adjusted in `BEGIN IMMEDIATE`
+/// transactions (one writer at a time, across processes), each change of
+/// a balance announced in `keygate_changes`.
+#[async_trait]
+impl CreditStore for SqliteStore {
+    async fn reserve(
+        &self,
+        id: &KeyId,
+        need: u64,
+        want: u64,
+        now: OffsetDateTime,
+    ) -> Result<Reservation, StoreError> {
+        Dialect::reserve(self, id, need, want, now).await
+    }
+
+    async fn release(
+        &self,
+        id: &KeyId,
+        amount: u64,
+        generation: u64,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        Dialect::release(self, id, amount, generation, now).await
+    }
+
+    async fn adjust(
+        &self,
+        id: &KeyId,
+        change: CreditChange,
+        now: OffsetDateTime,
+    ) -> Result<StoredKey, StoreError> {
+        Dialect::adjust(self, id, change, now).await
     }
 }
 
