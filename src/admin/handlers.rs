@@ -499,7 +499,7 @@ pub(crate) async fn authcheck(
 /// Verify a token on behalf of another service.
 #[utoipa::path(post, path = "/v1/verify", tag = "keys", request_body = VerifyBody,
     responses(
-        (status = 200, description = "The verdict. The check consumes `cost` (default 1) from every one of the key's rate limits, or from none when one lacks budget (code rate_limited); `rate_limits` reports each limit's state", body = VerifyResult),
+        (status = 200, description = "The verdict. The check consumes `cost` (default 1) from the key's credits and every one of its rate limits, or from none when one lacks budget (code credits_exhausted or rate_limited); `rate_limits` reports each limit's state and `credits_remaining` the credits left", body = VerifyResult),
         (status = 400, description = "A bad field, a body that is not a JSON object, or credentials in two places or a malformed credential (SPEC §3 invalid_request)", body = ErrorBody),
         (status = 401, description = "No credential, or an invalid one (SPEC §3 missing_token / invalid_token)", body = ErrorBody),
         (status = 403, description = "Missing keys:verify, or ip_not_allowed", body = ErrorBody),
@@ -568,6 +568,7 @@ pub(crate) async fn verify(
                 .iter()
                 .map(Into::into)
                 .collect(),
+            credits_remaining: authorized.credits_remaining(),
         },
         Err(refusal) => match refusal.rejection() {
             Rejection::Unavailable => return Err(ApiError::Unavailable),
@@ -580,6 +581,7 @@ pub(crate) async fn verify(
                     code: rejection.code(),
                     api_key: refusal.key().map(|key| key.record().clone()),
                     rate_limits: refusal.limits().iter().map(Into::into).collect(),
+                    credits_remaining: None,
                 }
             }
         },

@@ -146,8 +146,8 @@ impl From<&crate::limit::LimitState> for LimitReport {
 pub(crate) struct VerifyResult {
     /// Whether the key is valid and allowed.
     pub valid: bool,
-    /// `valid`, `invalid_token`, `ip_not_allowed`, `insufficient_scope` or
-    /// `rate_limited`.
+    /// `valid`, `invalid_token`, `ip_not_allowed`, `insufficient_scope`,
+    /// `rate_limited` or `credits_exhausted`.
     pub code: &'static str,
     /// The key's record, when the token is a key.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -157,6 +157,11 @@ pub(crate) struct VerifyResult {
     /// check was not counted (no limits, cost 0) or refused before them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rate_limits: Vec<LimitReport>,
+    /// The key's credits left after the check, as this instance knows them
+    /// (the store's balance and what it holds in reserve); absent when the
+    /// check spent none (no credits, cost 0, or refused).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credits_remaining: Option<u64>,
 }
 
 /// A management error.

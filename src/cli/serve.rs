@@ -131,7 +131,12 @@ pub(crate) async fn serve(database_url: &str, args: ServeArgs) -> Result<(), Str
         }
     }
     let written = keygate.flush_usage().await;
-    tracing::info!(keys = written, "usage flushed; stopped");
+    let returned = keygate.verifier().release_credits().await;
+    tracing::info!(
+        keys = written,
+        credits_returned = returned,
+        "usage flushed, unused credits returned; stopped"
+    );
     Ok(())
 }
 

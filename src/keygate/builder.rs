@@ -48,6 +48,7 @@ pub struct KeygateBuilder {
     changes: feed::Source,
     limiter: Limiter,
     limits_fail_closed: bool,
+    clock: crate::verify::Clock,
 }
 
 impl std::fmt::Debug for KeygateBuilder {
@@ -91,6 +92,7 @@ impl KeygateBuilder {
             changes: feed::Source::Store,
             limiter: Limiter::default(),
             limits_fail_closed: false,
+            clock: Arc::new(time::OffsetDateTime::now_utc),
         }
     }
 
@@ -285,6 +287,19 @@ impl KeygateBuilder {
         self
     }
 
+    /// The wall clock that credit refills are judged by (a refill falls due
+    /// at 00:00 UTC of its day, Monday or 1st). Default: the system clock,
+    /// `OffsetDateTime::now_utc`. For tests that cross a refill boundary
+    /// without waiting for it; every process sharing a store should agree
+    /// with the others' clocks.
+    pub fn clock(
+        mut self,
+        clock: impl Fn() -> time::OffsetDateTime + Send + Sync + 'static,
+    ) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
     /// Checks the configuration and builds the keygate.
     ///
     /// # Errors
@@ -353,6 +368,7 @@ impl KeygateBuilder {
             changes: self.changes,
             limiter: self.limiter,
             limits_fail_closed: self.limits_fail_closed,
+            clock: self.clock,
         });
         let guard = Guard {
             verifier,

@@ -173,9 +173,10 @@ impl RejectionResponder for DefaultResponder {
                 ))
                 .ok()
             }
-            Rejection::IpNotAllowed | Rejection::Unavailable | Rejection::RateLimited { .. } => {
-                None
-            }
+            Rejection::IpNotAllowed
+            | Rejection::Unavailable
+            | Rejection::RateLimited { .. }
+            | Rejection::CreditsExhausted { .. } => None,
         };
         if let Some(challenge) = challenge {
             headers.insert(WWW_AUTHENTICATE, challenge);
@@ -190,6 +191,11 @@ impl RejectionResponder for DefaultResponder {
             } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after_secs));
                 limit.insert_headers(headers);
+            }
+            Rejection::CreditsExhausted {
+                retry_after_secs: Some(secs),
+            } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(*secs));
             }
             _ => {}
         }

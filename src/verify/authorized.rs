@@ -39,15 +39,21 @@ use crate::limit::LimitOutcome;
 pub struct Authorized {
     key: AuthenticatedKey,
     limits: LimitOutcome,
+    credits_remaining: Option<u64>,
 }
 
 impl Authorized {
     /// The key, carrying the tightest limit's state.
-    pub(crate) fn new(key: AuthenticatedKey, limits: LimitOutcome) -> Authorized {
+    pub(crate) fn new(
+        key: AuthenticatedKey,
+        limits: LimitOutcome,
+        credits_remaining: Option<u64>,
+    ) -> Authorized {
         let tightest = limits.header_state().copied();
         Authorized {
             key: key.with_limit(tightest),
             limits,
+            credits_remaining,
         }
     }
 
@@ -67,5 +73,13 @@ impl Authorized {
     /// limiter that could not be reached while failing open).
     pub fn limits(&self) -> &LimitOutcome {
         &self.limits
+    }
+
+    /// The key's credits left after this request, as this process knows
+    /// them (the store's balance plus what this process holds); `None` when
+    /// the request spent none (the key has no credits, cost 0, an
+    /// inspection).
+    pub fn credits_remaining(&self) -> Option<u64> {
+        self.credits_remaining
     }
 }

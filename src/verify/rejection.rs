@@ -54,6 +54,14 @@ pub enum Rejection {
         /// `Retry-After` header).
         retry_after_secs: u64,
     },
+    /// The key's credits are short of the request's cost (429); checked
+    /// after the IP lists and the scopes, and with the rate limits all or
+    /// nothing (a refusal by one takes nothing from the other).
+    CreditsExhausted {
+        /// Whole seconds until the next refill, at least 1 (the
+        /// `Retry-After` header); `None` when none is scheduled.
+        retry_after_secs: Option<u64>,
+    },
 }
 
 impl Rejection {
@@ -64,7 +72,9 @@ impl Rejection {
             Rejection::InvalidRequest | Rejection::InvalidPath => StatusCode::BAD_REQUEST,
             Rejection::IpNotAllowed | Rejection::InsufficientScope(_) => StatusCode::FORBIDDEN,
             Rejection::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Rejection::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Rejection::RateLimited { .. } | Rejection::CreditsExhausted { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
         }
     }
 
@@ -78,6 +88,7 @@ impl Rejection {
             Rejection::InsufficientScope(_) => "insufficient_scope",
             Rejection::Unavailable => "unavailable",
             Rejection::RateLimited { .. } => "rate_limited",
+            Rejection::CreditsExhausted { .. } => "credits_exhausted",
         }
     }
 
@@ -99,6 +110,9 @@ impl Rejection {
             Rejection::Unavailable => "Authentication is temporarily unavailable.",
             Rejection::RateLimited { .. } => {
                 "The API key's rate limit is exhausted; retry after the time given."
+            }
+            Rejection::CreditsExhausted { .. } => {
+                "The API key has no credits left for this request."
             }
         }
     }

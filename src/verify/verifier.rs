@@ -8,6 +8,7 @@ use super::authenticated::AuthenticatedKey;
 use super::authorized::Authorized;
 use super::cache::{CacheConfig, Entry, KeyCache, LoadError, Record};
 use super::charge::{Charger, Declined};
+use super::credits::{CreditLedger, NotTaken, Taken};
 use super::error::{InvalidReason, VerifyError};
 use super::feed::{self, Follower};
 use super::origin::Origin;
@@ -36,11 +37,14 @@ use crate::token::{Environment, KeyId, TokenFormat};
 /// store read by id (concurrent misses of one key share it); the MAC in
 /// constant time (spent even for an unknown id); environment, revocation
 /// and expiry; the key's IP lists against the [`Origin`]; usage tracking;
-/// the [`Requirement`]; the key's rate limits: the request's cost (1 unless
-/// [`authorize_charged`](Verifier::authorize_charged) says otherwise) is
-/// taken from every limit or from none — a refusal is `rate_limited`, 429,
-/// and takes nothing from the others; an [`Origin::Inspection`] takes
-/// nothing. The buckets are those of the builder's
+/// the [`Requirement`]; the key's credits and rate limits: the request's
+/// cost (1 unless [`authorize_charged`](Verifier::authorize_charged) says
+/// otherwise) is taken from the credits and every limit, or from none — a
+/// refusal is `credits_exhausted` or `rate_limited`, 429, and takes nothing
+/// from the others; an [`Origin::Inspection`] takes nothing. Credits are
+/// reserved from the store in blocks and spent from memory (see
+/// [`release_credits`](Verifier::release_credits)); a store error while
+/// reserving is `unavailable`. The buckets are those of the builder's
 /// [`limiter`](crate::KeygateBuilder::limiter) (in this process by
 /// default); when it cannot be reached the request is admitted uncounted,
 /// or refused `unavailable` with
@@ -92,6 +96,10 @@ pub(crate) struct Core {
     /// The keys' rate limits: the buckets and the policy when they cannot
     /// be reached.
     charger: Charger,
+    /// The credits this process reserved and spends from memory.
+    credits: CreditLedger,
+    /// The wall clock credits' refills are judged by.
+    clock: Clock,
     /// The task applying the store's change feed to `cache`; set once,
     /// right after construction (it holds this `Core` weakly).
     follower: OnceLock<Follower>,
@@ -109,7 +117,12 @@ pub(crate) struct Settings {
     pub(crate) changes: feed::Source,
     pub(crate) limiter: Limiter,
     pub(crate) limits_fail_closed: bool,
+    pub(crate) clock: Clock,
 }
+
+/// The wall clock (UTC) of credit refills: `OffsetDateTime::now_utc`
+/// unless a test gives another.
+pub(crate) type Clock = Arc<dyn Fn() -> time::OffsetDateTime + Send + Sync>;
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -143,6 +156,8 @@ impl Verifier {
                 environments: settings.environments,
                 usage,
                 charger: Charger::new(settings.limiter, settings.limits_fail_closed),
+                credits: CreditLedger::default(),
+                clock: settings.clock,
                 follower: OnceLock::new(),
             }),
         };
@@ -255,11 +270,32 @@ impl Verifier {
             Ok(key) => key,
             Err(refusal) => return Some(Err(refusal)),
         };
-        let charged = self
+        let taken = if counts_credits(key.record(), origin, cost) {
+            // Only what this process already holds: a reservation waits.
+            let now_utc = (self.core.clock)();
+            Some(
+                self.core
+                    .credits
+                    .take_local(key.record().id, cost, now_utc)?,
+            )
+        } else {
+            None
+        };
+        let charged = match self
             .core
             .charger
-            .charge_local(key.record(), origin, cost, now)?;
-        Some(settle(key, charged).map(Authorized::into_key))
+            .charge_local(key.record(), origin, cost, now)
+        {
+            Some(charged) => charged,
+            None => {
+                self.refund(&key, taken, cost);
+                return None;
+            }
+        };
+        Some(
+            self.settle(key, taken, cost, charged)
+                .map(Authorized::into_key),
+        )
     }
 
     /// [`authorize`](Verifier::authorize) for a token that
@@ -408,7 +444,8 @@ impl Verifier {
     }
 
     /// The checks after verification (at `now`): [`gate`](Verifier::gate),
-    /// then the request's `cost` taken from the key's rate limits.
+    /// then the request's `cost` taken from the key's credits and rate
+    /// limits, all or nothing.
     async fn admit(
         &self,
         key: AuthenticatedKey,
@@ -418,8 +455,80 @@ impl Verifier {
         now: Instant,
     ) -> Result<Authorized, Refusal> {
         let key = self.gate(key, origin, requirement, now)?;
-        let charged = self.core.charger.charge(key.record(), origin, cost).await;
-        settle(key, charged)
+        let core = &self.core;
+        let taken = if counts_credits(key.record(), origin, cost) {
+            let taken = core
+                .credits
+                .take(core.store.credits(), key.record().id, cost, (core.clock)())
+                .await;
+            match taken {
+                Ok(taken) => Some(taken),
+                Err(NotTaken::Exhausted { retry_after_secs }) => {
+                    return Err(Refusal::of_key(
+                        Rejection::CreditsExhausted { retry_after_secs },
+                        key,
+                    ));
+                }
+                Err(NotTaken::Unavailable(error)) => {
+                    tracing::warn!(%error, "credits unavailable");
+                    return Err(Refusal::unavailable(error));
+                }
+            }
+        } else {
+            None
+        };
+        let charged = core.charger.charge(key.record(), origin, cost).await;
+        self.settle(key, taken, cost, charged)
+    }
+
+    /// The key with its charge; or, when a rate limit refused (or could not
+    /// be reached, failing closed), the refusal — and the credits taken for
+    /// the request go back.
+    fn settle(
+        &self,
+        key: AuthenticatedKey,
+        taken: Option<Taken>,
+        cost: u64,
+        charged: Result<crate::limit::LimitOutcome, Declined>,
+    ) -> Result<Authorized, Refusal> {
+        let credits_remaining = match taken {
+            Some(Taken::Counted { remaining, .. }) => Some(remaining),
+            _ => None,
+        };
+        match charged {
+            Ok(outcome) => Ok(Authorized::new(key, outcome, credits_remaining)),
+            Err(declined) => {
+                self.refund(&key, taken, cost);
+                Err(match declined {
+                    Declined::Limited { rejection, states } => {
+                        Refusal::of_key(rejection, key).with_limits(states)
+                    }
+                    Declined::Unavailable => Refusal::of_key(Rejection::Unavailable, key),
+                })
+            }
+        }
+    }
+
+    /// Gives back the credits a request took, when it took some.
+    fn refund(&self, key: &AuthenticatedKey, taken: Option<Taken>, cost: u64) {
+        if let Some(taken) = taken {
+            self.core.credits.refund(key.record().id, taken, cost);
+        }
+    }
+
+    /// Returns the credits this process reserved and did not spend to the
+    /// store, for a graceful stop (`keygate serve` does it on SIGTERM):
+    /// how many were returned. Until then, each process holds at most one
+    /// block per key (the request's cost plus up to a sixteenth of the
+    /// balance left, at most 100): what a crash may forfeit.
+    pub async fn release_credits(&self) -> u64 {
+        let Some(store) = self.core.store.credits() else {
+            return 0;
+        };
+        self.core
+            .credits
+            .release_all(store, (self.core.clock)())
+            .await
     }
 
     /// The checks between verification and the limits (at `now`): the
@@ -495,18 +604,10 @@ fn ip_allowed(key: &AuthenticatedKey, origin: Origin) -> bool {
     origin.ip().is_some_and(|ip| record.allows_ip(ip))
 }
 
-/// The key with its charge, or the limits' refusal carrying the key.
-fn settle(
-    key: AuthenticatedKey,
-    charged: Result<crate::limit::LimitOutcome, Declined>,
-) -> Result<Authorized, Refusal> {
-    match charged {
-        Ok(outcome) => Ok(Authorized::new(key, outcome)),
-        Err(Declined::Limited { rejection, states }) => {
-            Err(Refusal::of_key(rejection, key).with_limits(states))
-        }
-        Err(Declined::Unavailable) => Err(Refusal::of_key(Rejection::Unavailable, key)),
-    }
+/// Whether a request by `key` from `origin` at `cost` spends credits: an
+/// inspection, a cost of 0 and a key without credits do not.
+fn counts_credits(key: &crate::key::ApiKey, origin: Origin, cost: u64) -> bool {
+    origin != Origin::Inspection && cost > 0 && key.credits.is_some()
 }
 
 /// An offline refusal.
@@ -687,6 +788,150 @@ mod tests {
             answers.push(answer.map(|_| ()).map_err(|r| r.rejection().code()));
         }
         assert_eq!(answers, [Ok(()), Ok(()), Err("rate_limited")]);
+    }
+
+    /// A keygate whose clock the test moves, and a key of alice's with
+    /// `credits` refilled to 5 daily and a `burst` limit of 3 per hour.
+    async fn paid(credits: u64) -> (Keygate, String, Arc<std::sync::Mutex<time::OffsetDateTime>>) {
+        use crate::credits::{Credits, Refill, RefillEvery};
+        let clock = Arc::new(std::sync::Mutex::new(
+            time::macros::datetime!(2026-12-03 23:59:58 UTC),
+        ));
+        let read = clock.clone();
+        let keygate = Keygate::builder(MemoryStore::new())
+            .pepper(Pepper::insecure_fixed_for_tests())
+            .clock(move || *read.lock().unwrap())
+            .build()
+            .unwrap();
+        let credits = Credits::new(credits)
+            .unwrap()
+            .with_refill(Refill::new(5, RefillEvery::Day).unwrap());
+        let limits =
+            serde_json::from_str(r#"[{"name": "burst", "limit": 3, "period": "1h"}]"#).unwrap();
+        let created = keygate
+            .keys()
+            .create(
+                NewKey::new("alice", "paid")
+                    .credits(credits)
+                    .rate_limits(limits),
+            )
+            .await
+            .unwrap();
+        (keygate, created.token.expose().to_owned(), clock)
+    }
+
+    #[tokio::test]
+    async fn credits_and_limits_are_all_or_nothing_and_a_refill_resets_the_balance() {
+        let (keygate, token, clock) = paid(2).await;
+        let verifier = keygate.verifier();
+        let origin = Origin::Client(ip("10.0.0.1"));
+        let first = verifier
+            .authorize_charged(&token, origin, None, 1)
+            .await
+            .unwrap();
+        assert_eq!(first.credits_remaining(), Some(1));
+        assert_eq!(first.limits().states()[0].remaining, 2);
+        // A cost of 2 is more than the one credit left: refused, and the
+        // burst limit keeps its 2.
+        let refusal = verifier
+            .authorize_charged(&token, origin, None, 2)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refusal.rejection(),
+            &Rejection::CreditsExhausted {
+                retry_after_secs: Some(2)
+            },
+            "the refill is 2 s away"
+        );
+        assert_eq!(refusal.rejection().status(), 429);
+        let last = verifier
+            .authorize_charged(&token, origin, None, 1)
+            .await
+            .unwrap();
+        assert_eq!(last.credits_remaining(), Some(0));
+        assert_eq!(
+            last.limits().states()[0].remaining,
+            1,
+            "the refusal took nothing"
+        );
+        let refusal = verifier.authorize(&token, origin, None).await.unwrap_err();
+        assert_eq!(refusal.rejection().code(), "credits_exhausted");
+
+        // Midnight UTC: the balance is set to 5. The burst limit has one
+        // unit left; a request of 2 is refused by it, and the credits it
+        // took go back.
+        *clock.lock().unwrap() = time::macros::datetime!(2026-12-04 00:00:00 UTC);
+        let refusal = verifier
+            .authorize_charged(&token, origin, None, 2)
+            .await
+            .unwrap_err();
+        assert_eq!(refusal.rejection().code(), "rate_limited");
+        let after = verifier
+            .authorize_charged(&token, origin, None, 1)
+            .await
+            .unwrap();
+        assert_eq!(
+            after.credits_remaining(),
+            Some(4),
+            "the refused request spent nothing"
+        );
+
+        // An inspection and a cost of 0 spend nothing.
+        let seen = verifier
+            .authorize_charged(&token, Origin::Inspection, None, 1)
+            .await
+            .unwrap();
+        assert_eq!(seen.credits_remaining(), None);
+        let free = verifier
+            .authorize_charged(&token, origin, None, 0)
+            .await
+            .unwrap();
+        assert_eq!(free.credits_remaining(), None);
+
+        // What this process holds goes back to the store on release.
+        let returned = verifier.release_credits().await;
+        let stored = verifier
+            .store()
+            .get(&after.key().id())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            stored.key.credits.unwrap().remaining(),
+            4,
+            "returned {returned}"
+        );
+    }
+
+    #[tokio::test]
+    async fn cached_keys_spend_credits_from_memory_and_reserve_when_short() {
+        let (keygate, token, _clock) = paid(1_000).await;
+        let verifier = keygate.verifier();
+        let origin = Origin::Client(ip("10.0.0.1"));
+        let presented = verifier.present(&token).unwrap();
+        // The first request reserves just its cost, the second a block.
+        verifier.authorize(&token, origin, None).await.unwrap();
+        verifier.authorize(&token, origin, None).await.unwrap();
+        let answer = verifier.authorize_cached(&token, &presented, origin, None, 1, Instant::now());
+        assert!(matches!(answer, Some(Ok(_))), "{answer:?}");
+        let stored = verifier
+            .store()
+            .get(&presented_id(&presented))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            stored.key.credits.unwrap().remaining() < 998,
+            "a block is reserved"
+        );
+    }
+
+    fn presented_id(presented: &Presented) -> KeyId {
+        match presented {
+            Presented::Stored { id, .. } => *id,
+            Presented::Custom { .. } => unreachable!("a keygate token"),
+        }
     }
 
     #[tokio::test]
