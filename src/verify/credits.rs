@@ -28,6 +28,10 @@ pub(crate) const MAX_BLOCK: u64 = 100;
 /// that no process strands credits another one could use.
 const BLOCK_SHARE: u64 = 16;
 
+/// How many reservations one request makes at most while concurrent
+/// requests keep spending what it reserved.
+const MAX_ATTEMPTS: usize = 16;
+
 /// Credits of one key held by this process.
 #[derive(Debug, Clone, Copy)]
 struct Block {
@@ -101,49 +105,60 @@ impl CreditLedger {
                 "the key has credits but the store keeps none".into(),
             )));
         };
-        // What the block still holds counts towards the cost, unless it
-        // belongs to a period the store has refilled since.
-        let (held, hint) = {
-            let blocks = self.lock();
-            match blocks.get(&id) {
-                Some(b) if b.next_refill.is_none_or(|at| now < at) => {
-                    (b.available, Some(b.store_remaining))
+        // Concurrent requests spend the block while this one reserves: it
+        // tries again with what is then missing (each grant stays in the
+        // block), a bounded number of times.
+        for _ in 0..MAX_ATTEMPTS {
+            // What the block still holds counts towards the cost, unless
+            // it belongs to a period the store has refilled since.
+            let (held, hint) = {
+                let blocks = self.lock();
+                match blocks.get(&id) {
+                    Some(b) if b.next_refill.is_none_or(|at| now < at) => {
+                        (b.available, Some(b.store_remaining))
+                    }
+                    _ => (0, None),
                 }
-                _ => (0, None),
-            }
-        };
-        let need = cost - held.min(cost);
-        let want = block_size(need, hint);
-        let grant = match store.reserve(&id, need, want, now).await {
-            Ok(Reservation::Counted(grant)) => grant,
-            Ok(_) => return Ok(Taken::Unlimited),
-            Err(error) => return Err(NotTaken::Unavailable(error)),
-        };
-        let mut blocks = self.lock();
-        let block = blocks.entry(id).or_insert(Block {
-            available: 0,
-            generation: grant.generation,
-            store_remaining: grant.remaining,
-            next_refill: grant.next_refill,
-        });
-        if block.generation != grant.generation || block.next_refill.is_some_and(|at| now >= at) {
-            // A refill or a set since: what was held is forfeit.
-            block.available = 0;
-        }
-        block.generation = grant.generation;
-        block.store_remaining = grant.remaining;
-        block.next_refill = grant.next_refill;
-        block.available = block.available.saturating_add(grant.granted);
-        if grant.is_refused(need) || block.available < cost {
-            return Err(NotTaken::Exhausted {
-                retry_after_secs: grant.next_refill.map(|at| secs_until(now, at)),
+            };
+            let need = cost - held.min(cost);
+            let want = block_size(need, hint);
+            let grant = match store.reserve(&id, need, want, now).await {
+                Ok(Reservation::Counted(grant)) => grant,
+                Ok(_) => return Ok(Taken::Unlimited),
+                Err(error) => return Err(NotTaken::Unavailable(error)),
+            };
+            let mut blocks = self.lock();
+            let block = blocks.entry(id).or_insert(Block {
+                available: 0,
+                generation: grant.generation,
+                store_remaining: grant.remaining,
+                next_refill: grant.next_refill,
             });
+            if block.generation != grant.generation || block.next_refill.is_some_and(|at| now >= at)
+            {
+                // A refill or a set since: what was held is forfeit.
+                block.available = 0;
+            }
+            block.generation = grant.generation;
+            block.store_remaining = grant.remaining;
+            block.next_refill = grant.next_refill;
+            block.available = block.available.saturating_add(grant.granted);
+            if block.available >= cost {
+                block.available -= cost;
+                return Ok(Taken::Counted {
+                    generation: block.generation,
+                    remaining: block.store_remaining.saturating_add(block.available),
+                });
+            }
+            if grant.is_refused(need) {
+                return Err(NotTaken::Exhausted {
+                    retry_after_secs: grant.next_refill.map(|at| secs_until(now, at)),
+                });
+            }
         }
-        block.available -= cost;
-        Ok(Taken::Counted {
-            generation: block.generation,
-            remaining: block.store_remaining.saturating_add(block.available),
-        })
+        Err(NotTaken::Unavailable(StoreError::Backend(
+            "credits kept being spent while this request reserved them".into(),
+        )))
     }
 
     /// Gives back `cost` credits a request took but did not use (a rate
