@@ -433,21 +433,17 @@ fn verify_consumes_its_cost_and_reports_and_refuses_a_bad_cost() {
 
 // f. Two instances on one Redis.
 
-#[test]
-fn two_instances_on_one_redis_admit_exactly_the_limit_together() {
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let first = serve(dir.path(), Counters::Redis(&redis), &[], None);
-    let admin = first.bootstrap_token();
-    let second = serve(dir.path(), Counters::Redis(&redis), &[], None);
+/// 60 requests from 6 threads over `first` and `second` against a key
+/// with 20/1h: exactly 20 pass.
+fn two_instances_admit_exactly_the_limit_together(first: &Serve, second: &Serve, admin: &str) {
     let token = key(
-        &first,
-        &admin,
+        first,
+        admin,
         "alice",
         "shared",
         json!([{"name": "hourly", "limit": 20, "period": "1h"}]),
     );
-    let instances = [&first, &second];
+    let instances = [first, second];
     let admitted = AtomicUsize::new(0);
     let refused = AtomicUsize::new(0);
     thread::scope(|scope| {
@@ -474,6 +470,46 @@ fn two_instances_on_one_redis_admit_exactly_the_limit_together() {
     for serve in instances {
         assert_rate_limited(&ask(serve, &token, "/items"), "hourly");
     }
+}
+
+#[test]
+fn two_instances_on_one_redis_and_one_sqlite_file_admit_exactly_the_limit_together() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let first = serve(dir.path(), Counters::Redis(&redis), &[], None);
+    let admin = first.bootstrap_token();
+    let second = serve(dir.path(), Counters::Redis(&redis), &[], None);
+    two_instances_admit_exactly_the_limit_together(&first, &second, &admin);
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn two_instances_on_one_redis_and_one_postgres_database_admit_exactly_the_limit_together() {
+    const PEPPER: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let db = runtime.block_on(common::postgres::TestDb::create());
+    let redis = RedisServer::start();
+    // Two directories: nothing is shared but the database and the pepper.
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let start = |dir: &TempDir| {
+        let rules = dir.path().join("rules.toml");
+        std::fs::write(&rules, RULES).unwrap();
+        let options = ServeOptions::new()
+            .args([
+                "--rules",
+                rules.to_str().unwrap(),
+                "--forward-auth",
+                "nginx",
+            ])
+            .args(["--redis-url".to_owned(), redis.url()])
+            .env("KEYGATE_DATABASE_URL", &db.url)
+            .env("KEYGATE_PEPPER", PEPPER);
+        Serve::start(dir.path(), options)
+    };
+    let first = start(&dirs[0]);
+    let admin = first.bootstrap_token();
+    let second = start(&dirs[1]);
+    two_instances_admit_exactly_the_limit_together(&first, &second, &admin);
 }
 
 // g. Redis stopped under running instances, and started again.
@@ -537,6 +573,13 @@ fn without_redis_limited_keys_fail_open_or_closed_and_both_recover_with_it() {
         }
     }
 
+    // Warned once each, not per request.
+    assert_logged_once(
+        &open,
+        "rate limiter unreachable: requests are admitted uncounted",
+    );
+    assert_logged_once(&closed, "rate limiter unreachable: requests are refused");
+
     // Started again, empty: both count again without a restart.
     redis.restart();
     let response = poll(&open, &limited, |r| r.header("ratelimit").is_some());
@@ -550,6 +593,25 @@ fn without_redis_limited_keys_fail_open_or_closed_and_both_recover_with_it() {
     );
     let response = ask(&closed, &plain, "/items");
     assert_eq!(response.status, 200, "{response:?}");
+    for serve in [&open, &closed] {
+        assert_logged_once(serve, "rate limiter reachable again");
+    }
+}
+
+/// `line` appears exactly once in `serve`'s stderr (waiting a little for
+/// the pipe reader).
+fn assert_logged_once(serve: &Serve, line: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let stderr = serve.stderr();
+        let times = stderr.matches(line).count();
+        if times >= 1 {
+            assert_eq!(times, 1, "{line:?} logged {times} times:\n{stderr}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "{line:?} not logged:\n{stderr}");
+        thread::sleep(Duration::from_millis(20));
+    }
 }
 
 // h. Starting with Redis, or without it.
