@@ -237,6 +237,21 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u32).range(1..=1_000_000)
     )]
     pub max_connections: u32,
+    /// Count rate limits in this Redis (`redis://[:PASSWORD@]HOST[:PORT][/DB]`,
+    /// `rediss://` for TLS) so that every `serve` pointed at it shares the
+    /// buckets exactly. Without it, limits are counted in this process.
+    /// Redis must answer at start, else `serve` exits; a password in the
+    /// URL is never printed.
+    #[arg(long, env = "KEYGATE_REDIS_URL", value_name = "URL")]
+    pub redis_url: Option<String>,
+    /// With --redis-url: refuse a request counted against rate limits with
+    /// 503 `unavailable` (Retry-After: 1) while Redis cannot be reached.
+    /// Default: fail open (admitted uncounted, warned in the logs). Keys
+    /// without limits are never affected; without --redis-url it has no
+    /// effect (the in-process limiter never fails). In the variable: true
+    /// or false.
+    #[arg(long, env = "KEYGATE_LIMITS_FAIL_CLOSED")]
+    pub limits_fail_closed: bool,
 }
 
 impl ServeArgs {
@@ -313,8 +328,33 @@ fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
 mod tests {
     use std::time::Duration;
 
-    use super::{parse_rate_limit, parse_refill, parse_timeout};
+    use clap::Parser as _;
+
+    use super::{Cli, Command, ServeArgs, parse_rate_limit, parse_refill, parse_timeout};
     use crate::credits::RefillEvery;
+
+    fn serve(args: &[&str]) -> ServeArgs {
+        let cli = Cli::try_parse_from([&["keygate", "serve"], args].concat()).unwrap();
+        match cli.command {
+            Command::Serve(args) => *args,
+            other => panic!("not serve: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn serve_takes_a_redis_url_and_fails_open_unless_told_otherwise() {
+        let args = serve(&["--redis-url", "redis://127.0.0.1:6379/2"]);
+        assert_eq!(args.redis_url.as_deref(), Some("redis://127.0.0.1:6379/2"));
+        assert!(!args.limits_fail_closed);
+        let args = serve(&["--redis-url", "redis://cache:6379", "--limits-fail-closed"]);
+        assert!(args.limits_fail_closed);
+        // Harmless without Redis: accepted, and the in-process limiter never fails.
+        let args = serve(&["--limits-fail-closed"]);
+        assert!(args.limits_fail_closed);
+        assert_eq!(args.redis_url, None);
+        // A flag, not an option taking a value.
+        assert!(Cli::try_parse_from(["keygate", "serve", "--limits-fail-closed=yes"]).is_err());
+    }
 
     #[test]
     fn refills_take_an_amount_and_a_period() {

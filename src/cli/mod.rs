@@ -14,6 +14,7 @@
 mod args;
 mod database;
 mod output;
+mod redis;
 mod run;
 mod serve;
 

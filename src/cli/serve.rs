@@ -1,7 +1,10 @@
 //! `keygate serve`: the HTTP API of SPEC §9 on `--listen`, and with
 //! `--upstream` the authenticating reverse proxy on `--proxy-listen`, both
 //! run by [`crate::listener`] with the bounds of `--header-timeout`,
-//! `--idle-timeout` and `--max-connections`. Every flag and file is checked
+//! `--idle-timeout` and `--max-connections`. Rate limits are counted in
+//! this process, or with `--redis-url` in Redis (connected at start: an
+//! unreachable Redis stops the start), failing open unless
+//! `--limits-fail-closed`. Every flag and file is checked
 //! before the bootstrap key is created. Stops gracefully on SIGINT/SIGTERM:
 //! in-flight requests finish, usage is flushed, exit status 0.
 
@@ -53,8 +56,10 @@ async fn bind(addr: &str, what: &str) -> Result<tokio::net::TcpListener, String>
 ///
 /// Everything that can be wrong is checked before the bootstrap key is
 /// created (and printed, which burns it): the rules file, the trusted
-/// proxies, the database and its pepper, the upstream URL, and both listen
-/// addresses (bound here). A failure leaves an empty database empty.
+/// proxies, the Redis of `--redis-url` (which must answer now), the
+/// database and its pepper, the upstream URL, and both listen addresses
+/// (bound here). A failure leaves an empty database empty; a Redis that
+/// does not answer leaves no database at all.
 pub(crate) async fn serve(database_url: &str, args: ServeArgs) -> Result<(), String> {
     let rules = match &args.rules {
         Some(path) => Rules::load(path).map_err(|e| format!("{}: {e}", path.display()))?,
@@ -70,14 +75,39 @@ pub(crate) async fn serve(database_url: &str, args: ServeArgs) -> Result<(), Str
         args.trusted_proxies.clone()
     };
     let limits = args.limits();
+    // Before the database: a Redis that does not answer stops the start
+    // with nothing created.
+    let limiter = match &args.redis_url {
+        Some(url) => Some((super::redis::connect(url).await?, super::redis::redact(url))),
+        None => None,
+    };
     let opened = database::open(database_url, database::Create::IfMissing)
         .await
         .map_err(|e| e.to_string())?;
-    let keygate = Keygate::builder(opened.store)
+    let mut builder = Keygate::builder(opened.store)
         .pepper(opened.pepper)
         .trusted_proxies(trusted)
-        .build()
-        .map_err(|e| e.to_string())?;
+        .limits_fail_closed(args.limits_fail_closed);
+    match limiter {
+        Some((limiter, shown)) => {
+            builder = builder.limiter(limiter);
+            tracing::info!(
+                limiter = "redis",
+                url = %shown,
+                fail_closed = args.limits_fail_closed,
+                "rate limits counted in Redis, shared by every instance on it"
+            );
+        }
+        None => tracing::info!(
+            limiter = "local",
+            "rate limits counted in this process (no --redis-url{})",
+            match args.limits_fail_closed {
+                true => "; --limits-fail-closed has no effect",
+                false => "",
+            }
+        ),
+    }
+    let keygate = builder.build().map_err(|e| e.to_string())?;
     let proxy = match &args.upstream {
         Some(upstream) => {
             let gateway = crate::gateway::Gateway::new(keygate.clone(), rules.clone());

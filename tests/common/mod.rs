@@ -25,6 +25,7 @@ pub mod postgres;
 pub mod process;
 pub mod proxies;
 pub mod records;
+pub mod redis;
 pub mod server;
 pub mod upstream;
 pub mod wire;
