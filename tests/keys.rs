@@ -1031,3 +1031,103 @@ async fn a_limited_caller_never_mints_looser_rate_limits() {
         );
     }
 }
+
+#[tokio::test]
+async fn credits_are_created_updated_adjusted_and_continued_by_rotation() {
+    use keygate::{CreditChange, Credits, Refill, RefillEvery, Reservation};
+    for (name, gate, _dir) in gates().await {
+        let keys = gate.keys();
+        let monthly = Credits::new(10)
+            .unwrap()
+            .with_refill(Refill::new(10, RefillEvery::Month).unwrap());
+        let created = keys
+            .create(NewKey::new("alice", "metered").credits(monthly))
+            .await
+            .unwrap();
+        let id = created.key.id;
+        assert_eq!(created.key.credits, Some(monthly), "{name}");
+        assert_eq!(
+            keys.get(&id).await.unwrap().credits,
+            Some(monthly),
+            "{name}"
+        );
+
+        let store = gate.store().credits().expect("credits");
+        let Reservation::Counted(grant) = store
+            .reserve(&id, 1, 4, OffsetDateTime::now_utc())
+            .await
+            .unwrap()
+        else {
+            panic!("{name}: counted")
+        };
+        assert_eq!(grant.remaining, 6, "{name}");
+        // An update of another field leaves the balance alone.
+        let renamed = keys
+            .update(&id, KeyUpdate::default().name("metered-2"))
+            .await
+            .unwrap();
+        assert_eq!(renamed.credits.map(|c| c.remaining()), Some(6), "{name}");
+
+        let rotated = keys.rotate(&id, Duration::hours(1)).await.unwrap();
+        assert_eq!(
+            rotated.key.credits.map(|c| c.remaining()),
+            Some(6),
+            "{name}: the new key continues the balance"
+        );
+        assert_eq!(
+            keys.get(&id).await.unwrap().credits,
+            Some(Credits::new(0).unwrap()),
+            "{name}"
+        );
+        let err = keys
+            .adjust_credits(&id, CreditChange::Add(1))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, KeyError::Conflict { field: "id", .. }),
+            "{name}: {err:?}"
+        );
+        let err = keys
+            .update(&id, KeyUpdate::default().credits(None))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, KeyError::Conflict { field: "id", .. }),
+            "{name}: {err:?}"
+        );
+
+        let new_id = rotated.key.id;
+        let key = keys
+            .adjust_credits(&new_id, CreditChange::Add(4))
+            .await
+            .unwrap();
+        assert_eq!(key.credits.map(|c| c.remaining()), Some(10), "{name}");
+        let key = keys
+            .update(&new_id, KeyUpdate::default().credits(None))
+            .await
+            .unwrap();
+        assert_eq!(key.credits, None, "{name}: None removes them");
+        let err = keys
+            .adjust_credits(&new_id, CreditChange::Add(1))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                KeyError::Invalid {
+                    field: "credits",
+                    ..
+                }
+            ),
+            "{name}: {err:?}"
+        );
+        let key = keys
+            .update(
+                &new_id,
+                KeyUpdate::default().credits(Some(Credits::new(2).unwrap())),
+            )
+            .await
+            .unwrap();
+        assert_eq!(key.credits, Some(Credits::new(2).unwrap()), "{name}");
+    }
+}

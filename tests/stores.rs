@@ -212,3 +212,73 @@ mod sqlite_change_feed {
         assert!(keygate::MemoryStore::new().change_feed().is_none());
     }
 }
+
+/// Credits on one SQLite file shared by two stores, as two processes
+/// would share it: never overspent, and every change of a balance heard.
+#[cfg(feature = "sqlite")]
+mod sqlite_shared_credits {
+    use std::time::Duration;
+
+    use keygate::{
+        Change, ChangeFeed, CreditChange, Credits, InsertRules, KeyStore, Reservation, SqliteStore,
+    };
+
+    use super::common::conformance::{key, now};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_stores_on_one_file_never_overspend_and_hear_credit_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("keys.db").display());
+        let a = SqliteStore::open(&url).await.unwrap();
+        let b = SqliteStore::open_existing(&url).await.unwrap();
+        let mut k = key("alice", "metered");
+        k.key.credits = Some(Credits::new(7).unwrap());
+        let rules = InsertRules {
+            max_keys_per_owner: 0,
+            now: now(),
+        };
+        a.insert(&k, rules).await.unwrap();
+        let id = k.key.id;
+        let mut changes = b.subscribe();
+        assert_eq!(changes.next().await, Some(Change::Resync));
+
+        let tasks: Vec<_> = (0..40u64)
+            .map(|i| {
+                let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+                tokio::spawn(async move {
+                    let credits = store.credits().unwrap();
+                    credits.reserve(&id, 1, 1 + i % 3, now()).await
+                })
+            })
+            .collect();
+        let mut granted = 0;
+        for t in tasks {
+            match t.await.unwrap().unwrap() {
+                Reservation::Counted(grant) => granted += grant.granted,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(granted, 7);
+        let stored = b.get(&id).await.unwrap().unwrap();
+        assert_eq!(stored.key.credits, Some(Credits::new(0).unwrap()));
+
+        let next = tokio::time::timeout(Duration::from_secs(1), changes.next())
+            .await
+            .expect("a change within a second");
+        assert_eq!(next, Some(Change::Key(id)), "a reservation is heard");
+        // Drain what the reservations announced, then an adjustment.
+        while tokio::time::timeout(Duration::from_millis(600), changes.next())
+            .await
+            .is_ok()
+        {}
+        a.credits()
+            .unwrap()
+            .adjust(&id, CreditChange::Set(3), now())
+            .await
+            .unwrap();
+        let next = tokio::time::timeout(Duration::from_secs(1), changes.next())
+            .await
+            .expect("a change within a second");
+        assert_eq!(next, Some(Change::Key(id)), "an adjustment is heard");
+    }
+}

@@ -109,7 +109,8 @@ fn created(created: CreatedKey) -> Response {
 /// ceiling of SPEC §4a): scopes within its grants and, unless the caller
 /// holds `admin:keys`, an expiry no later than its own, its environment and
 /// organization (the defaults when left out), an allow list within its own
-/// and a deny list including its own. A left-out lifetime is the default
+/// and a deny list including its own, rate limits no looser and credits no
+/// larger than its own. A left-out lifetime is the default
 /// cut to the caller's expiry. Each violation is 403 `forbidden` naming the
 /// field.
 #[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = NewKey,
@@ -117,7 +118,7 @@ fn created(created: CreatedKey) -> Response {
         (status = 201, description = "Created; the token is shown once", body = CreatedBody),
         (status = 400, description = "A field breaks a rule of SPEC §5, the body is not a JSON object, or credentials in two places or a malformed credential (SPEC §3 invalid_request)", body = ErrorBody),
         (status = 401, description = "No credential, or an invalid one (SPEC §3 missing_token / invalid_token)", body = ErrorBody),
-        (status = 403, description = "Missing keys:create; another owner without admin:keys; the key would exceed the calling key's own limits (forbidden, naming the field: scopes, expires_at, environment, organization, ip_allow, ip_deny); or ip_not_allowed", body = ErrorBody),
+        (status = 403, description = "Missing keys:create; another owner without admin:keys; the key would exceed the calling key's own limits (forbidden, naming the field: scopes, expires_at, environment, organization, ip_allow, ip_deny, rate_limits, credits); or ip_not_allowed", body = ErrorBody),
         (status = 409, description = "Duplicate name (conflict) or key limit reached (key_limit_reached)", body = ErrorBody),
         (status = 413, description = "The body is larger than 64 KiB (payload_too_large)", body = ErrorBody),
         (status = 415, description = "A body not sent as Content-Type: application/json (unsupported_media_type)", body = ErrorBody),

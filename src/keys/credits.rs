@@ -247,4 +247,27 @@ mod tests {
             assert_eq!(error.field(), Some(field), "{bad}: {error}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_credits_are_accepted_exactly_within_their_bounds(
+            remaining in proptest::prop_oneof![0u64..=MAX_CREDITS, proptest::num::u64::ANY],
+            amount in proptest::prop_oneof![0u64..=MAX_CREDITS, proptest::num::u64::ANY],
+            every in proptest::sample::select(vec!["day", "week", "month", "year", "Day", ""]),
+        ) {
+            let json = serde_json::json!({
+                "remaining": remaining,
+                "refill": {"amount": amount, "every": every},
+            });
+            let parsed = credits(&CreditsInput::Json(json.clone()));
+            let valid = remaining <= MAX_CREDITS
+                && (1..=MAX_CREDITS).contains(&amount)
+                && ["day", "week", "month"].contains(&every);
+            proptest::prop_assert_eq!(parsed.is_ok(), valid, "{}", json);
+            if let Ok(Some(credits)) = parsed {
+                // What is accepted serializes back to what was sent.
+                proptest::prop_assert_eq!(serde_json::to_value(credits).unwrap(), json);
+            }
+        }
+    }
 }

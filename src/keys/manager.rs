@@ -140,7 +140,7 @@ impl<'a> Keys<'a> {
 
     /// Creates a key on behalf of a calling key: the new key must stay
     /// within the caller's [`Ceiling`] (SPEC §4a) — scopes, expiry,
-    /// environment, organization, IP lists and rate limits.
+    /// environment, organization, IP lists, rate limits and credits.
     ///
     /// What the request leaves out comes from the caller where the caller
     /// limits it: without `environment` or `organization`, the caller's;
@@ -527,8 +527,8 @@ impl<'a> Keys<'a> {
         Ok(key)
     }
 
-    /// Rotates a key: a new key with the same attributes (rate limits
-    /// included), name and lifetime length; the old one gets `superseded_by` and expires at
+    /// Rotates a key: a new key with the same attributes (rate limits and
+    /// credits included), name and lifetime length; the old one gets `superseded_by` and expires at
     /// `min(old expiry, now + grace)`. For trusted callers: no [`Ceiling`]
     /// applies.
     ///

@@ -239,7 +239,9 @@ pub trait KeyStore: Send + Sync + 'static {
 
     /// Replaces the record with `key.key.id`, if its stored revision is still
     /// `key.revision`; the stored revision becomes `key.revision + 1`. The
-    /// MAC and the usage fields are left as they are.
+    /// MAC, the usage fields and the credits are left as they are (credits
+    /// change only through [`CreditStore`], so a record read before a
+    /// reservation cannot undo it).
     ///
     /// # Errors
     ///
@@ -251,6 +253,11 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Rotation in one transaction: replaces `old` as [`replace`](KeyStore::replace)
     /// does (it carries `superseded_by` and its shortened expiry) and inserts
     /// `new`, which may share the old key's name.
+    ///
+    /// A store that keeps credits moves them in the same transaction: `new`
+    /// continues `old`'s balance (whatever `new.key.credits` says), refill
+    /// and generation, and `old` keeps a balance of 0 without a refill (see
+    /// [`CreditStore`]).
     ///
     /// # Errors
     ///

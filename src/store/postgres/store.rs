@@ -49,7 +49,8 @@ use listener::{DEFAULT_HEARTBEAT, MIN_HEARTBEAT};
 /// writers for one owner — in one process or many — take turns; updates
 /// are compare-and-set on the record's revision.
 ///
-/// Every insert, update, rotation (both ids) and delete sends
+/// Every insert, update, rotation (both ids), delete and change of a
+/// key's credits sends
 /// `NOTIFY keygate_keys, '<key id>'` in its transaction, so the
 /// notification goes out exactly when the change commits. The store is a
 /// [`ChangeFeed`]: each subscription listens on that channel from a

@@ -32,9 +32,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// which SQLite runs one at a time.
 ///
 /// Several processes may share one file (`keygate serve` instances, the
-/// `keygate` CLI): every insert, update, rotation (both ids) and delete
-/// adds a row naming the key to the `keygate_changes` table in its own
-/// transaction, and the store is a [`ChangeFeed`] — each subscription
+/// `keygate` CLI): every insert, update, rotation (both ids), delete and
+/// change of a key's credits adds a row naming the key to the
+/// `keygate_changes` table in its own transaction, and the store is a [`ChangeFeed`] — each subscription
 /// polls that table every 200 ms from a dedicated connection (one
 /// `PRAGMA data_version` per poll while nothing changes) and yields
 /// [`Change::Key`](crate::store::Change::Key) for every row after the last
