@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Rate-limit accuracy across instances (SPEC §11): 4 `keygate serve` on one
 # Redis (a redis-server of its own, on a free port) and one PostgreSQL
-# database (created for the run, dropped at exit), one key with LIMIT/1d,
-# REQUESTS forward-auth requests spread over the 4 instances by CONCURRENCY
-# client threads. Prints admitted vs limit. Not run in CI.
+# database (created for the run, dropped at exit); one key with LIMIT/1d
+# and one with CREDITS credits, each sent REQUESTS forward-auth requests
+# spread over the 4 instances by CONCURRENCY client threads. Prints
+# admitted vs limit and vs credits, and the credits left in the store after
+# every instance stopped gracefully. Exit 1 unless all three are exact.
+# Not run in CI.
 #
 #   benches/limits_accuracy.sh
 #
@@ -14,6 +17,7 @@
 #   CONCURRENCY           default 64
 #   LIMIT                 default 1000 (per day: at most one more unit
 #                         refills per 86.4 s of run, printed as "refilled")
+#   CREDITS               default 700 (no refill)
 #   PROFILE               debug (default) or release
 #   KEYGATE_BIN           a built binary (default: cargo build --features postgres)
 set -euo pipefail
@@ -22,6 +26,7 @@ cd "$(dirname "$0")/.."
 REQUESTS=${REQUESTS:-50000}
 CONCURRENCY=${CONCURRENCY:-64}
 LIMIT=${LIMIT:-1000}
+CREDITS=${CREDITS:-700}
 PERIOD_SECS=86400
 PROFILE=${PROFILE:-debug}
 INSTANCES=4
@@ -87,11 +92,13 @@ wait_healthy() {
 }
 
 ports=()
+serve_pids=()
 for i in $(seq 1 $INSTANCES); do
     port=$(free_port)
     "$KEYGATE_BIN" serve --listen "127.0.0.1:$port" --max-connections 4096 \
         >"$work/serve-$i.out" 2>"$work/serve-$i.err" &
     pids+=($!)
+    serve_pids+=($!)
     ports+=("$port")
     # The first creates the schema and the bootstrap key; then the others.
     wait_healthy "$port"
@@ -104,23 +111,18 @@ token=$(curl -fsS -X POST "http://127.0.0.1:${ports[0]}/v1/keys" \
          \"rate_limits\":[{\"name\":\"daily\",\"limit\":$LIMIT,\"period\":\"1d\"}]}" |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])')
 
-# ---------------------------------------------------------------------------
-# CREDITS: not measured yet. Credits (SPEC §11: never overspent across
-# instances, reserved in blocks) are being built on another branch. When
-# they land: create the key above with "credits": {"remaining": N}, and
-# after the run print the credits admitted (refusals credits_exhausted)
-# against N and the store's `remaining` (GET /v1/keys/{id}) after a
-# graceful stop of every instance. Nothing here fakes that number.
-# ---------------------------------------------------------------------------
+credit_token=$(curl -fsS -X POST "http://127.0.0.1:${ports[0]}/v1/keys" \
+    -H "Authorization: Bearer $admin" -H 'Content-Type: application/json' \
+    -d "{\"owner\":\"bench\",\"name\":\"credits\",\"scopes\":[\"bench:run\"],
+         \"credits\":{\"remaining\":$CREDITS}}" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])')
 
-echo "keygate limits accuracy: $INSTANCES instances (profile $PROFILE), one Redis, one PostgreSQL database"
-echo "key: daily=$LIMIT/1d; $REQUESTS forward-auth requests, $CONCURRENCY client threads, round robin over the instances"
-
-python3 - "$token" "$REQUESTS" "$CONCURRENCY" "$LIMIT" "$PERIOD_SECS" "${ports[@]}" <<'PY'
+cat >"$work/drive.py" <<'PY'
 import http.client, sys, threading, time, collections
 
-token, requests, concurrency, limit, period = sys.argv[1], *map(int, sys.argv[2:6])
-ports = [int(p) for p in sys.argv[6:]]
+label, token = sys.argv[1], sys.argv[2]
+requests, concurrency, limit, period = map(int, sys.argv[3:7])
+ports = [int(p) for p in sys.argv[7:]]
 counts = collections.Counter()
 per_instance = collections.Counter()
 lock = threading.Lock()
@@ -165,14 +167,30 @@ for t in threads:
     t.join()
 elapsed = time.monotonic() - start
 admitted = counts[200]
-refilled = int(elapsed * limit / period)
+refilled = int(elapsed * limit / period) if period else 0
 print(f"elapsed: {elapsed:.1f} s ({requests / elapsed:.0f} requests/s)")
 print(f"answers: " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=str)))
 print("admitted per instance: " + ", ".join(str(per_instance[p]) for p in ports))
-print(f"admitted: {admitted} of limit {limit} (+ at most {refilled} refilled during the run)")
+print(f"{label}: admitted {admitted} of {limit} (+ at most {refilled} refilled during the run)")
 verdict = "EXACT" if limit <= admitted <= limit + refilled else "WRONG"
 print(f"verdict: {verdict} (over-admitted: {max(0, admitted - limit - refilled)}, under-admitted: {max(0, limit - admitted)})")
 sys.exit(0 if verdict == "EXACT" else 1)
 PY
+
+echo "keygate limits accuracy: $INSTANCES instances (profile $PROFILE), one Redis, one PostgreSQL database"
+echo "rate limit: key with daily=$LIMIT/1d; $REQUESTS forward-auth requests, $CONCURRENCY client threads, round robin over the instances"
+status=0
+python3 "$work/drive.py" "rate limit" "$token" "$REQUESTS" "$CONCURRENCY" "$LIMIT" "$PERIOD_SECS" "${ports[@]}" || status=1
+echo "credits: key with $CREDITS credits (no refill); $REQUESTS forward-auth requests, same clients"
+# A balance without a refill never grows: the allowance is 0 (period 0 = none).
+python3 "$work/drive.py" "credits" "$credit_token" "$REQUESTS" "$CONCURRENCY" "$CREDITS" 0 "${ports[@]}" || status=1
+
+# Stop every instance gracefully: each returns the credits it held.
+for pid in "${serve_pids[@]}"; do kill -TERM "$pid"; done
+for pid in "${serve_pids[@]}"; do wait "$pid" || true; done
+left=$(psql "$db_url" -qAt -c "SELECT credits_remaining FROM keygate_keys WHERE name = 'credits'")
+echo "credits left in the store after a graceful stop of every instance: $left (expected 0)"
+[ "$left" = 0 ] || status=1
 warnings=$(cat "$work"/serve-*.err | grep -c ' WARN ' || true)
 echo "warnings logged by the instances: $warnings"
+exit $status

@@ -28,6 +28,12 @@ pub(crate) const MAX_BLOCK: u64 = 100;
 /// that no process strands credits another one could use.
 const BLOCK_SHARE: u64 = 16;
 
+/// How long a balance the store found short is believed short without
+/// asking again: requests of an exhausted key cost the store at most one
+/// reservation per second and process (credits added meanwhile are seen
+/// within that second).
+const EXHAUSTED_FOR: time::Duration = time::Duration::SECOND;
+
 /// How many reservations one request makes at most while concurrent
 /// requests keep spending what it reserved.
 const MAX_ATTEMPTS: usize = 16;
@@ -43,6 +49,8 @@ struct Block {
     store_remaining: u64,
     /// When the store refills the balance: the block is worthless then.
     next_refill: Option<OffsetDateTime>,
+    /// When the store last refused a reservation for lack of credits.
+    exhausted_at: Option<OffsetDateTime>,
 }
 
 /// Credits taken for one request.
@@ -100,6 +108,9 @@ impl CreditLedger {
         if let Some(taken) = self.take_local(id, cost, now) {
             return Ok(taken);
         }
+        if let Some(retry_after_secs) = self.known_exhausted(id, cost, now) {
+            return Err(NotTaken::Exhausted { retry_after_secs });
+        }
         let Some(store) = store else {
             return Err(NotTaken::Unavailable(StoreError::Backend(
                 "the key has credits but the store keeps none".into(),
@@ -133,6 +144,7 @@ impl CreditLedger {
                 generation: grant.generation,
                 store_remaining: grant.remaining,
                 next_refill: grant.next_refill,
+                exhausted_at: None,
             });
             if block.generation != grant.generation || block.next_refill.is_some_and(|at| now >= at)
             {
@@ -151,6 +163,7 @@ impl CreditLedger {
                 });
             }
             if grant.is_refused(need) {
+                block.exhausted_at = Some(now);
                 return Err(NotTaken::Exhausted {
                     retry_after_secs: grant.next_refill.map(|at| secs_until(now, at)),
                 });
@@ -159,6 +172,23 @@ impl CreditLedger {
         Err(NotTaken::Unavailable(StoreError::Backend(
             "credits kept being spent while this request reserved them".into(),
         )))
+    }
+
+    /// `Some(retry after)` when the store refused a reservation for key
+    /// `id` less than [`EXHAUSTED_FOR`] ago and what it had left then, with
+    /// this process's block, cannot pay `cost`: refused without asking the
+    /// store again.
+    fn known_exhausted(&self, id: KeyId, cost: u64, now: OffsetDateTime) -> Option<Option<u64>> {
+        let blocks = self.lock();
+        let block = blocks.get(&id)?;
+        let refused_at = block.exhausted_at?;
+        let refilled = block.next_refill.is_some_and(|at| now >= at);
+        // What the store had left when it refused, and what is held here.
+        let known = block.available.saturating_add(block.store_remaining);
+        if refilled || now >= refused_at + EXHAUSTED_FOR || known >= cost {
+            return None;
+        }
+        Some(block.next_refill.map(|at| secs_until(now, at)))
     }
 
     /// Gives back `cost` credits a request took but did not use (a rate
@@ -322,6 +352,34 @@ mod tests {
         assert!(ledger.take(store, id, 1, now).await.is_ok(), "the last one");
         assert!(ledger.take(store, id, 1, now).await.is_err());
         assert_eq!(store_remaining(&keygate, id).await, 0);
+    }
+
+    #[tokio::test]
+    async fn an_exhausted_balance_is_believed_for_a_second_then_asked_again() {
+        use crate::credits::CreditChange;
+        let (keygate, id) = key_with(1).await;
+        let store = keygate.store().credits();
+        let ledger = CreditLedger::default();
+        let now = OffsetDateTime::now_utc();
+        assert!(ledger.take(store, id, 1, now).await.is_ok());
+        assert!(ledger.take(store, id, 1, now).await.is_err());
+        // Credits are added, but within the second nobody asks the store.
+        store
+            .unwrap()
+            .adjust(&id, CreditChange::Add(5), now)
+            .await
+            .unwrap();
+        let soon = now + time::Duration::milliseconds(900);
+        assert!(
+            ledger.take(None, id, 1, soon).await.is_err(),
+            "no store call"
+        );
+        let later = now + time::Duration::SECOND;
+        assert!(
+            ledger.take(store, id, 1, later).await.is_ok(),
+            "asked again"
+        );
+        assert_eq!(store_remaining(&keygate, id).await, 4);
     }
 
     #[tokio::test]
