@@ -270,7 +270,12 @@ impl Verifier {
             Ok(key) => key,
             Err(refusal) => return Some(Err(refusal)),
         };
-        let taken = if counts_credits(key.record(), origin, cost) {
+        let spends_credits = counts_credits(key.record(), origin, cost);
+        if !spends_credits && !Charger::counts(key.record(), origin, cost) {
+            // Nothing to charge: the common case, kept short.
+            return Some(Ok(key));
+        }
+        let taken = if spends_credits {
             // Only what this process already holds: a reservation waits.
             let now_utc = (self.core.clock)();
             Some(
@@ -292,10 +297,14 @@ impl Verifier {
                 return None;
             }
         };
-        Some(
-            self.settle(key, taken, cost, charged)
-                .map(Authorized::into_key),
-        )
+        // Only the tightest limit is kept (with the key): no `Authorized`.
+        Some(match charged {
+            Ok(outcome) => Ok(key.with_limit(outcome.header_state().copied())),
+            Err(declined) => {
+                self.refund(&key, taken, cost);
+                Err(refusal(declined, key))
+            }
+        })
     }
 
     /// [`authorize`](Verifier::authorize) for a token that
@@ -499,12 +508,7 @@ impl Verifier {
             Ok(outcome) => Ok(Authorized::new(key, outcome, credits_remaining)),
             Err(declined) => {
                 self.refund(&key, taken, cost);
-                Err(match declined {
-                    Declined::Limited { rejection, states } => {
-                        Refusal::of_key(rejection, key).with_limits(states)
-                    }
-                    Declined::Unavailable => Refusal::of_key(Rejection::Unavailable, key),
-                })
+                Err(refusal(declined, key))
             }
         }
     }
@@ -602,6 +606,16 @@ fn ip_allowed(key: &AuthenticatedKey, origin: Origin) -> bool {
         return true;
     }
     origin.ip().is_some_and(|ip| record.allows_ip(ip))
+}
+
+/// The refusal of a request the limits declined.
+fn refusal(declined: Declined, key: AuthenticatedKey) -> Refusal {
+    match declined {
+        Declined::Limited { rejection, states } => {
+            Refusal::of_key(rejection, key).with_limits(states)
+        }
+        Declined::Unavailable => Refusal::of_key(Rejection::Unavailable, key),
+    }
 }
 
 /// Whether a request by `key` from `origin` at `cost` spends credits: an
