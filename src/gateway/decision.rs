@@ -19,7 +19,7 @@ use super::rules::{Access, NormalizedPath, Rules};
 use crate::keygate::Keygate;
 use crate::limit::LimitState;
 use crate::request::CredentialError;
-use crate::verify::{AuthenticatedKey, Origin, Rejection};
+use crate::verify::{AuthenticatedKey, LimitHeaders, Origin, Rejection};
 
 /// `X-Keygate-Key-Id`: the key's id.
 pub const KEY_ID_HEADER: HeaderName = HeaderName::from_static("x-keygate-key-id");
@@ -126,6 +126,14 @@ impl Decision {
     pub fn rate_limit(&self) -> Option<&LimitState> {
         match self {
             Decision::Allow(Some(key)) => key.rate_limit(),
+            _ => None,
+        }
+    }
+
+    /// The header values of [`rate_limit`](Decision::rate_limit).
+    pub(crate) fn rate_limit_headers(&self) -> Option<LimitHeaders> {
+        match self {
+            Decision::Allow(Some(key)) => key.rate_limit_headers(),
             _ => None,
         }
     }

@@ -171,8 +171,8 @@ pub async fn handler(State(gateway): State<Gateway>, request: Request) -> Respon
             for (name, value) in identity {
                 headers.insert(name, value);
             }
-            if let Some(limit) = decision.rate_limit() {
-                limit.insert_headers(&mut headers);
+            if let Some(limit) = decision.rate_limit_headers() {
+                limit.insert(&mut headers);
             }
             (StatusCode::OK, headers).into_response()
         }

@@ -43,6 +43,7 @@ mod test_support;
 pub use self::limiter::{Limiter, LimiterError};
 pub use self::local::{DEFAULT_MAX_BUCKETS, LocalLimiter};
 pub use self::name::{LimitName, LimitNameError, MAX_LIMIT_NAME_LEN};
+pub(crate) use self::outcome::policy_value;
 pub use self::outcome::{LimitOutcome, LimitState, LimitStates, RATELIMIT, RATELIMIT_POLICY};
 pub use self::period::{MAX_PERIOD_SECS, Period, PeriodError};
 pub use self::policy::{

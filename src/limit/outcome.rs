@@ -80,22 +80,34 @@ impl LimitState {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn insert_headers(&self, headers: &mut HeaderMap) {
-        // Written by hand into the stack: `format!` costs several times
-        // more, on every counted request.
-        let mut buffer = HeaderText::new(self.name.as_str());
-        buffer.parameter(b"q", self.limit);
-        buffer.parameter(b"w", self.period.as_secs());
-        // Names are `a-z0-9_-` and the rest digits: always a valid value.
-        if let Ok(value) = HeaderValue::from_bytes(buffer.as_bytes()) {
+        if let Some(value) = policy_value(self.name, self.limit, self.period) {
             headers.insert(RATELIMIT_POLICY, value);
         }
-        let mut buffer = HeaderText::new(self.name.as_str());
-        buffer.parameter(b"r", self.remaining);
-        buffer.parameter(b"t", self.reset_secs);
-        if let Ok(value) = HeaderValue::from_bytes(buffer.as_bytes()) {
+        if let Some(value) = self.rate_value() {
             headers.insert(RATELIMIT, value);
         }
     }
+
+    /// The `RateLimit` header value (see [`header`](LimitState::header)).
+    pub(crate) fn rate_value(&self) -> Option<HeaderValue> {
+        // Written by hand into the stack: `format!` costs several times
+        // more, on every counted request.
+        let mut buffer = HeaderText::new(self.name.as_str());
+        buffer.parameter(b"r", self.remaining);
+        buffer.parameter(b"t", self.reset_secs);
+        // Names are `a-z0-9_-` and the rest digits: always a valid value.
+        HeaderValue::from_bytes(buffer.as_bytes()).ok()
+    }
+}
+
+/// The `RateLimit-Policy` header value of a limit (see
+/// [`LimitState::policy_header`]); it never changes, so the verifier's
+/// cache keeps it with the key.
+pub(crate) fn policy_value(name: LimitName, limit: u64, period: Period) -> Option<HeaderValue> {
+    let mut buffer = HeaderText::new(name.as_str());
+    buffer.parameter(b"q", limit);
+    buffer.parameter(b"w", period.as_secs());
+    HeaderValue::from_bytes(buffer.as_bytes()).ok()
 }
 
 /// A header value being written: `"<name>"` then `;k=<u64>` parameters.

@@ -13,8 +13,7 @@ use tower_service::Service;
 
 use super::body::AuthBody;
 use super::rejection::RejectionResponder;
-use crate::limit::LimitState;
-use crate::verify::{AuthenticatedKey, Refusal};
+use crate::verify::{AuthenticatedKey, LimitHeaders, Refusal};
 
 /// The authorization of a request that missed the cache, boxed behind a
 /// name.
@@ -49,7 +48,7 @@ pin_project_lite::pin_project! {
             #[pin]
             future: S::Future,
             // The rate-limit headers to add to the response.
-            limit: Option<LimitState>,
+            limit: Option<LimitHeaders>,
         },
         Rejected {
             response: Option<Response<Bytes>>,
@@ -63,7 +62,7 @@ where
 {
     /// The inner service's response, with the headers of `limit` when the
     /// request was counted.
-    pub(crate) fn inner(future: S::Future, limit: Option<LimitState>) -> Self {
+    pub(crate) fn inner(future: S::Future, limit: Option<LimitHeaders>) -> Self {
         ResponseFuture {
             state: State::Inner { future, limit },
         }
@@ -116,7 +115,7 @@ where
                         else {
                             unreachable!("ResponseFuture polled after completion");
                         };
-                        let limit = key.rate_limit().copied();
+                        let limit = key.rate_limit_headers();
                         request.extensions_mut().insert(key);
                         let future = service.call(request);
                         this.state.set(State::Inner { future, limit });
@@ -128,8 +127,8 @@ where
                 },
                 StateProj::Inner { future, limit } => {
                     let mut response = ready!(future.poll(cx))?;
-                    if let Some(limit) = limit {
-                        limit.insert_headers(response.headers_mut());
+                    if let Some(limit) = limit.take() {
+                        limit.insert(response.headers_mut());
                     }
                     return Poll::Ready(Ok(response.map(AuthBody::inner)));
                 }

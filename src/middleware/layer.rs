@@ -258,7 +258,7 @@ where
         }
         match result {
             Ok(key) => {
-                let limit = key.rate_limit().copied();
+                let limit = key.rate_limit_headers();
                 let mut request = request;
                 request.extensions_mut().insert(key);
                 ResponseFuture::inner(self.inner.call(request), limit)

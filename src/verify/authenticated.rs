@@ -104,12 +104,48 @@ impl AuthenticatedKey {
         &self.record.key
     }
 
+    /// The `RateLimit-Policy` and `RateLimit` header values of the request's
+    /// tightest limit, when it was counted (the policy from the cache, only
+    /// the remainder written).
+    pub(crate) fn rate_limit_headers(&self) -> Option<LimitHeaders> {
+        let state = self.limit.as_ref()?;
+        let position = self
+            .record
+            .key
+            .rate_limits
+            .iter()
+            .position(|l| l.name() == state.name);
+        let policy = match position.and_then(|i| self.record.policies.get(i)) {
+            Some(policy) => policy.clone(),
+            None => crate::limit::policy_value(state.name, state.limit, state.period)?,
+        };
+        Some(LimitHeaders {
+            policy,
+            rate: state.rate_value()?,
+        })
+    }
+
     /// Where the key's tightest rate limit stands after this request (the
     /// one the `RateLimit-Policy` and `RateLimit` headers describe); `None`
     /// when the request was not counted: the key has no rate limits, the
     /// cost was 0, or the check was an inspection.
     pub fn rate_limit(&self) -> Option<&LimitState> {
         self.limit.as_ref()
+    }
+}
+
+/// The two rate-limit header values of a counted response.
+#[derive(Debug, Clone)]
+pub(crate) struct LimitHeaders {
+    policy: http::HeaderValue,
+    rate: http::HeaderValue,
+}
+
+impl LimitHeaders {
+    /// Sets them on a response, replacing any already there.
+    pub(crate) fn insert(self, headers: &mut http::HeaderMap) {
+        headers.insert(crate::limit::RATELIMIT_POLICY, self.policy);
+        headers.insert(crate::limit::RATELIMIT, self.rate);
     }
 }
 

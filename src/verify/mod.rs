@@ -52,6 +52,7 @@ mod validator;
 mod verifier;
 
 pub use authenticated::AuthenticatedKey;
+pub(crate) use authenticated::LimitHeaders;
 pub use authorized::Authorized;
 pub(crate) use cache::CacheConfig;
 pub use error::{InvalidReason, VerifyError};

@@ -109,8 +109,8 @@ impl Inner {
         let mut response = self.forward(request, &path, &decision, peer).await;
         // Counted requests say where the key's tightest limit stands,
         // replacing whatever the upstream said.
-        if let Some(limit) = decision.rate_limit() {
-            limit.insert_headers(response.headers_mut());
+        if let Some(limit) = decision.rate_limit_headers() {
+            limit.insert(response.headers_mut());
         }
         response
     }

@@ -44,6 +44,9 @@ pub(crate) struct Record {
     pub noted: UsageMark,
     /// `key.expires_at` on the system clock (taken when the record is made).
     pub expiry: Option<SystemTime>,
+    /// The `RateLimit-Policy` value of each of the key's rate limits, in
+    /// their order: the same for every request, written once.
+    pub policies: Box<[http::HeaderValue]>,
 }
 
 impl std::fmt::Debug for Record {
@@ -57,11 +60,17 @@ impl std::fmt::Debug for Record {
 
 impl Record {
     pub(crate) fn new(key: ApiKey, mac: Option<TokenMac>) -> Record {
+        let policies = key
+            .rate_limits
+            .iter()
+            .filter_map(|l| crate::limit::policy_value(l.name(), l.limit(), l.period()))
+            .collect();
         Record {
             expiry: key.expires_at.map(system_time),
             key,
             mac,
             noted: UsageMark::default(),
+            policies,
         }
     }
 }
