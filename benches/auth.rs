@@ -338,7 +338,8 @@ fn middleware(c: &mut Criterion) {
 /// with the buckets in Redis (`limits/redis`; needs Redis at
 /// `KEYGATE_BENCH_REDIS_URL`, default `redis://127.0.0.1:6379`, and is
 /// skipped with a note when it is not there). The limit is wide enough
-/// never to refuse during the run.
+/// never to refuse during the run. The handler's response has a content
+/// type, as an axum handler's has.
 fn limits(c: &mut Criterion) {
     use std::net::SocketAddr;
 
@@ -371,8 +372,15 @@ fn limits(c: &mut Criterion) {
             request
         }
     };
+    // As an axum handler answers: with a content type, so that the
+    // response's header map exists before the layer adds to it.
     let handler = tower::service_fn(|_: Request<()>| async {
-        Ok::<_, std::convert::Infallible>(Response::new("hello"))
+        let mut response = Response::new("hello");
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        Ok::<_, std::convert::Infallible>(response)
     });
     let local = Keygate::builder(MapStore(map.clone()))
         .pepper(pepper.clone())
