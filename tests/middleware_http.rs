@@ -1733,3 +1733,58 @@ async fn with_a_redis_limiter_cached_keys_are_counted_through_the_round_trip() {
     );
     assert_eq!(gate.verifier().limiter_failures(), 0);
 }
+
+#[tokio::test]
+async fn credits_run_out_and_refill_at_midnight_utc_on_the_injected_clock() {
+    use keygate::{Credits, Refill, RefillEvery};
+    let clock = Arc::new(std::sync::Mutex::new(
+        time::macros::datetime!(2026-12-31 23:59:58.5 UTC),
+    ));
+    let read = clock.clone();
+    let gate = builder()
+        .clock(move || *read.lock().unwrap())
+        .build()
+        .unwrap();
+    let addr = serve(limited_app(&gate)).await;
+    let credits = Credits::new(2)
+        .unwrap()
+        .with_refill(Refill::new(3, RefillEvery::Month).unwrap());
+    let token = create_token(
+        &gate,
+        NewKey::new("alice", "paid")
+            .scopes(["reports:read"])
+            .credits(credits),
+    )
+    .await;
+    assert_ok(&get_bearer(addr, "/one", &token).await);
+    // A cost of 3 is more than the 1 left: refused, nothing taken.
+    let r = get_bearer(addr, "/three", &token).await;
+    assert_eq!(r.status, 429, "{r}");
+    assert_eq!(r.json()["error"], "credits_exhausted");
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    // The refill is 1.5 s away: rounded up.
+    assert_eq!(r.header("retry-after"), Some("2"));
+    assert_eq!(r.header("ratelimit"), None, "no rate limit was checked");
+    assert_ok(&get_bearer(addr, "/one", &token).await);
+    let r = get_bearer(addr, "/one", &token).await;
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (429, json!("credits_exhausted"))
+    );
+    // Free routes stay free.
+    assert_ok(&get_bearer(addr, "/free", &token).await);
+
+    // 00:00 UTC on the 1st: the balance is set to 3.
+    *clock.lock().unwrap() = time::macros::datetime!(2027-01-01 00:00:00 UTC);
+    assert_ok(&get_bearer(addr, "/three", &token).await);
+    let r = get_bearer(addr, "/one", &token).await;
+    assert_eq!(r.status, 429, "{r}");
+    // The next refill is on February 1st.
+    assert_eq!(r.header("retry-after"), Some(&*(31 * 86_400).to_string()));
+    let stored = gate
+        .store()
+        .get(&keygate::KeyId::parse(&token[8..24]).unwrap())
+        .await;
+    let remaining = stored.unwrap().unwrap().key.credits.unwrap().remaining();
+    assert_eq!(remaining, 0);
+}

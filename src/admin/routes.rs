@@ -27,8 +27,9 @@ impl utoipa::Modify for SecuritySchemes {
     }
 }
 
-/// Adds the 429 `rate_limited` answer to every operation that takes a
-/// key: the caller's own key may carry rate limits, and each call costs 1.
+/// Adds the 429 `rate_limited` / `credits_exhausted` answer to every
+/// operation that takes a key: the caller's own key may carry rate limits
+/// and credits, and each call costs 1.
 struct RateLimitedAnswers;
 
 impl utoipa::Modify for RateLimitedAnswers {
@@ -51,7 +52,8 @@ impl utoipa::Modify for RateLimitedAnswers {
                         "rate_limited: the calling key's rate limit has no budget left \
                          (each call costs 1); Retry-After gives the seconds to wait, the \
                          body's `limit` names the limit, RateLimit-Policy / RateLimit \
-                         describe it",
+                         describe it. credits_exhausted: the calling key has no credits \
+                         left; Retry-After gives the seconds to its next refill",
                     )
                     .content(
                         "application/json",

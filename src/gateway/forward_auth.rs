@@ -150,7 +150,7 @@ fn original(
         (status = 401, description = "No, or an invalid, key"),
         (status = 403, description = "IP not allowed or insufficient scope, or forbidden: no rule allows the request"),
         (status = 405, description = "method_not_allowed: the original method is CONNECT or TRACE"),
-        (status = 429, description = "rate_limited: one of the key's rate limits has no budget left for the rule's cost; Retry-After gives the seconds to wait, the body's `limit` names the limit, and RateLimit-Policy / RateLimit describe it"),
+        (status = 429, description = "rate_limited: one of the key's rate limits has no budget left for the rule's cost; Retry-After gives the seconds to wait, the body's `limit` names the limit, and RateLimit-Policy / RateLimit describe it. credits_exhausted: the key's credits are short of the cost; Retry-After gives the seconds to the next refill (absent without one)"),
         (status = 503, description = "The store is unavailable and the key is not cached"),
     )))]
 pub async fn handler(State(gateway): State<Gateway>, request: Request) -> Response {
