@@ -73,10 +73,29 @@ pub(crate) enum NotTaken {
     Unavailable(StoreError),
 }
 
+/// How many locks serialize reservations (a key's reservations always
+/// take the same one).
+const RESERVATION_LOCKS: usize = 64;
+
 /// The blocks of every key this process spends credits of.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct CreditLedger {
     blocks: Mutex<HashMap<KeyId, Block>>,
+    /// One reservation of a key at a time in this process, so that its
+    /// block is one reservation (concurrent requests that find it short
+    /// wait for it instead of reserving blocks of their own).
+    reserving: Box<[tokio::sync::Mutex<()>]>,
+}
+
+impl Default for CreditLedger {
+    fn default() -> CreditLedger {
+        CreditLedger {
+            blocks: Mutex::default(),
+            reserving: (0..RESERVATION_LOCKS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        }
+    }
 }
 
 impl CreditLedger {
@@ -116,9 +135,18 @@ impl CreditLedger {
                 "the key has credits but the store keeps none".into(),
             )));
         };
-        // Concurrent requests spend the block while this one reserves: it
-        // tries again with what is then missing (each grant stays in the
-        // block), a bounded number of times.
+        let _one_at_a_time = self.reserving[reservation_lock(id)].lock().await;
+        // A reservation made while this one waited may have filled the block.
+        if let Some(taken) = self.take_local(id, cost, now) {
+            return Ok(taken);
+        }
+        if let Some(retry_after_secs) = self.known_exhausted(id, cost, now) {
+            return Err(NotTaken::Exhausted { retry_after_secs });
+        }
+        // Requests already holding their credits spend nothing more; a
+        // reservation short of the cost (the block was spent meanwhile by
+        // requests served from it) tries again with what is missing, a
+        // bounded number of times.
         for _ in 0..MAX_ATTEMPTS {
             // What the block still holds counts towards the cost, unless
             // it belongs to a period the store has refilled since.
@@ -241,6 +269,14 @@ impl CreditLedger {
         // leave half a block.
         self.blocks.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// The reservation lock of key `id`.
+fn reservation_lock(id: KeyId) -> usize {
+    let hash = id.as_str().bytes().fold(0usize, |h, b| {
+        h.wrapping_mul(31).wrapping_add(usize::from(b))
+    });
+    hash % RESERVATION_LOCKS
 }
 
 /// How many credits to reserve for a request needing `need`: at least
