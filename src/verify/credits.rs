@@ -124,11 +124,8 @@ impl CreditLedger {
         cost: u64,
         now: OffsetDateTime,
     ) -> Result<Taken, NotTaken> {
-        if let Some(taken) = self.take_local(id, cost, now) {
-            return Ok(taken);
-        }
-        if let Some(retry_after_secs) = self.known_exhausted(id, cost, now) {
-            return Err(NotTaken::Exhausted { retry_after_secs });
+        if let Some(answer) = self.answer_here(id, cost, now) {
+            return answer;
         }
         let Some(store) = store else {
             return Err(NotTaken::Unavailable(StoreError::Backend(
@@ -136,12 +133,9 @@ impl CreditLedger {
             )));
         };
         let _one_at_a_time = self.reserving[reservation_lock(id)].lock().await;
-        // A reservation made while this one waited may have filled the block.
-        if let Some(taken) = self.take_local(id, cost, now) {
-            return Ok(taken);
-        }
-        if let Some(retry_after_secs) = self.known_exhausted(id, cost, now) {
-            return Err(NotTaken::Exhausted { retry_after_secs });
+        // A reservation made while this one waited may have settled it.
+        if let Some(answer) = self.answer_here(id, cost, now) {
+            return answer;
         }
         // Requests already holding their credits spend nothing more; a
         // reservation short of the cost (the block was spent meanwhile by
@@ -200,6 +194,21 @@ impl CreditLedger {
         Err(NotTaken::Unavailable(StoreError::Backend(
             "credits kept being spent while this request reserved them".into(),
         )))
+    }
+
+    /// What this process can answer without the store: credits from its
+    /// block, or a balance it knows is short.
+    fn answer_here(
+        &self,
+        id: KeyId,
+        cost: u64,
+        now: OffsetDateTime,
+    ) -> Option<Result<Taken, NotTaken>> {
+        if let Some(taken) = self.take_local(id, cost, now) {
+            return Some(Ok(taken));
+        }
+        let retry_after_secs = self.known_exhausted(id, cost, now)?;
+        Some(Err(NotTaken::Exhausted { retry_after_secs }))
     }
 
     /// `Some(retry after)` when the store refused a reservation for key

@@ -219,9 +219,11 @@ impl Verifier {
     ///
     /// # Errors
     ///
-    /// As [`authorize`](Verifier::authorize), plus `rate_limited` (429)
-    /// when a limit lacks budget for `cost`, and `unavailable` when the
-    /// limiter cannot be reached and the verifier fails closed.
+    /// As [`authorize`](Verifier::authorize), plus `credits_exhausted`
+    /// (429) when the key's credits are short of `cost`, `rate_limited`
+    /// (429) when a limit lacks budget for it, and `unavailable` when the
+    /// credits cannot be reserved (a store error) or the limiter cannot be
+    /// reached and the verifier fails closed.
     pub async fn authorize_charged(
         &self,
         token: &str,
