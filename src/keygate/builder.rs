@@ -288,10 +288,13 @@ impl KeygateBuilder {
     }
 
     /// The wall clock that credit refills are judged by (a refill falls due
-    /// at 00:00 UTC of its day, Monday or 1st). Default: the system clock,
-    /// `OffsetDateTime::now_utc`. For tests that cross a refill boundary
-    /// without waiting for it; every process sharing a store should agree
-    /// with the others' clocks.
+    /// at 00:00 UTC of its day, Monday or 1st), and the time the store is
+    /// given when key management writes (a new balance's refill schedule
+    /// starts from it, and it decides which keys count against the
+    /// per-owner maximum). Record timestamps and expiry keep the system
+    /// clock. Default: the system clock, `OffsetDateTime::now_utc`. For
+    /// tests that cross a refill boundary without waiting for it; every
+    /// process sharing a store should agree with the others' clocks.
     pub fn clock(
         mut self,
         clock: impl Fn() -> time::OffsetDateTime + Send + Sync + 'static,

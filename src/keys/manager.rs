@@ -265,7 +265,7 @@ impl<'a> Keys<'a> {
                 &stored,
                 InsertRules {
                     max_keys_per_owner: self.limit(),
-                    now,
+                    now: inner.wall_now(),
                 },
             )
             .await
@@ -342,7 +342,8 @@ impl<'a> Keys<'a> {
                 return Ok(stored.key);
             }
             stored.key.updated_at = now;
-            match self.verifier.core().store.replace(&stored, now).await {
+            let core = self.verifier.core();
+            match core.store.replace(&stored, core.wall_now()).await {
                 Ok(()) => {
                     self.verifier.invalidate(*id);
                     return Ok(stored.key);
@@ -489,7 +490,11 @@ impl<'a> Keys<'a> {
         let key = match (new_credits, credit_store) {
             (Some(c), Some(store)) => {
                 let stored = store
-                    .adjust(id, CreditChange::Replace(c), now())
+                    .adjust(
+                        id,
+                        CreditChange::Replace(c),
+                        self.verifier.core().wall_now(),
+                    )
                     .await
                     .map_err(|e| self.err(e))?;
                 self.verifier.invalidate(*id);
@@ -628,7 +633,11 @@ impl<'a> Keys<'a> {
             superseded.key.updated_at = now;
             superseded.key.expires_at =
                 Some(old.key.expires_at.map_or(cutoff, |at| at.min(cutoff)));
-            match inner.store.rotate(&superseded, &new, now).await {
+            match inner
+                .store
+                .rotate(&superseded, &new, inner.wall_now())
+                .await
+            {
                 Ok(()) => {
                     self.verifier.invalidate(*id);
                     tracing::info!(key_id = %id, new_key_id = %new_id, "key rotated");
@@ -736,7 +745,7 @@ impl<'a> Keys<'a> {
             ceiling.check_credit_change(current.key.credits.as_ref(), &change)?;
         }
         let stored = store
-            .adjust(id, change, now())
+            .adjust(id, change, self.verifier.core().wall_now())
             .await
             .map_err(|e| self.err(e))?;
         self.verifier.invalidate(*id);

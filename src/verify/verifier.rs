@@ -105,6 +105,15 @@ pub(crate) struct Core {
     follower: OnceLock<Follower>,
 }
 
+impl Core {
+    /// Now, by the wall clock credits are judged by: what the store is
+    /// told when it sets, moves or adjusts a balance, so that a refill's
+    /// schedule starts where the verifier will look for it.
+    pub(crate) fn wall_now(&self) -> time::OffsetDateTime {
+        (self.clock)()
+    }
+}
+
 /// Everything a [`Verifier`] is built from (checked by the builder).
 pub(crate) struct Settings {
     pub(crate) store: Arc<dyn KeyStore>,
