@@ -9,7 +9,9 @@
 //! per `period`. `T` is rarely a whole number of units, so a TAT is kept as
 //! `whole + frac / limit` units: every sum is exact, no float anywhere.
 
-use super::outcome::{LimitOutcome, LimitState, LimitStates, PLACEHOLDER_STATE};
+use std::num::NonZeroU64;
+
+use super::outcome::{LimitOutcome, LimitState, LimitStates};
 use super::policy::{MAX_RATE_LIMITS, RateLimit};
 
 /// A theoretical arrival time, `whole + frac / limit` units (`frac < limit`).
@@ -62,7 +64,17 @@ impl Spec {
 
     /// `cost · T` as a TAT offset; `cost <= limit`, so at most `period`.
     pub(crate) fn increment(&self, cost: u64) -> Tat {
-        let total = u128::from(cost.min(self.limit)) * u128::from(self.period);
+        let cost = cost.min(self.limit);
+        // Most limits fit in 64 bits; a 128-bit division costs a call.
+        if let (Some(total), Some(limit)) =
+            (cost.checked_mul(self.period), NonZeroU64::new(self.limit))
+        {
+            return Tat {
+                whole: total / limit,
+                frac: total % limit,
+            };
+        }
+        let total = u128::from(cost) * u128::from(self.period);
         let limit = u128::from(self.limit);
         // Both fit: the quotient is at most `period`, the remainder below `limit`.
         Tat {
@@ -98,56 +110,59 @@ impl Spec {
     /// The state of a bucket at `tat` (already at least `now`).
     fn state(&self, limit: &RateLimit, tat: Tat, now: u64) -> LimitState {
         // In units of 1/limit: debt = tat - now, capacity = period.
-        let scale = u128::from(self.limit);
-        let debt = u128::from(tat.whole.saturating_sub(now)) * scale + u128::from(tat.frac);
-        let capacity = u128::from(self.period) * scale;
         // remaining = floor((period - debt) / T), T = period / limit; 0 if
         // a clock went backwards and the debt is above the capacity.
-        let remaining = capacity.saturating_sub(debt) / u128::from(self.period.max(1));
+        let ahead = tat.whole.saturating_sub(now);
+        let period = NonZeroU64::new(self.period).unwrap_or(NonZeroU64::MIN);
+        let narrow = ahead
+            .checked_mul(self.limit)
+            .and_then(|debt| debt.checked_add(tat.frac))
+            .zip(self.period.checked_mul(self.limit));
+        let remaining = match narrow {
+            // Most limits fit in 64 bits; a 128-bit division costs a call.
+            Some((debt, capacity)) => capacity.saturating_sub(debt) / period,
+            None => {
+                let scale = u128::from(self.limit);
+                let debt = u128::from(ahead) * scale + u128::from(tat.frac);
+                let capacity = u128::from(self.period) * scale;
+                let remaining = capacity.saturating_sub(debt) / u128::from(period.get());
+                u64::try_from(remaining).unwrap_or(u64::MAX)
+            }
+        };
         LimitState {
             name: limit.name(),
             limit: limit.limit(),
-            remaining: u64::try_from(remaining).unwrap_or(u64::MAX),
+            remaining,
             reset_secs: self.ceil_secs(self.ceil_units_between(tat, Tat::at(now))),
             period: limit.period(),
         }
     }
 }
 
-/// What a check decided, and the TATs to store when it admitted.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Evaluation {
-    pub(crate) outcome: LimitOutcome,
-    /// The new TAT of each limit, in order; meaningful only when admitted.
-    pub(crate) next: [Tat; MAX_RATE_LIMITS],
-}
-
-impl Evaluation {
-    pub(crate) fn admitted(&self) -> bool {
-        matches!(self.outcome, LimitOutcome::Admitted { .. })
-    }
-}
-
 /// Decides a request of `cost` (at least 1) at `now` against `limits`
-/// whose buckets stand at `current` (each already [`Tat::or_now`]):
-/// admitted only if every bucket has budget, all or nothing.
+/// whose buckets stand at `tats` (each already [`Tat::or_now`]): admitted
+/// only if every bucket has budget, all or nothing. When admitted, `tats`
+/// holds the TATs to store; when refused, it is unchanged.
 pub(crate) fn evaluate(
     limits: &[RateLimit],
-    current: &[Tat],
+    tats: &mut [Tat],
     now: u64,
     cost: u64,
     units_per_sec: u64,
-) -> Evaluation {
-    let mut next = [Tat::at(0); MAX_RATE_LIMITS];
+) -> LimitOutcome {
+    let count = limits.len().min(tats.len()).min(MAX_RATE_LIMITS);
+    let (limits, tats) = (&limits[..count], &mut tats[..count]);
+    // Each bucket's TAT should the request pass.
+    let mut candidates = [Tat::at(0); MAX_RATE_LIMITS];
     // The refusal with the longest wait: (index, wait in units, cost too large).
     let mut refusal: Option<(usize, u64, bool)> = None;
-    for (index, (limit, &tat)) in limits.iter().zip(current).enumerate().take(MAX_RATE_LIMITS) {
+    for (index, (limit, &tat)) in limits.iter().zip(tats.iter()).enumerate() {
         let spec = Spec::new(limit, units_per_sec);
         let (wait, too_costly) = if cost > spec.limit {
             (spec.period, true)
         } else {
             let candidate = spec.add(tat, spec.increment(cost));
-            next[index] = candidate;
+            candidates[index] = candidate;
             let deadline = Tat::at(now.saturating_add(spec.period));
             // Passes from the instant `candidate - period`.
             (spec.ceil_units_between(candidate, deadline), false)
@@ -157,36 +172,31 @@ pub(crate) fn evaluate(
             refusal = Some((index, wait, too_costly));
         }
     }
+    let state_of =
+        |(limit, tat): (&RateLimit, &Tat)| Spec::new(limit, units_per_sec).state(limit, *tat, now);
 
-    let mut states = LimitStates::EMPTY;
-    let outcome = match refusal {
-        Some((index, wait, cost_exceeds_limit)) => {
-            for (limit, &tat) in limits.iter().zip(current) {
-                states.push(Spec::new(limit, units_per_sec).state(limit, tat, now));
-            }
-            let spec = Spec::new(&limits[index], units_per_sec);
-            LimitOutcome::Refused {
-                limit: limits[index].name(),
-                retry_after_secs: spec.ceil_secs(wait).max(1),
-                cost_exceeds_limit,
-                state: states.as_slice()[index],
-                states,
-            }
-        }
+    match refusal {
+        Some((index, wait, cost_exceeds_limit)) => LimitOutcome::Refused {
+            limit: limits[index].name(),
+            retry_after_secs: Spec::new(&limits[index], units_per_sec)
+                .ceil_secs(wait)
+                .max(1),
+            cost_exceeds_limit,
+            refusing: index,
+            states: LimitStates::collect(limits.iter().zip(tats.iter()).map(state_of)),
+        },
         None => {
-            for (limit, &tat) in limits.iter().zip(&next) {
-                states.push(Spec::new(limit, units_per_sec).state(limit, tat, now));
-            }
+            tats.copy_from_slice(&candidates[..count]);
+            let states = LimitStates::collect(limits.iter().zip(tats.iter()).map(state_of));
             // Fewest remaining, then the shorter period, then the earlier.
             let tightest = states
                 .iter()
-                .min_by_key(|s| (s.remaining, s.period))
-                .copied()
-                .unwrap_or(PLACEHOLDER_STATE);
+                .enumerate()
+                .min_by_key(|(_, s)| (s.remaining, s.period))
+                .map_or(0, |(index, _)| index);
             LimitOutcome::Admitted { tightest, states }
         }
-    };
-    Evaluation { outcome, next }
+    }
 }
 
 #[cfg(test)]
@@ -204,12 +214,12 @@ mod tests {
 
     /// Runs one request against a single stored TAT and stores the result.
     fn hit(limit: &RateLimit, tat: &mut Tat, now: u64, cost: u64) -> LimitOutcome {
-        let current = [tat.or_now(now)];
-        let evaluation = evaluate(std::slice::from_ref(limit), &current, now, cost, NS);
-        if evaluation.admitted() {
-            *tat = evaluation.next[0];
+        let mut tats = [tat.or_now(now)];
+        let outcome = evaluate(std::slice::from_ref(limit), &mut tats, now, cost, NS);
+        if outcome.is_allowed() {
+            *tat = tats[0];
         }
-        evaluation.outcome
+        outcome
     }
 
     #[test]
@@ -247,10 +257,41 @@ mod tests {
         let burst = limit("burst", 20, "1s");
         let mut tat = Tat::at(0);
         let now = 5 * NS;
-        let LimitOutcome::Admitted { tightest, .. } = hit(&burst, &mut tat, now, 13) else {
-            panic!("refused")
-        };
+        let admitted = hit(&burst, &mut tat, now, 13);
+        let tightest = admitted.header_state().expect("admitted");
         assert_eq!((tightest.remaining, tightest.reset_secs), (7, 1));
+    }
+
+    proptest::proptest! {
+        /// The 64-bit shortcuts compute what 128-bit arithmetic does.
+        #[test]
+        fn narrow_and_wide_arithmetic_agree(
+            n in 1u64..=1_000_000_000,
+            secs in 1u64..=86_400,
+            cost in 1u64..=1_000_000_000,
+            ahead_fraction in 0u64..=1_000,
+            frac_seed in proptest::prelude::any::<u64>(),
+            micros in proptest::prelude::any::<bool>(),
+        ) {
+            let units = if micros { 1_000_000 } else { NS };
+            let rate = limit("p", n, &format!("{secs}s"));
+            let spec = Spec::new(&rate, units);
+            let cost = cost.min(n);
+            let wide = u128::from(cost) * u128::from(spec.period);
+            let increment = spec.increment(cost);
+            proptest::prop_assert_eq!(u128::from(increment.whole), wide / u128::from(n));
+            proptest::prop_assert_eq!(u128::from(increment.frac), wide % u128::from(n));
+
+            let now = 7 * units;
+            let tat = Tat {
+                whole: now + spec.period / 1_000 * ahead_fraction,
+                frac: frac_seed % n,
+            };
+            let debt = u128::from(tat.whole - now) * u128::from(n) + u128::from(tat.frac);
+            let capacity = u128::from(spec.period) * u128::from(n);
+            let expected = capacity.saturating_sub(debt) / u128::from(spec.period);
+            proptest::prop_assert_eq!(u128::from(spec.state(&rate, tat, now).remaining), expected);
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! [`LocalLimiter`]: the buckets in this process's memory.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -10,7 +11,7 @@ use crate::token::KeyId;
 use super::gcra::{Tat, evaluate};
 use super::name::LimitName;
 use super::outcome::LimitOutcome;
-use super::policy::MAX_RATE_LIMITS;
+use super::policy::{MAX_RATE_LIMITS, RateLimit};
 use super::request::LimitRequest;
 
 /// The default maximum number of buckets a [`LocalLimiter`] keeps.
@@ -164,6 +165,9 @@ impl LocalLimiter {
         let inner = &*self.inner;
         let now = inner.units(now);
         let limits = &request.limits()[..request.limits().len().min(MAX_RATE_LIMITS)];
+        if let [limit] = limits {
+            return inner.check_one(request, limit, now);
+        }
         let owner = limits
             .iter()
             .any(|l| l.is_shared())
@@ -200,13 +204,7 @@ impl LocalLimiter {
         let mut guards: [Option<MutexGuard<'_, Shard>>; MAX_RATE_LIMITS] =
             [const { None }; MAX_RATE_LIMITS];
         for (slot, &shard) in guards.iter_mut().zip(&order[..distinct]) {
-            *slot = Some(
-                inner.shards[shard]
-                    .lock()
-                    // A bucket is written only after a decision, so a
-                    // panic elsewhere leaves the map consistent.
-                    .unwrap_or_else(PoisonError::into_inner),
-            );
+            *slot = Some(inner.lock(shard));
         }
         let slot_of = |shard: usize| {
             order[..distinct]
@@ -215,29 +213,24 @@ impl LocalLimiter {
                 .unwrap_or(0)
         };
 
-        let mut current = [Tat::at(0); MAX_RATE_LIMITS];
+        let mut tats = [Tat::at(0); MAX_RATE_LIMITS];
         for (i, limit) in limits.iter().enumerate() {
             let map = guards[slot_of(shard_of[i])].as_deref();
             let stored = map.and_then(|m| m.get(&keys[i]));
-            current[i] = stored
+            tats[i] = stored
                 .map(|b| b.tat.rescaled(b.limit, limit.limit()))
                 .unwrap_or(Tat::at(0))
                 .or_now(now);
         }
-        let evaluation = evaluate(
-            limits,
-            &current[..limits.len()],
-            now,
-            request.cost,
-            NANOS_PER_SEC,
-        );
-        if evaluation.admitted() {
+        let tats = &mut tats[..limits.len()];
+        let outcome = evaluate(limits, tats, now, request.cost, NANOS_PER_SEC);
+        if outcome.is_allowed() {
             for (i, limit) in limits.iter().enumerate() {
                 if let Some(map) = guards[slot_of(shard_of[i])].as_deref_mut() {
                     map.insert(
                         keys[i],
                         Bucket {
-                            tat: evaluation.next[i],
+                            tat: tats[i],
                             limit: limit.limit(),
                         },
                     );
@@ -249,7 +242,7 @@ impl LocalLimiter {
                 }
             }
         }
-        evaluation.outcome
+        outcome
     }
 
     /// Removes every idle bucket (one whose TAT has passed at `now`: it is
@@ -287,6 +280,61 @@ impl LocalLimiter {
 }
 
 impl Inner {
+    /// [`LocalLimiter::check`] for a key with one limit, the common case:
+    /// one bucket, one shard, one probe of its map.
+    fn check_one(&self, request: &LimitRequest<'_>, limit: &RateLimit, now: u64) -> LimitOutcome {
+        let holder = match limit.is_shared() {
+            true => {
+                let (a, b) = self.owner_hash(request.owner);
+                Holder::Owner(a, b)
+            }
+            false => Holder::Key(request.key),
+        };
+        let key = self.hashed(BucketKey {
+            holder,
+            name: limit.name(),
+        });
+        let mut map = self.lock(self.shard_index(&key));
+        let limits = std::slice::from_ref(limit);
+        let outcome = match map.entry(key) {
+            Entry::Occupied(mut stored) => {
+                let bucket = stored.get_mut();
+                let mut tats = [bucket.tat.rescaled(bucket.limit, limit.limit()).or_now(now)];
+                let outcome = evaluate(limits, &mut tats, now, request.cost, NANOS_PER_SEC);
+                if outcome.is_allowed() {
+                    *bucket = Bucket {
+                        tat: tats[0],
+                        limit: limit.limit(),
+                    };
+                }
+                outcome
+            }
+            Entry::Vacant(vacant) => {
+                let mut tats = [Tat::at(now)];
+                let outcome = evaluate(limits, &mut tats, now, request.cost, NANOS_PER_SEC);
+                if outcome.is_allowed() {
+                    vacant.insert(Bucket {
+                        tat: tats[0],
+                        limit: limit.limit(),
+                    });
+                }
+                outcome
+            }
+        };
+        if map.len() > self.per_shard {
+            self.shrink(&mut map, now);
+        }
+        outcome
+    }
+
+    /// Locks a shard. A bucket is written only after a decision, so a
+    /// panic elsewhere leaves the map consistent: poisoning is ignored.
+    fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
+        self.shards[shard]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn units(&self, now: Instant) -> u64 {
         let nanos = now.saturating_duration_since(self.epoch).as_nanos();
         u64::try_from(nanos).unwrap_or(u64::MAX)
@@ -385,12 +433,13 @@ mod tests {
             limit,
             retry_after_secs,
             cost_exceeds_limit,
-            state,
-            ..
+            refusing,
+            ref states,
         } = refused
         else {
             panic!("admitted a sixth: {refused:?}")
         };
+        let state = states[refusing];
         assert_eq!(
             (limit.as_str(), retry_after_secs, cost_exceeds_limit),
             ("burst", 1, false)
@@ -506,16 +555,16 @@ mod tests {
         ) else {
             panic!("refused")
         };
-        assert_eq!(tightest.header(), r#""burst";r=7;t=1"#);
+        assert_eq!(tightest, 1);
+        assert_eq!(states[tightest].header(), r#""burst";r=7;t=1"#);
         assert_eq!(states.len(), 2);
         // A tie goes to the shorter period.
         let tie = limits(&[("long", 10, "1h", false), ("short", 10, "1s", false)]);
-        let LimitOutcome::Admitted { tightest, .. } =
-            limiter.check(&LimitRequest::new(key(2), "a", &tie), Instant::now())
-        else {
-            panic!("refused")
-        };
-        assert_eq!(tightest.name.as_str(), "short");
+        let tied = limiter.check(&LimitRequest::new(key(2), "a", &tie), Instant::now());
+        assert_eq!(
+            tied.header_state().expect("admitted").name.as_str(),
+            "short"
+        );
     }
 
     #[test]

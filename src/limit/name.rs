@@ -22,10 +22,20 @@ pub const MAX_LIMIT_NAME_LEN: usize = 32;
 /// assert!("Burst".parse::<LimitName>().is_err());
 /// # Ok::<(), keygate::LimitNameError>(())
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct LimitName {
     len: u8,
     bytes: [u8; MAX_LIMIT_NAME_LEN],
+}
+
+/// Hashes the name's bytes only, not the unused tail of the array (equal
+/// names have equal bytes, so this agrees with `Eq`): a bucket's key is
+/// hashed on every counted request.
+impl std::hash::Hash for LimitName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u8(self.len);
+        state.write(self.as_bytes());
+    }
 }
 
 impl LimitName {
@@ -57,6 +67,12 @@ impl LimitName {
     pub fn as_str(&self) -> &str {
         // Built only from ASCII, so always valid UTF-8.
         std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+
+    /// The name's bytes (ASCII), without the UTF-8 check of
+    /// [`as_str`](LimitName::as_str).
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
     }
 
     /// A filler for fixed-size arrays of states; never shown to a user.

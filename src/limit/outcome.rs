@@ -33,15 +33,13 @@ impl LimitState {
     /// `"burst";q=20;w=1`.
     ///
     /// ```
-    /// use keygate::{LimitRequest, LocalLimiter, LimitOutcome, Period, RateLimit, RateLimits};
+    /// use keygate::{LimitRequest, LocalLimiter, Period, RateLimit, RateLimits};
     /// # let key = keygate::KeyId::parse("AAAAAAAAAAAAAAAA")?;
     /// let limits = RateLimits::new(vec![RateLimit::new("burst".parse()?, 20, Period::parse("1s")?)?])?;
     /// let limiter = LocalLimiter::new();
-    /// let LimitOutcome::Admitted { tightest, .. } =
-    ///     limiter.check(&LimitRequest::new(key, "alice", &limits), std::time::Instant::now())
-    /// else {
-    ///     unreachable!("a fresh bucket admits")
-    /// };
+    /// let outcome =
+    ///     limiter.check(&LimitRequest::new(key, "alice", &limits), std::time::Instant::now());
+    /// let tightest = outcome.header_state().expect("a fresh bucket admits");
     /// assert_eq!(tightest.policy_header(), r#""burst";q=20;w=1"#);
     /// assert_eq!(tightest.header(), r#""burst";r=19;t=1"#);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -92,7 +90,7 @@ impl LimitState {
     pub(crate) fn rate_value(&self) -> Option<HeaderValue> {
         // Written by hand into the stack: `format!` costs several times
         // more, on every counted request.
-        let mut buffer = HeaderText::new(self.name.as_str());
+        let mut buffer = HeaderText::new(self.name.as_bytes());
         buffer.parameter(b"r", self.remaining);
         buffer.parameter(b"t", self.reset_secs);
         // Names are `a-z0-9_-` and the rest digits: always a valid value.
@@ -104,7 +102,7 @@ impl LimitState {
 /// [`LimitState::policy_header`]); it never changes, so the verifier's
 /// cache keeps it with the key.
 pub(crate) fn policy_value(name: LimitName, limit: u64, period: Period) -> Option<HeaderValue> {
-    let mut buffer = HeaderText::new(name.as_str());
+    let mut buffer = HeaderText::new(name.as_bytes());
     buffer.parameter(b"q", limit);
     buffer.parameter(b"w", period.as_secs());
     HeaderValue::from_bytes(buffer.as_bytes()).ok()
@@ -121,17 +119,19 @@ impl HeaderText {
     /// digits each fit.
     const CAPACITY: usize = 2 + super::name::MAX_LIMIT_NAME_LEN + 2 * (3 + 20);
 
-    fn new(name: &str) -> HeaderText {
+    fn new(name: &[u8]) -> HeaderText {
         let mut text = HeaderText {
             bytes: [0; HeaderText::CAPACITY],
             len: 0,
         };
         text.push(b"\"");
-        text.push(name.as_bytes());
+        text.push(name);
         text.push(b"\"");
         text
     }
 
+    /// Appends `bytes`, cut at the capacity (never reached: it fits the
+    /// longest name and values).
     fn push(&mut self, bytes: &[u8]) {
         let end = (self.len + bytes.len()).min(HeaderText::CAPACITY);
         let taken = end - self.len;
@@ -139,23 +139,10 @@ impl HeaderText {
         self.len = end;
     }
 
-    fn parameter(&mut self, key: &[u8], value: u64) {
-        self.push(b";");
-        self.push(key);
-        self.push(b"=");
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut rest = value;
-        loop {
-            at -= 1;
-            // A digit: below 10.
-            digits[at] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        self.push(&digits[at..]);
+    /// Appends `;key=value`.
+    fn parameter(&mut self, key: &[u8; 1], value: u64) {
+        self.push(&[b';', key[0], b'=']);
+        self.push(itoa::Buffer::new().format(value).as_bytes());
     }
 
     fn as_bytes(&self) -> &[u8] {
@@ -169,43 +156,46 @@ pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-poli
 /// The `RateLimit` header (draft-ietf-httpapi-ratelimit-headers).
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
-/// A filler for the unused slots of [`LimitStates`]; never shown.
-pub(crate) const PLACEHOLDER_STATE: LimitState = LimitState {
-    name: LimitName::PLACEHOLDER,
-    limit: 0,
-    remaining: 0,
-    reset_secs: 0,
-    period: Period::ONE_SECOND,
-};
+/// Every limit's state after a check, in the key's order (at most 8).
+///
+/// A key with one limit — the common case — keeps its state inline; more
+/// are kept on the heap. The outcome of every counted request carries
+/// this, so it stays small: a few words to move, not eight states.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LimitStates(Repr);
 
-/// Every limit's state after a check, in the key's order: at most 8,
-/// stored inline (no allocation).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct LimitStates {
-    len: u8,
-    items: [LimitState; MAX_RATE_LIMITS],
+#[derive(Clone, PartialEq, Eq)]
+enum Repr {
+    Empty,
+    One(LimitState),
+    Many(Box<[LimitState]>),
 }
 
 impl LimitStates {
-    pub(crate) const EMPTY: LimitStates = LimitStates {
-        len: 0,
-        items: [PLACEHOLDER_STATE; MAX_RATE_LIMITS],
-    };
+    pub(crate) const EMPTY: LimitStates = LimitStates(Repr::Empty);
 
-    /// Appends a state; past 8 the state is dropped (a [`RateLimits`]
-    /// never holds more).
+    /// The states `states` yields, in order; past 8 they are dropped (a
+    /// [`RateLimits`] never holds more).
     ///
     /// [`RateLimits`]: crate::RateLimits
-    pub(crate) fn push(&mut self, state: LimitState) {
-        if let Some(slot) = self.items.get_mut(usize::from(self.len)) {
-            *slot = state;
-            self.len += 1;
+    pub(crate) fn collect(states: impl ExactSizeIterator<Item = LimitState>) -> LimitStates {
+        let mut states = states.take(MAX_RATE_LIMITS);
+        match states.len() {
+            0 => LimitStates::EMPTY,
+            1 => states
+                .next()
+                .map_or(LimitStates::EMPTY, |state| LimitStates(Repr::One(state))),
+            _ => LimitStates(Repr::Many(states.collect())),
         }
     }
 
     /// The states, in the order of the key's limits.
     pub fn as_slice(&self) -> &[LimitState] {
-        &self.items[..usize::from(self.len)]
+        match &self.0 {
+            Repr::Empty => &[],
+            Repr::One(state) => std::slice::from_ref(state),
+            Repr::Many(states) => states,
+        }
     }
 
     /// The states, in the order of the key's limits.
@@ -215,12 +205,25 @@ impl LimitStates {
 
     /// How many states there are.
     pub fn len(&self) -> usize {
-        usize::from(self.len)
+        self.as_slice().len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.as_slice().is_empty()
+    }
+}
+
+impl std::ops::Index<usize> for LimitStates {
+    type Output = LimitState;
+
+    /// The state of the key's `index`-th limit.
+    ///
+    /// # Panics
+    ///
+    /// When `index` is not below [`len`](LimitStates::len).
+    fn index(&self, index: usize) -> &LimitState {
+        &self.as_slice()[index]
     }
 }
 
@@ -240,7 +243,7 @@ impl<'a> IntoIterator for &'a LimitStates {
 }
 
 /// The answer to a rate-limit check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LimitOutcome {
     /// The request was not counted: its cost is 0 or the key has no rate
@@ -249,10 +252,10 @@ pub enum LimitOutcome {
     NotCounted,
     /// Every limit had budget; the cost was taken from each bucket.
     Admitted {
-        /// The limit with the fewest remaining after this request (ties:
-        /// the shorter period, then the earlier in the key's list): the
-        /// one the headers describe.
-        tightest: LimitState,
+        /// Which of `states` has the fewest remaining after this request
+        /// (ties: the shorter period, then the earlier in the key's list):
+        /// the one the headers describe, [`LimitOutcome::header_state`].
+        tightest: usize,
         /// Every limit's state, in the key's order.
         states: LimitStates,
     },
@@ -270,8 +273,9 @@ pub enum LimitOutcome {
         /// The cost is greater than `limit`'s capacity: the request can
         /// never pass, however long the client waits.
         cost_exceeds_limit: bool,
-        /// The refusing limit's state (for the headers).
-        state: LimitState,
+        /// Which of `states` is `limit`'s: the one the headers describe,
+        /// [`LimitOutcome::header_state`].
+        refusing: usize,
         /// Every limit's state, in the key's order, unchanged by this
         /// request.
         states: LimitStates,
@@ -289,8 +293,12 @@ impl LimitOutcome {
     pub fn header_state(&self) -> Option<&LimitState> {
         match self {
             LimitOutcome::NotCounted => None,
-            LimitOutcome::Admitted { tightest, .. } => Some(tightest),
-            LimitOutcome::Refused { state, .. } => Some(state),
+            LimitOutcome::Admitted { tightest, states }
+            | LimitOutcome::Refused {
+                refusing: tightest,
+                states,
+                ..
+            } => states.as_slice().get(*tightest),
         }
     }
 

@@ -217,12 +217,18 @@ impl RedisLimiter {
                 frac: pair[1],
             };
         }
-        let evaluation = evaluate(limits, &current[..limits.len()], now, cost, MICROS_PER_SEC);
+        let outcome = evaluate(
+            limits,
+            &mut current[..limits.len()],
+            now,
+            cost,
+            MICROS_PER_SEC,
+        );
         // The script and `evaluate` compute the same decision.
-        if evaluation.admitted() != admitted {
+        if outcome.is_allowed() != admitted {
             return Err(RedisLimitError::BadReply);
         }
-        Ok(evaluation.outcome)
+        Ok(outcome)
     }
 
     fn bucket_key(

@@ -144,6 +144,8 @@ pub(crate) struct LimitHeaders {
 impl LimitHeaders {
     /// Sets them on a response, replacing any already there.
     pub(crate) fn insert(self, headers: &mut http::HeaderMap) {
+        // One growth of the map, not one per header.
+        headers.reserve(2);
         headers.insert(crate::limit::RATELIMIT_POLICY, self.policy);
         headers.insert(crate::limit::RATELIMIT, self.rate);
     }

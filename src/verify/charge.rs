@@ -128,17 +128,21 @@ pub(crate) enum Declined {
 fn judge(outcome: LimitOutcome) -> Result<LimitOutcome, Declined> {
     match outcome {
         LimitOutcome::Refused {
-            state,
+            refusing,
             retry_after_secs,
             states,
             ..
-        } => Err(Declined::Limited {
-            rejection: Rejection::RateLimited {
-                limit: Box::new(state),
-                retry_after_secs,
-            },
-            states: Box::new(states),
-        }),
+        } => match states.as_slice().get(refusing) {
+            Some(&state) => Err(Declined::Limited {
+                rejection: Rejection::RateLimited {
+                    limit: Box::new(state),
+                    retry_after_secs,
+                },
+                states: Box::new(states),
+            }),
+            // A refusal names one of its states; were it not so, still refuse.
+            None => Err(Declined::Unavailable),
+        },
         outcome => Ok(outcome),
     }
 }
