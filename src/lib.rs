@@ -100,6 +100,7 @@ mod credits;
 mod key;
 mod scope;
 mod secret;
+mod telemetry;
 mod token;
 
 mod store;

@@ -238,7 +238,7 @@ impl Gateway {
         }
         NormalizedPath::parse(uri.path()).map_err(|error| {
             tracing::debug!(%error, "path refused");
-            Decision::Deny(Rejection::InvalidPath)
+            self.refused_early(Rejection::InvalidPath)
         })
     }
 
@@ -256,14 +256,14 @@ impl Gateway {
             Access::Key { requirement, cost } => (requirement, cost),
             // Refused before the credential is looked at.
             Access::NoRule => return Decision::NoRule,
-            Access::InvalidPath => return Decision::Deny(Rejection::InvalidPath),
+            Access::InvalidPath => return self.refused_early(Rejection::InvalidPath),
         };
         let guard = self.keygate.guard();
         let credential = match guard.reader.credential(headers, uri) {
             Ok(credential) => credential,
-            Err(CredentialError::Missing) => return Decision::Deny(Rejection::MissingToken),
+            Err(CredentialError::Missing) => return self.refused_early(Rejection::MissingToken),
             Err(CredentialError::InvalidRequest) => {
-                return Decision::Deny(Rejection::InvalidRequest);
+                return self.refused_early(Rejection::InvalidRequest);
             }
         };
         let authorized = guard
@@ -274,6 +274,13 @@ impl Gateway {
             Ok(authorized) => Decision::Allow(Some(authorized.into_key())),
             Err(refusal) => Decision::Deny(refusal.into_rejection()),
         }
+    }
+
+    /// A denial decided before the verifier saw a token, counted with the
+    /// verifier's.
+    fn refused_early(&self, rejection: Rejection) -> Decision {
+        self.keygate.guard().verifier.count_refusal(&rejection);
+        Decision::Deny(rejection)
     }
 
     /// The response for a denial, from the keygate's responder.

@@ -194,9 +194,11 @@ where
                 return ResponseFuture::inner(self.inner.call(request), None);
             }
             Err(CredentialError::Missing) => {
+                guard.verifier.count_refusal(&Rejection::MissingToken);
                 return ResponseFuture::rejected(guard.responder.respond(&Rejection::MissingToken));
             }
             Err(CredentialError::InvalidRequest) => {
+                guard.verifier.count_refusal(&Rejection::InvalidRequest);
                 return ResponseFuture::rejected(
                     guard.responder.respond(&Rejection::InvalidRequest),
                 );

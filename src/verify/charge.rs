@@ -2,6 +2,7 @@
 //! from its key's rate limits, and what happens when the limiter cannot be
 //! reached.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -9,6 +10,7 @@ use super::origin::Origin;
 use super::rejection::Rejection;
 use crate::key::ApiKey;
 use crate::limit::{LimitOutcome, LimitRequest, LimitStates, Limiter};
+use crate::telemetry::{LimitDecision, Telemetry};
 
 /// The limiter, the policy when it cannot answer, and the count of the
 /// times it could not.
@@ -23,15 +25,17 @@ pub(crate) struct Charger {
     failing: AtomicBool,
     /// Requests the limiter could not count.
     failures: AtomicU64,
+    telemetry: Arc<Telemetry>,
 }
 
 impl Charger {
-    pub(crate) fn new(limiter: Limiter, fail_closed: bool) -> Charger {
+    pub(crate) fn new(limiter: Limiter, fail_closed: bool, telemetry: Arc<Telemetry>) -> Charger {
         Charger {
             limiter,
             fail_closed,
             failing: AtomicBool::new(false),
             failures: AtomicU64::new(0),
+            telemetry,
         }
     }
 
@@ -60,7 +64,7 @@ impl Charger {
         }
         let request = LimitRequest::new(key.id, &key.owner, &key.rate_limits).cost(cost);
         let outcome = self.limiter.check_local(&request, now)?;
-        Some(judge(outcome))
+        Some(self.judge(outcome))
     }
 
     /// Charges wherever the buckets are. When they cannot be reached the
@@ -82,7 +86,7 @@ impl Charger {
                 if self.failing.swap(false, Ordering::Relaxed) {
                     tracing::info!("rate limiter reachable again");
                 }
-                judge(outcome)
+                self.judge(outcome)
             }
             Err(error) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
@@ -97,8 +101,12 @@ impl Charger {
                     tracing::debug!(%error, "rate limiter unreachable");
                 }
                 if self.fail_closed {
+                    self.telemetry
+                        .limit_decision(LimitDecision::UnreachableRefused);
                     Err(Declined::Unavailable)
                 } else {
+                    self.telemetry
+                        .limit_decision(LimitDecision::UnreachableAdmitted);
                     Ok(LimitOutcome::NotCounted)
                 }
             }
@@ -125,6 +133,17 @@ pub(crate) enum Declined {
 }
 
 /// A refusal becomes `rate_limited`; anything else goes on.
+impl Charger {
+    /// The limiter's answer as the check chain's, counted.
+    fn judge(&self, outcome: LimitOutcome) -> Result<LimitOutcome, Declined> {
+        self.telemetry.limit_decision(match outcome.is_allowed() {
+            true => LimitDecision::Admitted,
+            false => LimitDecision::Refused,
+        });
+        judge(outcome)
+    }
+}
+
 fn judge(outcome: LimitOutcome) -> Result<LimitOutcome, Declined> {
     match outcome {
         LimitOutcome::Refused {

@@ -11,12 +11,13 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
 use crate::credits::Reservation;
 use crate::store::{CreditStore, StoreError};
+use crate::telemetry::{self, BlockEvent, StoreOp};
 use crate::token::KeyId;
 
 /// The most credits one reservation takes beyond what the request needs:
@@ -155,11 +156,18 @@ impl CreditLedger {
             };
             let need = cost - held.min(cost);
             let want = block_size(need, hint);
-            let grant = match store.reserve(&id, need, want, now).await {
+            let started = Instant::now();
+            let reserved = store.reserve(&id, need, want, now).await;
+            telemetry::store_op(StoreOp::ReserveCredits, started, reserved.is_err());
+            let grant = match reserved {
                 Ok(Reservation::Counted(grant)) => grant,
                 Ok(_) => return Ok(Taken::Unlimited),
                 Err(error) => return Err(NotTaken::Unavailable(error)),
             };
+            telemetry::block(match grant.is_refused(need) {
+                true => BlockEvent::Refused,
+                false => BlockEvent::Reserved,
+            });
             let mut blocks = self.lock();
             let block = blocks.entry(id).or_insert(Block {
                 available: 0,
@@ -252,11 +260,16 @@ impl CreditLedger {
             if block.available == 0 || block.next_refill.is_some_and(|at| now >= at) {
                 continue;
             }
-            match store
+            let started = Instant::now();
+            let released = store
                 .release(&id, block.available, block.generation, now)
-                .await
-            {
-                Ok(true) => returned += block.available,
+                .await;
+            telemetry::store_op(StoreOp::ReleaseCredits, started, released.is_err());
+            match released {
+                Ok(true) => {
+                    telemetry::block(BlockEvent::Released);
+                    returned += block.available;
+                }
                 Ok(false) => {}
                 Err(error) => {
                     tracing::warn!(%error, key = %id, credits = block.available,

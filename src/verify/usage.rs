@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use crate::store::{KeyStore, Usage};
+use crate::telemetry::{self, StoreOp};
 use crate::token::KeyId;
 
 /// The second and the address of the last use noted for a cached key, so
@@ -163,7 +164,10 @@ impl UsageRecorder {
             }
             std::mem::take(&mut *pending).into_values().collect()
         };
-        match self.store.record_usage(&batch).await {
+        let started = Instant::now();
+        let recorded = self.store.record_usage(&batch).await;
+        telemetry::store_op(StoreOp::RecordUsage, started, recorded.is_err());
+        match recorded {
             Ok(()) => batch.len(),
             Err(error) => {
                 tracing::warn!(%error, keys = batch.len(), "cannot record key usage; will retry");

@@ -21,6 +21,7 @@ use crate::limit::Limiter;
 use crate::scope::Requirement;
 use crate::secret::Pepper;
 use crate::store::{Change, KeyStore, StoreError};
+use crate::telemetry::{Invalidation, StoreOp, Telemetry};
 use crate::token::{Environment, KeyId, TokenFormat};
 
 /// The engine: store, pepper, token format, the validation cache, the
@@ -100,6 +101,8 @@ pub(crate) struct Core {
     credits: CreditLedger,
     /// The wall clock credits' refills are judged by.
     clock: Clock,
+    /// The figures reported through the `metrics` facade.
+    pub(crate) telemetry: Arc<Telemetry>,
     /// The task applying the store's change feed to `cache`; set once,
     /// right after construction (it holds this `Core` weakly).
     follower: OnceLock<Follower>,
@@ -152,6 +155,7 @@ impl Verifier {
     /// The verifier, following the store's changes as `settings.changes`
     /// says.
     pub(crate) fn new(settings: Settings) -> Verifier {
+        let telemetry = Arc::new(Telemetry::register());
         let usage = settings
             .usage_interval
             .map(|interval| UsageRecorder::new(settings.store.clone(), interval));
@@ -164,9 +168,14 @@ impl Verifier {
                 validator: settings.validator,
                 environments: settings.environments,
                 usage,
-                charger: Charger::new(settings.limiter, settings.limits_fail_closed),
+                charger: Charger::new(
+                    settings.limiter,
+                    settings.limits_fail_closed,
+                    telemetry.clone(),
+                ),
                 credits: CreditLedger::default(),
                 clock: settings.clock,
+                telemetry,
                 follower: OnceLock::new(),
             }),
         };
@@ -177,8 +186,14 @@ impl Verifier {
                 return false;
             };
             match change {
-                Change::Key(id) => core.cache.invalidate(id),
-                Change::Resync => core.cache.clear(),
+                Change::Key(id) => {
+                    core.telemetry.invalidation(Invalidation::Key);
+                    core.cache.invalidate(id);
+                }
+                Change::Resync => {
+                    core.telemetry.invalidation(Invalidation::Resync);
+                    core.cache.clear();
+                }
             }
             true
         };
@@ -240,14 +255,40 @@ impl Verifier {
         requirement: Option<&Arc<Requirement>>,
         cost: u64,
     ) -> Result<Authorized, Refusal> {
+        // `present` counts its own refusal.
         let presented = self.present(token).map_err(invalid)?;
         let now = Instant::now();
-        let entry = match self.core.cache.lookup(&presented.cache_key(), now) {
-            Some(entry) => entry,
-            None => self.load(token, &presented).await.map_err(refused)?,
-        };
-        let key = self.judge(token, &presented, entry).map_err(refused)?;
-        self.admit(key, origin, requirement, cost, now).await
+        let answer = async {
+            let entry = match self.lookup(&presented, now) {
+                Some(entry) => entry,
+                None => self.load(token, &presented).await.map_err(refused)?,
+            };
+            let key = self.judge(token, &presented, entry).map_err(refused)?;
+            self.admit(key, origin, requirement, cost, now).await
+        }
+        .await;
+        self.count(&answer);
+        answer
+    }
+
+    /// The cache entry of `presented`, if cached; counted as a hit or a
+    /// miss.
+    fn lookup(&self, presented: &Presented, now: Instant) -> Option<Entry> {
+        let entry = self.core.cache.lookup(&presented.cache_key(), now);
+        self.core.telemetry.cache_lookup(entry.is_some());
+        entry
+    }
+
+    /// Counts a check's answer in `keygate_requests_total`.
+    fn count<T>(&self, answer: &Result<T, Refusal>) {
+        let code = answer.as_ref().err().map(|r| r.rejection().code());
+        self.core.telemetry.outcome(code);
+    }
+
+    /// Counts a refusal decided before the verifier saw a token (no
+    /// credential, two that disagree, a malformed path).
+    pub(crate) fn count_refusal(&self, rejection: &Rejection) {
+        self.core.telemetry.outcome(Some(rejection.code()));
     }
 
     /// [`authorize`](Verifier::authorize) without waiting, for a token
@@ -264,7 +305,22 @@ impl Verifier {
         cost: u64,
         now: Instant,
     ) -> Option<Result<AuthenticatedKey, Refusal>> {
-        let entry = self.core.cache.lookup(&presented.cache_key(), now)?;
+        let answer = self.answer_cached(token, presented, origin, requirement, cost, now)?;
+        self.count(&answer);
+        Some(answer)
+    }
+
+    /// [`authorize_cached`](Verifier::authorize_cached), uncounted.
+    fn answer_cached(
+        &self,
+        token: &str,
+        presented: &Presented,
+        origin: Origin,
+        requirement: Option<&Arc<Requirement>>,
+        cost: u64,
+        now: Instant,
+    ) -> Option<Result<AuthenticatedKey, Refusal>> {
+        let entry = self.lookup(presented, now)?;
         let key = match self.judge(token, presented, entry) {
             Ok(key) => key,
             Err(error) => return Some(Err(refused(error))),
@@ -330,11 +386,16 @@ impl Verifier {
         requirement: Option<&Arc<Requirement>>,
         cost: u64,
     ) -> Result<AuthenticatedKey, Refusal> {
-        let entry = self.load(token, &presented).await.map_err(refused)?;
-        let key = self.judge(token, &presented, entry).map_err(refused)?;
-        self.admit(key, origin, requirement, cost, Instant::now())
-            .await
-            .map(Authorized::into_key)
+        let answer = async {
+            let entry = self.load(token, &presented).await.map_err(refused)?;
+            let key = self.judge(token, &presented, entry).map_err(refused)?;
+            self.admit(key, origin, requirement, cost, Instant::now())
+                .await
+                .map(Authorized::into_key)
+        }
+        .await;
+        self.count(&answer);
+        answer
     }
 
     /// Verifies a token alone: the chain of [`authorize`](Verifier::authorize)
@@ -348,11 +409,7 @@ impl Verifier {
     pub async fn verify(&self, token: &str) -> Result<AuthenticatedKey, VerifyError> {
         let presented = self.present(token).map_err(VerifyError::Invalid)?;
         // This thread's memo or moka, before anything that may wait.
-        let entry = match self
-            .core
-            .cache
-            .lookup(&presented.cache_key(), Instant::now())
-        {
+        let entry = match self.lookup(&presented, Instant::now()) {
             Some(entry) => entry,
             None => self.load(token, &presented).await?,
         };
@@ -362,7 +419,12 @@ impl Verifier {
     /// The offline checks of `token` (its one parse).
     pub(crate) fn present(&self, token: &str) -> Result<Presented, InvalidReason> {
         let core = &self.core;
-        Presented::check(token, &core.format, &core.pepper, core.validator.is_some())
+        let presented =
+            Presented::check(token, &core.format, &core.pepper, core.validator.is_some());
+        if presented.is_err() {
+            core.telemetry.outcome(Some("invalid_token"));
+        }
+        presented
     }
 
     /// `kg_live_<id>` of a presented keygate token: safe to log.
@@ -385,7 +447,11 @@ impl Verifier {
                 let id = *id;
                 core.cache
                     .get_or_load(cache_key, || async move {
-                        let stored = core.store.get(&id).await?;
+                        let started = Instant::now();
+                        let stored = core.store.get(&id).await;
+                        core.telemetry
+                            .store_op(StoreOp::Get, started, stored.is_err());
+                        let stored = stored?;
                         Ok::<_, StoreError>(
                             stored
                                 .map(|stored| Arc::new(Record::new(stored.key, Some(stored.mac)))),

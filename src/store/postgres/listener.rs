@@ -66,6 +66,7 @@ async fn listen(options: PgConnectOptions, heartbeat: Duration, sender: ChangeSe
                 // have been changed unheard. A resync at every attempt keeps
                 // entries from outliving the backoff (at most 5 s) while the
                 // listener is down.
+                crate::telemetry::feed_connected(false);
                 if !sender.send(Change::Resync).await {
                     return;
                 }
@@ -87,6 +88,7 @@ async fn listen(options: PgConnectOptions, heartbeat: Duration, sender: ChangeSe
         if !sender.send(Change::Resync).await {
             return;
         }
+        crate::telemetry::feed_connected(true);
         if reconnecting {
             tracing::info!(
                 channel = CHANNEL,
@@ -99,6 +101,7 @@ async fn listen(options: PgConnectOptions, heartbeat: Duration, sender: ChangeSe
         match pump(&mut listener, heartbeat, &sender).await {
             Pumped::Done => return,
             Pumped::Lost(error) => {
+                crate::telemetry::feed_connected(false);
                 // Resync first: anything revoked from now until the listener
                 // is back must not be served from a cache.
                 if !sender.send(Change::Resync).await {

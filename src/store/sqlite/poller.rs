@@ -83,6 +83,7 @@ async fn poll(options: SqliteConnectOptions, interval: Duration, sender: ChangeS
         };
         match step {
             Ok(changes) => {
+                crate::telemetry::feed_connected(true);
                 if failures > 0 {
                     tracing::info!("reading key changes again; cache distrusted");
                     failures = 0;
@@ -94,6 +95,7 @@ async fn poll(options: SqliteConnectOptions, interval: Duration, sender: ChangeS
                 }
             }
             Err(error) => {
+                crate::telemetry::feed_connected(false);
                 reader = None;
                 // Fail closed: changes may go unheard until the next
                 // attempt succeeds.
