@@ -66,6 +66,7 @@ pub(crate) const STORE_ERRORS: &str = "keygate_store_errors_total";
 /// `keygate_invalidations_total`.
 pub(crate) const INVALIDATIONS: &str = "keygate_invalidations_total";
 /// `keygate_change_feed_connected`.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) const FEED_CONNECTED: &str = "keygate_change_feed_connected";
 /// `keygate_limiter_decisions_total`.
 pub(crate) const LIMITER_DECISIONS: &str = "keygate_limiter_decisions_total";
@@ -244,6 +245,7 @@ pub(crate) fn block(event: BlockEvent) {
 
 /// Sets `keygate_change_feed_connected` (for the stores' feeds, which run
 /// apart from any verifier).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn feed_connected(connected: bool) {
     metrics::gauge!(FEED_CONNECTED).set(if connected { 1.0 } else { 0.0 });
 }
