@@ -388,3 +388,31 @@ fn the_man_page_names_every_command_and_renders() {
         );
     }
 }
+
+#[test]
+fn the_configuration_files_of_the_operations_guide_load() {
+    let guide = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md");
+    let text = std::fs::read_to_string(guide).expect("docs/operations.md");
+    let blocks: Vec<&str> = text
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("```").map(|(block, _)| block))
+        .collect();
+    assert!(!blocks.is_empty(), "no TOML block in docs/operations.md");
+    let dir = tempfile::tempdir().unwrap();
+    for block in blocks {
+        let file = write(dir.path(), "guide.toml", block);
+        let cli =
+            keygate::cli::parse_from(["keygate", "serve", "--config", file.to_str().unwrap()])
+                .unwrap_or_else(|e| panic!("docs/operations.md:\n{block}\n{e}"));
+        let keygate::cli::Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        if block.contains("listen = \"0.0.0.0:8080\"") {
+            assert_eq!(args.listen, "0.0.0.0:8080");
+            assert_eq!(args.trusted_proxies.len(), 2);
+            assert!(args.limits_fail_closed);
+            assert_eq!(cli.database_url, "postgres://keygate@db.internal/keygate");
+        }
+    }
+}

@@ -252,6 +252,22 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any text as --api-url is accepted as a plain http:// base
+        /// without a trailing slash, or refused as a usage error; never a
+        /// panic.
+        #[test]
+        fn any_url_is_a_base_or_a_usage_error(url in "(http://|https://)?[ -~]{0,40}") {
+            match Api::new(&url, Some("t".into())) {
+                Ok(api) => {
+                    proptest::prop_assert!(api.base().starts_with("http://"));
+                    proptest::prop_assert!(!api.base().ends_with('/'));
+                }
+                Err(e) => proptest::prop_assert!(matches!(e, RemoteError::Usage(_))),
+            }
+        }
+    }
+
     #[test]
     fn the_token_is_redacted_in_debug() {
         let secret = "kg_live_AAAAAAAAAAAAAAAAbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
