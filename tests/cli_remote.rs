@@ -340,6 +340,20 @@ fn refusals_of_the_server_are_plain_words_with_the_cli_exit_statuses() {
     let flag = run(f.dir.path(), &env, &["--token", &reader, "keys", "list"]);
     assert_eq!(flag.status, 2, "{flag:?}");
     assert!(!flag.stderr.contains(&reader[24..]), "{flag:?}");
+    // Through the API, no database is opened or created: a directory
+    // without one (and without a pepper) is enough.
+    let laptop = tempfile::tempdir().unwrap();
+    let env = [
+        ("KEYGATE_API_URL", f.url.as_str()),
+        ("KEYGATE_TOKEN", f.admin.as_str()),
+    ];
+    let listed = run(laptop.path(), &env, &["--json", "keys", "list"]);
+    assert_eq!(listed.status, 0, "{listed:?}");
+    assert!(listed.json()["keys"].as_array().unwrap().len() >= 2);
+    assert!(
+        std::fs::read_dir(laptop.path()).unwrap().next().is_none(),
+        "a file was created"
+    );
     // init and serve work on the database.
     let init = f.api(&["init"]);
     assert_eq!(init.status, 2, "{init:?}");
