@@ -53,6 +53,11 @@ const SAMPLES: &[(&str, &str, &[&str])] = &[
         &["redis://127.0.0.1:6379/3"],
     ),
     ("limits-fail-closed", "true", &["true"]),
+    // Flags of the operations and gRPC work, merged separately: harmless
+    // until the flag exists.
+    ("grpc-listen", "\"127.0.0.1:9090\"", &["127.0.0.1:9090"]),
+    ("audit-retention", "\"90d\"", &["90d"]),
+    ("metrics-public", "true", &["true"]),
 ];
 
 /// `contrib/keygate.toml`.
