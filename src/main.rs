@@ -2,11 +2,9 @@
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    match keygate::cli::Cli::try_parse() {
+    match keygate::cli::parse() {
         Ok(cli) => keygate::cli::run(cli).await,
         Err(error) => keygate::cli::usage_error(&error),
     }

@@ -24,6 +24,13 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Act through the HTTP API of a running `keygate serve` at this
+    /// http:// URL instead of opening the database (`keys …` and
+    /// `verify`). The key to act with is read from the environment
+    /// variable KEYGATE_TOKEN only, never from a flag.
+    #[arg(long, global = true, env = "KEYGATE_API_URL", value_name = "URL")]
+    pub api_url: Option<String>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -46,6 +53,20 @@ pub enum Command {
         /// A requirement expression, e.g. "workspaces:read and templates:use".
         #[arg(long)]
         require: Option<String>,
+    },
+    /// Print a shell completion script on stdout, e.g.
+    /// `keygate completions bash > /etc/bash_completion.d/keygate`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page keygate(1) on stdout, or with --out write one
+    /// page per command (keygate.1, keygate-keys-create.1, …) into DIR.
+    Man {
+        /// Write every page into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
     },
 }
 
@@ -79,6 +100,9 @@ pub enum KeysCommand {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Change a key: name, description, metadata, IP lists, rate limits,
+    /// credits, or narrower scopes (what PATCH /v1/keys/{id} does).
+    Update(Box<UpdateArgs>),
     /// Replace a key by a new one with the same attributes; print the new token once.
     Rotate {
         /// The key: its id, its display prefix or the whole token.
@@ -120,7 +144,7 @@ pub enum KeysCommand {
 }
 
 /// `keygate keys create …`
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct CreateArgs {
     /// Who the key belongs to.
     #[arg(long)]
@@ -184,10 +208,87 @@ pub struct CreateArgs {
     pub refill: Option<Refill>,
 }
 
+/// `keygate keys update …`: only what is given changes.
+#[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("change")
+        .multiple(true)
+        .required(true)
+        .args([
+            "name", "description", "scopes", "metadata", "ip_allow", "no_ip_allow",
+            "ip_deny", "no_ip_deny", "rate_limits", "no_rate_limits", "credits", "no_credits",
+        ])
+))]
+pub struct UpdateArgs {
+    /// The key: its id, its display prefix or the whole token.
+    pub id: String,
+    /// A new name, unique per owner among active keys.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A new description; an empty one clears it.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// The new scopes, each already granted to the key (scopes may only
+    /// narrow); repeat for more. They replace the key's scopes.
+    #[arg(long = "scope")]
+    pub scopes: Vec<String>,
+    /// New metadata, a JSON object of at most 4 KiB, replacing the old one.
+    #[arg(long)]
+    pub metadata: Option<String>,
+    /// An allowed address or CIDR range; repeat for more. They replace
+    /// the allow list.
+    #[arg(long = "ip-allow", conflicts_with = "no_ip_allow")]
+    pub ip_allow: Vec<String>,
+    /// Empty the allow list (every address is allowed).
+    #[arg(long)]
+    pub no_ip_allow: bool,
+    /// A denied address or CIDR range; repeat for more. They replace the
+    /// deny list.
+    #[arg(long = "ip-deny", conflicts_with = "no_ip_deny")]
+    pub ip_deny: Vec<String>,
+    /// Empty the deny list.
+    #[arg(long)]
+    pub no_ip_deny: bool,
+    /// A rate limit as for `keys create`; repeat for more. They replace
+    /// the key's rate limits.
+    #[arg(
+        long = "rate-limit",
+        value_name = "NAME=LIMIT/PERIOD[,shared]",
+        value_parser = parse_rate_limit,
+        conflicts_with = "no_rate_limits"
+    )]
+    pub rate_limits: Vec<RateLimit>,
+    /// Remove every rate limit.
+    #[arg(long)]
+    pub no_rate_limits: bool,
+    /// New credits: the balance and (with --refill) the refill are
+    /// replaced. To add to the balance, see `keys credits`.
+    #[arg(
+        long,
+        value_name = "N",
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u64).range(0..=MAX_CREDITS),
+        conflicts_with = "no_credits"
+    )]
+    pub credits: Option<u64>,
+    /// Refill the new credits: N at 00:00 UTC every day, week or month.
+    /// Needs --credits.
+    #[arg(long, value_name = "N/EVERY", requires = "credits", value_parser = parse_refill)]
+    pub refill: Option<Refill>,
+    /// Remove the credits: the key becomes unlimited.
+    #[arg(long)]
+    pub no_credits: bool,
+}
+
 /// `keygate serve …`. Every flag can also be set by the environment
 /// variable named in its help (a flag wins over its variable).
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Read any of these flags (and --database-url) from a TOML file, each
+    /// under its long name (`max-connections = 64`); a flag or its
+    /// variable wins over the file.
+    #[arg(long, env = "KEYGATE_CONFIG", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
     /// Address of the HTTP API.
     #[arg(long, env = "KEYGATE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,

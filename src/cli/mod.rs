@@ -8,17 +8,25 @@
 //!   value in `keygate_meta`, see [`open`]).
 //! - Commands taking a key accept its id, display prefix or whole token, and
 //!   never print a token they were given.
+//! - `serve --config FILE` reads any `serve` flag from a TOML file
+//!   ([`parse_from`]: flag > environment > file > default).
+//! - With `--api-url` (`KEYGATE_API_URL`) and `KEYGATE_TOKEN`, `keys …` and
+//!   `verify` act through a running server's HTTP API instead of the
+//!   database, with the same output.
 //! - A closed stdout (`keygate keys list | head -1`) ends a command quietly
 //!   with status 0; nothing the CLI writes can panic.
 
 mod args;
+mod config;
 mod database;
 mod output;
 mod redis;
+mod remote;
 mod run;
 mod serve;
 
 pub use args::ServeArgs;
-pub use args::{Cli, Command, CreateArgs, KeysCommand};
+pub use args::{Cli, Command, CreateArgs, KeysCommand, UpdateArgs};
+pub use config::{config_keys, matches_from, parse, parse_from};
 pub use database::{Create, Opened, PEPPER_FILE, SetupError, open};
 pub use run::{run, usage_error};

@@ -2,7 +2,8 @@
 //!
 //! - [`free_port`]: a loopback port nobody listens on (bind `:0`, drop).
 //! - [`Serve`]: `keygate serve` running in its own temporary directory, with
-//!   `KEYGATE_PEPPER`, `KEYGATE_DATABASE_URL` and `RUST_LOG` removed from its
+//!   `KEYGATE_PEPPER`, `KEYGATE_DATABASE_URL`, `KEYGATE_API_URL`,
+//!   `KEYGATE_TOKEN`, `KEYGATE_CONFIG` and `RUST_LOG` removed from its
 //!   environment; stdout and stderr are captured as they come. Dropping it
 //!   stops the process (SIGTERM, then SIGKILL), so a failed assertion never
 //!   leaves a server behind.
@@ -110,6 +111,9 @@ pub fn keygate_command(dir: &Path) -> Command {
         .current_dir(dir)
         .env_remove("KEYGATE_PEPPER")
         .env_remove("KEYGATE_DATABASE_URL")
+        .env_remove("KEYGATE_API_URL")
+        .env_remove("KEYGATE_TOKEN")
+        .env_remove("KEYGATE_CONFIG")
         .env_remove("RUST_LOG");
     command
 }
@@ -161,6 +165,9 @@ pub struct ServeOptions {
     pub env: Vec<(String, String)>,
     /// Also listen with the proxy on a free port, forwarding to this URL.
     pub upstream: Option<String>,
+    /// Pass no `--listen`: the server is expected on this address, set
+    /// some other way (a configuration file).
+    pub expect_at: Option<SocketAddr>,
 }
 
 impl ServeOptions {
@@ -170,7 +177,14 @@ impl ServeOptions {
             args: Vec::new(),
             env: Vec::new(),
             upstream: None,
+            expect_at: None,
         }
+    }
+
+    /// Passes no `--listen` and expects the server on `addr`.
+    pub fn expect_at(mut self, addr: SocketAddr) -> ServeOptions {
+        self.expect_at = Some(addr);
+        self
     }
 
     /// Adds arguments.
@@ -225,11 +239,14 @@ impl Serve {
         };
         let mut command = keygate_command(dir);
         command.arg("serve");
-        let addr = from_env("KEYGATE_LISTEN").unwrap_or_else(|| {
-            let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-            command.args(["--listen", &addr.to_string()]);
-            addr
-        });
+        let addr = options
+            .expect_at
+            .or_else(|| from_env("KEYGATE_LISTEN"))
+            .unwrap_or_else(|| {
+                let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+                command.args(["--listen", &addr.to_string()]);
+                addr
+            });
         let mut proxy_addr = from_env("KEYGATE_PROXY_LISTEN");
         if let Some(upstream) = &options.upstream {
             let proxy = proxy_addr.unwrap_or_else(|| {
