@@ -353,6 +353,11 @@ pub struct ServeArgs {
     /// or false.
     #[arg(long, env = "KEYGATE_LIMITS_FAIL_CLOSED")]
     pub limits_fail_closed: bool,
+    /// Serve `GET /metrics` (Prometheus text format) to anyone who can
+    /// reach the API listener. Default: only to a key with the
+    /// `metrics:read` scope. In the variable: true or false.
+    #[arg(long, env = "KEYGATE_METRICS_PUBLIC")]
+    pub metrics_public: bool,
 }
 
 impl ServeArgs {

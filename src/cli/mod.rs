@@ -19,6 +19,7 @@
 mod args;
 mod config;
 mod database;
+mod metrics;
 mod output;
 mod redis;
 mod remote;

@@ -81,6 +81,9 @@ pub(crate) async fn serve(database_url: &str, args: ServeArgs) -> Result<(), Str
         Some(url) => Some((super::redis::connect(url).await?, super::redis::redact(url))),
         None => None,
     };
+    // Before the keygate: its verifier registers its figures with the
+    // recorder installed when it is built.
+    let metrics = super::metrics::install()?;
     let opened = database::open(database_url, database::Create::IfMissing)
         .await
         .map_err(|e| e.to_string())?;
@@ -143,7 +146,12 @@ pub(crate) async fn serve(database_url: &str, args: ServeArgs) -> Result<(), Str
 
     let app = crate::admin::router_with_gateway(
         crate::gateway::Gateway::new(keygate.clone(), rules).with_forward_auth(forward_auth),
-    );
+    )
+    .merge(super::metrics::router(
+        metrics,
+        &keygate,
+        args.metrics_public,
+    )?);
     tracing::info!(address = %api_address, "API listening");
     let api = crate::listener::serve_router(api_listener, limits, app, stopped(stop_rx));
     let signal = async move {
