@@ -783,3 +783,49 @@ async fn a_custom_key_invalidated_by_id_is_revalidated_however_many_other_keys_w
         "the validator was asked again"
     );
 }
+
+/// A server that forgot `into_make_service_with_connect_info` refuses keys
+/// with IP lists (fail closed) — and says why in its log, with the fix.
+#[tokio::test(flavor = "current_thread")]
+async fn a_key_with_ip_lists_and_no_client_address_is_refused_with_a_hint_in_the_log() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let store = CountingStore::new();
+    let keygate = builder(&store).build().unwrap();
+    let fenced = keygate
+        .keys()
+        .create(NewKey::new("alice", "fenced").ip_allow(["127.0.0.0/8"]))
+        .await
+        .unwrap();
+    let app = Router::new()
+        .route("/", get(|| async { "hello" }))
+        .layer(keygate.layer());
+    let addr = common::server::serve_app_without_peer(app).await;
+    let token = fenced.token.expose().to_owned();
+    let answer = tokio::task::spawn_blocking(move || {
+        common::http::get(addr, "/", &[("Authorization", &format!("Bearer {token}"))])
+    })
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 403, "{answer:?}");
+    assert_eq!(answer.json()["error"], "ip_not_allowed");
+
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("no client address"))
+        .unwrap_or_else(|| panic!("no hint in the log:\n{log}"));
+    assert!(line.contains(&fenced.key.id.to_string()), "{line}");
+    assert!(
+        log.contains("into_make_service_with_connect_info"),
+        "the hint names the fix:\n{log}"
+    );
+    assert!(!log.contains(fenced.token.expose()), "never the token");
+}

@@ -682,8 +682,43 @@ fn ip_allowed(key: &AuthenticatedKey, origin: Origin) -> bool {
     if record.ip_allow.is_empty() && record.ip_deny.is_empty() {
         return true;
     }
-    origin.ip().is_some_and(|ip| record.allows_ip(ip))
+    match origin.ip() {
+        Some(ip) => record.allows_ip(ip),
+        None => {
+            warn_no_client_address(record.id);
+            false
+        }
+    }
 }
+
+/// Unix seconds of the last warning of [`warn_no_client_address`].
+static LAST_NO_ADDRESS_WARNING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A key with IP lists met a request without a client address: refused
+/// (fail closed), and almost always a server set up without one. Warned at
+/// most once a minute, logged at debug level in between.
+fn warn_no_client_address(id: KeyId) {
+    use std::sync::atomic::Ordering;
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST_NO_ADDRESS_WARNING.load(Ordering::Relaxed);
+    let due = now >= last.saturating_add(60)
+        && LAST_NO_ADDRESS_WARNING
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok();
+    if due {
+        tracing::warn!(key_id = %id, "{NO_CLIENT_ADDRESS}");
+    } else {
+        tracing::debug!(key_id = %id, "{NO_CLIENT_ADDRESS}");
+    }
+}
+
+/// What [`warn_no_client_address`] says.
+const NO_CLIENT_ADDRESS: &str = "refused a key with IP lists: the request carries no client \
+    address. With axum, serve with `into_make_service_with_connect_info::<SocketAddr>()`; with \
+    hyper, insert `keygate::PeerAddr` into the request's extensions; behind a proxy, list it \
+    with `trusted_proxies` so its forwarding header is read";
 
 /// The refusal of a request the limits declined.
 fn refusal(declined: Declined, key: AuthenticatedKey) -> Refusal {
