@@ -12,6 +12,7 @@
 //!   with status 0; nothing the CLI writes can panic.
 
 mod args;
+mod audit;
 mod database;
 mod output;
 mod redis;
@@ -19,6 +20,6 @@ mod run;
 mod serve;
 
 pub use args::ServeArgs;
-pub use args::{Cli, Command, CreateArgs, KeysCommand};
+pub use args::{AuditArgs, Cli, Command, CreateArgs, KeysCommand};
 pub use database::{Create, Opened, PEPPER_FILE, SetupError, open};
 pub use run::{run, usage_error};

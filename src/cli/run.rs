@@ -24,7 +24,7 @@ use crate::verify::{Origin, Rejection};
 const SHOWN_ONCE: &str = "Store this key now: it will not be shown again.";
 
 /// A failed command: its exit status and what to say.
-struct Failure {
+pub(super) struct Failure {
     status: u8,
     code: &'static str,
     message: String,
@@ -32,7 +32,7 @@ struct Failure {
 }
 
 impl Failure {
-    fn refused(code: &'static str, message: impl Into<String>) -> Failure {
+    pub(super) fn refused(code: &'static str, message: impl Into<String>) -> Failure {
         Failure {
             status: 1,
             code,
@@ -41,7 +41,7 @@ impl Failure {
         }
     }
 
-    fn usage(message: impl Into<String>) -> Failure {
+    pub(super) fn usage(message: impl Into<String>) -> Failure {
         Failure {
             status: 2,
             code: "bad_usage",
@@ -225,6 +225,7 @@ async fn keygate(url: &str, create: Create) -> Result<Keygate, Failure> {
     let opened = database::open(url, create).await?;
     Keygate::builder(opened.store)
         .pepper(opened.pepper)
+        .audit_actor(super::audit::cli_actor())
         // A one-shot command caches nothing worth keeping fresh: no
         // listener or poller connection for changes made elsewhere.
         .change_feed(None)
@@ -268,6 +269,11 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                 json,
             )
             .await
+        }
+        Command::Audit(args) => {
+            let gate = keygate(&cli.database_url, Create::Never).await?;
+            let key = args.key.as_deref().map(|k| key_id(&gate, k)).transpose()?;
+            super::audit::audit(&gate, *args, key, json).await
         }
         Command::Serve(args) => super::serve::serve(&cli.database_url, *args)
             .await
