@@ -96,6 +96,11 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+/// docs/audit.md's code blocks, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/audit.md")]
+struct AuditDocDoctests;
+
 // Bottom to top: domain types, stores, verification, the request side,
 // the middleware, key management, the handle; then the optional surfaces.
 mod audit;
