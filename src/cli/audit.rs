@@ -10,7 +10,6 @@ use time::format_description::well_known::Rfc3339;
 
 use super::args::AuditArgs;
 use super::output::out;
-use super::run::Failure;
 use crate::audit::{Actor, AuditAction, AuditQuery, AuditRecord};
 use crate::keygate::Keygate;
 use crate::keys::parse_duration;
@@ -44,6 +43,34 @@ fn passwd_name() -> Option<String> {
         let name = fields.next()?;
         (fields.nth(1)? == uid).then(|| name.to_owned())
     })
+}
+
+/// Why `keygate audit` failed; the command line turns it into its exit
+/// status and message.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Bad usage (exit status 2).
+    Usage(String),
+    /// A refusal (exit status 1) with its error code.
+    Refused(&'static str, String),
+    /// Writing to stdout failed.
+    Io(std::io::Error),
+}
+
+impl Failure {
+    fn usage(message: impl Into<String>) -> Failure {
+        Failure::Usage(message.into())
+    }
+
+    fn refused(code: &'static str, message: impl Into<String>) -> Failure {
+        Failure::Refused(code, message.into())
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Failure {
+        Failure::Io(e)
+    }
 }
 
 /// The actor of every change the command line makes.

@@ -24,7 +24,7 @@ use crate::verify::{Origin, Rejection};
 const SHOWN_ONCE: &str = "Store this key now: it will not be shown again.";
 
 /// A failed command: its exit status and what to say.
-pub(super) struct Failure {
+struct Failure {
     status: u8,
     code: &'static str,
     message: String,
@@ -32,7 +32,7 @@ pub(super) struct Failure {
 }
 
 impl Failure {
-    pub(super) fn refused(code: &'static str, message: impl Into<String>) -> Failure {
+    fn refused(code: &'static str, message: impl Into<String>) -> Failure {
         Failure {
             status: 1,
             code,
@@ -41,7 +41,7 @@ impl Failure {
         }
     }
 
-    pub(super) fn usage(message: impl Into<String>) -> Failure {
+    fn usage(message: impl Into<String>) -> Failure {
         Failure {
             status: 2,
             code: "bad_usage",
@@ -62,6 +62,16 @@ impl From<KeyError> for Failure {
             code: e.code(),
             field: e.field(),
             message,
+        }
+    }
+}
+
+impl From<super::audit::Failure> for Failure {
+    fn from(e: super::audit::Failure) -> Failure {
+        match e {
+            super::audit::Failure::Usage(message) => Failure::usage(message),
+            super::audit::Failure::Refused(code, message) => Failure::refused(code, message),
+            super::audit::Failure::Io(e) => Failure::from(e),
         }
     }
 }
@@ -273,7 +283,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Audit(args) => {
             let gate = keygate(&cli.database_url, Create::Never).await?;
             let key = args.key.as_deref().map(|k| key_id(&gate, k)).transpose()?;
-            super::audit::audit(&gate, *args, key, json).await
+            Ok(super::audit::audit(&gate, *args, key, json).await?)
         }
         Command::Serve(args) => super::serve::serve(&cli.database_url, *args)
             .await
