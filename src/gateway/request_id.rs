@@ -110,11 +110,37 @@ impl std::fmt::Display for RequestId {
     }
 }
 
-/// A tower layer giving every request its [`RequestId`] (see the
-/// [module docs](self)). The id in a request's `X-Request-Id` is kept only
-/// when the TCP peer (axum's `ConnectInfo` or [`PeerAddr`](crate::PeerAddr))
-/// is in `trusted_proxies`; any other `X-Request-Id` is replaced before the
+/// A tower layer giving every request its [`RequestId`]: the one a
+/// trusted proxy sent, when acceptable, or a fresh UUID v7 — set in the
+/// request's `X-Request-Id` and extensions, on the response, and on the
+/// tracing span the request runs in ([`RequestId::span`]). The id in a
+/// request's `X-Request-Id` is kept only when the TCP peer (axum's
+/// `ConnectInfo` or [`PeerAddr`](crate::PeerAddr)) is in
+/// `trusted_proxies`; any other `X-Request-Id` is replaced before the
 /// inner service sees the request.
+///
+/// # Example
+///
+/// ```
+/// use keygate::gateway::{REQUEST_ID_HEADER, RequestId, RequestIdLayer};
+/// use tower::{ServiceBuilder, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let app = ServiceBuilder::new()
+///     .layer(RequestIdLayer::new(Vec::new())) // no trusted proxy: always generated
+///     .service_fn(|request: http::Request<String>| async move {
+///         let id = request.extensions().get::<RequestId>().unwrap().clone();
+///         Ok::<_, std::convert::Infallible>(http::Response::new(id.as_str().to_owned()))
+///     });
+/// let request = http::Request::get("/").header(REQUEST_ID_HEADER, "from-the-client").body(String::new())?;
+/// let response = app.oneshot(request).await?;
+/// let id = response.headers()[REQUEST_ID_HEADER].to_str()?.to_owned();
+/// assert_ne!(id, "from-the-client", "only trusted proxies choose the id");
+/// assert_eq!(response.body(), &id);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct RequestIdLayer {
