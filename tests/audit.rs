@@ -873,3 +873,61 @@ mod postgres {
         );
     }
 }
+
+/// The library side: a PATCH of credits alone is one record, not an empty
+/// update and then the credits; a custom store without an audit log keeps
+/// working, unaudited.
+mod library {
+    use keygate::{
+        AuditAction, AuditQuery, Credits, KeyStore, KeyUpdate, Keygate, MemoryStore, NewKey, Pepper,
+    };
+
+    #[tokio::test]
+    async fn an_update_of_credits_alone_is_one_record_with_the_balance() {
+        let keygate = Keygate::builder(MemoryStore::new())
+            .pepper(Pepper::insecure_fixed_for_tests())
+            .build()
+            .unwrap();
+        let key = keygate
+            .keys()
+            .create(NewKey::new("alice", "paid").credits(Credits::new(5).unwrap()))
+            .await
+            .unwrap()
+            .key;
+        let update: KeyUpdate =
+            serde_json::from_value(serde_json::json!({"credits": {"remaining": 8}})).unwrap();
+        keygate.keys().update(&key.id, update).await.unwrap();
+        let log = keygate.store().audit_log().unwrap();
+        let page = log.audit_records(&AuditQuery::default()).await.unwrap();
+        let actions: Vec<_> = page.records.iter().map(|r| r.action).collect();
+        assert_eq!(actions, [AuditAction::Update, AuditAction::Create]);
+        let change = &page.records[0].changes;
+        assert_eq!(change.keys().collect::<Vec<_>>(), ["credits"]);
+        assert_eq!(change["credits"].to["remaining"], 8);
+    }
+
+    #[tokio::test]
+    async fn a_store_without_an_audit_log_keeps_working() {
+        let store = super::common::counting::CountingStore::new();
+        assert!(store.audit_log().is_none());
+        let keygate = Keygate::builder(store)
+            .pepper(Pepper::insecure_fixed_for_tests())
+            .build()
+            .unwrap();
+        let created = keygate
+            .keys()
+            .create(NewKey::new("alice", "ci"))
+            .await
+            .unwrap();
+        keygate.keys().revoke(&created.key.id, None).await.unwrap();
+        keygate.keys().delete(&created.key.id).await.unwrap();
+        assert!(
+            keygate
+                .store()
+                .get(&created.key.id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}
