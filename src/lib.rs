@@ -32,7 +32,9 @@
 //! - the check chain: [`Verifier`]; the middleware: [`ApiKeyLayer`]; the
 //!   answers to refusals: [`Rejection`] and [`RejectionResponder`];
 //! - the key record: [`ApiKey`]; key management and its rules: [`Keys`];
-//! - stores and their optional abilities: [`KeyStore`], [`ChangeFeed`];
+//! - stores and their optional abilities: [`KeyStore`], [`ChangeFeed`],
+//!   [`CreditStore`], [`AuditLog`];
+//! - the audit log's records: [`AuditRecord`]; who acts: [`AuditContext`];
 //! - the bounded HTTP listener: [`ListenerLimits`] (feature `gateway`).
 //!
 //! # Example
@@ -94,8 +96,14 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+/// docs/audit.md's code blocks, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/audit.md")]
+struct AuditDocDoctests;
+
 // Bottom to top: domain types, stores, verification, the request side,
 // the middleware, key management, the handle; then the optional surfaces.
+mod audit;
 mod credits;
 mod key;
 mod scope;
@@ -130,6 +138,10 @@ pub mod admin;
 #[doc(hidden)]
 pub mod cli;
 
+pub use crate::audit::{
+    Actor, AuditAction, AuditContext, AuditCursor, AuditPage, AuditQuery, AuditRecord, AuditTarget,
+    FieldChange, InvalidAuditCursor, MAX_REQUEST_ID_LEN, UnknownAuditAction, valid_request_id,
+};
 pub use crate::credits::{
     CreditChange, CreditGrant, Credits, CreditsError, InvalidRefillEvery, MAX_CREDITS, Refill,
     RefillEvery, Reservation,
@@ -169,9 +181,9 @@ pub use crate::store::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use crate::store::SqliteStore;
 pub use crate::store::{
-    Change, ChangeFeed, ChangeSender, Changes, CreditStore, Cursor, DEFAULT_PAGE_SIZE, InsertRules,
-    InvalidCursor, KeyStore, ListQuery, MAX_PAGE_SIZE, MAX_SUCCESSOR_HOPS, MemoryStore, Page,
-    StoreError, StoreMeta, Usage,
+    AuditLog, Change, ChangeFeed, ChangeSender, Changes, CreditStore, Cursor, DEFAULT_PAGE_SIZE,
+    InsertRules, InvalidCursor, KeyStore, ListQuery, MAX_PAGE_SIZE, MAX_SUCCESSOR_HOPS,
+    MemoryStore, Page, StoreError, StoreMeta, Usage,
 };
 pub use crate::token::{
     CHECKSUM_LEN, DEFAULT_PREFIX, Environment, ID_LEN, InvalidPrefix, KeyId, MAX_PREFIX_LEN,

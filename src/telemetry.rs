@@ -1,15 +1,16 @@
 //! The figures keygate reports through the [`metrics`] facade: install any
 //! recorder (e.g. `metrics-exporter-prometheus`, which `keygate serve`
 //! uses for `GET /metrics`) **before** building a [`Keygate`], and every
-//! figure below reaches it (the figures of background work — usage
-//! flushes, credit blocks, the change feed — go to the global recorder).
+//! figure below reaches it (the figures of background work and key
+//! management — usage flushes, credit blocks, the change feed, writes — go
+//! to the global recorder).
 //! Without a recorder they cost a few instructions each and go nowhere.
 //!
 //! | name | kind | labels | what it counts |
 //! |------|------|--------|----------------|
 //! | `keygate_requests_total` | counter | `outcome`: `ok` or the refusal's code (`missing_token`, `invalid_request`, `invalid_token`, `ip_not_allowed`, `insufficient_scope`, `rate_limited`, `credits_exhausted`, `unavailable`) | credential checks, by answer |
 //! | `keygate_cache_lookups_total` | counter | `result`: `hit`, `miss` | lookups of a presented key in the verifier's cache |
-//! | `keygate_store_operation_seconds` | histogram | `operation`: `get`, `record_usage`, `reserve_credits`, `release_credits` | how long the verifier waited for its store |
+//! | `keygate_store_operation_seconds` | histogram | `operation`: `get`, `record_usage`, `reserve_credits`, `release_credits` (the verifier's), `insert`, `replace`, `rotate`, `delete`, `adjust_credits` (key management's) | how long keygate waited for its store |
 //! | `keygate_store_errors_total` | counter | `operation` (as above) | store operations that failed |
 //! | `keygate_invalidations_total` | counter | `kind`: `key` (one key changed), `resync` (the whole cache dropped) | changes heard from the store's change feed |
 //! | `keygate_change_feed_connected` | gauge | — | 1 while the store's change feed (PostgreSQL `LISTEN`, SQLite polling) is heard, 0 while it is not |
@@ -93,14 +94,24 @@ pub(crate) enum StoreOp {
     RecordUsage,
     ReserveCredits,
     ReleaseCredits,
+    Insert,
+    Replace,
+    Rotate,
+    Delete,
+    AdjustCredits,
 }
 
 impl StoreOp {
-    const ALL: [StoreOp; 4] = [
+    const ALL: [StoreOp; 9] = [
         StoreOp::Get,
         StoreOp::RecordUsage,
         StoreOp::ReserveCredits,
         StoreOp::ReleaseCredits,
+        StoreOp::Insert,
+        StoreOp::Replace,
+        StoreOp::Rotate,
+        StoreOp::Delete,
+        StoreOp::AdjustCredits,
     ];
 
     fn label(self) -> &'static str {
@@ -109,6 +120,11 @@ impl StoreOp {
             StoreOp::RecordUsage => "record_usage",
             StoreOp::ReserveCredits => "reserve_credits",
             StoreOp::ReleaseCredits => "release_credits",
+            StoreOp::Insert => "insert",
+            StoreOp::Replace => "replace",
+            StoreOp::Rotate => "rotate",
+            StoreOp::Delete => "delete",
+            StoreOp::AdjustCredits => "adjust_credits",
         }
     }
 }

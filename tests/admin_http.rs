@@ -3184,8 +3184,9 @@ async fn openapi_document_lists_every_route_and_the_key_schema() {
         doc["openapi"]
     );
     let paths = doc["paths"].as_object().expect("paths");
-    let routes: [(&str, &[&str]); 12] = [
+    let routes: [(&str, &[&str]); 13] = [
         ("/v1/keys", &["get", "post"]),
+        ("/v1/audit", &["get"]),
         ("/v1/keys/{id}", &["get", "patch", "delete"]),
         ("/v1/keys/{id}/revoke", &["post"]),
         ("/v1/keys/{id}/rotate", &["post"]),
@@ -3275,7 +3276,7 @@ async fn openapi_document_lists_every_status_and_bound() {
             }
         }
     }
-    assert_eq!(secured, 11, "every management operation is secured");
+    assert_eq!(secured, 12, "every management operation is secured");
     for (path, method, code) in [
         ("/v1/keys", "post", "409"),
         ("/v1/keys/{id}", "patch", "409"),

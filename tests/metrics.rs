@@ -69,11 +69,14 @@ fn the_page_counts_outcomes_and_needs_metrics_read() {
     assert_eq!(missing.status, 401);
 
     // The page needs a key with metrics:read.
-    assert_eq!(http::get(server.addr, "/metrics", &[]).status, 401);
+    let anonymous = http::get(server.addr, "/metrics", &[]);
+    assert_eq!(anonymous.status, 401);
+    assert!(anonymous.header("x-request-id").is_some(), "{anonymous:?}");
     let refused = server.call("GET", "/metrics", &other, "");
     assert_eq!(refused.status, 403, "keys:read is not metrics:read");
     let page = server.call("GET", "/metrics", &reader, "");
     assert_eq!(page.status, 200, "{page:?}");
+    assert!(page.header("x-request-id").is_some(), "{page:?}");
     assert!(
         page.header("content-type")
             .is_some_and(|t| t.starts_with("text/plain; version=0.0.4")),
@@ -112,6 +115,14 @@ fn the_page_counts_outcomes_and_needs_metrics_read() {
     let hits = sample(&text, "keygate_cache_lookups_total{result=\"hit\"}").unwrap_or(0.0);
     let misses = sample(&text, "keygate_cache_lookups_total{result=\"miss\"}").unwrap_or(0.0);
     assert!(misses >= 1.0 && hits + misses >= 4.0, "{text}");
+    assert!(
+        sample(
+            &text,
+            "keygate_store_operation_seconds_count{operation=\"insert\"}"
+        )
+        .is_some_and(|n| n >= 3.0),
+        "the three creations were timed:\n{text}"
+    );
     assert!(
         text.contains("keygate_store_operation_seconds_bucket{operation=\"get\""),
         "the store's latency is a histogram by operation:\n{text}"

@@ -10,7 +10,11 @@ use http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use crate::audit::{Actor, AuditContext};
+use crate::gateway::{Gateway, RequestId};
 use crate::listener::BodyTimeout;
+use crate::request::client_ip;
+use crate::verify::AuthenticatedKey;
 
 /// The largest request body the API reads, in bytes (64 KiB: several
 /// times the largest valid key).
@@ -30,6 +34,47 @@ pub(crate) struct OptionalJsonObject<T>(pub T);
 /// The `{id}` of a key route, as sent. A path that does not decode is no
 /// key at all: 404, like an unknown id.
 pub(crate) struct KeyPath(pub String);
+
+/// What the audit record of a change made by this request names besides
+/// the caller: the client's address and the request id (from
+/// [`RequestIdLayer`](crate::gateway::RequestIdLayer)). Never refuses.
+pub(crate) struct AuditInfo {
+    client_ip: Option<std::net::IpAddr>,
+    request_id: Option<String>,
+}
+
+impl AuditInfo {
+    /// The context of a change made by `caller` in this request.
+    pub(crate) fn context(&self, caller: &AuthenticatedKey) -> AuditContext {
+        let mut context = AuditContext::new(Actor::key(caller.id(), caller.owner()));
+        if let Some(ip) = self.client_ip {
+            context = context.client_ip(ip);
+        }
+        if let Some(id) = &self.request_id {
+            context = context.request_id(id.clone());
+        }
+        context
+    }
+}
+
+impl<S> FromRequestParts<S> for AuditInfo
+where
+    S: Send + Sync,
+    Gateway: axum::extract::FromRef<S>,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let gateway = <Gateway as axum::extract::FromRef<S>>::from_ref(state);
+        Ok(AuditInfo {
+            client_ip: client_ip(&parts.headers, &parts.extensions, gateway.trusted_proxies()),
+            request_id: parts
+                .extensions
+                .get::<RequestId>()
+                .map(|id| id.as_str().to_owned()),
+        })
+    }
+}
 
 impl<S, T> FromRequest<S> for JsonObject<T>
 where

@@ -11,11 +11,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use super::extract::{JsonObject, KeyPath, OptionalJsonObject, json_object};
+use super::extract::{AuditInfo, JsonObject, KeyPath, OptionalJsonObject, json_object};
 use super::types::{
-    AuthcheckBody, CreatedBody, CreditsBody, ErrorBody, Grace, KeyListBody, RevokeBody, RotateBody,
-    ScopeEntry, ScopesBody, StatusBody, VerifyBody, VerifyResult,
+    AuditListBody, AuthcheckBody, CreatedBody, CreditsBody, ErrorBody, Grace, KeyListBody,
+    RevokeBody, RotateBody, ScopeEntry, ScopesBody, StatusBody, VerifyBody, VerifyResult,
 };
+use crate::audit::{AuditAction, AuditCursor, AuditQuery, AuditRecord};
 use crate::gateway::Gateway;
 use crate::key::ApiKey;
 use crate::keygate::Keygate;
@@ -48,8 +49,12 @@ const MAX_CHECKS: usize = 100;
 /// The caller must hold `keys:<action>`; otherwise a SPEC §3
 /// `insufficient_scope` response.
 fn need(state: &AppState, caller: &AuthenticatedKey, action: &str) -> Result<(), ApiError> {
-    let scope = Scope::parse(&format!("keys:{action}"))
-        .unwrap_or_else(|_| unreachable!("management scopes are valid"));
+    need_scope(state, caller, &format!("keys:{action}"))
+}
+
+/// The caller must hold `scope`; otherwise an `insufficient_scope` response.
+fn need_scope(state: &AppState, caller: &AuthenticatedKey, scope: &str) -> Result<(), ApiError> {
+    let scope = Scope::parse(scope).unwrap_or_else(|_| unreachable!("management scopes are valid"));
     if caller.scopes().allows(&scope) {
         return Ok(());
     }
@@ -128,6 +133,7 @@ fn created(created: CreatedKey) -> Response {
 pub(crate) async fn create_key(
     State(state): State<AppState>,
     caller: AuthenticatedKey,
+    audit: AuditInfo,
     JsonObject(mut new): JsonObject<NewKey>,
 ) -> Result<Response, ApiError> {
     need(&state, &caller, "create")?;
@@ -140,9 +146,11 @@ pub(crate) async fn create_key(
         }
         Some(_) => {}
     }
+    let context = audit.context(&caller);
     let key = state
         .keygate
         .keys()
+        .acting(&context)
         .create_as(&Ceiling::of(&caller), new)
         .await?;
     Ok(created(key))
@@ -291,14 +299,17 @@ pub(crate) async fn get_key(
 pub(crate) async fn update_key(
     State(state): State<AppState>,
     caller: AuthenticatedKey,
+    audit: AuditInfo,
     KeyPath(id): KeyPath,
     JsonObject(update): JsonObject<KeyUpdate>,
 ) -> Result<Response, ApiError> {
     need(&state, &caller, "update")?;
     let id = visible_key(&state, &caller, &id).await?;
+    let context = audit.context(&caller);
     let key = state
         .keygate
         .keys()
+        .acting(&context)
         .update_as(&Ceiling::of(&caller), &id, update)
         .await?;
     Ok(Json(key).into_response())
@@ -329,15 +340,18 @@ pub(crate) async fn update_key(
 pub(crate) async fn adjust_credits(
     State(state): State<AppState>,
     caller: AuthenticatedKey,
+    audit: AuditInfo,
     KeyPath(id): KeyPath,
     JsonObject(body): JsonObject<serde_json::Value>,
 ) -> Result<Response, ApiError> {
     need(&state, &caller, "update")?;
     let id = visible_key(&state, &caller, &id).await?;
     let change = parse_credit_change(&body)?;
+    let context = audit.context(&caller);
     let key = state
         .keygate
         .keys()
+        .acting(&context)
         .adjust_credits_as(&Ceiling::of(&caller), &id, change)
         .await?;
     Ok(Json(key).into_response())
@@ -360,14 +374,17 @@ pub(crate) async fn adjust_credits(
 pub(crate) async fn revoke_key(
     State(state): State<AppState>,
     caller: AuthenticatedKey,
+    audit: AuditInfo,
     KeyPath(id): KeyPath,
     OptionalJsonObject(body): OptionalJsonObject<RevokeBody>,
 ) -> Result<Response, ApiError> {
     need(&state, &caller, "revoke")?;
     let id = visible_key(&state, &caller, &id).await?;
+    let context = audit.context(&caller);
     let key = state
         .keygate
         .keys()
+        .acting(&context)
         .revoke(&id, body.reason.as_deref())
         .await?;
     Ok(Json(key).into_response())
@@ -395,6 +412,7 @@ pub(crate) async fn revoke_key(
 pub(crate) async fn rotate_key(
     State(state): State<AppState>,
     caller: AuthenticatedKey,
+    audit: AuditInfo,
     KeyPath(id): KeyPath,
     OptionalJsonObject(body): OptionalJsonObject<RotateBody>,
 ) -> Result<Response, ApiError> {
@@ -410,9 +428,11 @@ pub(crate) async fn rotate_key(
         Some(Grace::Text(text)) => parse_span(&text)
             .map_err(|m| ApiError::bad_request(Some("grace"), format!("grace: {m}")))?,
     };
+    let context = audit.context(&caller);
     let key = state
         .keygate
         .keys()
+        .acting(&context)
         .rotate_within(&id, grace, Some(&Ceiling::of(&caller)))
         .await?;
     Ok(created(key))
@@ -433,12 +453,121 @@ pub(crate) async fn rotate_key(
 pub(crate) async fn delete_key(
     State(state): State<AppState>,
     caller: AuthenticatedKey,
+    audit: AuditInfo,
     KeyPath(id): KeyPath,
 ) -> Result<Response, ApiError> {
     need(&state, &caller, "delete")?;
     let id = visible_key(&state, &caller, &id).await?;
-    state.keygate.keys().delete(&id).await?;
+    let context = audit.context(&caller);
+    state.keygate.keys().acting(&context).delete(&id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The largest page of `GET /v1/audit`.
+const MAX_AUDIT_PAGE: u32 = MAX_PAGE_SIZE;
+
+fn timestamp(name: &'static str, value: &str) -> Result<time::OffsetDateTime, ApiError> {
+    time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339).map_err(
+        |_| {
+            ApiError::bad_request(
+                Some(name),
+                format!("{name} must be an RFC 3339 timestamp, e.g. 2026-12-04T00:00:00Z"),
+            )
+        },
+    )
+}
+
+/// Read the audit log: one record per change of a key (create, update,
+/// revoke, rotate, delete, credits), newest first. The caller sees the
+/// records of its own owner's keys; with `admin:keys`, every owner's
+/// (filtered by `owner` when given). A record never holds a token or a
+/// MAC; a deleted key keeps its records.
+#[utoipa::path(get, path = "/v1/audit", tag = "audit",
+    params(
+        ("owner" = Option<String>, Query, description = "Only records of this owner's keys (another owner needs admin:keys; admins see every owner by default)"),
+        ("key_id" = Option<String>, Query, min_length = 16, max_length = 16, pattern = "^[0-9A-Za-z]{16}$", description = "Only records of this key"),
+        ("action" = Option<String>, Query, description = "Only records of this action: key.create, key.update, key.revoke, key.rotate, key.delete or key.credits"),
+        ("since" = Option<String>, Query, format = DateTime, description = "Only records made at or after this RFC 3339 time"),
+        ("until" = Option<String>, Query, format = DateTime, description = "Only records made before this RFC 3339 time"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size, 1 to 1000 (default 100)"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of records, newest first", body = AuditListBody),
+        (status = 400, description = "A bad parameter (bad_request naming it), or credentials in two places or a malformed credential (invalid_request)", body = ErrorBody),
+        (status = 401, description = "No credential, or an invalid one (missing_token / invalid_token)", body = ErrorBody),
+        (status = 403, description = "Missing audit:read (insufficient_scope), another owner without admin:keys (forbidden), or ip_not_allowed", body = ErrorBody),
+        (status = 404, description = "The key store keeps no audit log (not_found)", body = ErrorBody),
+        (status = 503, description = "The key store is unavailable (Retry-After: 1)", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn list_audit(
+    State(state): State<AppState>,
+    caller: AuthenticatedKey,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    need_scope(&state, &caller, "audit:read")?;
+    let mut audit = AuditQuery::default();
+    let mut owner = None;
+    for (name, value) in query_pairs(query.as_deref()) {
+        match name.as_str() {
+            "owner" => owner = Some(value),
+            "key_id" => {
+                audit.key_id = Some(KeyId::parse(&value).map_err(|_| {
+                    ApiError::bad_request(Some("key_id"), "key_id must be a 16-character key id")
+                })?);
+            }
+            "action" => {
+                audit.action = Some(
+                    value
+                        .parse::<AuditAction>()
+                        .map_err(|e| ApiError::bad_request(Some("action"), e.to_string()))?,
+                );
+            }
+            "since" => audit.since = Some(timestamp("since", &value)?),
+            "until" => audit.until = Some(timestamp("until", &value)?),
+            "limit" => {
+                audit.limit = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=MAX_AUDIT_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            Some("limit"),
+                            format!("limit must be between 1 and {MAX_AUDIT_PAGE}"),
+                        )
+                    })?;
+            }
+            "cursor" => {
+                audit.cursor = Some(value.parse::<AuditCursor>().map_err(|_| {
+                    ApiError::bad_request(
+                        Some("cursor"),
+                        "cursor is not a next_cursor from this API",
+                    )
+                })?);
+            }
+            _ => {}
+        }
+    }
+    audit.owner = match owner {
+        Some(o) if o != caller.owner() && !is_admin(&caller) => {
+            return Err(ApiError::Forbidden(
+                "Reading another owner's audit records requires admin:keys.",
+            ));
+        }
+        Some(o) => Some(o),
+        None if is_admin(&caller) => None,
+        None => Some(caller.owner().to_owned()),
+    };
+    let store = state.keygate.store();
+    let log = store.audit_log().ok_or(ApiError::NoRoute)?;
+    let page = log.audit_records(&audit).await?;
+    let records: Vec<AuditRecord> = page.records;
+    Ok(Json(AuditListBody {
+        records,
+        next_cursor: page.next_cursor.map(|c| c.to_string()),
+    })
+    .into_response())
 }
 
 /// The scopes the application defines.

@@ -7,7 +7,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use super::handlers::{self, AppState};
-use crate::gateway::{Gateway, Rules, forward_auth};
+use crate::gateway::{Gateway, RequestIdLayer, Rules, forward_auth};
 use crate::keygate::Keygate;
 
 /// Adds the two credential schemes of SPEC §3.
@@ -86,6 +86,7 @@ impl utoipa::Modify for RateLimitedAnswers {
         handlers::rotate_key,
         handlers::adjust_credits,
         handlers::delete_key,
+        handlers::list_audit,
         handlers::scopes,
         handlers::authcheck,
         handlers::verify,
@@ -97,6 +98,7 @@ impl utoipa::Modify for RateLimitedAnswers {
     modifiers(&SecuritySchemes, &RateLimitedAnswers),
     tags(
         (name = "keys", description = "Key management"),
+        (name = "audit", description = "The audit log of key changes"),
         (name = "scopes", description = "Scopes and checks"),
         (name = "gateway", description = "Forward auth for nginx, Traefik and Envoy"),
         (name = "health", description = "Liveness and readiness"),
@@ -164,6 +166,7 @@ pub fn router_with_gateway(gateway: Gateway) -> Router {
         .route("/v1/keys/{id}/revoke", post(handlers::revoke_key))
         .route("/v1/keys/{id}/rotate", post(handlers::rotate_key))
         .route("/v1/keys/{id}/credits", post(handlers::adjust_credits))
+        .route("/v1/audit", get(handlers::list_audit))
         .route("/v1/scopes", get(handlers::scopes))
         .route("/v1/authcheck", post(handlers::authcheck))
         .route("/v1/verify", post(handlers::verify))
@@ -178,9 +181,13 @@ pub fn router_with_gateway(gateway: Gateway) -> Router {
     // every other error of the API. The 405 fallback is set after the auth
     // layer, so it answers without a credential; `any` routes (forward
     // auth) keep their own handler for every method.
+    // Every answer, errors and 404s included, carries its X-Request-Id,
+    // and every log line of the request names it.
+    let request_ids = RequestIdLayer::new(keygate.trusted_proxies().to_vec());
     authenticated
         .merge(open)
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .with_state(state)
+        .layer(request_ids)
 }

@@ -26,6 +26,15 @@ pub(crate) struct KeyListBody {
     pub next_cursor: Option<String>,
 }
 
+/// A page of audit records.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AuditListBody {
+    /// Records, newest first.
+    pub records: Vec<crate::audit::AuditRecord>,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
+}
+
 /// `POST /v1/keys/{id}/revoke` body (optional).
 #[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

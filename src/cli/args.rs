@@ -46,6 +46,8 @@ pub enum Command {
     Keys(KeysCommand),
     /// Serve the HTTP API (and, with --upstream, an authenticating reverse proxy).
     Serve(Box<ServeArgs>),
+    /// Show the audit log of key changes, newest first.
+    Audit(Box<AuditArgs>),
     /// Verify a token: exit 0 when valid (and allowed by --require), 1 otherwise.
     Verify {
         /// The token to check.
@@ -141,6 +143,31 @@ pub enum KeysCommand {
         /// The key: its id, its display prefix or the whole token.
         id: String,
     },
+}
+
+/// `keygate audit …`
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only changes of this owner's keys.
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// Only changes of this key: its id, its display prefix or the whole token.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Only changes made at or after this time: RFC 3339, or a duration
+    /// back from now (24h, 7d, 1mo).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only changes made before this time: RFC 3339, or a duration back from now.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only this action: key.create, key.update, key.revoke, key.rotate,
+    /// key.delete or key.credits.
+    #[arg(long)]
+    pub action: Option<String>,
+    /// At most this many records (1 to 1000).
+    #[arg(long, default_value = "100", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
 }
 
 /// `keygate keys create …`
@@ -358,6 +385,11 @@ pub struct ServeArgs {
     /// `metrics:read` scope. In the variable: true or false.
     #[arg(long, env = "KEYGATE_METRICS_PUBLIC")]
     pub metrics_public: bool,
+    /// How long audit records are kept (90d, 1y, …; units as everywhere:
+    /// s, min, h, d, w, mo, y); older ones are deleted in the background.
+    /// Default: never (every record is kept).
+    #[arg(long, env = "KEYGATE_AUDIT_RETENTION", value_name = "DURATION")]
+    pub audit_retention: Option<String>,
 }
 
 impl ServeArgs {

@@ -9,6 +9,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::gateway::RequestIdLayer;
 use crate::keygate::Keygate;
 
 /// The Prometheus text format's media type.
@@ -54,7 +55,7 @@ pub(crate) fn router(
         async move { ([(CONTENT_TYPE, TEXT_FORMAT)], handle.render()).into_response() }
     });
     let router = Router::new().route("/metrics", route);
-    Ok(match public {
+    let router = match public {
         true => router,
         false => router.route_layer(
             keygate
@@ -62,5 +63,7 @@ pub(crate) fn router(
                 .require("metrics:read")
                 .map_err(|e| format!("metrics: {e}"))?,
         ),
-    })
+    };
+    // Outermost, like the API's: refusals carry an id too.
+    Ok(router.layer(RequestIdLayer::new(keygate.trusted_proxies().to_vec())))
 }

@@ -17,6 +17,7 @@
 //!   with status 0; nothing the CLI writes can panic.
 
 mod args;
+mod audit;
 mod config;
 mod database;
 mod metrics;
@@ -27,7 +28,7 @@ mod run;
 mod serve;
 
 pub use args::ServeArgs;
-pub use args::{Cli, Command, CreateArgs, KeysCommand, UpdateArgs};
+pub use args::{AuditArgs, Cli, Command, CreateArgs, KeysCommand, UpdateArgs};
 pub use config::{config_keys, matches_from, parse, parse_from};
 pub use database::{Create, Opened, PEPPER_FILE, SetupError, open};
 pub use run::{run, usage_error};

@@ -66,6 +66,16 @@ impl From<KeyError> for Failure {
     }
 }
 
+impl From<super::audit::Failure> for Failure {
+    fn from(e: super::audit::Failure) -> Failure {
+        match e {
+            super::audit::Failure::Usage(message) => Failure::usage(message),
+            super::audit::Failure::Refused(code, message) => Failure::refused(code, message),
+            super::audit::Failure::Io(e) => Failure::from(e),
+        }
+    }
+}
+
 impl From<SetupError> for Failure {
     fn from(e: SetupError) -> Failure {
         let status = if matches!(e, SetupError::UnsupportedUrl) {
@@ -264,6 +274,7 @@ async fn keygate(url: &str, create: Create) -> Result<Keygate, Failure> {
     let opened = database::open(url, create).await?;
     Keygate::builder(opened.store)
         .pepper(opened.pepper)
+        .audit_actor(super::audit::cli_actor())
         // A one-shot command caches nothing worth keeping fresh: no
         // listener or poller connection for changes made elsewhere.
         .change_feed(None)
@@ -338,6 +349,15 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Keys(ref command) => {
             let target = Target::open(&cli).await?;
             keys(&target, command, json).await
+        }
+        Command::Audit(args) => {
+            let gate = keygate(&cli.database_url, Create::Never).await?;
+            let key = args
+                .key
+                .as_deref()
+                .map(|k| key_id(gate.verifier().token_format(), k))
+                .transpose()?;
+            Ok(super::audit::audit(&gate, *args, key, json).await?)
         }
         Command::Serve(args) => super::serve::serve(&cli.database_url, *args)
             .await

@@ -4,7 +4,8 @@
 //! `--idle-timeout` and `--max-connections`. Rate limits are counted in
 //! this process, or with `--redis-url` in Redis (connected at start: an
 //! unreachable Redis stops the start), failing open unless
-//! `--limits-fail-closed`. Every flag and file is checked
+//! `--limits-fail-closed`. With `--audit-retention`, audit records older
+//! than it are deleted in the background. Every flag and file is checked
 //! before the bootstrap key is created. Stops gracefully on SIGINT/SIGTERM:
 //! in-flight requests finish, usage is flushed, exit status 0.
 
@@ -75,6 +76,7 @@ pub(crate) async fn serve(database_url: &str, args: ServeArgs) -> Result<(), Str
         args.trusted_proxies.clone()
     };
     let limits = args.limits();
+    let retention = super::audit::retention(args.audit_retention.as_deref())?;
     // Before the database: a Redis that does not answer stops the start
     // with nothing created.
     let limiter = match &args.redis_url {
@@ -90,6 +92,7 @@ pub(crate) async fn serve(database_url: &str, args: ServeArgs) -> Result<(), Str
     let mut builder = Keygate::builder(opened.store)
         .pepper(opened.pepper)
         .trusted_proxies(trusted)
+        .audit_actor(super::audit::cli_actor())
         .limits_fail_closed(args.limits_fail_closed);
     match limiter {
         Some((limiter, shown)) => {
@@ -129,6 +132,9 @@ pub(crate) async fn serve(database_url: &str, args: ServeArgs) -> Result<(), Str
     };
     let api_address = api_listener.local_addr().map_err(|e| e.to_string())?;
     bootstrap_if_empty(&keygate).await?;
+    if let Some(retention) = retention {
+        super::audit::spawn_retention(keygate.clone(), retention);
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {

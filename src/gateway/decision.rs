@@ -270,9 +270,19 @@ impl Gateway {
             .verifier
             .authorize_charged(credential.as_str(), Origin::from(client), requirement, cost)
             .await;
+        // The request's span (when it has one) names the key from here on.
+        let span = tracing::Span::current();
         match authorized {
-            Ok(authorized) => Decision::Allow(Some(authorized.into_key())),
-            Err(refusal) => Decision::Deny(refusal.into_rejection()),
+            Ok(authorized) => {
+                span.record("key_id", tracing::field::display(authorized.key().id()));
+                Decision::Allow(Some(authorized.into_key()))
+            }
+            Err(refusal) => {
+                if let Some(key) = refusal.key() {
+                    span.record("key_id", tracing::field::display(key.id()));
+                }
+                Decision::Deny(refusal.into_rejection())
+            }
         }
     }
 

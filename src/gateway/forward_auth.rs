@@ -30,13 +30,15 @@
 //!
 //! Allowed: exactly 200 with the `X-Keygate-*` identity headers (empty for
 //! a public rule). Denied: 401 or 403 exactly as the middleware answers. The request body
-//! is never read.
+//! is never read. Each decision writes one access-log line (target
+//! `keygate::access`, at info): method, path, status, outcome code, key id
+//! when known, latency — never the token.
 
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, Method, StatusCode, Uri};
 
-use super::{Decision, ForwardAuthMode, Gateway};
+use super::{Decision, ForwardAuthMode, Gateway, access_log};
 use crate::request::{client_ip, peer_ip};
 use crate::verify::Rejection;
 
@@ -154,18 +156,31 @@ fn original(
         (status = 503, description = "The store is unavailable and the key is not cached"),
     )))]
 pub async fn handler(State(gateway): State<Gateway>, request: Request) -> Response {
+    let started = std::time::Instant::now();
     let trusted_proxies = gateway.trusted_proxies();
     let peer_trusted = peer_ip(request.extensions())
         .is_some_and(|peer| trusted_proxies.iter().any(|net| net.contains(&peer)));
     let (method, uri) = match original(&request, gateway.forward_auth(), peer_trusted) {
         Ok(original) => original,
-        Err(rejection) => return refuse(&gateway, &Decision::Deny(rejection)),
+        Err(rejection) => {
+            let decision = Decision::Deny(rejection);
+            let response = refuse(&gateway, &decision);
+            access_log::log(
+                "forward_auth",
+                request.method(),
+                request.uri().path(),
+                &decision,
+                response.status(),
+                started,
+            );
+            return response;
+        }
     };
     let client = client_ip(request.headers(), request.extensions(), trusted_proxies);
     let decision = gateway
         .decide(&method, &uri, request.headers(), client)
         .await;
-    match decision.identity() {
+    let response = match decision.identity() {
         Some(identity) => {
             let mut headers = HeaderMap::with_capacity(6);
             for (name, value) in identity {
@@ -177,7 +192,16 @@ pub async fn handler(State(gateway): State<Gateway>, request: Request) -> Respon
             (StatusCode::OK, headers).into_response()
         }
         None => refuse(&gateway, &decision),
-    }
+    };
+    access_log::log(
+        "forward_auth",
+        &method,
+        uri.path(),
+        &decision,
+        response.status(),
+        started,
+    );
+    response
 }
 
 fn refuse(gateway: &Gateway, decision: &Decision) -> Response {

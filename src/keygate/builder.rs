@@ -7,6 +7,7 @@ use ipnet::IpNet;
 use time::Duration;
 
 use super::handle::Keygate;
+use crate::audit::{Actor, AuditContext};
 use crate::keys::KeyPolicy;
 use crate::limit::Limiter;
 use crate::middleware::{DefaultResponder, Guard, InvalidRealm, RejectionResponder};
@@ -49,6 +50,7 @@ pub struct KeygateBuilder {
     limiter: Limiter,
     limits_fail_closed: bool,
     clock: crate::verify::Clock,
+    audit_actor: Actor,
 }
 
 impl std::fmt::Debug for KeygateBuilder {
@@ -93,7 +95,17 @@ impl KeygateBuilder {
             limiter: Limiter::default(),
             limits_fail_closed: false,
             clock: Arc::new(time::OffsetDateTime::now_utc),
+            audit_actor: Actor::default(),
         }
+    }
+
+    /// Who the audit log names for changes made through
+    /// [`Keygate::keys`] without [`Keys::acting`](crate::Keys::acting).
+    /// Default: [`Actor::operator`]`("library")`. The `keygate` command
+    /// line sets [`Actor::cli`] with the operating-system user.
+    pub fn audit_actor(mut self, actor: Actor) -> Self {
+        self.audit_actor = actor;
+        self
     }
 
     /// The server-side secret keying every token's MAC. Required.
@@ -360,6 +372,12 @@ impl KeygateBuilder {
             Some(responder) => responder,
             None => Arc::new(DefaultResponder::new(&self.realm)?.expose_reason(self.expose_reason)),
         };
+        if self.store.audit_log().is_none() {
+            tracing::warn!(
+                "this key store keeps no audit log (it does not implement AuditLog): \
+                 key changes are written without audit records"
+            );
+        }
         let verifier = Verifier::new(Settings {
             store: self.store,
             pepper,
@@ -384,7 +402,11 @@ impl KeygateBuilder {
             max_keys_per_owner: self.max_keys_per_owner,
             catalog: self.catalog,
         };
-        Ok(Keygate::new(guard, policy))
+        Ok(Keygate::new(
+            guard,
+            policy,
+            AuditContext::new(self.audit_actor),
+        ))
     }
 }
 

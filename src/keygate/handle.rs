@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::audit::AuditContext;
 use crate::keys::{KeyPolicy, Keys};
 use crate::middleware::{ApiKeyLayer, Guard, RejectionResponder, RequireScopeLayer};
 use crate::request::CredentialSource;
@@ -40,6 +41,8 @@ pub struct Keygate {
 struct Inner {
     guard: Arc<Guard>,
     policy: KeyPolicy,
+    /// Who changes made through [`Keygate::keys`] are recorded as made by.
+    audit: AuditContext,
 }
 
 impl std::fmt::Debug for Keygate {
@@ -55,11 +58,12 @@ impl std::fmt::Debug for Keygate {
 
 impl Keygate {
     /// The handle over `guard`, with `policy` for key management.
-    pub(super) fn new(guard: Guard, policy: KeyPolicy) -> Keygate {
+    pub(super) fn new(guard: Guard, policy: KeyPolicy, audit: AuditContext) -> Keygate {
         Keygate {
             inner: Arc::new(Inner {
                 guard: Arc::new(guard),
                 policy,
+                audit,
             }),
         }
     }
@@ -76,8 +80,11 @@ impl Keygate {
     }
 
     /// Key management: create, list, update, revoke, rotate, delete.
+    /// Each change is recorded in the store's audit log (when it keeps
+    /// one) as made by the [default actor](crate::KeygateBuilder::audit_actor),
+    /// or by whom [`Keys::acting`] names.
     pub fn keys(&self) -> Keys<'_> {
-        Keys::new(self.verifier(), &self.inner.policy)
+        Keys::new(self.verifier(), &self.inner.policy, &self.inner.audit)
     }
 
     /// The middleware authenticating every request.

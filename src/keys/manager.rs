@@ -2,12 +2,14 @@
 
 use time::{Duration, OffsetDateTime};
 
+use super::audited::Writer;
 use super::credits;
 use super::input::{KeyUpdate, NewKey};
 use super::lifetime::Span;
 use super::limits;
 use super::rules::{self, KeyPolicy};
 use super::{Ceiling, KeyError};
+use crate::audit::{AuditAction, AuditContext, AuditTarget, changes_between};
 use crate::credits::{CreditChange, Credits};
 use crate::key::now;
 use crate::key::{ApiKey, KeyStatus, StoredKey};
@@ -81,6 +83,7 @@ pub struct KeyPage {
 pub struct Keys<'a> {
     verifier: &'a Verifier,
     policy: &'a KeyPolicy,
+    context: &'a AuditContext,
 }
 
 fn from_store(e: StoreError, limit: u32) -> KeyError {
@@ -103,8 +106,56 @@ fn from_store(e: StoreError, limit: u32) -> KeyError {
 }
 
 impl<'a> Keys<'a> {
-    pub(crate) fn new(verifier: &'a Verifier, policy: &'a KeyPolicy) -> Keys<'a> {
-        Keys { verifier, policy }
+    pub(crate) fn new(
+        verifier: &'a Verifier,
+        policy: &'a KeyPolicy,
+        context: &'a AuditContext,
+    ) -> Keys<'a> {
+        Keys {
+            verifier,
+            policy,
+            context,
+        }
+    }
+
+    /// The same operations, each change recorded in the audit log as made
+    /// by `context`'s actor, from its client address, under its request id.
+    /// Without it, changes are recorded as made by the keygate's default
+    /// actor ([`KeygateBuilder::audit_actor`](crate::KeygateBuilder::audit_actor)).
+    ///
+    /// ```
+    /// use keygate::{Actor, AuditContext, Keygate, MemoryStore, NewKey, Pepper};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let keygate = Keygate::builder(MemoryStore::new())
+    ///     .pepper(Pepper::insecure_fixed_for_tests())
+    ///     .build()?;
+    /// let context = AuditContext::new(Actor::operator("billing-sync"));
+    /// keygate.keys().acting(&context).create(NewKey::new("alice", "ci")).await?;
+    /// let log = keygate.store().audit_log().unwrap();
+    /// let page = log.audit_records(&Default::default()).await?;
+    /// assert_eq!(page.records[0].actor, Actor::operator("billing-sync"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn acting<'b>(self, context: &'b AuditContext) -> Keys<'b>
+    where
+        'a: 'b,
+    {
+        Keys {
+            verifier: self.verifier,
+            policy: self.policy,
+            context,
+        }
+    }
+
+    /// The only way this type writes to the store: each change with its
+    /// audit record.
+    fn writer(&self) -> Writer<'a> {
+        Writer {
+            store: self.verifier.store().as_ref(),
+        }
     }
 
     fn limit(&self) -> u32 {
@@ -259,14 +310,20 @@ impl<'a> Keys<'a> {
             credits,
         };
         let (token, stored) = self.mint(key, environment);
-        inner
-            .store
+        let record = self.context.record(
+            AuditAction::Create,
+            AuditTarget::of(&stored.key),
+            crate::audit::created(&stored.key),
+            now,
+        );
+        self.writer()
             .insert(
                 &stored,
                 InsertRules {
                     max_keys_per_owner: self.limit(),
                     now: inner.wall_now(),
                 },
+                record,
             )
             .await
             .map_err(|e| self.err(e))?;
@@ -331,19 +388,34 @@ impl<'a> Keys<'a> {
 
     /// Reads the key, applies `change` and writes it back if nobody changed
     /// it in between; retries otherwise.
-    async fn modify<F>(&self, id: &KeyId, mut change: F) -> Result<ApiKey, KeyError>
+    async fn modify<F>(
+        &self,
+        id: &KeyId,
+        action: AuditAction,
+        mut change: F,
+    ) -> Result<ApiKey, KeyError>
     where
         F: FnMut(&mut ApiKey, OffsetDateTime) -> Result<bool, KeyError>,
     {
         for _ in 0..MAX_ATTEMPTS {
             let mut stored = self.load(id).await?;
+            let before = stored.key.clone();
             let now = now();
             if !change(&mut stored.key, now)? {
                 return Ok(stored.key);
             }
             stored.key.updated_at = now;
-            let core = self.verifier.core();
-            match core.store.replace(&stored, core.wall_now()).await {
+            let record = self.context.record(
+                action,
+                AuditTarget::of(&before),
+                changes_between(Some(&before), Some(&stored.key)),
+                now,
+            );
+            match self
+                .writer()
+                .replace(&stored, self.verifier.core().wall_now(), record)
+                .await
+            {
                 Ok(()) => {
                     self.verifier.invalidate(*id);
                     return Ok(stored.key);
@@ -448,8 +520,21 @@ impl<'a> Keys<'a> {
                 ceiling.check_rate_limits(l)?;
             }
         }
-        let key = self
-            .modify(id, |key, _now| {
+        let only_credits = update.scopes.is_none()
+            && name.is_none()
+            && description.is_none()
+            && metadata.is_none()
+            && ip_allow.is_none()
+            && ip_deny.is_none()
+            && rate_limits.is_none()
+            && new_credits.is_some();
+        // Only credits: no record of an empty change before theirs.
+        let key = if only_credits {
+            let key = self.load(id).await?.key;
+            refuse_superseded(&key)?;
+            key
+        } else {
+            self.modify(id, AuditAction::Update, |key, _now| {
                 if let Some(raw) = &update.scopes {
                     let bound = rules::ScopeBound {
                         grants: &key.scopes,
@@ -484,16 +569,26 @@ impl<'a> Keys<'a> {
                 }
                 Ok(true)
             })
-            .await?;
+            .await?
+        };
         // The store writes credits only through its credit operations,
         // never with the rest of the record.
         let key = match (new_credits, credit_store) {
-            (Some(c), Some(store)) => {
-                let stored = store
+            (Some(c), Some(_)) => {
+                let now = now();
+                let record = self.context.record(
+                    AuditAction::Update,
+                    AuditTarget::of(&key),
+                    Default::default(),
+                    now,
+                );
+                let stored = self
+                    .writer()
                     .adjust(
                         id,
                         CreditChange::Replace(c),
                         self.verifier.core().wall_now(),
+                        record,
                     )
                     .await
                     .map_err(|e| self.err(e))?;
@@ -519,7 +614,7 @@ impl<'a> Keys<'a> {
             .transpose()?
             .filter(|r| !r.is_empty());
         let key = self
-            .modify(id, |key, now| {
+            .modify(id, AuditAction::Revoke, |key, now| {
                 if key.revoked_at.is_some() {
                     return Ok(false);
                 }
@@ -633,9 +728,15 @@ impl<'a> Keys<'a> {
             superseded.key.updated_at = now;
             superseded.key.expires_at =
                 Some(old.key.expires_at.map_or(cutoff, |at| at.min(cutoff)));
-            match inner
-                .store
-                .rotate(&superseded, &new, inner.wall_now())
+            let record = self.context.record(
+                AuditAction::Rotate,
+                AuditTarget::of(&old.key),
+                changes_between(Some(&old.key), Some(&superseded.key)),
+                now,
+            );
+            match self
+                .writer()
+                .rotate(&superseded, &new, inner.wall_now(), record)
                 .await
             {
                 Ok(()) => {
@@ -738,14 +839,22 @@ impl<'a> Keys<'a> {
                 ),
             ));
         }
-        let store = self.credit_store()?;
+        self.credit_store()?;
         let current = self.load(id).await?;
         refuse_superseded(&current.key)?;
         if let Some(ceiling) = ceiling {
             ceiling.check_credit_change(current.key.credits.as_ref(), &change)?;
         }
-        let stored = store
-            .adjust(id, change, self.verifier.core().wall_now())
+        let now = now();
+        let record = self.context.record(
+            AuditAction::Credits,
+            AuditTarget::of(&current.key),
+            Default::default(),
+            now,
+        );
+        let stored = self
+            .writer()
+            .adjust(id, change, self.verifier.core().wall_now(), record)
             .await
             .map_err(|e| self.err(e))?;
         self.verifier.invalidate(*id);
@@ -759,10 +868,23 @@ impl<'a> Keys<'a> {
     ///
     /// [`KeyError::NotFound`] or [`KeyError::Store`].
     pub async fn delete(&self, id: &KeyId) -> Result<(), KeyError> {
+        let before = match self.load(id).await {
+            Ok(stored) => stored.key,
+            Err(KeyError::NotFound) => {
+                self.verifier.invalidate(*id);
+                return Err(KeyError::NotFound);
+            }
+            Err(e) => return Err(e),
+        };
+        let record = self.context.record(
+            AuditAction::Delete,
+            AuditTarget::of(&before),
+            crate::audit::deleted(&before),
+            now(),
+        );
         let existed = self
-            .verifier
-            .store()
-            .delete(id)
+            .writer()
+            .delete(id, record)
             .await
             .map_err(|e| self.err(e))?;
         self.verifier.invalidate(*id);

@@ -1,6 +1,7 @@
 //! Key management (SPEC §5): [`Keys`], reached through
 //! [`Keygate::keys`](crate::Keygate::keys).
 
+mod audited;
 mod ceiling;
 mod credits;
 mod error;

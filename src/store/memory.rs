@@ -7,9 +7,10 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::{
-    CreditStore, Cursor, InsertRules, KeyStore, ListQuery, MAX_SUCCESSOR_HOPS, Page, StoreError,
-    Usage, adjust_error, chain_too_long,
+    AuditLog, CreditStore, Cursor, InsertRules, KeyStore, ListQuery, MAX_SUCCESSOR_HOPS, Page,
+    StoreError, Usage, adjust_error, chain_too_long,
 };
+use crate::audit::{AuditCursor, AuditPage, AuditQuery, AuditRecord};
 use crate::credits::ledger::Ledger;
 use crate::credits::{CreditChange, CreditGrant, Reservation};
 use crate::key::StoredKey;
@@ -22,10 +23,27 @@ use crate::token::KeyId;
 /// concurrency. No other process can see it, so it has no
 /// [`ChangeFeed`](crate::store::ChangeFeed): every change goes through the
 /// [`Keygate`](crate::Keygate) using it. It is a
-/// [`CreditStore`]: credits are reserved under the same lock.
+/// [`CreditStore`]: credits are reserved under the same lock. It is an
+/// [`AuditLog`]: each change and its record are written under the same
+/// lock too (the records live as long as the store).
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    keys: Mutex<HashMap<KeyId, Entry>>,
+    state: Mutex<State>,
+}
+
+/// Everything behind the lock.
+#[derive(Debug, Default)]
+struct State {
+    keys: HashMap<KeyId, Entry>,
+    audit: Vec<AuditRecord>,
+}
+
+impl State {
+    fn audit(&mut self, record: Option<&AuditRecord>) {
+        if let Some(record) = record {
+            self.audit.push(record.clone());
+        }
+    }
 }
 
 /// A record and the bookkeeping of its credits (the record's own
@@ -50,11 +68,129 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<KeyId, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave a half-written record:
         // every mutation is a single insert/replace of a whole value.
-        self.keys.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn insert_with(
+        &self,
+        key: &StoredKey,
+        rules: InsertRules,
+        record: Option<&AuditRecord>,
+    ) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let keys = &mut state.keys;
+        if keys.contains_key(&key.key.id) {
+            return Err(StoreError::Backend("duplicate key id".into()));
+        }
+        check_current(keys, key, &[], Some(rules.max_keys_per_owner), rules.now)?;
+        let ledger = Ledger::new(key.key.credits, rules.now);
+        keys.insert(
+            key.key.id,
+            Entry {
+                stored: key.clone(),
+                ledger,
+            },
+        );
+        state.audit(record);
+        Ok(())
+    }
+
+    fn replace_with(
+        &self,
+        key: &StoredKey,
+        now: OffsetDateTime,
+        record: Option<&AuditRecord>,
+    ) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let keys = &mut state.keys;
+        let entry = keys.get(&key.key.id).ok_or(StoreError::NotFound)?;
+        if entry.stored.revision != key.revision {
+            return Err(StoreError::Stale);
+        }
+        check_current(keys, key, &[key.key.id], None, now)?;
+        let next = replaced(&entry.stored, key);
+        if let Some(entry) = keys.get_mut(&key.key.id) {
+            entry.stored = next;
+        }
+        state.audit(record);
+        Ok(())
+    }
+
+    fn rotate_with(
+        &self,
+        old: &StoredKey,
+        new: &StoredKey,
+        now: OffsetDateTime,
+        record: Option<&AuditRecord>,
+    ) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let keys = &mut state.keys;
+        let entry = keys.get(&old.key.id).ok_or(StoreError::NotFound)?;
+        if entry.stored.revision != old.revision || entry.stored.key.superseded_by.is_some() {
+            return Err(StoreError::Stale);
+        }
+        if keys.contains_key(&new.key.id) {
+            return Err(StoreError::Backend("duplicate key id".into()));
+        }
+        check_current(keys, new, &[old.key.id], None, now)?;
+        let mut old_entry = Entry {
+            stored: replaced(&entry.stored, old),
+            ledger: entry.ledger,
+        };
+        let moved = old_entry.ledger.hand_over(now);
+        old_entry.stored.key.credits = old_entry.ledger.credits;
+        let mut new_stored = new.clone();
+        new_stored.key.credits = moved.credits;
+        keys.insert(old.key.id, old_entry);
+        keys.insert(
+            new.key.id,
+            Entry {
+                stored: new_stored,
+                ledger: moved,
+            },
+        );
+        state.audit(record);
+        Ok(())
+    }
+
+    fn delete_with(&self, id: &KeyId, record: Option<&AuditRecord>) -> bool {
+        let mut state = self.lock();
+        let existed = state.keys.remove(id).is_some();
+        if existed {
+            state.audit(record);
+        }
+        existed
+    }
+
+    fn adjust_with(
+        &self,
+        id: &KeyId,
+        change: CreditChange,
+        now: OffsetDateTime,
+        record: Option<&AuditRecord>,
+    ) -> Result<StoredKey, StoreError> {
+        let mut state = self.lock();
+        let entry = state.keys.get_mut(id).ok_or(StoreError::NotFound)?;
+        let mut ledger = entry.ledger;
+        let before = ledger.view(now);
+        ledger.adjust(change, now).map_err(adjust_error)?;
+        entry.ledger = ledger;
+        entry.stored.key.credits = ledger.credits;
+        entry.stored.key.updated_at = now;
+        entry.stored.revision += 1;
+        let stored = entry.stored.clone();
+        let record =
+            record.map(|r| r.with_change("credits", json(&before), json(&ledger.view(now))));
+        state.audit(record.as_ref());
+        Ok(stored)
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or_default()
 }
 
 /// The name/limit checks shared by insert, replace and rotate.
@@ -116,28 +252,16 @@ fn holder(keys: &HashMap<KeyId, Entry>, id: &KeyId) -> Result<KeyId, StoreError>
 #[async_trait]
 impl KeyStore for MemoryStore {
     async fn insert(&self, key: &StoredKey, rules: InsertRules) -> Result<(), StoreError> {
-        let mut keys = self.lock();
-        if keys.contains_key(&key.key.id) {
-            return Err(StoreError::Backend("duplicate key id".into()));
-        }
-        check_current(&keys, key, &[], Some(rules.max_keys_per_owner), rules.now)?;
-        let ledger = Ledger::new(key.key.credits, rules.now);
-        keys.insert(
-            key.key.id,
-            Entry {
-                stored: key.clone(),
-                ledger,
-            },
-        );
-        Ok(())
+        self.insert_with(key, rules, None)
     }
 
     async fn get(&self, id: &KeyId) -> Result<Option<StoredKey>, StoreError> {
-        Ok(self.lock().get(id).map(Entry::read))
+        Ok(self.lock().keys.get(id).map(Entry::read))
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        let keys = self.lock();
+        let state = self.lock();
+        let keys = &state.keys;
         let mut matching: Vec<&StoredKey> = keys
             .values()
             .map(|e| &e.stored)
@@ -158,17 +282,7 @@ impl KeyStore for MemoryStore {
     }
 
     async fn replace(&self, key: &StoredKey, now: OffsetDateTime) -> Result<(), StoreError> {
-        let mut keys = self.lock();
-        let entry = keys.get(&key.key.id).ok_or(StoreError::NotFound)?;
-        if entry.stored.revision != key.revision {
-            return Err(StoreError::Stale);
-        }
-        check_current(&keys, key, &[key.key.id], None, now)?;
-        let next = replaced(&entry.stored, key);
-        if let Some(entry) = keys.get_mut(&key.key.id) {
-            entry.stored = next;
-        }
-        Ok(())
+        self.replace_with(key, now, None)
     }
 
     async fn rotate(
@@ -177,41 +291,17 @@ impl KeyStore for MemoryStore {
         new: &StoredKey,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let mut keys = self.lock();
-        let entry = keys.get(&old.key.id).ok_or(StoreError::NotFound)?;
-        if entry.stored.revision != old.revision || entry.stored.key.superseded_by.is_some() {
-            return Err(StoreError::Stale);
-        }
-        if keys.contains_key(&new.key.id) {
-            return Err(StoreError::Backend("duplicate key id".into()));
-        }
-        check_current(&keys, new, &[old.key.id], None, now)?;
-        let mut old_entry = Entry {
-            stored: replaced(&entry.stored, old),
-            ledger: entry.ledger,
-        };
-        let moved = old_entry.ledger.hand_over(now);
-        old_entry.stored.key.credits = old_entry.ledger.credits;
-        let mut new_stored = new.clone();
-        new_stored.key.credits = moved.credits;
-        keys.insert(old.key.id, old_entry);
-        keys.insert(
-            new.key.id,
-            Entry {
-                stored: new_stored,
-                ledger: moved,
-            },
-        );
-        Ok(())
+        self.rotate_with(old, new, now, None)
     }
 
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
-        Ok(self.lock().remove(id).is_some())
+        Ok(self.delete_with(id, None))
     }
 
     async fn count_current(&self, owner: &str, now: OffsetDateTime) -> Result<u64, StoreError> {
-        let keys = self.lock();
-        Ok(keys
+        let state = self.lock();
+        Ok(state
+            .keys
             .values()
             .map(|e| &e.stored)
             .filter(|k| k.key.owner == owner && k.key.is_current(now))
@@ -219,9 +309,9 @@ impl KeyStore for MemoryStore {
     }
 
     async fn record_usage(&self, batch: &[Usage]) -> Result<(), StoreError> {
-        let mut keys = self.lock();
+        let mut state = self.lock();
         for usage in batch {
-            if let Some(stored) = keys.get_mut(&usage.id).map(|e| &mut e.stored)
+            if let Some(stored) = state.keys.get_mut(&usage.id).map(|e| &mut e.stored)
                 && stored.key.last_used_at.is_none_or(|at| at <= usage.at)
             {
                 stored.key.last_used_at = Some(usage.at);
@@ -238,6 +328,10 @@ impl KeyStore for MemoryStore {
     fn credits(&self) -> Option<&dyn CreditStore> {
         Some(self)
     }
+
+    fn audit_log(&self) -> Option<&dyn AuditLog> {
+        Some(self)
+    }
 }
 
 #[async_trait]
@@ -249,8 +343,9 @@ impl CreditStore for MemoryStore {
         want: u64,
         now: OffsetDateTime,
     ) -> Result<Reservation, StoreError> {
-        let mut keys = self.lock();
-        let at = holder(&keys, id)?;
+        let mut state = self.lock();
+        let keys = &mut state.keys;
+        let at = holder(keys, id)?;
         let Some(entry) = keys.get_mut(&at) else {
             return Err(StoreError::NotFound);
         };
@@ -274,8 +369,9 @@ impl CreditStore for MemoryStore {
         generation: u64,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let mut keys = self.lock();
-        let at = holder(&keys, id)?;
+        let mut state = self.lock();
+        let keys = &mut state.keys;
+        let at = holder(keys, id)?;
         let Some(entry) = keys.get_mut(&at) else {
             return Err(StoreError::NotFound);
         };
@@ -290,14 +386,73 @@ impl CreditStore for MemoryStore {
         change: CreditChange,
         now: OffsetDateTime,
     ) -> Result<StoredKey, StoreError> {
-        let mut keys = self.lock();
-        let entry = keys.get_mut(id).ok_or(StoreError::NotFound)?;
-        let mut ledger = entry.ledger;
-        ledger.adjust(change, now).map_err(adjust_error)?;
-        entry.ledger = ledger;
-        entry.stored.key.credits = ledger.credits;
-        entry.stored.key.updated_at = now;
-        entry.stored.revision += 1;
-        Ok(entry.stored.clone())
+        self.adjust_with(id, change, now, None)
+    }
+}
+
+#[async_trait]
+impl AuditLog for MemoryStore {
+    async fn insert_audited(
+        &self,
+        key: &StoredKey,
+        rules: InsertRules,
+        record: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        self.insert_with(key, rules, Some(record))
+    }
+
+    async fn replace_audited(
+        &self,
+        key: &StoredKey,
+        now: OffsetDateTime,
+        record: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        self.replace_with(key, now, Some(record))
+    }
+
+    async fn rotate_audited(
+        &self,
+        old: &StoredKey,
+        new: &StoredKey,
+        now: OffsetDateTime,
+        record: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        self.rotate_with(old, new, now, Some(record))
+    }
+
+    async fn delete_audited(&self, id: &KeyId, record: &AuditRecord) -> Result<bool, StoreError> {
+        Ok(self.delete_with(id, Some(record)))
+    }
+
+    async fn adjust_audited(
+        &self,
+        id: &KeyId,
+        change: CreditChange,
+        now: OffsetDateTime,
+        record: &AuditRecord,
+    ) -> Result<StoredKey, StoreError> {
+        self.adjust_with(id, change, now, Some(record))
+    }
+
+    async fn audit_records(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
+        let state = self.lock();
+        let mut matching: Vec<&AuditRecord> =
+            state.audit.iter().filter(|r| query.matches(r)).collect();
+        matching.sort_by_key(|r| std::cmp::Reverse(AuditCursor::after(r)));
+        let size = query.page_size();
+        let rows = matching
+            .into_iter()
+            .take(size as usize + 1)
+            .cloned()
+            .collect();
+        Ok(AuditPage::from_rows(rows, size))
+    }
+
+    async fn prune_audit(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let mut state = self.lock();
+        let cutoff = before.unix_timestamp();
+        let was = state.audit.len();
+        state.audit.retain(|r| r.at.unix_timestamp() >= cutoff);
+        Ok((was - state.audit.len()) as u64)
     }
 }

@@ -1,5 +1,8 @@
 //! Storage of key records: the [`KeyStore`] trait and its backends.
 
+mod audit;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod audit_row;
 mod credits;
 mod feed;
 mod memory;
@@ -11,6 +14,7 @@ mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+pub use audit::AuditLog;
 pub use credits::{CreditStore, MAX_SUCCESSOR_HOPS};
 pub(crate) use credits::{adjust_error, chain_too_long};
 pub use feed::{Change, ChangeSender, Changes};
@@ -208,6 +212,9 @@ pub struct InsertRules {
 /// - [`CreditStore`]: key credits reserved, returned and adjusted
 ///   atomically (also implemented by [`MemoryStore`]);
 ///   [`KeyStore::credits`] tells whether a store has it.
+/// - [`AuditLog`]: the audit log, each record written in the transaction
+///   of the change it records (also implemented by [`MemoryStore`]);
+///   [`KeyStore::audit_log`] tells whether a store has it.
 ///
 /// # Example
 ///
@@ -302,6 +309,16 @@ pub trait KeyStore: Send + Sync + 'static {
     fn credits(&self) -> Option<&dyn CreditStore> {
         None
     }
+
+    /// This store as an [`AuditLog`], when it keeps one: how
+    /// [`Keys`](crate::Keys) finds out, behind an `Arc<dyn KeyStore>`,
+    /// that it can write each change with its audit record. A capability
+    /// query only. The default is `None`: changes are written without a
+    /// record. A store implementing [`AuditLog`] answers `Some(self)`, and
+    /// a wrapper around one should forward the call.
+    fn audit_log(&self) -> Option<&dyn AuditLog> {
+        None
+    }
 }
 
 /// A store that can tell about changes made by other processes sharing its
@@ -369,5 +386,8 @@ impl<T: KeyStore + ?Sized> KeyStore for std::sync::Arc<T> {
     }
     fn credits(&self) -> Option<&dyn CreditStore> {
         (**self).credits()
+    }
+    fn audit_log(&self) -> Option<&dyn AuditLog> {
+        (**self).audit_log()
     }
 }

@@ -9,9 +9,11 @@ use ipnet::IpNet;
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Transaction, Type};
 use time::OffsetDateTime;
 
+use super::audit_row::AuditRow;
 use super::{
     Cursor, InsertRules, MAX_SUCCESSOR_HOPS, Page, StoreError, adjust_error, chain_too_long,
 };
+use crate::audit::AuditRecord;
 use crate::credits::ledger::Ledger;
 use crate::credits::{CreditChange, CreditGrant, Credits, Refill, RefillEvery, Reservation};
 use crate::key::{ApiKey, StoredKey};
@@ -355,6 +357,7 @@ where
     for<'t> Option<i64>: Encode<'t, Self::Db> + Type<Self::Db>,
     for<'r> Row: FromRow<'r, <Self::Db as Database>::Row>,
     for<'r> CreditRow: FromRow<'r, <Self::Db as Database>::Row>,
+    for<'r> AuditRow: FromRow<'r, <Self::Db as Database>::Row>,
     for<'r> (i64, i64): FromRow<'r, <Self::Db as Database>::Row>,
     for<'r> (i64,): FromRow<'r, <Self::Db as Database>::Row>,
     for<'r> (Option<String>,): FromRow<'r, <Self::Db as Database>::Row>,
@@ -399,6 +402,13 @@ where
     const COUNT_CURRENT: &'static str;
     /// The `value` of the meta entry named by the one placeholder.
     const META_GET: &'static str;
+    /// `INSERT` of an audit record, its 9 columns bound in table order
+    /// (see [`AuditRow::bind_insert`]).
+    const AUDIT_INSERT: &'static str;
+    /// `DELETE` of the key with the one placeholder's id.
+    const DELETE: &'static str;
+    /// `DELETE` of the audit records made before Unix time `1`.
+    const AUDIT_PRUNE: &'static str;
 
     /// Maps a sqlx error to the store's ([`store_error`] and what the
     /// backend adds to it).
@@ -434,21 +444,79 @@ where
         row.map(Row::into_stored).transpose()
     }
 
-    /// Inserts `key` under `rules`, in one writing transaction.
-    async fn insert(&self, key: &StoredKey, rules: InsertRules) -> Result<(), StoreError> {
+    /// Writes `record`, when there is one, inside the caller's
+    /// transaction: it commits with the change or not at all.
+    async fn audit(
+        conn: &mut <Self::Db as Database>::Connection,
+        record: Option<&AuditRecord>,
+    ) -> Result<(), StoreError> {
+        let Some(record) = record else {
+            return Ok(());
+        };
+        AuditRow::from_record(record)
+            .bind_insert(sqlx::query(Self::AUDIT_INSERT))
+            .execute(&mut *conn)
+            .await
+            .map_err(Self::error)?;
+        Ok(())
+    }
+
+    /// Inserts `key` under `rules` (and `record`), in one writing
+    /// transaction.
+    async fn insert(
+        &self,
+        key: &StoredKey,
+        rules: InsertRules,
+        record: Option<&AuditRecord>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin_write(&[&key.key.owner]).await?;
         Self::check_current(&mut tx, key, "", rules.max_keys_per_owner, rules.now).await?;
         Self::insert_row_with(&mut tx, key, &Ledger::new(key.key.credits, rules.now)).await?;
+        Self::audit(&mut tx, record).await?;
         tx.commit().await.map_err(Self::error)
     }
 
-    /// Replaces the stored record of `key` if its revision still matches,
-    /// in one writing transaction.
-    async fn replace(&self, key: &StoredKey, now: OffsetDateTime) -> Result<(), StoreError> {
+    /// Replaces the stored record of `key` if its revision still matches
+    /// (and writes `record`), in one writing transaction.
+    async fn replace(
+        &self,
+        key: &StoredKey,
+        now: OffsetDateTime,
+        record: Option<&AuditRecord>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin_write(&[&key.key.owner]).await?;
         Self::check_current(&mut tx, key, key.key.id.as_str(), 0, now).await?;
         Self::update_row(&mut tx, key).await?;
+        Self::audit(&mut tx, record).await?;
         tx.commit().await.map_err(Self::error)
+    }
+
+    /// Deletes key `id` (and writes `record` when it existed), in one
+    /// writing transaction; whether it existed.
+    async fn delete(&self, id: &KeyId, record: Option<&AuditRecord>) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write(&[]).await?;
+        let done = sqlx::query(Self::DELETE)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(Self::error)?;
+        let existed = Self::rows_affected(&done) > 0;
+        if existed {
+            Self::changed(&mut tx, id.as_str()).await?;
+            Self::audit(&mut tx, record).await?;
+        }
+        tx.commit().await.map_err(Self::error)?;
+        Ok(existed)
+    }
+
+    /// Deletes the audit records made before `before`; how many.
+    async fn prune_audit(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let done = sqlx::query(Self::AUDIT_PRUNE)
+            .bind(before.unix_timestamp())
+            .execute(self.connections())
+            .await
+            .map_err(Self::error)?;
+        Ok(Self::rows_affected(&done))
     }
 
     /// Replaces `old` (now superseded) and inserts `new`, in one writing
@@ -459,6 +527,7 @@ where
         old: &StoredKey,
         new: &StoredKey,
         now: OffsetDateTime,
+        record: Option<&AuditRecord>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write(&[&old.key.owner, &new.key.owner]).await?;
         let superseded: Option<Option<String>> = sqlx::query_scalar(Self::SUPERSEDED_BY)
@@ -482,6 +551,7 @@ where
         let moved = ledger.hand_over(now);
         Self::write_ledger(&mut tx, old.key.id.as_str(), &ledger).await?;
         Self::insert_row_with(&mut tx, new, &moved).await?;
+        Self::audit(&mut tx, record).await?;
         tx.commit().await.map_err(Self::error)
     }
 
@@ -535,13 +605,15 @@ where
         Ok(returned)
     }
 
-    /// Changes the credits of `id` itself, in one writing transaction; see
+    /// Changes the credits of `id` itself (and writes `record`, with the
+    /// balance before and after), in one writing transaction; see
     /// [`CreditStore::adjust`](crate::CreditStore::adjust).
     async fn adjust(
         &self,
         id: &KeyId,
         change: CreditChange,
         now: OffsetDateTime,
+        record: Option<&AuditRecord>,
     ) -> Result<StoredKey, StoreError> {
         let mut tx = self.begin_write(&[]).await?;
         let mut ledger = Self::credit_row(&mut tx, id.as_str())
@@ -549,8 +621,14 @@ where
             .ok_or(StoreError::NotFound)?
             .credits
             .ledger()?;
+        let before = ledger.view(now);
         ledger.adjust(change, now).map_err(adjust_error)?;
         Self::write_ledger(&mut tx, id.as_str(), &ledger).await?;
+        let record = record.map(|r| {
+            let json = |c| serde_json::to_value(c).unwrap_or_default();
+            r.with_change("credits", json(before), json(ledger.view(now)))
+        });
+        Self::audit(&mut tx, record.as_ref()).await?;
         sqlx::query(Self::TOUCH)
             .bind(now.unix_timestamp())
             .bind(id.as_str())

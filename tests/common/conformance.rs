@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use keygate::{Actor, AuditAction, AuditLog, AuditQuery, AuditRecord, AuditTarget, FieldChange};
 use keygate::{ApiKey, Environment, KeyId, KeyStore, RateLimits, ScopeSet, StoredKey};
 use keygate::{CreditChange, CreditGrant, CreditStore, Credits, MAX_CREDITS, Refill, RefillEvery};
 use keygate::{Cursor, InsertRules, ListQuery, Reservation, StoreError, Usage};
@@ -745,6 +746,284 @@ pub async fn concurrent_reservations_never_overspend(store: Arc<dyn KeyStore>) {
     assert_eq!(remaining(&*store, &id).await, Some(0));
 }
 
+fn log(store: &dyn KeyStore) -> &dyn AuditLog {
+    store.audit_log().expect("every backend keeps an audit log")
+}
+
+/// A record of `action` on `key` at `at`, from a client, under a request id.
+pub fn record(key: &StoredKey, action: AuditAction, at: OffsetDateTime) -> AuditRecord {
+    let mut changes = std::collections::BTreeMap::new();
+    changes.insert(
+        "name".to_owned(),
+        FieldChange {
+            from: serde_json::Value::Null,
+            to: serde_json::json!(key.key.name),
+        },
+    );
+    let mut record = AuditRecord::new(
+        at,
+        Actor::key(fresh_id(), "root"),
+        action,
+        AuditTarget::of(&key.key),
+        changes,
+    );
+    record.client_ip = Some("2001:db8::7".parse().unwrap());
+    record.request_id = Some(format!("req-{}", fresh_id()));
+    record
+}
+
+async fn all_records(store: &dyn KeyStore, query: AuditQuery) -> Vec<AuditRecord> {
+    log(store).audit_records(&query).await.unwrap().records
+}
+
+pub async fn every_audited_mutation_writes_its_record_and_delete_keeps_them(store: &dyn KeyStore) {
+    let t = now();
+    let mut k = key("alice", "audited");
+    k.key.credits = Some(Credits::new(10).unwrap());
+    let create = record(&k, AuditAction::Create, t);
+    log(store)
+        .insert_audited(&k, rules(), &create)
+        .await
+        .unwrap();
+
+    let mut changed = store.get(&k.key.id).await.unwrap().unwrap();
+    changed.key.name = "renamed".into();
+    let update = record(&changed, AuditAction::Update, t);
+    log(store)
+        .replace_audited(&changed, t, &update)
+        .await
+        .unwrap();
+
+    let credits = record(&changed, AuditAction::Credits, t);
+    let after = log(store)
+        .adjust_audited(&k.key.id, CreditChange::Add(5), t, &credits)
+        .await
+        .unwrap();
+    assert_eq!(after.key.credits.map(|c| c.remaining()), Some(15));
+
+    let old = store.get(&k.key.id).await.unwrap().unwrap();
+    let new = key("alice", "renamed");
+    let mut superseded = old.clone();
+    superseded.key.superseded_by = Some(new.key.id);
+    let rotate = record(&old, AuditAction::Rotate, t);
+    log(store)
+        .rotate_audited(&superseded, &new, t, &rotate)
+        .await
+        .unwrap();
+
+    let delete = record(&old, AuditAction::Delete, t);
+    assert!(log(store).delete_audited(&k.key.id, &delete).await.unwrap());
+    assert!(store.get(&k.key.id).await.unwrap().is_none());
+    let ghost = record(&old, AuditAction::Delete, t);
+    assert!(
+        !log(store).delete_audited(&k.key.id, &ghost).await.unwrap(),
+        "a key that is gone is not deleted twice"
+    );
+
+    let records = all_records(
+        store,
+        AuditQuery {
+            key_id: Some(k.key.id),
+            ..AuditQuery::default()
+        },
+    )
+    .await;
+    let mut ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    ids.sort_unstable();
+    let mut expected = vec![
+        create.id.as_str(),
+        update.id.as_str(),
+        credits.id.as_str(),
+        rotate.id.as_str(),
+        delete.id.as_str(),
+    ];
+    expected.sort_unstable();
+    assert_eq!(
+        ids, expected,
+        "one record per change, kept after the delete"
+    );
+    let written = records.iter().find(|r| r.id == update.id).unwrap();
+    assert_eq!(written, &update, "every field round-trips");
+    let credited = records.iter().find(|r| r.id == credits.id).unwrap();
+    assert_eq!(
+        credited.changes["credits"],
+        FieldChange {
+            from: serde_json::json!({"remaining": 10, "refill": null}),
+            to: serde_json::json!({"remaining": 15, "refill": null}),
+        },
+        "the store records the balance it changed"
+    );
+}
+
+pub async fn a_refused_mutation_writes_no_record(store: &dyn KeyStore) {
+    let t = now();
+    let k = key("alice", "taken");
+    log(store)
+        .insert_audited(&k, rules(), &record(&k, AuditAction::Create, t))
+        .await
+        .unwrap();
+    let twin = key("alice", "taken");
+    let refused = record(&twin, AuditAction::Create, t);
+    assert!(matches!(
+        log(store).insert_audited(&twin, rules(), &refused).await,
+        Err(StoreError::NameConflict)
+    ));
+    let stale = k.clone(); // revision 0; bump it first
+    store.replace(&k, t).await.unwrap();
+    let refused_update = record(&stale, AuditAction::Update, t);
+    assert!(matches!(
+        log(store).replace_audited(&stale, t, &refused_update).await,
+        Err(StoreError::Stale)
+    ));
+    let refused_credits = record(&k, AuditAction::Credits, t);
+    assert!(
+        log(store)
+            .adjust_audited(&k.key.id, CreditChange::Add(1), t, &refused_credits)
+            .await
+            .is_err(),
+        "an unlimited key has no balance to add to"
+    );
+    let records = all_records(
+        store,
+        AuditQuery {
+            owner: Some("alice".into()),
+            ..AuditQuery::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        records.len(),
+        1,
+        "only the insert that happened: {records:?}"
+    );
+}
+
+pub async fn audit_queries_filter_and_page_newest_first(store: &dyn KeyStore) {
+    let t = now();
+    let a = key("alice", "a");
+    let b = key("bob", "b");
+    log(store)
+        .insert_audited(
+            &a,
+            rules(),
+            &record(&a, AuditAction::Create, t - Duration::hours(3)),
+        )
+        .await
+        .unwrap();
+    log(store)
+        .insert_audited(
+            &b,
+            rules(),
+            &record(&b, AuditAction::Create, t - Duration::hours(2)),
+        )
+        .await
+        .unwrap();
+    for i in 0..5 {
+        let current = store.get(&a.key.id).await.unwrap().unwrap();
+        let at = t - Duration::minutes(50 - i);
+        log(store)
+            .replace_audited(&current, t, &record(&current, AuditAction::Update, at))
+            .await
+            .unwrap();
+    }
+    let all = all_records(store, AuditQuery::default()).await;
+    assert_eq!(all.len(), 7);
+    assert!(
+        all.windows(2).all(|w| w[0].at >= w[1].at),
+        "newest first: {:?}",
+        all.iter().map(|r| r.at).collect::<Vec<_>>()
+    );
+    let of = |query: AuditQuery| async move { all_records(store, query).await.len() };
+    assert_eq!(
+        of(AuditQuery {
+            owner: Some("bob".into()),
+            ..Default::default()
+        })
+        .await,
+        1
+    );
+    assert_eq!(
+        of(AuditQuery {
+            key_id: Some(a.key.id),
+            ..Default::default()
+        })
+        .await,
+        6
+    );
+    assert_eq!(
+        of(AuditQuery {
+            action: Some(AuditAction::Create),
+            ..Default::default()
+        })
+        .await,
+        2
+    );
+    assert_eq!(
+        of(AuditQuery {
+            since: Some(t - Duration::hours(1)),
+            ..Default::default()
+        })
+        .await,
+        5,
+        "since is inclusive of later records only"
+    );
+    assert_eq!(
+        of(AuditQuery {
+            until: Some(t - Duration::hours(2)),
+            ..Default::default()
+        })
+        .await,
+        1,
+        "until is exclusive"
+    );
+
+    let mut seen = Vec::new();
+    let mut query = AuditQuery {
+        limit: 3,
+        ..Default::default()
+    };
+    loop {
+        let page = log(store).audit_records(&query).await.unwrap();
+        assert!(page.records.len() <= 3);
+        seen.extend(page.records.into_iter().map(|r| r.id));
+        match page.next_cursor {
+            Some(cursor) => query.cursor = Some(cursor.to_string().parse().unwrap()),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = all.into_iter().map(|r| r.id).collect();
+    assert_eq!(seen, expected, "every record once, in order, across pages");
+}
+
+pub async fn pruning_deletes_only_older_records(store: &dyn KeyStore) {
+    let t = now();
+    let k = key("alice", "old");
+    log(store)
+        .insert_audited(
+            &k,
+            rules(),
+            &record(&k, AuditAction::Create, t - Duration::days(10)),
+        )
+        .await
+        .unwrap();
+    let current = store.get(&k.key.id).await.unwrap().unwrap();
+    log(store)
+        .replace_audited(&current, t, &record(&current, AuditAction::Update, t))
+        .await
+        .unwrap();
+    assert_eq!(
+        log(store).prune_audit(t - Duration::days(1)).await.unwrap(),
+        1
+    );
+    let left = all_records(store, AuditQuery::default()).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].action, AuditAction::Update);
+    assert!(
+        store.get(&k.key.id).await.unwrap().is_some(),
+        "keys are untouched"
+    );
+}
+
 pub async fn ping_answers(store: &dyn KeyStore) {
     store.ping().await.unwrap();
 }
@@ -793,6 +1072,10 @@ macro_rules! conformance_suite {
             check!(delete_removes_the_record);
             check!(usage_keeps_the_latest_use_and_leaves_the_revision);
             check!(ping_answers);
+            check!(every_audited_mutation_writes_its_record_and_delete_keeps_them);
+            check!(a_refused_mutation_writes_no_record);
+            check!(audit_queries_filter_and_page_newest_first);
+            check!(pruning_deletes_only_older_records);
             check!(credits_are_stored_and_replace_never_writes_them);
             check!(reserve_grants_up_to_want_once_need_is_left);
             check!(releases_return_credits_unless_a_set_or_refill_came_between);

@@ -21,11 +21,12 @@ use super::headers::{
 use super::strip::Strip;
 use super::upstream::{ProxyError, Upstream};
 use crate::gateway::rules::NormalizedPath;
-use crate::gateway::{Decision, Gateway};
+use crate::gateway::{Decision, Gateway, REQUEST_ID_HEADER, RequestId, access_log};
 use crate::listener::ListenerLimits;
 use crate::middleware::AuthBody;
 use crate::request::{PeerAddr, client_ip, peer_ip};
 use crate::verify::Rejection;
+use tracing::Instrument;
 
 /// How long connecting to the upstream may take before the request is a 502.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -79,7 +80,8 @@ impl Inner {
         refusal.map(AuthBody::rejection)
     }
 
-    /// One request, start to finish.
+    /// One request, start to finish, inside its request-id span; one
+    /// access-log line per decision.
     async fn handle(
         &self,
         mut request: Request<Incoming>,
@@ -87,11 +89,41 @@ impl Inner {
     ) -> Response<AuthBody<Incoming>> {
         request.extensions_mut().insert(PeerAddr(peer));
         let trusted_proxies = self.gateway.trusted_proxies();
+        let peer_trusted = peer_ip(request.extensions())
+            .is_some_and(|ip| trusted_proxies.iter().any(|net| net.contains(&ip)));
+        let id = RequestId::for_request(request.headers(), peer_trusted);
+        // The upstream gets the id judged here, never one a client chose.
+        request
+            .headers_mut()
+            .insert(REQUEST_ID_HEADER, id.header_value().clone());
+        let span = id.span();
+        let mut response = self.decide_and_forward(request).instrument(span).await;
+        response
+            .headers_mut()
+            .insert(REQUEST_ID_HEADER, id.header_value().clone());
+        response
+    }
+
+    async fn decide_and_forward(&self, request: Request<Incoming>) -> Response<AuthBody<Incoming>> {
+        let started = std::time::Instant::now();
+        let method = request.method().clone();
+        let trusted_proxies = self.gateway.trusted_proxies();
         let client = client_ip(request.headers(), request.extensions(), trusted_proxies);
         // The method and the path first; the upstream gets the path judged.
         let path = match self.gateway.admit(request.method(), request.uri()) {
             Ok(path) => path,
-            Err(refused) => return self.refuse(&refused),
+            Err(refused) => {
+                let response = self.refuse(&refused);
+                access_log::log(
+                    "proxy",
+                    &method,
+                    request.uri().path(),
+                    &refused,
+                    response.status(),
+                    started,
+                );
+                return response;
+            }
         };
         let decision = self
             .gateway
@@ -104,14 +136,35 @@ impl Inner {
             )
             .await;
         if !matches!(decision, Decision::Allow(_)) {
-            return self.refuse(&decision);
+            let response = self.refuse(&decision);
+            access_log::log(
+                "proxy",
+                &method,
+                path.as_str(),
+                &decision,
+                response.status(),
+                started,
+            );
+            return response;
         }
+        let peer = match request.extensions().get::<PeerAddr>() {
+            Some(PeerAddr(peer)) => *peer,
+            None => SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
         let mut response = self.forward(request, &path, &decision, peer).await;
         // Counted requests say where the key's tightest limit stands,
         // replacing whatever the upstream said.
         if let Some(limit) = decision.rate_limit_headers() {
             limit.insert(response.headers_mut());
         }
+        access_log::log(
+            "proxy",
+            &method,
+            path.as_str(),
+            &decision,
+            response.status(),
+            started,
+        );
         response
     }
 

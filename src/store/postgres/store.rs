@@ -8,11 +8,13 @@ use sqlx::{PgConnection, Postgres, QueryBuilder};
 use time::OffsetDateTime;
 
 use super::listener;
+use crate::audit::{AuditPage, AuditQuery, AuditRecord};
 use crate::credits::{CreditChange, Reservation};
 use crate::key::StoredKey;
+use crate::store::audit_row::AuditRow;
 use crate::store::sql::{Dialect, Row, page, store_error};
 use crate::store::{
-    ChangeFeed, Changes, CreditStore, InsertRules, KeyStore, ListQuery, Page, StoreError,
+    AuditLog, ChangeFeed, Changes, CreditStore, InsertRules, KeyStore, ListQuery, Page, StoreError,
     StoreMeta, Usage,
 };
 use crate::token::KeyId;
@@ -237,6 +239,11 @@ impl Dialect for PostgresStore {
     const COUNT_CURRENT: &'static str = "SELECT COUNT(*) FROM keygate_keys WHERE owner = $1 AND revoked_at IS NULL \
          AND superseded_by IS NULL AND (expires_at IS NULL OR expires_at > $2)";
     const META_GET: &'static str = "SELECT value FROM keygate_meta WHERE name = $1";
+    const AUDIT_INSERT: &'static str = "INSERT INTO keygate_audit (id, at, actor, action, \
+         target_key_id, target_owner, changes, client_ip, request_id) \
+         VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7::jsonb, $8, $9)";
+    const DELETE: &'static str = "DELETE FROM keygate_keys WHERE id = $1";
+    const AUDIT_PRUNE: &'static str = "DELETE FROM keygate_audit WHERE at < $1";
 
     fn error(e: sqlx::Error) -> StoreError {
         pg_error(e)
@@ -287,7 +294,7 @@ impl Dialect for PostgresStore {
 #[async_trait]
 impl KeyStore for PostgresStore {
     async fn insert(&self, key: &StoredKey, rules: InsertRules) -> Result<(), StoreError> {
-        Dialect::insert(self, key, rules).await
+        Dialect::insert(self, key, rules, None).await
     }
 
     async fn get(&self, id: &KeyId) -> Result<Option<StoredKey>, StoreError> {
@@ -330,7 +337,7 @@ impl KeyStore for PostgresStore {
     }
 
     async fn replace(&self, key: &StoredKey, now: OffsetDateTime) -> Result<(), StoreError> {
-        Dialect::replace(self, key, now).await
+        Dialect::replace(self, key, now, None).await
     }
 
     async fn rotate(
@@ -339,7 +346,7 @@ impl KeyStore for PostgresStore {
         new: &StoredKey,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        Dialect::rotate(self, old, new, now).await
+        Dialect::rotate(self, old, new, now, None).await
     }
 
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
@@ -406,6 +413,105 @@ impl KeyStore for PostgresStore {
     fn credits(&self) -> Option<&dyn CreditStore> {
         Some(self)
     }
+
+    fn audit_log(&self) -> Option<&dyn AuditLog> {
+        Some(self)
+    }
+}
+
+/// Each change and its record in one transaction, in table
+/// `keygate_audit`.
+#[async_trait]
+impl AuditLog for PostgresStore {
+    async fn insert_audited(
+        &self,
+        key: &StoredKey,
+        rules: InsertRules,
+        record: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        Dialect::insert(self, key, rules, Some(record)).await
+    }
+
+    async fn replace_audited(
+        &self,
+        key: &StoredKey,
+        now: OffsetDateTime,
+        record: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        Dialect::replace(self, key, now, Some(record)).await
+    }
+
+    async fn rotate_audited(
+        &self,
+        old: &StoredKey,
+        new: &StoredKey,
+        now: OffsetDateTime,
+        record: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        Dialect::rotate(self, old, new, now, Some(record)).await
+    }
+
+    async fn delete_audited(&self, id: &KeyId, record: &AuditRecord) -> Result<bool, StoreError> {
+        Dialect::delete(self, id, Some(record)).await
+    }
+
+    async fn adjust_audited(
+        &self,
+        id: &KeyId,
+        change: CreditChange,
+        now: OffsetDateTime,
+        record: &AuditRecord,
+    ) -> Result<StoredKey, StoreError> {
+        Dialect::adjust(self, id, change, now, Some(record)).await
+    }
+
+    async fn audit_records(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
+        let size = query.page_size();
+        // Only the filters in use appear in the SQL, so each shape can use
+        // its index on (target_owner | target_key_id, at, id).
+        let mut sql = QueryBuilder::<Postgres>::new(
+            "SELECT id, at, actor::text AS actor, action, target_key_id, target_owner, \
+             changes::text AS changes, client_ip, request_id FROM keygate_audit WHERE TRUE",
+        );
+        if let Some(owner) = &query.owner {
+            sql.push(" AND target_owner = ").push_bind(owner);
+        }
+        if let Some(id) = &query.key_id {
+            sql.push(" AND target_key_id = ").push_bind(id.to_string());
+        }
+        if let Some(action) = query.action {
+            sql.push(" AND action = ").push_bind(action.as_str());
+        }
+        if let Some(since) = query.since {
+            sql.push(" AND at >= ").push_bind(since.unix_timestamp());
+        }
+        if let Some(until) = query.until {
+            sql.push(" AND at < ").push_bind(until.unix_timestamp());
+        }
+        if let Some(cursor) = &query.cursor {
+            sql.push(" AND (at, id) < (")
+                .push_bind(cursor.at)
+                .push(", ")
+                .push_bind(cursor.id.clone())
+                .push(")");
+        }
+        sql.push(" ORDER BY at DESC, id DESC LIMIT ")
+            .push_bind(i64::from(size) + 1);
+        let rows = sql
+            .build_query_as::<AuditRow>()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(pg_error)?;
+        let records = rows
+            .into_iter()
+            .map(AuditRow::into_record)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(AuditPage::from_rows(records, size))
+    }
+
+    async fn prune_audit(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        Dialect::prune_audit(self, before).await
+    }
 }
 
 /// Credits reserved, returned and adjusted in a transaction holding the
@@ -440,7 +546,7 @@ impl CreditStore for PostgresStore {
         change: CreditChange,
         now: OffsetDateTime,
     ) -> Result<StoredKey, StoreError> {
-        Dialect::adjust(self, id, change, now).await
+        Dialect::adjust(self, id, change, now, None).await
     }
 }
 

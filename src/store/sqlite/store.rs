@@ -12,11 +12,13 @@ use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 
 use super::poller::{self, record_change};
+use crate::audit::{AuditPage, AuditQuery, AuditRecord};
 use crate::credits::{CreditChange, Reservation};
 use crate::key::StoredKey;
+use crate::store::audit_row::AuditRow;
 use crate::store::sql::{Dialect, Row, page, store_error};
 use crate::store::{
-    ChangeFeed, Changes, CreditStore, InsertRules, KeyStore, ListQuery, Page, StoreError,
+    AuditLog, ChangeFeed, Changes, CreditStore, InsertRules, KeyStore, ListQuery, Page, StoreError,
     StoreMeta, Usage,
 };
 use crate::token::KeyId;
@@ -188,6 +190,11 @@ impl Dialect for SqliteStore {
     const COUNT_CURRENT: &'static str = "SELECT COUNT(*) FROM keygate_keys WHERE owner = ? AND revoked_at IS NULL \
          AND superseded_by IS NULL AND (expires_at IS NULL OR expires_at > ?)";
     const META_GET: &'static str = "SELECT value FROM keygate_meta WHERE name = ?";
+    const AUDIT_INSERT: &'static str = "INSERT INTO keygate_audit (id, at, actor, action, \
+         target_key_id, target_owner, changes, client_ip, request_id) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    const DELETE: &'static str = "DELETE FROM keygate_keys WHERE id = ?";
+    const AUDIT_PRUNE: &'static str = "DELETE FROM keygate_audit WHERE at < ?";
 
     fn error(e: sqlx::Error) -> StoreError {
         store_error(e)
@@ -222,7 +229,7 @@ impl Dialect for SqliteStore {
 #[async_trait]
 impl KeyStore for SqliteStore {
     async fn insert(&self, key: &StoredKey, rules: InsertRules) -> Result<(), StoreError> {
-        Dialect::insert(self, key, rules).await
+        Dialect::insert(self, key, rules, None).await
     }
 
     async fn get(&self, id: &KeyId) -> Result<Option<StoredKey>, StoreError> {
@@ -251,7 +258,7 @@ impl KeyStore for SqliteStore {
     }
 
     async fn replace(&self, key: &StoredKey, now: OffsetDateTime) -> Result<(), StoreError> {
-        Dialect::replace(self, key, now).await
+        Dialect::replace(self, key, now, None).await
     }
 
     async fn rotate(
@@ -260,22 +267,11 @@ impl KeyStore for SqliteStore {
         new: &StoredKey,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        Dialect::rotate(self, old, new, now).await
+        Dialect::rotate(self, old, new, now, None).await
     }
 
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write(&[]).await?;
-        let done = sqlx::query("DELETE FROM keygate_keys WHERE id = ?")
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        let existed = done.rows_affected() > 0;
-        if existed {
-            SqliteStore::changed(&mut tx, id.as_str()).await?;
-        }
-        tx.commit().await.map_err(store_error)?;
-        Ok(existed)
+        Dialect::delete(self, id, None).await
     }
 
     async fn count_current(&self, owner: &str, now: OffsetDateTime) -> Result<u64, StoreError> {
@@ -313,6 +309,89 @@ impl KeyStore for SqliteStore {
     fn credits(&self) -> Option<&dyn CreditStore> {
         Some(self)
     }
+
+    fn audit_log(&self) -> Option<&dyn AuditLog> {
+        Some(self)
+    }
+}
+
+/// Each change and its record in one `BEGIN IMMEDIATE` transaction, in
+/// table `keygate_audit`.
+#[async_trait]
+impl AuditLog for SqliteStore {
+    async fn insert_audited(
+        &self,
+        key: &StoredKey,
+        rules: InsertRules,
+        record: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        Dialect::insert(self, key, rules, Some(record)).await
+    }
+
+    async fn replace_audited(
+        &self,
+        key: &StoredKey,
+        now: OffsetDateTime,
+        record: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        Dialect::replace(self, key, now, Some(record)).await
+    }
+
+    async fn rotate_audited(
+        &self,
+        old: &StoredKey,
+        new: &StoredKey,
+        now: OffsetDateTime,
+        record: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        Dialect::rotate(self, old, new, now, Some(record)).await
+    }
+
+    async fn delete_audited(&self, id: &KeyId, record: &AuditRecord) -> Result<bool, StoreError> {
+        Dialect::delete(self, id, Some(record)).await
+    }
+
+    async fn adjust_audited(
+        &self,
+        id: &KeyId,
+        change: CreditChange,
+        now: OffsetDateTime,
+        record: &AuditRecord,
+    ) -> Result<StoredKey, StoreError> {
+        Dialect::adjust(self, id, change, now, Some(record)).await
+    }
+
+    async fn audit_records(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
+        let size = query.page_size();
+        let rows = sqlx::query_as::<_, AuditRow>(
+            "SELECT * FROM keygate_audit \
+             WHERE (?1 IS NULL OR target_owner = ?1) AND (?2 IS NULL OR target_key_id = ?2) \
+               AND (?3 IS NULL OR action = ?3) AND (?4 IS NULL OR at >= ?4) \
+               AND (?5 IS NULL OR at < ?5) \
+               AND (?6 IS NULL OR at < ?6 OR (at = ?6 AND id < ?7)) \
+             ORDER BY at DESC, id DESC LIMIT ?8",
+        )
+        .bind(query.owner.as_deref())
+        .bind(query.key_id.map(|id| id.to_string()))
+        .bind(query.action.map(|a| a.as_str()))
+        .bind(query.since.map(OffsetDateTime::unix_timestamp))
+        .bind(query.until.map(OffsetDateTime::unix_timestamp))
+        .bind(query.cursor.as_ref().map(|c| c.at))
+        .bind(query.cursor.as_ref().map(|c| c.id.clone()))
+        .bind(i64::from(size) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        let records = rows
+            .into_iter()
+            .map(AuditRow::into_record)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(AuditPage::from_rows(records, size))
+    }
+
+    async fn prune_audit(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        Dialect::prune_audit(self, before).await
+    }
 }
 
 /// Credits reserved, returned and adjusted in `BEGIN IMMEDIATE`
@@ -346,7 +425,7 @@ impl CreditStore for SqliteStore {
         change: CreditChange,
         now: OffsetDateTime,
     ) -> Result<StoredKey, StoreError> {
-        Dialect::adjust(self, id, change, now).await
+        Dialect::adjust(self, id, change, now, None).await
     }
 }
 
