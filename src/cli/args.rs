@@ -202,6 +202,12 @@ pub struct ServeArgs {
         requires = "upstream"
     )]
     pub proxy_listen: String,
+    /// Also serve Envoy's external authorization API over gRPC
+    /// (envoy.service.auth.v3.Authorization/Check, with grpc.health.v1) on
+    /// this address: the same rules, trusted proxies and limits as
+    /// /v1/forward-auth.
+    #[arg(long, env = "KEYGATE_GRPC_LISTEN", value_name = "ADDR")]
+    pub grpc_listen: Option<String>,
     /// Route rules (TOML) for forward auth and the proxy.
     #[arg(long, env = "KEYGATE_RULES")]
     pub rules: Option<std::path::PathBuf>,
