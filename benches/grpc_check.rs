@@ -104,7 +104,7 @@ fn start_server() -> (SocketAddr, SocketAddr, String, String) {
             let never = std::future::pending::<()>;
             let (a, b) = tokio::join!(
                 serve_router(http, limits, app, never()),
-                serve_check(grpc, gateway, never()),
+                serve_check(grpc, gateway, limits, never()),
             );
             a.unwrap();
             b.unwrap();

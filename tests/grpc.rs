@@ -677,9 +677,14 @@ async fn check_answers_unavailable_when_the_store_is_down() {
     let addr = listener.local_addr().unwrap();
     let gateway = Gateway::new(keygate.clone(), Rules::default());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve_check(listener, gateway, async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(serve_check(
+        listener,
+        gateway,
+        keygate::ListenerLimits::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     let mut client = AuthorizationClient::new(channel(addr).await);
     let uncached = keygate
         .token_format()
@@ -797,4 +802,26 @@ fn an_independent_python_client_checks_the_wire_format() {
         b"",
     );
     assert_eq!(seen["invalid"]["body"], http.json());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grpc_listener_closes_silent_connections_after_the_header_timeout() {
+    let keygate = keygate_on(MemoryStore::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = keygate::ListenerLimits::default()
+        .header_timeout(std::time::Duration::from_millis(300));
+    tokio::spawn(serve_check(
+        listener,
+        Gateway::new(keygate, Rules::default()),
+        limits,
+        std::future::pending(),
+    ));
+    let closed = tokio::task::spawn_blocking(move || {
+        let mut silent = std::net::TcpStream::connect(addr).unwrap();
+        common::http::closed_within(&mut silent, std::time::Duration::from_secs(5))
+    })
+    .await
+    .unwrap();
+    assert!(closed, "a client that sends nothing is disconnected");
 }

@@ -227,7 +227,7 @@ pub struct ServeArgs {
     /// Log format on stderr.
     #[arg(long, env = "KEYGATE_LOG_FORMAT", value_parser = ["text", "json"], default_value = "text")]
     pub log_format: String,
-    /// How long a request head may take to arrive on either listener
+    /// How long a request head may take to arrive on any listener
     /// (`500ms`, `10s`, `1min`); a slower connection is closed.
     #[arg(long, env = "KEYGATE_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_timeout)]
     pub header_timeout: std::time::Duration,

@@ -155,6 +155,7 @@ pub(crate) async fn serve(database_url: &str, args: ServeArgs) -> Result<(), Str
         tokio::spawn(crate::grpc::serve_check(
             listener,
             gateway.clone(),
+            limits,
             stopped(stop_rx.clone()),
         ))
     });

@@ -12,6 +12,7 @@ use super::answer;
 use super::request::{Original, client};
 use crate::gateway::Gateway;
 use crate::gateway::proxy::Strip;
+use crate::request::peer_ip;
 
 /// Envoy's external authorization API over gRPC, deciding each `Check`
 /// exactly as forward auth decides a request: the same [`Gateway`], so the
@@ -116,7 +117,9 @@ impl Authorization for CheckService {
         &self,
         request: tonic::Request<CheckRequest>,
     ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
-        let caller = request.remote_addr().map(|addr| addr.ip());
+        // The bounded listener records the peer (`ConnectInfo`), a tonic
+        // server its `TcpConnectInfo`: either is read.
+        let caller = peer_ip(request.extensions());
         Ok(tonic::Response::new(
             self.decide(request.get_ref(), caller).await,
         ))

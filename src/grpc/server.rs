@@ -4,10 +4,10 @@ use std::future::Future;
 
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 
 use super::check::CheckService;
 use crate::gateway::Gateway;
+use crate::listener::{ListenerLimits, serve_router};
 
 /// Serves `envoy.service.auth.v3.Authorization/Check` (a [`CheckService`]
 /// deciding with `gateway`) and `grpc.health.v1.Health` (`SERVING` for
@@ -15,15 +15,20 @@ use crate::gateway::Gateway;
 /// `listener`, over HTTP/2 without TLS, until `shutdown` resolves; then
 /// in-flight RPCs finish before it returns.
 ///
+/// The connections are held to `limits` exactly as the HTTP listeners of
+/// `keygate serve` are (see [`ListenerLimits`]): a header timeout, an idle
+/// timeout (HTTP/2 `GOAWAY` after pings go unanswered), and a bound on
+/// open connections.
+///
 /// # Errors
 ///
-/// The transport error that stopped the server.
+/// An I/O error when the listener's address cannot be read.
 ///
 /// # Example
 ///
 /// ```no_run
 /// use keygate::gateway::{Gateway, Rules};
-/// use keygate::{Keygate, MemoryStore, Pepper, serve_check};
+/// use keygate::{Keygate, ListenerLimits, MemoryStore, Pepper, serve_check};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,7 +36,8 @@ use crate::gateway::Gateway;
 ///     .pepper(Pepper::insecure_fixed_for_tests())
 ///     .build()?;
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
-/// serve_check(listener, Gateway::new(keygate, Rules::default()), async {
+/// let gateway = Gateway::new(keygate, Rules::default());
+/// serve_check(listener, gateway, ListenerLimits::default(), async {
 ///     let _ = tokio::signal::ctrl_c().await;
 /// })
 /// .await?;
@@ -41,16 +47,16 @@ use crate::gateway::Gateway;
 pub async fn serve_check(
     listener: TcpListener,
     gateway: Gateway,
+    limits: ListenerLimits,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), tonic::transport::Error> {
+) -> std::io::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<AuthorizationServer<CheckService>>()
         .await;
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
-        .add_service(health_service)
+    let routes = tonic::service::Routes::new(health_service)
         .add_service(CheckService::new(gateway).into_server())
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
+        .prepare()
+        .into_axum_router();
+    serve_router(listener, limits, routes, shutdown).await
 }
