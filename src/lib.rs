@@ -81,7 +81,8 @@
 //! | `gateway`  | yes | [`gateway`]: route rules, forward auth, the reverse proxy; the bounded listener ([`serve_router`], [`ListenerLimits`]). Enables `axum` | `hyper` (server and client, HTTP/1 and HTTP/2), `hyper-util`, `toml`, `percent-encoding`, tokio's `net` and `macros` |
 //! | `admin`    | yes | [`admin`]: the HTTP API as an axum `Router`, and its OpenAPI document. Enables `gateway` (the API mounts forward auth) | `utoipa`, `http-body-util`, axum's `json` |
 //! | `redis`    | no (yes through `cli`) | `RedisLimiter`: rate-limit buckets shared exactly by every instance through Redis | `redis` (its `tokio-comp`, `connection-manager` and `script` features) |
-//! | `cli`      | yes | the `keygate` binary (`keygate serve`, `keygate keys …`). Enables `admin`, `gateway`, `sqlite` and `redis` | `clap`, `tracing-subscriber`, tokio's `rt-multi-thread` and `signal` |
+//! | `grpc`     | no (yes through `cli`) | gRPC: [`RulesLayer`] (route rules per gRPC method), [`CheckService`] and [`serve_check`] (Envoy's `envoy.service.auth.v3.Authorization/Check` with `grpc.health.v1`), tonic's peer address for the layer. Enables `gateway`. (Without it the layer already refuses gRPC requests with gRPC statuses.) | `tonic` (server and channel), `tonic-health`, `envoy-types` (with `prost`) |
+//! | `cli`      | yes | the `keygate` binary (`keygate serve`, `keygate keys …`). Enables `admin`, `gateway`, `grpc`, `sqlite` and `redis` | `clap`, `tracing-subscriber`, tokio's `rt-multi-thread` and `signal` |
 //!
 //! Without any feature, keygate is the core: the middleware ([`ApiKeyLayer`],
 //! [`RequireScopeLayer`]) for any `Service<http::Request<B>>`, key
@@ -131,6 +132,9 @@ mod listener;
 #[cfg(feature = "gateway")]
 pub mod gateway;
 
+#[cfg(feature = "grpc")]
+mod grpc;
+
 #[cfg(feature = "admin")]
 pub mod admin;
 
@@ -146,6 +150,8 @@ pub use crate::credits::{
     CreditChange, CreditGrant, Credits, CreditsError, InvalidRefillEvery, MAX_CREDITS, Refill,
     RefillEvery, Reservation,
 };
+#[cfg(feature = "grpc")]
+pub use crate::grpc::{CheckService, RulesFuture, RulesLayer, RulesService, serve_check};
 pub use crate::key::{ApiKey, KeyStatus, StoredKey};
 pub use crate::keygate::{ConfigError, Keygate, KeygateBuilder};
 pub use crate::keys::{

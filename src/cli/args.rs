@@ -330,6 +330,12 @@ pub struct ServeArgs {
         requires = "upstream"
     )]
     pub proxy_listen: String,
+    /// Also serve Envoy's external authorization API over gRPC
+    /// (envoy.service.auth.v3.Authorization/Check, with grpc.health.v1) on
+    /// this address: the same rules, trusted proxies and limits as
+    /// /v1/forward-auth.
+    #[arg(long, env = "KEYGATE_GRPC_LISTEN", value_name = "ADDR")]
+    pub grpc_listen: Option<String>,
     /// Route rules (TOML) for forward auth and the proxy.
     #[arg(long, env = "KEYGATE_RULES")]
     pub rules: Option<std::path::PathBuf>,
@@ -349,7 +355,7 @@ pub struct ServeArgs {
     /// Log format on stderr.
     #[arg(long, env = "KEYGATE_LOG_FORMAT", value_parser = ["text", "json"], default_value = "text")]
     pub log_format: String,
-    /// How long a request head may take to arrive on either listener
+    /// How long a request head may take to arrive on any listener
     /// (`500ms`, `10s`, `1min`); a slower connection is closed.
     #[arg(long, env = "KEYGATE_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_timeout)]
     pub header_timeout: std::time::Duration,

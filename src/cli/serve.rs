@@ -1,7 +1,8 @@
 //! `keygate serve`: the HTTP API of SPEC §9 on `--listen`, and with
 //! `--upstream` the authenticating reverse proxy on `--proxy-listen`, both
 //! run by [`crate::listener`] with the bounds of `--header-timeout`,
-//! `--idle-timeout` and `--max-connections`. Rate limits are counted in
+//! `--idle-timeout` and `--max-connections`; with `--grpc-listen`, Envoy's
+//! external authorization API over gRPC (`crate::grpc`). Rate limits are counted in
 //! this process, or with `--redis-url` in Redis (connected at start: an
 //! unreachable Redis stops the start), failing open unless
 //! `--limits-fail-closed`. With `--audit-retention`, audit records older
@@ -130,6 +131,10 @@ pub(crate) async fn serve(database_url: &str, args: ServeArgs) -> Result<(), Str
         Some(_) => Some(bind(&args.proxy_listen, "proxy").await?),
         None => None,
     };
+    let grpc_listener = match &args.grpc_listen {
+        Some(addr) => Some(bind(addr, "gRPC").await?),
+        None => None,
+    };
     let api_address = api_listener.local_addr().map_err(|e| e.to_string())?;
     bootstrap_if_empty(&keygate).await?;
     if let Some(retention) = retention {
@@ -150,10 +155,20 @@ pub(crate) async fn serve(database_url: &str, args: ServeArgs) -> Result<(), Str
         _ => None,
     };
 
-    let app = crate::admin::router_with_gateway(
-        crate::gateway::Gateway::new(keygate.clone(), rules).with_forward_auth(forward_auth),
-    )
-    .merge(super::metrics::router(
+    let gateway =
+        crate::gateway::Gateway::new(keygate.clone(), rules).with_forward_auth(forward_auth);
+    let grpc_task = grpc_listener.map(|listener| {
+        if let Ok(address) = listener.local_addr() {
+            tracing::info!(address = %address, "gRPC (Envoy ext_authz) listening");
+        }
+        tokio::spawn(crate::grpc::serve_check(
+            listener,
+            gateway.clone(),
+            limits,
+            stopped(stop_rx.clone()),
+        ))
+    });
+    let app = crate::admin::router_with_gateway(gateway).merge(super::metrics::router(
         metrics,
         &keygate,
         args.metrics_public,
@@ -172,6 +187,13 @@ pub(crate) async fn serve(database_url: &str, args: ServeArgs) -> Result<(), Str
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(format!("proxy failed: {e}")),
             Err(e) => return Err(format!("proxy task failed: {e}")),
+        }
+    }
+    if let Some(task) = grpc_task {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(format!("gRPC server failed: {e}")),
+            Err(e) => return Err(format!("gRPC task failed: {e}")),
         }
     }
     let written = keygate.flush_usage().await;

@@ -39,8 +39,10 @@ pub const IDENTITY_HEADERS: [HeaderName; 4] = [
 ];
 
 const NO_RULE_BODY: &str = r#"{"error":"forbidden","message":"no rule allows this request"}"#;
+const NO_RULE_MESSAGE: &str = "no rule allows this request";
 const METHOD_NOT_ALLOWED_BODY: &str =
     r#"{"error":"method_not_allowed","message":"CONNECT and TRACE are not accepted."}"#;
+const METHOD_NOT_ALLOWED_MESSAGE: &str = "CONNECT and TRACE are not accepted.";
 
 /// What to do with a request.
 #[derive(Clone, Debug)]
@@ -135,6 +137,19 @@ impl Decision {
         match self {
             Decision::Allow(Some(key)) => key.rate_limit_headers(),
             _ => None,
+        }
+    }
+
+    /// The gRPC status code and message a gRPC caller is refused with;
+    /// `None` for [`Decision::Allow`]. A rejection maps as
+    /// [`Rejection::grpc_status`] says; a request no rule allows and a
+    /// `CONNECT`/`TRACE` are 7 `PERMISSION_DENIED`.
+    pub fn grpc_status(&self) -> Option<(u8, &'static str)> {
+        match self {
+            Decision::Allow(_) => None,
+            Decision::Deny(rejection) => Some((rejection.grpc_status(), rejection.message())),
+            Decision::NoRule => Some((7, NO_RULE_MESSAGE)),
+            Decision::MethodNotAllowed => Some((7, METHOD_NOT_ALLOWED_MESSAGE)),
         }
     }
 
@@ -364,7 +379,11 @@ mod tests {
         }
         let no_rule: serde_json::Value = serde_json::from_str(NO_RULE_BODY).unwrap();
         assert_eq!(no_rule["error"], "forbidden");
-        assert_eq!(no_rule["message"], "no rule allows this request");
+        assert_eq!(no_rule["message"], NO_RULE_MESSAGE);
+        let method: serde_json::Value = serde_json::from_str(METHOD_NOT_ALLOWED_BODY).unwrap();
+        assert_eq!(method["message"], METHOD_NOT_ALLOWED_MESSAGE);
+        assert_eq!(Decision::NoRule.grpc_status(), Some((7, NO_RULE_MESSAGE)));
+        assert_eq!(Decision::Allow(None).grpc_status(), None);
         let denied = gateway
             .refusal(&Decision::Deny(Rejection::InvalidRequest))
             .unwrap();

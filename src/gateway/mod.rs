@@ -12,7 +12,7 @@
 //! `X-Request-Id`; forward auth and the proxy write one access-log line
 //! (target `keygate::access`) per decision.
 
-mod access_log;
+pub(crate) mod access_log;
 mod decision;
 pub mod forward_auth;
 pub mod proxy;

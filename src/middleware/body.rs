@@ -38,9 +38,12 @@ impl<B> AuthBody<B> {
         }
     }
 
+    /// A rejection's body; an empty one (a gRPC trailers-only refusal)
+    /// ends at once, so the headers go out with the end of the stream.
     pub(crate) fn rejection(bytes: Bytes) -> AuthBody<B> {
+        let body = (!bytes.is_empty()).then_some(bytes);
         AuthBody {
-            kind: Kind::Rejection { body: Some(bytes) },
+            kind: Kind::Rejection { body },
         }
     }
 }

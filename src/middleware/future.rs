@@ -12,7 +12,7 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::body::AuthBody;
-use super::rejection::RejectionResponder;
+use super::rejection::{RejectionResponder, refuse};
 use crate::verify::{AuthenticatedKey, LimitHeaders, Refusal};
 
 /// The authorization of a request that missed the cache, boxed behind a
@@ -43,6 +43,8 @@ pin_project_lite::pin_project! {
             request: Option<Request<B>>,
             service: Option<S>,
             responder: Arc<dyn RejectionResponder>,
+            // Whether the request is gRPC (refused in the gRPC form).
+            grpc: bool,
         },
         Inner {
             #[pin]
@@ -73,6 +75,7 @@ where
         request: Request<B>,
         service: S,
         responder: Arc<dyn RejectionResponder>,
+        grpc: bool,
     ) -> Self {
         ResponseFuture {
             state: State::Authenticating {
@@ -80,6 +83,7 @@ where
                 request: Some(request),
                 service: Some(service),
                 responder,
+                grpc,
             },
         }
     }
@@ -108,6 +112,7 @@ where
                     request,
                     service,
                     responder,
+                    grpc,
                 } => match ready!(auth.as_mut().poll(cx)) {
                     Ok(key) => {
                         let (Some(mut request), Some(mut service)) =
@@ -121,7 +126,7 @@ where
                         this.state.set(State::Inner { future, limit });
                     }
                     Err(refusal) => {
-                        let response = responder.respond(refusal.rejection());
+                        let response = refuse(&**responder, refusal.rejection(), *grpc);
                         return Poll::Ready(Ok(response.map(AuthBody::rejection)));
                     }
                 },

@@ -13,7 +13,7 @@ use tracing::Instrument as _;
 use super::body::AuthBody;
 use super::future::{AuthFuture, ResponseFuture};
 use super::guard::Guard;
-use super::rejection::ResponderHandle;
+use super::rejection::{ResponderHandle, is_grpc, refuse};
 use crate::request::CredentialError;
 use crate::scope::{Requirement, RequirementError};
 use crate::verify::{AuthenticatedKey, Origin, Presented, Refusal, Rejection, Verifier};
@@ -183,6 +183,8 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let guard = &*self.guard;
+        // A gRPC request is refused in the gRPC trailers-only form.
+        let grpc = is_grpc(request.headers());
         let credential = match guard.reader.credential(request.headers(), request.uri()) {
             Ok(credential) => credential,
             Err(CredentialError::Missing) if self.optional => {
@@ -195,13 +197,19 @@ where
             }
             Err(CredentialError::Missing) => {
                 guard.verifier.count_refusal(&Rejection::MissingToken);
-                return ResponseFuture::rejected(guard.responder.respond(&Rejection::MissingToken));
+                return ResponseFuture::rejected(refuse(
+                    &*guard.responder,
+                    &Rejection::MissingToken,
+                    grpc,
+                ));
             }
             Err(CredentialError::InvalidRequest) => {
                 guard.verifier.count_refusal(&Rejection::InvalidRequest);
-                return ResponseFuture::rejected(
-                    guard.responder.respond(&Rejection::InvalidRequest),
-                );
+                return ResponseFuture::rejected(refuse(
+                    &*guard.responder,
+                    &Rejection::InvalidRequest,
+                    grpc,
+                ));
             }
         };
         let origin = guard.reader.origin(request.headers(), request.extensions());
@@ -247,6 +255,7 @@ where
                             request,
                             ready,
                             guard.responder.clone(),
+                            grpc,
                         );
                     }
                 }
@@ -265,7 +274,9 @@ where
                 request.extensions_mut().insert(key);
                 ResponseFuture::inner(self.inner.call(request), limit)
             }
-            Err(refusal) => ResponseFuture::rejected(guard.responder.respond(refusal.rejection())),
+            Err(refusal) => {
+                ResponseFuture::rejected(refuse(&*guard.responder, refusal.rejection(), grpc))
+            }
         }
     }
 }

@@ -23,4 +23,6 @@ pub use future::ResponseFuture;
 pub(crate) use guard::Guard;
 pub use layer::{ApiKeyAuth, ApiKeyLayer};
 pub use rejection::{DefaultResponder, InvalidRealm, RejectionResponder};
+#[cfg(feature = "grpc")]
+pub(crate) use rejection::{grpc_form, is_grpc};
 pub use require::{RequireScope, RequireScopeLayer};

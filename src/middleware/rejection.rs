@@ -1,10 +1,12 @@
-//! The one place that turns a [`Rejection`] into a response.
+//! The one place that turns a [`Rejection`] into a response: the
+//! responder's HTTP answer, or — for a gRPC request — that answer in the
+//! gRPC trailers-only form.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{HeaderValue, Response};
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
 use crate::verify::{InvalidReason, Rejection};
 
@@ -40,6 +42,67 @@ where
     fn respond(&self, rejection: &Rejection) -> Response<Bytes> {
         self(rejection)
     }
+}
+
+/// Whether a request is gRPC: its `content-type` starts with
+/// `application/grpc` (`application/grpc`, `application/grpc+proto`, …).
+pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// The refusal of a request: `responder`'s response to `rejection`, in the
+/// gRPC trailers-only form when the request is gRPC (`grpc`).
+pub(crate) fn refuse(
+    responder: &dyn RejectionResponder,
+    rejection: &Rejection,
+    grpc: bool,
+) -> Response<Bytes> {
+    let response = responder.respond(rejection);
+    if grpc {
+        grpc_form(response, rejection.grpc_status(), rejection.message())
+    } else {
+        response
+    }
+}
+
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+
+/// An HTTP refusal as a gRPC trailers-only response: HTTP 200,
+/// `content-type: application/grpc`, `grpc-status: <code>` and
+/// `grpc-message: <message, percent-encoded>`, no body. The refusal's
+/// other headers (`WWW-Authenticate`, `Retry-After`, `RateLimit*`,
+/// `Cache-Control`) stay; its JSON body and content headers go.
+pub(crate) fn grpc_form(response: Response<Bytes>, code: u8, message: &str) -> Response<Bytes> {
+    let (mut parts, _json) = response.into_parts();
+    parts.status = StatusCode::OK;
+    parts.headers.remove(CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    parts
+        .headers
+        .insert(GRPC_STATUS, HeaderValue::from(u16::from(code)));
+    if let Ok(message) = HeaderValue::from_str(&grpc_percent_encode(message)) {
+        parts.headers.insert(GRPC_MESSAGE, message);
+    }
+    Response::from_parts(parts, Bytes::new())
+}
+
+/// gRPC's `grpc-message` encoding: every byte outside printable ASCII
+/// (0x20–0x7E), and `%` itself, as `%XX` (upper-case hex).
+fn grpc_percent_encode(message: &str) -> String {
+    let mut encoded = String::with_capacity(message.len());
+    for byte in message.bytes() {
+        if (0x20..=0x7e).contains(&byte) && byte != b'%' {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
 }
 
 /// The configured responder, left in the extensions of requests that an
@@ -343,6 +406,101 @@ mod tests {
         let dev = responder().expose_reason(true);
         let body = json(&dev.respond(&Rejection::InvalidToken(InvalidReason::Revoked)));
         assert_eq!(body["reason"], "revoked");
+    }
+
+    #[test]
+    fn grpc_refusals_are_trailers_only_with_the_mapped_status() {
+        let cases = [
+            (Rejection::MissingToken, "16"),
+            (Rejection::InvalidRequest, "16"),
+            (Rejection::InvalidToken(InvalidReason::Expired), "16"),
+            (Rejection::IpNotAllowed, "7"),
+            (
+                Rejection::InsufficientScope(Arc::new(Requirement::parse("a:b").unwrap())),
+                "7",
+            ),
+            (
+                Rejection::CreditsExhausted {
+                    retry_after_secs: None,
+                },
+                "8",
+            ),
+            (Rejection::Unavailable, "14"),
+        ];
+        for (rejection, code) in cases {
+            let http = refuse(&responder(), &rejection, false);
+            assert_eq!(http.status(), rejection.status());
+            let grpc = refuse(&responder(), &rejection, true);
+            assert_eq!(grpc.status(), 200, "{rejection:?}");
+            assert_eq!(grpc.headers()[CONTENT_TYPE], "application/grpc");
+            assert_eq!(grpc.headers()["grpc-status"], code, "{rejection:?}");
+            assert_eq!(grpc.headers()["grpc-message"], rejection.message());
+            assert_eq!(grpc.headers()[CACHE_CONTROL], "no-store");
+            assert!(grpc.body().is_empty());
+            assert!(grpc.headers().get(CONTENT_LENGTH).is_none());
+        }
+        let grpc = refuse(&responder(), &Rejection::Unavailable, true);
+        assert_eq!(grpc.headers()[RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn grpc_invalid_token_refusals_are_identical_whatever_the_reason() {
+        let first = refuse(
+            &responder(),
+            &Rejection::InvalidToken(InvalidReason::UnknownId),
+            true,
+        );
+        for reason in [
+            InvalidReason::Malformed,
+            InvalidReason::WrongSecret,
+            InvalidReason::Revoked,
+            InvalidReason::Expired,
+        ] {
+            let r = refuse(&responder(), &Rejection::InvalidToken(reason), true);
+            assert_eq!(r.headers(), first.headers());
+            assert_eq!(r.body(), first.body());
+        }
+    }
+
+    #[test]
+    fn grpc_content_types_are_recognised() {
+        for (value, grpc) in [
+            ("application/grpc", true),
+            ("application/grpc+proto", true),
+            ("application/grpc-web", true),
+            ("application/json", false),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(value));
+            assert_eq!(is_grpc(&headers), grpc, "{value}");
+        }
+        assert!(!is_grpc(&HeaderMap::new()));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn grpc_messages_encode_to_a_header_value_that_decodes_back(message in ".{0,64}") {
+            let encoded = grpc_percent_encode(&message);
+            proptest::prop_assert!(HeaderValue::from_str(&encoded).is_ok());
+            let decoded = percent_decode(&encoded);
+            proptest::prop_assert_eq!(decoded, message.as_bytes());
+        }
+    }
+
+    fn percent_decode(text: &str) -> Vec<u8> {
+        let bytes = text.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap());
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        out
     }
 
     #[test]

@@ -16,7 +16,7 @@ use tower_service::Service;
 
 use super::body::AuthBody;
 use super::future::ResponseFuture;
-use super::rejection::RejectionResponder;
+use super::rejection::{RejectionResponder, is_grpc, refuse};
 use crate::scope::Requirement;
 use crate::verify::{AuthenticatedKey, Rejection};
 
@@ -98,6 +98,10 @@ where
                 Rejection::InsufficientScope(self.layer.requirement.clone())
             }
         };
-        ResponseFuture::rejected(self.layer.responder.respond(&rejection))
+        ResponseFuture::rejected(refuse(
+            &*self.layer.responder,
+            &rejection,
+            is_grpc(request.headers()),
+        ))
     }
 }

@@ -19,7 +19,8 @@ use crate::key::canonical_ip;
 ///
 /// The peer comes from the request extensions: axum's
 /// `ConnectInfo<SocketAddr>` (with `into_make_service_with_connect_info`),
-/// or [`PeerAddr`], which a bare hyper server inserts itself.
+/// tonic's `TcpConnectInfo` (with the `grpc` feature), or [`PeerAddr`],
+/// which a bare hyper server inserts itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
 
@@ -34,10 +35,18 @@ pub(crate) fn peer_ip(extensions: &Extensions) -> Option<IpAddr> {
     {
         return Some(canonical_ip(addr.ip()));
     }
+    #[cfg(feature = "grpc")]
+    if let Some(addr) = extensions
+        .get::<tonic::transport::server::TcpConnectInfo>()
+        .and_then(|info| info.remote_addr())
+    {
+        return Some(canonical_ip(addr.ip()));
+    }
     None
 }
 
-fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+/// Whether `ip` is in one of the `trusted` ranges.
+pub(crate) fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     trusted.iter().any(|net| net.contains(&ip))
 }
 

@@ -78,6 +78,31 @@ impl Rejection {
         }
     }
 
+    /// The gRPC status code a gRPC request is refused with: 16
+    /// `UNAUTHENTICATED` (missing_token, invalid_request, invalid_token),
+    /// 7 `PERMISSION_DENIED` (ip_not_allowed, insufficient_scope), 8
+    /// `RESOURCE_EXHAUSTED` (rate_limited, credits_exhausted), 14
+    /// `UNAVAILABLE` (unavailable).
+    ///
+    /// ```
+    /// use keygate::{InvalidReason, Rejection};
+    ///
+    /// assert_eq!(Rejection::InvalidToken(InvalidReason::Revoked).grpc_status(), 16);
+    /// assert_eq!(Rejection::IpNotAllowed.grpc_status(), 7);
+    /// assert_eq!(Rejection::Unavailable.grpc_status(), 14);
+    /// ```
+    pub fn grpc_status(&self) -> u8 {
+        match self {
+            Rejection::MissingToken
+            | Rejection::InvalidRequest
+            | Rejection::InvalidPath
+            | Rejection::InvalidToken(_) => 16,
+            Rejection::IpNotAllowed | Rejection::InsufficientScope(_) => 7,
+            Rejection::RateLimited { .. } | Rejection::CreditsExhausted { .. } => 8,
+            Rejection::Unavailable => 14,
+        }
+    }
+
     /// The `error` code of the body.
     pub fn code(&self) -> &'static str {
         match self {

@@ -7,6 +7,7 @@
 //! - [`headers`]: header values out of parsed responses and requests.
 //! - [`upstream`]: a recording upstream server.
 //! - [`forge`]: taking tokens apart and forging bad ones.
+//! - [`greeter`]: a small tonic gRPC service and its client.
 //! - [`records`]: the fields of a key record.
 //! - [`wire`]: parsing raw HTTP/1.1 responses byte for byte.
 //! - [`server`]: an axum app served on an ephemeral loopback port.
@@ -18,6 +19,8 @@
 pub mod conformance;
 pub mod counting;
 pub mod forge;
+#[cfg(feature = "grpc")]
+pub mod greeter;
 pub mod headers;
 pub mod http;
 #[cfg(feature = "postgres")]

@@ -78,6 +78,8 @@
 mod headers;
 mod service;
 mod strip;
+#[cfg(feature = "grpc")]
+pub(crate) use strip::Strip;
 mod upstream;
 
 pub use service::Proxy;

@@ -12,15 +12,15 @@ use crate::request::CredentialSource;
 
 /// The credential sources, as what to remove from a forwarded request.
 #[derive(Debug, Default)]
-pub(super) struct Strip {
+pub(crate) struct Strip {
     bearer: bool,
     headers: Vec<HeaderName>,
     cookies: Vec<Box<str>>,
-    pub(super) queries: Vec<Box<str>>,
+    pub(crate) queries: Vec<Box<str>>,
 }
 
 impl Strip {
-    pub(super) fn new(sources: &[CredentialSource]) -> Strip {
+    pub(crate) fn new(sources: &[CredentialSource]) -> Strip {
         let mut strip = Strip::default();
         for source in sources {
             match source {
@@ -35,7 +35,7 @@ impl Strip {
 
     /// Removes the credential headers and cookies (the query parameter is
     /// dropped when the upstream URI is built).
-    pub(super) fn headers(&self, headers: &mut HeaderMap) {
+    pub(crate) fn headers(&self, headers: &mut HeaderMap) {
         if self.bearer {
             remove_bearer(headers);
         }
