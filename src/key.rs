@@ -1,4 +1,4 @@
-//! The key record (SPEC §5): everything known about a key except its secret.
+//! The key record: everything known about a key except its secret.
 
 use std::net::IpAddr;
 
@@ -38,8 +38,8 @@ impl KeyStatus {
 
 /// A key's record. It never holds the token or its MAC.
 ///
-/// Serialized (SPEC §5) with a computed `status` field and RFC 3339 UTC
-/// timestamps.
+/// Serialized with the field names below, a computed `status` field
+/// (`active`, `expired` or `revoked`) and RFC 3339 UTC timestamps.
 ///
 /// Fields may be added in a minor release, so outside keygate a record is
 /// made with [`ApiKey::new`], then its public fields are set:
@@ -220,8 +220,8 @@ impl std::fmt::Debug for StoredKey {
     }
 }
 
-/// The JSON form of a key record (SPEC §5). The OpenAPI schema `ApiKey` is
-/// generated from this struct.
+/// The JSON form of a key record; it never holds the token or its MAC.
+/// The OpenAPI schema `ApiKey` is generated from this struct.
 #[derive(Serialize)]
 #[cfg_attr(feature = "admin", derive(utoipa::ToSchema), schema(as = ApiKey))]
 struct ApiKeyJson<'a> {
@@ -279,7 +279,7 @@ struct ApiKeyJson<'a> {
     status: KeyStatus,
 }
 
-/// The OpenAPI schema `RateLimit`: one rate limit of a key (SPEC §11), a
+/// The OpenAPI schema `RateLimit`: one rate limit of a key, a
 /// token bucket of capacity `limit` refilled continuously at
 /// `limit / period`. Schema only: the value is a [`RateLimit`](crate::RateLimit).
 #[cfg(feature = "admin")]

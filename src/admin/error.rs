@@ -8,7 +8,8 @@ use http::{HeaderValue, StatusCode};
 use crate::keys::KeyError;
 use crate::store::StoreError;
 
-/// A refused or failed management call (SPEC §9).
+/// A refused or failed management call, answered as the JSON object
+/// `{"error", "message", "field"?}`.
 #[derive(Debug)]
 pub(crate) enum ApiError {
     /// 400 `bad_request`.
@@ -37,7 +38,8 @@ pub(crate) enum ApiError {
     Key(KeyError),
     /// The store failed: 503 `unavailable`.
     Unavailable,
-    /// A ready-made SPEC §3 response (e.g. `insufficient_scope`).
+    /// A ready-made authentication answer from the responder (e.g. 403
+    /// `insufficient_scope`).
     Auth(Box<http::Response<Bytes>>),
 }
 

@@ -1,6 +1,7 @@
-//! Strict request bodies and key ids for the HTTP API (SPEC §4a): a body
+//! Strict request bodies and key ids for the HTTP API: a body
 //! is at most [`MAX_BODY_BYTES`], not labelled as anything but JSON, a JSON **object** without
-//! unknown fields; every refusal is an [`ApiError`] in the JSON of SPEC §9.
+//! unknown fields; every refusal is an [`ApiError`], the JSON object
+//! `{"error", "message", "field"?}`.
 
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};

@@ -1,4 +1,5 @@
-//! The handlers of the HTTP API (SPEC §9), each annotated for the
+//! The handlers of the HTTP API (`/v1/keys`, `/v1/scopes`, `/v1/authcheck`,
+//! `/v1/verify`, `/v1/audit`, `/healthz`, `/readyz`), each annotated for the
 //! generated OpenAPI document.
 
 use std::collections::BTreeMap;
@@ -46,8 +47,9 @@ impl axum::extract::FromRef<AppState> for Gateway {
 /// Most checks in one `/v1/authcheck` call.
 const MAX_CHECKS: usize = 100;
 
-/// The caller must hold `keys:<action>`; otherwise a SPEC §3
-/// `insufficient_scope` response.
+/// The caller must hold `keys:<action>`; otherwise the responder's
+/// `insufficient_scope` answer (by default 403, the scope named in
+/// `WWW-Authenticate`).
 fn need(state: &AppState, caller: &AuthenticatedKey, action: &str) -> Result<(), ApiError> {
     need_scope(state, caller, &format!("keys:{action}"))
 }
@@ -64,8 +66,9 @@ fn need_scope(state: &AppState, caller: &AuthenticatedKey, scope: &str) -> Resul
     )))
 }
 
-/// Whether the caller holds `admin:keys` (SPEC §4a): every owner's keys,
-/// and no mint ceiling but its scopes. `keys:*` does not reach it.
+/// Whether the caller holds `admin:keys` (itself, `admin:*` or `*:*`):
+/// every owner's keys, and no mint ceiling but its scopes. `keys:*` does
+/// not reach it.
 fn is_admin(caller: &AuthenticatedKey) -> bool {
     holds_admin_keys(caller.scopes())
 }
@@ -111,7 +114,7 @@ fn created(created: CreatedKey) -> Response {
 
 /// Create a key. `owner` defaults to the caller's; another owner needs
 /// `admin:keys`. The key must stay within the caller's own limits (the mint
-/// ceiling of SPEC §4a): scopes within its grants and, unless the caller
+/// ceiling): scopes within its grants and, unless the caller
 /// holds `admin:keys`, an expiry no later than its own, its environment and
 /// organization (the defaults when left out), an allow list within its own
 /// and a deny list including its own, rate limits no looser and credits no
@@ -121,8 +124,8 @@ fn created(created: CreatedKey) -> Response {
 #[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = NewKey,
     responses(
         (status = 201, description = "Created; the token is shown once", body = CreatedBody),
-        (status = 400, description = "A field breaks a rule of SPEC §5, the body is not a JSON object, or credentials in two places or a malformed credential (SPEC §3 invalid_request)", body = ErrorBody),
-        (status = 401, description = "No credential, or an invalid one (SPEC §3 missing_token / invalid_token)", body = ErrorBody),
+        (status = 400, description = "A field breaks a rule of its NewKey schema (bad_request naming the field), the body is not a JSON object, or credentials in two places or a malformed credential (invalid_request)", body = ErrorBody),
+        (status = 401, description = "No credential, or an invalid one (missing_token / invalid_token)", body = ErrorBody),
         (status = 403, description = "Missing keys:create; another owner without admin:keys; the key would exceed the calling key's own limits (forbidden, naming the field: scopes, expires_at, environment, organization, ip_allow, ip_deny, rate_limits, credits); or ip_not_allowed", body = ErrorBody),
         (status = 409, description = "Duplicate name (conflict) or key limit reached (key_limit_reached)", body = ErrorBody),
         (status = 413, description = "The body is larger than 64 KiB (payload_too_large)", body = ErrorBody),
@@ -184,8 +187,8 @@ fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     ),
     responses(
         (status = 200, description = "A page of keys", body = KeyListBody),
-        (status = 400, description = "A bad parameter, or credentials in two places or a malformed credential (SPEC §3 invalid_request)", body = ErrorBody),
-        (status = 401, description = "No credential, or an invalid one (SPEC §3 missing_token / invalid_token)", body = ErrorBody),
+        (status = 400, description = "A bad parameter, or credentials in two places or a malformed credential (invalid_request)", body = ErrorBody),
+        (status = 401, description = "No credential, or an invalid one (missing_token / invalid_token)", body = ErrorBody),
         (status = 403, description = "Missing keys:read, another owner without admin:keys, or ip_not_allowed", body = ErrorBody),
         (status = 503, description = "The key store is unavailable (Retry-After: 1)", body = ErrorBody),
     ),
@@ -259,8 +262,8 @@ pub(crate) async fn list_keys(
     params(("id" = String, Path, min_length = 16, max_length = 16, pattern = "^[0-9A-Za-z]{16}$", description = "Key id")),
     responses(
         (status = 200, description = "The key", body = ApiKey),
-        (status = 400, description = "Credentials in two places or a malformed credential (SPEC §3 invalid_request)", body = ErrorBody),
-        (status = 401, description = "No credential, or an invalid one (SPEC §3 missing_token / invalid_token)", body = ErrorBody),
+        (status = 400, description = "Credentials in two places or a malformed credential (invalid_request)", body = ErrorBody),
+        (status = 401, description = "No credential, or an invalid one (missing_token / invalid_token)", body = ErrorBody),
         (status = 403, description = "Missing keys:read, or ip_not_allowed", body = ErrorBody),
         (status = 404, description = "No such key, or not visible to the caller", body = ErrorBody),
         (status = 503, description = "The key store is unavailable (Retry-After: 1)", body = ErrorBody),
@@ -286,8 +289,8 @@ pub(crate) async fn get_key(
     params(("id" = String, Path, min_length = 16, max_length = 16, pattern = "^[0-9A-Za-z]{16}$", description = "Key id")),
     responses(
         (status = 200, description = "The updated key", body = ApiKey),
-        (status = 400, description = "A field breaks a rule (scopes may only narrow), the body is not a JSON object, or credentials in two places or a malformed credential (SPEC §3 invalid_request)", body = ErrorBody),
-        (status = 401, description = "No credential, or an invalid one (SPEC §3 missing_token / invalid_token)", body = ErrorBody),
+        (status = 400, description = "A field breaks a rule (scopes may only narrow), the body is not a JSON object, or credentials in two places or a malformed credential (invalid_request)", body = ErrorBody),
+        (status = 401, description = "No credential, or an invalid one (missing_token / invalid_token)", body = ErrorBody),
         (status = 403, description = "Missing keys:update; a value beyond the calling key's own limits (forbidden, naming the field: scopes, ip_allow, ip_deny, rate_limits, credits); or ip_not_allowed", body = ErrorBody),
         (status = 404, description = "No such key, or not visible to the caller", body = ErrorBody),
         (status = 409, description = "Duplicate name, or credits given to a rotated key (its credits moved to its successor; naming id)", body = ErrorBody),
@@ -362,8 +365,8 @@ pub(crate) async fn adjust_credits(
     params(("id" = String, Path, min_length = 16, max_length = 16, pattern = "^[0-9A-Za-z]{16}$", description = "Key id")),
     responses(
         (status = 200, description = "The revoked key", body = ApiKey),
-        (status = 400, description = "A bad reason, a body that is not a JSON object, or credentials in two places or a malformed credential (SPEC §3 invalid_request)", body = ErrorBody),
-        (status = 401, description = "No credential, or an invalid one (SPEC §3 missing_token / invalid_token)", body = ErrorBody),
+        (status = 400, description = "A bad reason, a body that is not a JSON object, or credentials in two places or a malformed credential (invalid_request)", body = ErrorBody),
+        (status = 401, description = "No credential, or an invalid one (missing_token / invalid_token)", body = ErrorBody),
         (status = 403, description = "Missing keys:revoke, or ip_not_allowed", body = ErrorBody),
         (status = 404, description = "No such key, or not visible to the caller", body = ErrorBody),
         (status = 413, description = "The body is larger than 64 KiB (payload_too_large)", body = ErrorBody),
@@ -399,8 +402,8 @@ pub(crate) async fn revoke_key(
     params(("id" = String, Path, min_length = 16, max_length = 16, pattern = "^[0-9A-Za-z]{16}$", description = "Key id")),
     responses(
         (status = 201, description = "The new key; its token is shown once", body = CreatedBody),
-        (status = 400, description = "A bad grace, a body that is not a JSON object, or credentials in two places or a malformed credential (SPEC §3 invalid_request)", body = ErrorBody),
-        (status = 401, description = "No credential, or an invalid one (SPEC §3 missing_token / invalid_token)", body = ErrorBody),
+        (status = 400, description = "A bad grace, a body that is not a JSON object, or credentials in two places or a malformed credential (invalid_request)", body = ErrorBody),
+        (status = 401, description = "No credential, or an invalid one (missing_token / invalid_token)", body = ErrorBody),
         (status = 403, description = "Missing keys:create; the key exceeds the calling key's own limits (forbidden, naming the field); or ip_not_allowed", body = ErrorBody),
         (status = 404, description = "No such key, or not visible to the caller", body = ErrorBody),
         (status = 409, description = "Revoked, expired or already rotated", body = ErrorBody),
@@ -443,8 +446,8 @@ pub(crate) async fn rotate_key(
     params(("id" = String, Path, min_length = 16, max_length = 16, pattern = "^[0-9A-Za-z]{16}$", description = "Key id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Credentials in two places or a malformed credential (SPEC §3 invalid_request)", body = ErrorBody),
-        (status = 401, description = "No credential, or an invalid one (SPEC §3 missing_token / invalid_token)", body = ErrorBody),
+        (status = 400, description = "Credentials in two places or a malformed credential (invalid_request)", body = ErrorBody),
+        (status = 401, description = "No credential, or an invalid one (missing_token / invalid_token)", body = ErrorBody),
         (status = 403, description = "Missing keys:delete, or ip_not_allowed", body = ErrorBody),
         (status = 404, description = "No such key, or not visible to the caller", body = ErrorBody),
         (status = 503, description = "The key store is unavailable (Retry-After: 1)", body = ErrorBody),
@@ -574,8 +577,8 @@ pub(crate) async fn list_audit(
 #[utoipa::path(get, path = "/v1/scopes", tag = "scopes",
     responses(
         (status = 200, description = "The scope catalog", body = ScopesBody),
-        (status = 400, description = "Credentials in two places or a malformed credential (SPEC §3 invalid_request)", body = ErrorBody),
-        (status = 401, description = "No credential, or an invalid one (SPEC §3 missing_token / invalid_token)", body = ErrorBody),
+        (status = 400, description = "Credentials in two places or a malformed credential (invalid_request)", body = ErrorBody),
+        (status = 401, description = "No credential, or an invalid one (missing_token / invalid_token)", body = ErrorBody),
         (status = 403, description = "ip_not_allowed", body = ErrorBody),
         (status = 503, description = "The key store is unavailable (Retry-After: 1)", body = ErrorBody),
     ),
@@ -599,8 +602,8 @@ pub(crate) async fn scopes(State(state): State<AppState>, _caller: Authenticated
 #[utoipa::path(post, path = "/v1/authcheck", tag = "scopes", request_body = AuthcheckBody,
     responses(
         (status = 200, description = "Each check's name and whether the calling key satisfies it", body = BTreeMap<String, bool>),
-        (status = 400, description = "A check does not parse, more than 100 checks, a body that is not a JSON object, or credentials in two places or a malformed credential (SPEC §3 invalid_request)", body = ErrorBody),
-        (status = 401, description = "No credential, or an invalid one (SPEC §3 missing_token / invalid_token)", body = ErrorBody),
+        (status = 400, description = "A check does not parse, more than 100 checks, a body that is not a JSON object, or credentials in two places or a malformed credential (invalid_request)", body = ErrorBody),
+        (status = 401, description = "No credential, or an invalid one (missing_token / invalid_token)", body = ErrorBody),
         (status = 403, description = "ip_not_allowed", body = ErrorBody),
         (status = 413, description = "The body is larger than 64 KiB (payload_too_large)", body = ErrorBody),
         (status = 415, description = "A body not sent as Content-Type: application/json (unsupported_media_type)", body = ErrorBody),
@@ -630,8 +633,8 @@ pub(crate) async fn authcheck(
 #[utoipa::path(post, path = "/v1/verify", tag = "keys", request_body = VerifyBody,
     responses(
         (status = 200, description = "The verdict. The check consumes `cost` (default 1) from the key's credits and every one of its rate limits, or from none when one lacks budget (code credits_exhausted or rate_limited); `rate_limits` reports each limit's state and `credits_remaining` the credits left", body = VerifyResult),
-        (status = 400, description = "A bad field, a body that is not a JSON object, or credentials in two places or a malformed credential (SPEC §3 invalid_request)", body = ErrorBody),
-        (status = 401, description = "No credential, or an invalid one (SPEC §3 missing_token / invalid_token)", body = ErrorBody),
+        (status = 400, description = "A bad field, a body that is not a JSON object, or credentials in two places or a malformed credential (invalid_request)", body = ErrorBody),
+        (status = 401, description = "No credential, or an invalid one (missing_token / invalid_token)", body = ErrorBody),
         (status = 403, description = "Missing keys:verify, or ip_not_allowed", body = ErrorBody),
         (status = 413, description = "The body is larger than 64 KiB (payload_too_large)", body = ErrorBody),
         (status = 415, description = "A body not sent as Content-Type: application/json (unsupported_media_type)", body = ErrorBody),

@@ -1,8 +1,8 @@
-//! The HTTP API of SPEC §9: key management, scopes, checks, verification,
+//! The HTTP API: key management, the audit log, scopes, checks, verification,
 //! forward auth, health and the OpenAPI document — as an axum [`Router`]
 //! you can nest in your own app, and what `keygate serve` runs.
 //!
-//! Management scopes (SPEC §4a) `keys:read`, `keys:create`, `keys:update`,
+//! Management scopes `keys:read`, `keys:create`, `keys:update`,
 //! `keys:revoke` and `keys:delete` act on the caller's own owner;
 //! `admin:keys` extends them to every owner (`keys:*` does not: it covers
 //! the own-owner scopes only); `admin:*` and `*:*` cover `admin:keys`. Keys

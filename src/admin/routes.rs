@@ -10,7 +10,8 @@ use super::handlers::{self, AppState};
 use crate::gateway::{Gateway, RequestIdLayer, Rules, forward_auth};
 use crate::keygate::Keygate;
 
-/// Adds the two credential schemes of SPEC §3.
+/// Adds the two credential schemes: `Authorization: Bearer <token>` and
+/// `X-API-Key: <token>`.
 struct SecuritySchemes;
 
 impl utoipa::Modify for SecuritySchemes {
@@ -74,7 +75,7 @@ impl utoipa::Modify for RateLimitedAnswers {
 #[openapi(
     info(
         title = "keygate",
-        description = "API-key management, verification and forward auth (SPEC §9, §10). Every error is the JSON object {\"error\", \"message\", \"field\"?}: an unknown route answers 404 not_found, a known route asked with another method 405 method_not_allowed (with Allow). Request bodies are JSON objects of at most 64 KiB sent as application/json.",
+        description = "API-key management, the audit log, scopes and checks, token verification, and forward auth for nginx auth_request, Traefik ForwardAuth and Envoy ext_authz. Every error is the JSON object {\"error\", \"message\", \"field\"?}: an unknown route answers 404 not_found, a known route asked with another method 405 method_not_allowed (with Allow). Request bodies are JSON objects of at most 64 KiB sent as application/json.",
         license(name = "MIT OR Apache-2.0")
     ),
     paths(
@@ -118,19 +119,21 @@ async fn openapi_json() -> Response {
     axum::Json(openapi()).into_response()
 }
 
-/// The HTTP API of SPEC §9, with no route rules: forward auth requires a
-/// valid key for every request.
+/// The whole HTTP API (every route of [`openapi`]), with no route rules:
+/// forward auth requires a valid key for every request.
 pub fn router(keygate: Keygate) -> Router {
     router_with_rules(keygate, Rules::default())
 }
 
-/// The HTTP API of SPEC §9 with the route `rules` of SPEC §10 for forward
-/// auth (in [`ForwardAuthMode::Auto`](crate::gateway::ForwardAuthMode)).
+/// The whole HTTP API (every route of [`openapi`]) with forward auth
+/// judged by the route `rules` (first match wins; see [`Rules`]), in
+/// [`ForwardAuthMode::Auto`](crate::gateway::ForwardAuthMode).
 pub fn router_with_rules(keygate: Keygate, rules: Rules) -> Router {
     router_with_gateway(Gateway::new(keygate, rules))
 }
 
-/// The HTTP API of SPEC §9 with forward auth decided by `gateway`: its
+/// The whole HTTP API (every route of [`openapi`]) with forward auth
+/// decided by `gateway`: its
 /// rules and its [forward-auth mode](Gateway::with_forward_auth). The
 /// management routes use the gateway's keygate.
 ///
@@ -177,10 +180,11 @@ pub fn router_with_gateway(gateway: Gateway) -> Router {
         .route("/v1/openapi.json", get(openapi_json))
         .route(forward_auth::PREFIX, any(forward_auth::handler))
         .route("/v1/forward-auth/{*rest}", any(forward_auth::handler));
-    // Unknown routes and wrong methods answer in the JSON of SPEC §9, like
-    // every other error of the API. The 405 fallback is set after the auth
-    // layer, so it answers without a credential; `any` routes (forward
-    // auth) keep their own handler for every method.
+    // Unknown routes and wrong methods answer with the JSON error object
+    // `{"error", "message"}`, like every other error of the API. The 405
+    // fallback is set after the auth layer, so it answers without a
+    // credential; `any` routes (forward auth) keep their own handler for
+    // every method.
     // Every answer, errors and 404s included, carries its X-Request-Id,
     // and every log line of the request names it.
     let request_ids = RequestIdLayer::new(keygate.trusted_proxies().to_vec());

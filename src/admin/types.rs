@@ -44,8 +44,8 @@ pub(crate) struct RevokeBody {
     pub reason: Option<String>,
 }
 
-/// A grace period: `"1h"`-style text (SPEC §5a units `s`, `min`, `h`, `d`,
-/// `w`, `mo`, `y`; a bare `m` is refused as ambiguous) or whole seconds.
+/// A grace period: `"1h"`-style text (units `s`, `min`, `h`, `d`, `w`,
+/// `mo`, `y`; a bare `m` is refused as ambiguous) or whole seconds.
 #[derive(Deserialize, ToSchema)]
 #[serde(untagged)]
 pub(crate) enum Grace {
@@ -178,7 +178,10 @@ pub(crate) struct VerifyResult {
 pub(crate) struct ErrorBody {
     /// `bad_request`, `forbidden`, `not_found`, `method_not_allowed`,
     /// `conflict`, `key_limit_reached`, `payload_too_large`,
-    /// `unsupported_media_type`, `unavailable`, or a SPEC §3 code.
+    /// `unsupported_media_type`, `unavailable`, or an authentication or
+    /// limit code: `missing_token`, `invalid_request`, `invalid_token`,
+    /// `ip_not_allowed`, `insufficient_scope`, `rate_limited`,
+    /// `credits_exhausted`.
     pub error: String,
     /// One sentence.
     pub message: String,

@@ -1,4 +1,5 @@
-//! Command-line arguments (SPEC §8).
+//! The command-line arguments of `keygate`: its commands, their flags and
+//! the `KEYGATE_…` environment variables that stand in for flags.
 
 use clap::{Args, Parser, Subcommand};
 
@@ -447,7 +448,8 @@ fn parse_refill(text: &str) -> Result<Refill, String> {
 }
 
 /// A listener timeout: a positive whole number of `ms`, `s` or `min`, at
-/// most one day. A bare `m` is refused as ambiguous (SPEC §5a).
+/// most one day. A bare `m` is refused as ambiguous (minutes to some
+/// tools, months to others), with a message naming `min`.
 fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
     use std::time::Duration;
     let digits = text.bytes().take_while(u8::is_ascii_digit).count();

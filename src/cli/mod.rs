@@ -1,7 +1,8 @@
-//! The `keygate` command line (SPEC §8, §8a). The binary is a thin shell
-//! over `run`. It is hidden from the docs: its API may change between
-//! releases.
+//! The `keygate` command line. The binary is a thin shell over `run`. It
+//! is hidden from the docs: its API may change between releases.
 //!
+//! - Exit status 0 on success, 1 on a refused operation or an invalid key,
+//!   2 on bad usage; `--json` prints machine-readable output.
 //! - Only `init` and `serve` create a database ([`Create`]); the other
 //!   commands refuse one that does not exist and create no file.
 //! - The pepper is checked against the database at every start (a check

@@ -1,6 +1,6 @@
-//! `keygate serve`: the HTTP API of SPEC §9 on `--listen`, and with
-//! `--upstream` the authenticating reverse proxy on `--proxy-listen`, both
-//! run by [`crate::listener`] with the bounds of `--header-timeout`,
+//! `keygate serve`: the HTTP API (`keygate::admin::router`) on `--listen`,
+//! and with `--upstream` the authenticating reverse proxy on
+//! `--proxy-listen`, both run by [`crate::listener`] with the bounds of `--header-timeout`,
 //! `--idle-timeout` and `--max-connections`; with `--grpc-listen`, Envoy's
 //! external authorization API over gRPC (`crate::grpc`). Rate limits are counted in
 //! this process, or with `--redis-url` in Redis (connected at start: an

@@ -1,5 +1,4 @@
-//! [`Ceiling`]: a key never creates a key more powerful than itself
-//! (SPEC §4a).
+//! [`Ceiling`]: a key never creates a key more powerful than itself.
 
 use std::sync::LazyLock;
 
@@ -27,7 +26,7 @@ pub(crate) fn holds_admin_keys(scopes: &ScopeSet) -> bool {
 }
 
 /// The limits a calling key puts on every key it creates, rotates or
-/// updates: the mint ceiling of SPEC §4a, built from the caller's own
+/// updates (the mint ceiling), built from the caller's own
 /// record with [`Ceiling::of`].
 ///
 /// - **Scopes**: within the caller's grants (a wildcard only from an equal

@@ -7,7 +7,8 @@ use crate::store::StoreError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyError {
-    /// A field breaks a rule of SPEC §5 (HTTP 400 `bad_request`).
+    /// A field breaks its rule, e.g. a name longer than 128 characters
+    /// (HTTP 400 `bad_request`).
     #[error("{field}: {message}")]
     Invalid {
         /// The offending field, as named in JSON.
@@ -25,7 +26,7 @@ pub enum KeyError {
         message: String,
     },
     /// The key would be more powerful than the calling key allows: outside
-    /// its [`Ceiling`](crate::Ceiling) (SPEC §4a; HTTP 403 `forbidden`).
+    /// its [`Ceiling`](crate::Ceiling) (HTTP 403 `forbidden`).
     #[error("{field}: {message}")]
     Forbidden {
         /// The offending field, as named in JSON.
@@ -73,7 +74,8 @@ impl KeyError {
         }
     }
 
-    /// The machine-readable code of SPEC §9: `bad_request`, `forbidden`,
+    /// The machine-readable code, the `error` field of the HTTP API's
+    /// error object: `bad_request`, `forbidden`,
     /// `conflict`, `key_limit_reached`, `not_found` or `unavailable`.
     pub fn code(&self) -> &'static str {
         match self {

@@ -14,7 +14,8 @@ use crate::credits::Credits;
 use crate::limit::RateLimits;
 use crate::token::Environment;
 
-/// The fields of a key to create (SPEC §5).
+/// The fields of a key to create. Each is checked at creation: a value
+/// that breaks its rule is refused naming the field, and nothing is written.
 ///
 /// # Example
 ///
@@ -67,7 +68,7 @@ pub struct NewKey {
     /// A JSON object of at most 4 KiB (4096 bytes) serialized.
     #[cfg_attr(feature = "admin", schema(value_type = Option<Object>))]
     pub(crate) metadata: Option<serde_json::Value>,
-    /// At most 8 rate limits (SPEC §11), names unique; none by default.
+    /// At most 8 rate limits, names unique; none by default.
     #[serde(default)]
     #[cfg_attr(
         feature = "admin",
@@ -139,7 +140,8 @@ impl NewKey {
     }
 
     /// Lifetime from now: `90s`, `30min`, `12h`, `30d`, `1w`, `3mo`, `1y`
-    /// or `never` (SPEC §5a; `mo` and `y` are calendar months and years).
+    /// or `never` (`mo` and `y` are calendar months and years; a bare `m`
+    /// is refused as ambiguous).
     pub fn expires_in(mut self, lifetime: impl Into<String>) -> NewKey {
         self.expires_in = Some(lifetime.into());
         self.expires_at = None;
@@ -186,7 +188,7 @@ impl NewKey {
         self
     }
 
-    /// The key's rate limits (SPEC §11); none by default.
+    /// The key's rate limits (at most 8, names unique); none by default.
     pub fn rate_limits(mut self, limits: RateLimits) -> NewKey {
         self.rate_limits = Some(LimitsInput::Checked(limits));
         self

@@ -1,4 +1,4 @@
-//! Durations as users write them (SPEC §5a): `90s`, `30min`, `12h`, `30d`,
+//! Durations as users write them: `90s`, `30min`, `12h`, `30d`,
 //! `1w`, `3mo`, `1y`, `never` — the one parser behind `expires_in`, `grace`
 //! and the CLI.
 //!

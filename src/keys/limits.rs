@@ -1,4 +1,4 @@
-//! The `rate_limits` field of a create or an update (SPEC §11): as the
+//! The `rate_limits` field of a create or an update: as the
 //! library's setters give it (already checked) or as a request body sends
 //! it (checked here, so that a refusal names the field at fault, e.g.
 //! `rate_limits[1].period`). The rules themselves are those of

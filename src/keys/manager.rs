@@ -182,7 +182,8 @@ impl<'a> Keys<'a> {
     ///
     /// # Errors
     ///
-    /// [`KeyError::Invalid`] naming the field for any rule of SPEC §5,
+    /// [`KeyError::Invalid`] naming the field that breaks its rule (the
+    /// bounds documented on [`NewKey`]'s setters),
     /// [`KeyError::Conflict`] for a duplicate name,
     /// [`KeyError::KeyLimitReached`], or [`KeyError::Store`].
     pub async fn create(&self, new: NewKey) -> Result<CreatedKey, KeyError> {
@@ -190,7 +191,7 @@ impl<'a> Keys<'a> {
     }
 
     /// Creates a key on behalf of a calling key: the new key must stay
-    /// within the caller's [`Ceiling`] (SPEC §4a) — scopes, expiry,
+    /// within the caller's [`Ceiling`] — scopes, expiry,
     /// environment, organization, IP lists, rate limits and credits.
     ///
     /// What the request leaves out comes from the caller where the caller

@@ -1,4 +1,5 @@
-//! Key management (SPEC §5): [`Keys`], reached through
+//! Key management — create, list, update, revoke, rotate, delete and
+//! credit keys: [`Keys`], reached through
 //! [`Keygate::keys`](crate::Keygate::keys).
 
 mod audited;

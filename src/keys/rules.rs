@@ -1,4 +1,5 @@
-//! The field rules of SPEC §5, each returning the parsed value or a
+//! The rules on a key's fields (owner, organization, name, description,
+//! scopes, IP lists, metadata, lifetime), each returning the parsed value or a
 //! [`KeyError::Invalid`] naming the field.
 
 use ipnet::IpNet;

@@ -172,7 +172,7 @@ mod tests {
         Rules::parse_toml(text).unwrap()
     }
 
-    const SPEC: &str = r#"
+    const EXAMPLE: &str = r#"
         [[rule]]
         path = "/api/workspaces/**"
         methods = ["GET", "HEAD"]
@@ -203,7 +203,7 @@ mod tests {
 
     #[test]
     fn spec_example_rules() {
-        let r = rules(SPEC);
+        let r = rules(EXAMPLE);
         assert_eq!(
             req(r.evaluate(&Method::GET, "/api/workspaces/1")),
             Some("workspaces:read".into())
@@ -222,7 +222,7 @@ mod tests {
 
     #[test]
     fn a_request_no_rule_matches_is_refused_unless_the_default_is_key() {
-        let r = rules(SPEC);
+        let r = rules(EXAMPLE);
         assert_eq!(
             r.evaluate(&Method::POST, "/api/workspaces/1"),
             Access::NoRule
@@ -230,7 +230,7 @@ mod tests {
         assert_eq!(r.evaluate(&Method::GET, "/other"), Access::NoRule);
         assert_eq!(rules("").evaluate(&Method::GET, "/"), Access::NoRule);
 
-        let lenient = rules(&format!("default = \"key\"\n{SPEC}"));
+        let lenient = rules(&format!("default = \"key\"\n{EXAMPLE}"));
         assert_eq!(
             lenient.evaluate(&Method::POST, "/api/workspaces/1"),
             Access::Key {
@@ -287,7 +287,7 @@ mod tests {
 
     #[test]
     fn rules_match_case_insensitively() {
-        let r = rules(SPEC);
+        let r = rules(EXAMPLE);
         for path in ["/ADMIN/x", "/Admin/x", "/aDmIn", "/%41dmin/x"] {
             assert_eq!(
                 req(r.evaluate(&Method::GET, path)),
@@ -305,7 +305,7 @@ mod tests {
 
     #[test]
     fn dot_segments_are_resolved_before_matching() {
-        let r = rules(SPEC);
+        let r = rules(EXAMPLE);
         for path in [
             "/public/../admin/x",
             "/public/%2e%2e/admin/x",
@@ -357,7 +357,7 @@ mod tests {
             ("*", PathError::NotAbsolute),
             ("", PathError::NotAbsolute),
         ];
-        let r = rules(SPEC);
+        let r = rules(EXAMPLE);
         for (path, error) in cases {
             assert_eq!(norm(path), Err(error), "{path}");
             assert_eq!(
@@ -421,7 +421,7 @@ mod tests {
             ),
         ) {
             let path = format!("/{}", parts.join("/"));
-            let r = rules(SPEC);
+            let r = rules(EXAMPLE);
             if r.evaluate(&Method::GET, &path) == Access::Public {
                 let read = lenient_reading(&path);
                 prop_assert_eq!(read.first().map(String::as_str), Some("public"), "{} read as {:?}", path, read);

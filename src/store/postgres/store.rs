@@ -42,7 +42,7 @@ use listener::{DEFAULT_HEARTBEAT, MIN_HEARTBEAT};
 
 /// Keys in a PostgreSQL database, through sqlx; changes made by any
 /// instance reach the caches of every other instance through
-/// `LISTEN`/`NOTIFY` (SPEC §6).
+/// `LISTEN`/`NOTIFY` on the channel `keygate_keys` (see below).
 ///
 /// [`PostgresStore::connect`] applies the embedded migrations (table
 /// `keygate_keys`). Name uniqueness and the per-owner limit are checked
