@@ -225,7 +225,11 @@ where
         let verifier = &guard.verifier;
         let requirement = self.requirement.as_ref();
         let (presented, result) = match verifier.present(token) {
-            Err(reason) => (None, Err(Refusal::new(Rejection::InvalidToken(reason)))),
+            Err(reason) => {
+                let refusal = Refusal::new(Rejection::InvalidToken(reason));
+                verifier.count_refusal(refusal.rejection());
+                (None, Err(refusal))
+            }
             Ok(presented) => {
                 match verifier.authorize_cached(
                     token,

@@ -255,10 +255,9 @@ impl Verifier {
         requirement: Option<&Arc<Requirement>>,
         cost: u64,
     ) -> Result<Authorized, Refusal> {
-        // `present` counts its own refusal.
-        let presented = self.present(token).map_err(invalid)?;
         let now = Instant::now();
         let answer = async {
+            let presented = self.present(token).map_err(invalid)?;
             let entry = match self.lookup(&presented, now) {
                 Some(entry) => entry,
                 None => self.load(token, &presented).await.map_err(refused)?,
@@ -285,8 +284,9 @@ impl Verifier {
         self.core.telemetry.outcome(code);
     }
 
-    /// Counts a refusal decided before the verifier saw a token (no
-    /// credential, two that disagree, a malformed path).
+    /// Counts a refusal a surface decided outside the authorize paths (no
+    /// credential, two that disagree, a malformed path, a token the
+    /// middleware's own `present` refused).
     pub(crate) fn count_refusal(&self, rejection: &Rejection) {
         self.core.telemetry.outcome(Some(rejection.code()));
     }
@@ -419,12 +419,7 @@ impl Verifier {
     /// The offline checks of `token` (its one parse).
     pub(crate) fn present(&self, token: &str) -> Result<Presented, InvalidReason> {
         let core = &self.core;
-        let presented =
-            Presented::check(token, &core.format, &core.pepper, core.validator.is_some());
-        if presented.is_err() {
-            core.telemetry.outcome(Some("invalid_token"));
-        }
-        presented
+        Presented::check(token, &core.format, &core.pepper, core.validator.is_some())
     }
 
     /// `kg_live_<id>` of a presented keygate token: safe to log.
