@@ -57,7 +57,7 @@ impl From<KeyError> for ApiError {
         match e {
             KeyError::NotFound => ApiError::NotFound,
             KeyError::Store(error) => {
-                tracing::warn!(%error, "key store failed");
+                tracing::warn!(error = %error.with_causes(), "key store failed");
                 ApiError::Unavailable
             }
             other => ApiError::Key(other),
@@ -67,7 +67,7 @@ impl From<KeyError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
-        tracing::warn!(%error, "key store failed");
+        tracing::warn!(error = %error.with_causes(), "key store failed");
         ApiError::Unavailable
     }
 }

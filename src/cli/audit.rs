@@ -205,7 +205,9 @@ pub(crate) fn spawn_retention(keygate: Keygate, retention: StdDuration) {
             match log.prune_audit(cutoff).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(deleted = n, "audit records past the retention deleted"),
-                Err(error) => tracing::warn!(%error, "could not delete old audit records"),
+                Err(error) => {
+                    tracing::warn!(error = %error.with_causes(), "could not delete old audit records")
+                }
             }
         }
     });

@@ -66,6 +66,29 @@ pub enum StoreError {
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+impl StoreError {
+    /// The error and each of its causes, `: `-separated, for logs: "the key
+    /// store failed" alone does not say that the disk is full.
+    pub(crate) fn with_causes(&self) -> Causes<'_> {
+        Causes(self)
+    }
+}
+
+/// An error followed by its chain of sources (see [`StoreError::with_causes`]).
+pub(crate) struct Causes<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Causes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
 /// What to list: one owner's keys, or an organization's, or every key.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ListQuery {

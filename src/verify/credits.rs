@@ -272,7 +272,7 @@ impl CreditLedger {
                 }
                 Ok(false) => {}
                 Err(error) => {
-                    tracing::warn!(%error, key = %id, credits = block.available,
+                    tracing::warn!(error = %error.with_causes(), key = %id, credits = block.available,
                         "unused credits could not be returned");
                 }
             }

@@ -170,7 +170,7 @@ impl UsageRecorder {
         match recorded {
             Ok(()) => batch.len(),
             Err(error) => {
-                tracing::warn!(%error, keys = batch.len(), "cannot record key usage; will retry");
+                tracing::warn!(error = %error.with_causes(), keys = batch.len(), "cannot record key usage; will retry");
                 let mut pending = self.lock();
                 for usage in batch {
                     pending.entry(usage.id).or_insert(usage);

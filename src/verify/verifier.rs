@@ -551,7 +551,7 @@ impl Verifier {
                     ));
                 }
                 Err(NotTaken::Unavailable(error)) => {
-                    tracing::warn!(%error, "credits unavailable");
+                    tracing::warn!(error = %error.with_causes(), "credits unavailable");
                     return Err(Refusal::unavailable(error));
                 }
             }
@@ -741,7 +741,7 @@ fn refused(error: VerifyError) -> Refusal {
     match error {
         VerifyError::Invalid(reason) => invalid(reason),
         VerifyError::Unavailable(error) => {
-            tracing::warn!(%error, "key store unavailable");
+            tracing::warn!(error = %error.with_causes(), "key store unavailable");
             Refusal::unavailable(error)
         }
     }

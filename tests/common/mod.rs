@@ -12,12 +12,14 @@
 //! - [`wire`]: parsing raw HTTP/1.1 responses byte for byte.
 //! - [`server`]: an axum app served on an ephemeral loopback port.
 //! - [`proxies`]: nginx/Traefik processes in front of `keygate serve`.
+//! - [`faults`]: creates cut by SIGKILL, and what must survive them.
 //! - [`conformance`], [`counting`], [`postgres`]: store tests.
 
 #![allow(dead_code, unused_imports)]
 
 pub mod conformance;
 pub mod counting;
+pub mod faults;
 pub mod forge;
 #[cfg(feature = "grpc")]
 pub mod greeter;
