@@ -61,8 +61,9 @@ fn kill_9_during_a_thousand_creates_loses_no_answered_key_on_sqlite() {
     faults::assert_answered_creates_survived(&again, &admin, &cut);
     let stored = faults::all_keys(&again, &admin).len();
     eprintln!(
-        "kill -9 on SQLite: {} creates answered 201, {} unanswered, {stored} keys after the restart",
+        "kill -9 on SQLite: {} creates answered 201, {} 503, {} unanswered, {stored} keys after the restart",
         cut.answered.len(),
+        cut.refused.len(),
         cut.unanswered
     );
     again.stop();
@@ -121,7 +122,7 @@ impl Drop for Tmpfs {
 
 #[test]
 fn a_full_disk_is_a_clear_error_and_leaves_no_corrupt_database_on_sqlite() {
-    let Some(disk) = Tmpfs::mount("512k") else {
+    let Some(disk) = Tmpfs::mount("1m") else {
         assert!(
             std::env::var_os("KEYGATE_REQUIRE_FAULTS").is_none(),
             "KEYGATE_REQUIRE_FAULTS is set but a tmpfs cannot be mounted (run as root)"
@@ -139,7 +140,7 @@ fn a_full_disk_is_a_clear_error_and_leaves_no_corrupt_database_on_sqlite() {
     // Fill the disk with creates: each writes a key and its audit record.
     let mut answered = Vec::new();
     let refusal = loop {
-        assert!(answered.len() < 20_000, "512 KiB never filled up");
+        assert!(answered.len() < 20_000, "1 MiB never filled up");
         let body = json!({
             "owner": OWNER,
             "name": format!("k{:04}", answered.len()),
@@ -211,7 +212,7 @@ fn a_full_disk_is_a_clear_error_and_leaves_no_corrupt_database_on_sqlite() {
         assert_eq!(&stored, record, "key {id} changed");
     }
     eprintln!(
-        "full disk: {} creates fitted in 512 KiB, then 503; {} keys after the restart",
+        "full disk: {} creates fitted in 1 MiB, then 503; {} keys after the restart",
         answered.len(),
         keys.len()
     );

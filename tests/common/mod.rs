@@ -13,6 +13,7 @@
 //! - [`server`]: an axum app served on an ephemeral loopback port.
 //! - [`proxies`]: nginx/Traefik processes in front of `keygate serve`.
 //! - [`faults`]: creates cut by SIGKILL, and what must survive them.
+//! - [`pg_server`]: a PostgreSQL server of a test's own, to stop and start.
 //! - [`conformance`], [`counting`], [`postgres`]: store tests.
 
 #![allow(dead_code, unused_imports)]
@@ -25,6 +26,8 @@ pub mod forge;
 pub mod greeter;
 pub mod headers;
 pub mod http;
+#[cfg(feature = "postgres")]
+pub mod pg_server;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod process;
