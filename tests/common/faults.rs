@@ -49,13 +49,15 @@ pub struct Cut {
 
 /// Starts `total` creates at once against `serve` (one thread and one
 /// connection each, released together by a barrier) and sends SIGKILL to
-/// the server as soon as `kill_after` of them have answered 201.
+/// the server as soon as `kill_after` of them have answered (201, or 503
+/// when the store is too busy: the pool's acquire timeout).
 pub fn creates_cut_by_kill_9(serve: &Serve, admin: &str, total: usize, kill_after: usize) -> Cut {
     assert!(kill_after < total, "the kill must come before the end");
     let addr = serve.addr;
     let pid = serve.pid();
     let start = Arc::new(Barrier::new(total));
     let created = Arc::new(AtomicUsize::new(0));
+    let answers = Arc::new(AtomicUsize::new(0));
     let killed = Arc::new(AtomicBool::new(false));
     let answered = Arc::new(Mutex::new(Vec::new()));
     let unexpected = Arc::new(Mutex::new(Vec::new()));
@@ -65,6 +67,7 @@ pub fn creates_cut_by_kill_9(serve: &Serve, admin: &str, total: usize, kill_afte
     let threads: Vec<_> = (0..total)
         .map(|i| {
             let (start, created, killed) = (start.clone(), created.clone(), killed.clone());
+            let answers = answers.clone();
             let (answered, unexpected) = (answered.clone(), unexpected.clone());
             let refused = refused.clone();
             let unanswered = unanswered.clone();
@@ -93,8 +96,10 @@ pub fn creates_cut_by_kill_9(serve: &Serve, admin: &str, total: usize, kill_afte
                                 token: json["key"].as_str().expect("a token").to_owned(),
                                 record: json["api_key"].clone(),
                             });
-                            let n = created.fetch_add(1, Ordering::SeqCst) + 1;
-                            if n >= kill_after && !killed.swap(true, Ordering::SeqCst) {
+                            created.fetch_add(1, Ordering::SeqCst);
+                            if answers.fetch_add(1, Ordering::SeqCst) + 1 >= kill_after
+                                && !killed.swap(true, Ordering::SeqCst)
+                            {
                                 send_signal(pid, "KILL");
                             }
                         }
@@ -103,6 +108,11 @@ pub fn creates_cut_by_kill_9(serve: &Serve, admin: &str, total: usize, kill_afte
                                 && response.json()["error"] == "unavailable" =>
                         {
                             refused.lock().unwrap().push(name);
+                            if answers.fetch_add(1, Ordering::SeqCst) + 1 >= kill_after
+                                && !killed.swap(true, Ordering::SeqCst)
+                            {
+                                send_signal(pid, "KILL");
+                            }
                         }
                         Ok(response) => unexpected
                             .lock()
@@ -121,7 +131,8 @@ pub fn creates_cut_by_kill_9(serve: &Serve, admin: &str, total: usize, kill_afte
     }
     assert!(
         killed.load(Ordering::SeqCst),
-        "the server was never killed: only {} creates answered 201",
+        "the server was never killed: only {} creates answered ({} with 201)",
+        answers.load(Ordering::SeqCst),
         created.load(Ordering::SeqCst)
     );
     let answered = std::mem::take(&mut *answered.lock().unwrap());

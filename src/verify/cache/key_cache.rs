@@ -16,6 +16,16 @@ use super::flight::{Boarding, Flight, Flights, LoadError};
 use super::front::Front;
 use super::invalidation::Invalidations;
 
+/// How long a request waits for the reload of an entry loaded before a
+/// [`clear`](KeyCache::clear) before it is served that entry (as when the
+/// store is unreachable). The reload goes on for later requests.
+pub(crate) const STALE_RELOAD_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// A reload after a clear that took longer than [`STALE_RELOAD_WAIT`].
+#[derive(Debug, thiserror::Error)]
+#[error("the store did not answer within {STALE_RELOAD_WAIT:?}")]
+struct ReloadTimedOut;
+
 /// The shared validation cache.
 pub(crate) struct KeyCache {
     /// Valid keys. A synchronous cache: a hit is answered without a future,
@@ -144,10 +154,11 @@ impl KeyCache {
     /// the cache, or produced by a shared load that started before the
     /// invalidation — is dropped and loaded again. An entry loaded before a
     /// [`clear`](KeyCache::clear) is loaded again too, but when that load
-    /// fails (the store is unreachable) it is still served until its TTL
-    /// runs out: a key that was valid a moment ago keeps working through an
-    /// outage for at most the TTL, while anything the store can answer is
-    /// answered fresh.
+    /// fails (the store is unreachable) or takes longer than
+    /// [`STALE_RELOAD_WAIT`], it is still served until its TTL runs out: a
+    /// key that was valid a moment ago keeps working through an outage, at
+    /// once and for at most the TTL, while anything the store can answer
+    /// in time is answered fresh.
     pub(crate) async fn get_or_load<F, Fut, E>(
         &self,
         key: CacheKey,
@@ -172,8 +183,23 @@ impl KeyCache {
                 return Ok(entry);
             }
             // A reload after a clear is a miss like any other: one load for
-            // every concurrent request.
-            let entry = match (self.load_shared(key, &load).await, cleared) {
+            // every concurrent request. With an entry to fall back on, it is
+            // waited for at most `STALE_RELOAD_WAIT`: a store that cannot be
+            // reached may take its whole connect timeout (5 s for
+            // PostgreSQL) to say so, and a key that was valid a moment ago
+            // must not wait that long on every request of an outage.
+            let loaded = match &cleared {
+                None => self.load_shared(key, &load).await,
+                Some(_) => {
+                    match tokio::time::timeout(STALE_RELOAD_WAIT, self.load_shared(key, &load))
+                        .await
+                    {
+                        Ok(loaded) => loaded,
+                        Err(_) => Err(Arc::new(ReloadTimedOut) as LoadError),
+                    }
+                }
+            };
+            let entry = match (loaded, cleared) {
                 (Ok(entry), _) => entry,
                 (Err(_), Some(stale)) => {
                     tracing::debug!("store unreachable: serving a cached entry until its TTL");
@@ -717,6 +743,36 @@ mod tests {
         assert!(
             cache.entries.get(&key).is_none(),
             "served past the re-inserted entry's deadline"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cleared_entry_is_served_without_waiting_for_a_store_that_hangs() {
+        let cache = cache();
+        let id = KeyId::parse("aaaaaaaaaaaaaac6").unwrap();
+        let key = served_twice(&cache, id).await;
+        cache.clear();
+        let loads = AtomicUsize::new(0);
+        // A store that never answers (a server gone without a reset):
+        // without the bounded wait this would never return.
+        let served = cache.get_or_load(key, || {
+            loads.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<Result<Option<Arc<Record>>, Down>>()
+        });
+        let entry = tokio::time::timeout(Duration::from_secs(60), served)
+            .await
+            .expect("the request waited for a store that never answers")
+            .expect("the cleared entry is served");
+        assert!(entry.record.is_some());
+        assert_eq!(loads.load(Ordering::SeqCst), 1, "the reload was tried");
+        // A store that answers in time is believed: a key gone is gone.
+        let entry = cache
+            .get_or_load(key, || async { Ok::<_, Down>(None) })
+            .await
+            .unwrap();
+        assert!(
+            entry.record.is_none(),
+            "a prompt answer wins over the stale entry"
         );
     }
 
