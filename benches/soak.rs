@@ -381,7 +381,7 @@ async fn client(
         let (index, token, before) = {
             let pool = pool.read().unwrap();
             let roll = next(&mut rng);
-            let set = if roll % 10 == 0 && !pool.dead.is_empty() {
+            let set = if roll.is_multiple_of(10) && !pool.dead.is_empty() {
                 &pool.dead
             } else {
                 &pool.live
@@ -666,7 +666,7 @@ fn main() {
     });
 
     println!(
-        "\n{:<13} {:>4} {:>5} {:>9} {:>8} {:>9} {:>7} {:>6} {:>4} {:>7} {:>7} {:>7}  {:<17} {}",
+        "\n{:<13} {:>4} {:>5} {:>9} {:>8} {:>9} {:>7} {:>6} {:>4} {:>7} {:>7} {:>7}  {:<17} RSS before -> after (MiB)",
         "surface",
         "s",
         "conns",
@@ -680,7 +680,6 @@ fn main() {
         "p99 ms",
         "max ms",
         "create/revoke/rot",
-        "RSS before -> after (MiB)"
     );
     let mut failed = false;
     for mut r in reports {
