@@ -12,10 +12,13 @@
 //! - [`wire`]: parsing raw HTTP/1.1 responses byte for byte.
 //! - [`server`]: an axum app served on an ephemeral loopback port.
 //! - [`proxies`]: nginx/Traefik processes in front of `keygate serve`.
+//! - [`browser`]: headless Chromium driven through chromedriver.
 //! - [`conformance`], [`counting`], [`postgres`]: store tests.
 
 #![allow(dead_code, unused_imports)]
 
+#[cfg(feature = "cli")]
+pub mod browser;
 pub mod conformance;
 pub mod counting;
 pub mod forge;
