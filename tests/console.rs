@@ -72,6 +72,45 @@ async fn assert_fits_the_width(browser: &Browser, what: &str) {
     );
 }
 
+/// Over a plain socket, no browser needed: what `keygate serve` answers.
+#[test]
+fn serve_answers_the_console_with_security_headers_and_request_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), ServeOptions::new());
+    for (path, content_type) in [
+        ("/console", "text/html; charset=utf-8"),
+        ("/console/app.js", "text/javascript; charset=utf-8"),
+        ("/console/style.css", "text/css; charset=utf-8"),
+    ] {
+        let response = common::http::get(serve.addr, path, &[]);
+        assert_eq!(response.status, 200, "{path}: {response:?}");
+        assert_eq!(response.header("content-type"), Some(content_type));
+        let csp = response.header("content-security-policy").unwrap_or("");
+        assert!(
+            csp.starts_with("default-src 'self'; script-src 'self'; style-src 'self'"),
+            "{csp}"
+        );
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert_eq!(response.header("x-frame-options"), Some("DENY"));
+        assert_eq!(response.header("referrer-policy"), Some("no-referrer"));
+        assert_eq!(response.header("x-content-type-options"), Some("nosniff"));
+        assert!(response.header("etag").is_some(), "{path}");
+        assert!(
+            response.header("x-request-id").is_some(),
+            "{path}: a request id"
+        );
+    }
+    // The page itself holds no key and needs none; the API still does.
+    let page = common::http::get(serve.addr, "/console", &[]).text();
+    assert!(!page.contains(&serve.bootstrap_token()));
+    let api = common::http::get(serve.addr, "/v1/keys", &[]);
+    assert_eq!(api.status, 401);
+    let missing = common::http::get(serve.addr, "/console/missing.js", &[]);
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.json()["error"], "not_found");
+    assert_eq!(missing.header("x-frame-options"), Some("DENY"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_signs_in_creates_uses_rotates_revokes_and_deletes_a_key() {
     let Some(browser) = Browser::start().await else {
@@ -268,6 +307,7 @@ async fn console_signs_in_creates_uses_rotates_revokes_and_deletes_a_key() {
         .json();
     assert_eq!(renamed["name"], "console renamed");
     browser.wait_text("#audit", "key.update").await;
+    browser.screenshot("key").await;
 
     // Rotate (no grace): a new token shown once; the old one is refused.
     browser.click("#rotate-key").await;
@@ -428,6 +468,7 @@ async fn console_fits_a_360_px_screen_and_labels_every_control() {
     browser.wait_text("#key-name", "rather long name").await;
     browser.wait_text("#audit", "key.create").await;
     assert_fits_the_width(&browser, "a key").await;
+    browser.screenshot("key-360px").await;
     browser.click("#edit-key").await;
     browser.find("#edit-form").await;
     assert_every_control_labelled(&browser).await;

@@ -40,6 +40,8 @@ pub fn screenshot_dir() -> PathBuf {
 /// A headless Chromium session.
 pub struct Browser {
     driver: Child,
+    driver_addr: std::net::SocketAddr,
+    session: Option<String>,
     /// The WebDriver client.
     pub client: Client,
     profile: tempfile::TempDir,
@@ -121,16 +123,21 @@ impl Browser {
                 panic!("no Chromium session through chromedriver: {e}");
             }
         };
+        let session = client.session_id().await.ok().flatten();
         Some(Browser {
             driver: child,
+            driver_addr: addr,
+            session,
             client,
             profile,
         })
     }
 
     /// Ends the session (Chromium exits); chromedriver stops on drop.
-    pub async fn close(self) {
-        let _ = self.client.clone().close().await;
+    pub async fn close(mut self) {
+        if self.client.clone().close().await.is_ok() {
+            self.session = None;
+        }
     }
 
     /// Opens `url`.
@@ -261,7 +268,19 @@ impl Browser {
 }
 
 impl Drop for Browser {
+    /// A test that failed before [`Browser::close`] still ends its session
+    /// (a plain `DELETE /session/{id}`, no runtime needed), so that no
+    /// Chromium outlives its chromedriver.
     fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            let _ = super::http::try_request(
+                self.driver_addr,
+                "DELETE",
+                &format!("/session/{session}"),
+                &[],
+                b"",
+            );
+        }
         stop_child(&mut self.driver);
     }
 }
