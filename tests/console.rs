@@ -475,3 +475,44 @@ async fn console_fits_a_360_px_screen_and_labels_every_control() {
     assert_fits_the_width(&browser, "the edit form").await;
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_without_the_scope_is_told_so_in_plain_words_and_nothing_is_written() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), ServeOptions::new());
+    let admin = serve.bootstrap_token();
+    let (reader, _) = serve.create_key(
+        &admin,
+        json!({"owner": "team", "name": "reader", "scopes": ["keys:read"]}),
+    );
+    sign_in(&browser, &serve, &reader).await;
+    let list = browser.text("#key-table").await;
+    assert!(
+        list.contains("reader") && !list.contains("bootstrap"),
+        "{list}"
+    );
+    browser.click("a[href='#/new']").await;
+    browser
+        .fill("#create-form [name=name]", "not allowed")
+        .await;
+    browser.click("#create-form button[type=submit]").await;
+    browser
+        .wait_text(
+            "#error",
+            "Your key may not do this: it lacks the scope keys:create.",
+        )
+        .await;
+    assert!(browser.all("#new-token").await.is_empty());
+    let keys = serve.call("GET", "/v1/keys?owner=team", &admin, "").json();
+    assert_eq!(keys["keys"].as_array().map(Vec::len), Some(1), "{keys}");
+    // A field the page can check is refused, in plain words, before any call.
+    browser.fill("#create-form [name=metadata]", "[1, 2]").await;
+    browser.click("#create-form button[type=submit]").await;
+    browser
+        .wait_text("#error", "Metadata must be a JSON object")
+        .await;
+    browser.close().await;
+}
