@@ -147,7 +147,7 @@ async fn console_signs_in_creates_uses_rotates_revokes_and_deletes_a_key() {
     assert_token_kept_nowhere(&browser, &admin).await;
     browser.screenshot("list").await;
 
-    // Search by owner (the API's filter) and by name (this page's).
+    // Search by owner (the API's filter) and by name (the console's walk).
     browser.fill("#search input[name=owner]", "web").await;
     browser.click("#search button[type=submit]").await;
     let filtered = browser
@@ -514,5 +514,174 @@ async fn a_key_without_the_scope_is_told_so_in_plain_words_and_nothing_is_writte
     browser
         .wait_text("#error", "Metadata must be a JSON object")
         .await;
+    browser.close().await;
+}
+
+/// The API page a name or status search of the console fetches at a time
+/// (`WALK_PAGE` in app.js: the API's largest page).
+const WALK_PAGE: usize = 1000;
+
+/// The names of the rows of the key table now.
+async fn row_names(browser: &Browser) -> Vec<String> {
+    let names = browser
+        .js(
+            "return [...document.querySelectorAll('#key-table tbody tr td:first-child')].map(e => e.textContent);",
+            vec![],
+        )
+        .await;
+    serde_json::from_value(names).expect("names")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn name_and_status_searches_cover_every_page_of_the_listing() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), ServeOptions::new());
+    let admin = serve.bootstrap_token();
+    let fillers = WALK_PAGE + 50;
+    std::thread::scope(|scope| {
+        for part in 0..2 {
+            let (serve, admin) = (&serve, &admin);
+            scope.spawn(move || {
+                for i in (part..fillers).step_by(2) {
+                    serve.create_key(
+                        admin,
+                        json!({"owner": "bulk", "name": format!("filler {i:04}")}),
+                    );
+                }
+            });
+        }
+    });
+    // A second later: after every filler in the listing's (created_at, id) order.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    serve.create_key(
+        &admin,
+        json!({"owner": "bulk", "name": "needle in the haystack"}),
+    );
+    let (_, late) = serve.create_key(&admin, json!({"owner": "bulk", "name": "late revoked"}));
+    let revoked = serve.call(
+        "POST",
+        &format!("/v1/keys/{}/revoke", late["id"].as_str().unwrap()),
+        &admin,
+        "{}",
+    );
+    assert_eq!(revoked.status, 200, "{revoked:?}");
+    let total = fillers + 3;
+    // Neither is on the API's first page, even of the largest size.
+    let first = serve
+        .call(
+            "GET",
+            &format!("/v1/keys?include_revoked=true&limit={WALK_PAGE}"),
+            &admin,
+            "",
+        )
+        .json();
+    let first_names: Vec<&str> = first["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k["name"].as_str())
+        .collect();
+    assert_eq!(first_names.len(), WALK_PAGE);
+    assert!(first["next_cursor"].is_string());
+    assert!(
+        !first_names.contains(&"needle in the haystack") && !first_names.contains(&"late revoked")
+    );
+
+    sign_in(&browser, &serve, &admin).await;
+    // By name: found on the API's second page.
+    browser
+        .fill("#search input[name=name]", &format!("haystack{ENTER}"))
+        .await;
+    browser
+        .wait_text("#key-table", "needle in the haystack")
+        .await;
+    assert_eq!(row_names(&browser).await, ["needle in the haystack"]);
+    browser
+        .wait_text(
+            "#search-summary",
+            &format!("Searched all 1,{:03} keys.", total - 1000),
+        )
+        .await;
+    assert!(
+        browser
+            .find("#next-page")
+            .await
+            .attr("disabled")
+            .await
+            .unwrap()
+            .is_some(),
+        "nothing more to search"
+    );
+
+    // By status: the revoked key, beyond the first page, and only it.
+    browser.fill("#search input[name=name]", "").await;
+    browser
+        .select("#search select[name=status]", "revoked")
+        .await;
+    browser.click("#search button[type=submit]").await;
+    browser
+        .wait_text_until("#key-table", "only the revoked key", |t| {
+            t.contains("late revoked") && !t.contains("needle")
+        })
+        .await;
+    assert_eq!(row_names(&browser).await, ["late revoked"]);
+    // No active key has that name.
+    browser
+        .select("#search select[name=status]", "active")
+        .await;
+    browser
+        .fill("#search input[name=name]", &format!("revoked{ENTER}"))
+        .await;
+    browser.wait_text("#results", "No key matches.").await;
+
+    // A page full of matches stops the walk; "More matches" continues
+    // from the match after the last one shown, without repeating any.
+    browser.select("#search select[name=status]", "").await;
+    browser
+        .fill("#search input[name=name]", &format!("filler{ENTER}"))
+        .await;
+    browser
+        .wait_text("#search-summary", "Searched the first 1,000 keys")
+        .await;
+    let page_one = row_names(&browser).await;
+    assert_eq!(page_one.len(), 25, "{page_one:?}");
+    browser.click("#next-page").await;
+    browser.wait_text("#key-table caption", "page 2").await;
+    let page_two = row_names(&browser).await;
+    assert_eq!(page_two.len(), 25, "{page_two:?}");
+    assert!(
+        page_one.iter().all(|name| !page_two.contains(name)),
+        "{page_one:?} {page_two:?}"
+    );
+    browser.click("#previous-page").await;
+    browser.wait_text("#key-table caption", "page 1").await;
+    assert_eq!(row_names(&browser).await, page_one);
+
+    // A new search cancels the walk in progress: its results never show.
+    browser
+        .js(
+            "window.__stale = false; \
+             const main = document.getElementById('main'); \
+             new MutationObserver(() => { \
+               if (main.textContent.includes('needle in the haystack')) window.__stale = true; \
+             }).observe(main, { subtree: true, childList: true, characterData: true }); \
+             const search = (text) => { \
+               const form = document.getElementById('search'); \
+               form.querySelector('[name=name]').value = text; \
+               form.requestSubmit(); \
+             }; \
+             search('needle'); search('filler 0007');",
+            vec![],
+        )
+        .await;
+    browser.wait_text("#key-table", "filler 0007").await;
+    browser.wait_text("#search-summary", "Searched all").await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(row_names(&browser).await, ["filler 0007"]);
+    let stale = browser.js("return window.__stale;", vec![]).await;
+    assert_eq!(stale, json!(false), "the cancelled search's results showed");
     browser.close().await;
 }

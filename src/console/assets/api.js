@@ -66,8 +66,12 @@ export function shownKey() {
   return key.slice(0, key.length - 38);
 }
 
-/** `method path` with the key; the JSON answer, or null for 204. */
-export async function call(method, path, body) {
+/**
+ * `method path` with the key; the JSON answer, or null for 204. An aborted
+ * `signal` (optional) cancels the request: the promise then rejects with
+ * the AbortError.
+ */
+export async function call(method, path, body, signal) {
   if (key === null) throw new ApiError(401, { error: "missing_token" });
   const headers = { Authorization: "Bearer " + key, Accept: "application/json" };
   const init = { method, headers, credentials: "omit", cache: "no-store", referrerPolicy: "no-referrer" };
@@ -75,10 +79,12 @@ export async function call(method, path, body) {
     headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
+  if (signal) init.signal = signal;
   let response;
   try {
     response = await fetch(path, init);
-  } catch (_) {
+  } catch (error) {
+    if (signal && signal.aborted) throw error;
     throw new ApiError(0, null, "The keygate server cannot be reached.");
   }
   if (response.status === 204) return null;

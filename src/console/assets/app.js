@@ -17,7 +17,7 @@ let catalog = [];
 // Bumped by every view: a view whose data arrives after another view took
 // the page drops it.
 let views = 0;
-const listState = { owner: "", name: "", status: "", limit: 25, cursors: [null], page: 0 };
+const listState = { owner: "", name: "", status: "", limit: 25, positions: [{ cursor: null, skip: 0, scanned: 0 }], page: 0 };
 
 function say(text) {
   statusBox.textContent = text;
@@ -93,8 +93,73 @@ function keyLink(key) {
   return h("a", { href: "#/key/" + encodeURIComponent(key.id) }, key.name || key.id);
 }
 
+// A name or status search walks the API's listing (which filters by owner
+// and revocation only) in pages of WALK_PAGE keys, following next_cursor,
+// until it holds a page of matches or reaches the end; one step of the
+// walk scans at most WALK_CAP keys, then says so and offers to go on.
+const WALK_PAGE = 1000;
+const WALK_CAP = 50000;
+
+// Aborts the listing request in flight when another list view starts.
+let listAbort = null;
+
+function count(n) {
+  return Number(n).toLocaleString("en-US");
+}
+
+function listParams(limit, cursor) {
+  return api.query({
+    owner: listState.owner,
+    include_revoked: listState.status === "" || listState.status === "revoked" ? "true" : "",
+    limit,
+    cursor,
+  });
+}
+
+// One step of a search from `from` ({ cursor, skip, scanned }: the API page
+// to fetch, how many of its matches earlier steps showed, how many keys came
+// before it). Resolves with the matches, where the next step starts (null at
+// the end), how many keys were searched from the start of the listing and
+// whether the cap stopped it; or null once another view took the page.
+async function searchStep(from, current, signal, progress) {
+  const needle = listState.name.toLowerCase();
+  const wanted = (key) =>
+    (!needle || String(key.name ?? "").toLowerCase().includes(needle)) &&
+    (!listState.status || key.status === listState.status);
+  const found = [];
+  let cursor = from.cursor;
+  let skip = from.skip;
+  let before = from.scanned;
+  let scanned = 0;
+  for (;;) {
+    const page = await api.call("GET", "/v1/keys" + listParams(WALK_PAGE, cursor), undefined, signal);
+    if (!current()) return null;
+    const keys = page.keys || [];
+    scanned += keys.length;
+    const fresh = keys.filter(wanted).slice(skip);
+    const room = listState.limit - found.length;
+    if (fresh.length > room) {
+      found.push(...fresh.slice(0, room));
+      return { keys: found, next: { cursor, skip: skip + room, scanned: before }, searched: before + keys.length, capped: false };
+    }
+    found.push(...fresh);
+    before += keys.length;
+    if (!page.next_cursor) return { keys: found, next: null, searched: before, capped: false };
+    cursor = page.next_cursor;
+    skip = 0;
+    const next = { cursor, skip: 0, scanned: before };
+    if (found.length === listState.limit) return { keys: found, next, searched: before, capped: false };
+    if (scanned >= WALK_CAP) return { keys: found, next, searched: before, capped: true };
+    progress(before, found.length);
+  }
+}
+
 async function listView() {
   const mine = ++views;
+  if (listAbort) listAbort.abort();
+  const abort = new AbortController();
+  listAbort = abort;
+  const current = () => mine === views;
   const owner = h("input", { type: "search", name: "owner", value: listState.owner, autocomplete: "off" });
   const name = h("input", { type: "search", name: "name", value: listState.name, autocomplete: "off" });
   const status = h("select", { name: "status" },
@@ -114,33 +179,36 @@ async function listView() {
     listState.name = name.value.trim();
     listState.status = status.value;
     listState.limit = Number(limit.value) || 25;
-    listState.cursors = [null];
+    listState.positions = [{ cursor: null, skip: 0, scanned: 0 }];
     listState.page = 0;
     listView();
   });
-  const results = h("div", { id: "results" }, h("p", {}, "Loading…"));
+  const searching = listState.name !== "" || listState.status !== "";
+  const progress = h("p", { id: "search-progress", class: "hint" }, searching ? "Searching…" : "Loading…");
+  const results = h("div", { id: "results", "aria-busy": "true" }, progress);
   replace(main,
     h("div", { class: "head" }, h("h1", {}, "Keys"), h("a", { class: "button primary", href: "#/new" }, "New key")),
     form, results);
-  let page;
+  const from = listState.positions[listState.page];
+  let step;
   try {
-    page = await api.call("GET", "/v1/keys" + api.query({
-      owner: listState.owner,
-      include_revoked: listState.status === "" || listState.status === "revoked" ? "true" : "",
-      limit: listState.limit,
-      cursor: listState.cursors[listState.page],
-    }));
+    if (searching) {
+      step = await searchStep(from, current, abort.signal, (searched, matches) => {
+        progress.textContent = "Searching… " + count(searched) + " keys searched, " + count(matches) + " match(es) so far.";
+      });
+    } else {
+      const page = await api.call("GET", "/v1/keys" + listParams(listState.limit, from.cursor), undefined, abort.signal);
+      step = page && { keys: page.keys || [], next: page.next_cursor ? { cursor: page.next_cursor, skip: 0, scanned: 0 } : null };
+    }
   } catch (error) {
-    if (mine !== views) return;
+    if (!current()) return;
     replace(results);
+    results.removeAttribute("aria-busy");
     fail(error);
     return;
   }
-  if (mine !== views) return;
-  const needle = listState.name.toLowerCase();
-  const keys = (page.keys || []).filter((key) =>
-    (!needle || String(key.name).toLowerCase().includes(needle)) &&
-    (!listState.status || key.status === listState.status));
+  if (!current() || !step) return;
+  const keys = step.keys;
   const rows = keys.map((key) => h("tr", {},
     h("td", {}, keyLink(key)),
     h("td", {}, key.owner),
@@ -149,27 +217,37 @@ async function listView() {
     h("td", {}, (key.scopes || []).join(" ")),
     h("td", {}, key.expires_at ? new Date(key.expires_at).toLocaleDateString() : "never"),
     h("td", {}, key.last_used_at ? new Date(key.last_used_at).toLocaleString() : "—")));
-  const previous = h("button", { type: "button", disabled: listState.page === 0 }, "Previous page");
-  const next = h("button", { type: "button", disabled: !page.next_cursor }, "Next page");
+  const previous = h("button", { type: "button", id: "previous-page", disabled: listState.page === 0 }, "Previous page");
+  const next = h("button", { type: "button", id: "next-page", disabled: !step.next },
+    !searching ? "Next page" : step.capped ? "Keep searching" : "More matches");
   previous.addEventListener("click", () => {
     listState.page -= 1;
     listView();
   });
   next.addEventListener("click", () => {
-    listState.cursors[listState.page + 1] = page.next_cursor;
+    listState.positions[listState.page + 1] = step.next;
     listState.page += 1;
     listView();
   });
-  const filtered = (page.keys || []).length - keys.length;
+  let summary = null;
+  if (searching) {
+    const searched = count(step.searched);
+    summary = step.capped
+      ? "Searched the first " + searched + " keys without filling this page, and stopped there; narrow the search by owner, or press “Keep searching”."
+      : step.next
+        ? "Searched the first " + searched + " keys; “More matches” continues from there."
+        : "Searched all " + searched + " keys.";
+  }
   replace(results,
     keys.length === 0
-      ? h("p", { class: "empty" }, "No key on this page matches.")
+      ? h("p", { class: "empty" }, searching ? "No key matches." : "No key.")
       : h("div", { class: "table-wrap" }, h("table", { id: "key-table" },
-        h("caption", {}, "Keys, page " + (listState.page + 1)),
+        h("caption", {}, (searching ? "Matching keys, page " : "Keys, page ") + (listState.page + 1)),
         h("thead", {}, h("tr", {}, ["Name", "Owner", "Prefix", "Status", "Scopes", "Expires", "Last used"].map((t) => h("th", { scope: "col" }, t)))),
         h("tbody", {}, rows))),
-    filtered > 0 ? h("p", { class: "hint" }, filtered + " key(s) of this page hidden by the name or status filter.") : null,
+    summary ? h("p", { class: "hint", id: "search-summary", role: step.capped ? "note" : null }, summary) : null,
     h("nav", { class: "pager", "aria-label": "Pages" }, previous, h("span", {}, "Page " + (listState.page + 1)), next));
+  results.removeAttribute("aria-busy");
 }
 
 // ---- the token, shown once
@@ -550,6 +628,7 @@ function creditsForm(key, area) {
 // ---- routing
 
 function render() {
+  if (listAbort) listAbort.abort();
   for (const dialog of document.querySelectorAll("dialog")) dialog.remove();
   if (!api.signedIn()) {
     signInView();
