@@ -80,9 +80,10 @@
 //! | `axum`     | yes | the axum extractors `AuthenticatedKey` and `Option<AuthenticatedKey>`, and the client address from axum's `ConnectInfo<SocketAddr>` | `axum` without its defaults, with its `tokio` feature (for `ConnectInfo`: `hyper`, `hyper-util`) |
 //! | `gateway`  | yes | [`gateway`]: route rules, forward auth, the reverse proxy; the bounded listener ([`serve_router`], [`ListenerLimits`]). Enables `axum` | `hyper` (server and client, HTTP/1 and HTTP/2), `hyper-util`, `toml`, `percent-encoding`, tokio's `net` and `macros` |
 //! | `admin`    | yes | [`admin`]: the HTTP API as an axum `Router`, and its OpenAPI document. Enables `gateway` (the API mounts forward auth) | `utoipa`, `http-body-util`, axum's `json` |
+//! | `console`  | no (yes through `cli`) | [`console`]: the web page of `/console` for managing keys through the HTTP API, its files compiled in. Enables `admin` | nothing more |
 //! | `redis`    | no (yes through `cli`) | `RedisLimiter`: rate-limit buckets shared exactly by every instance through Redis | `redis` (its `tokio-comp`, `connection-manager` and `script` features) |
 //! | `grpc`     | no (yes through `cli`) | gRPC: [`RulesLayer`] (route rules per gRPC method), [`CheckService`] and [`serve_check`] (Envoy's `envoy.service.auth.v3.Authorization/Check` with `grpc.health.v1`), tonic's peer address for the layer. Enables `gateway`. (Without it the layer already refuses gRPC requests with gRPC statuses.) | `tonic` (server and channel), `tonic-health`, `envoy-types` (with `prost`) |
-//! | `cli`      | yes | the `keygate` binary (`keygate serve`, `keygate keys …`). Enables `admin`, `gateway`, `grpc`, `sqlite` and `redis` | `clap`, `tracing-subscriber`, tokio's `rt-multi-thread` and `signal` |
+//! | `cli`      | yes | the `keygate` binary (`keygate serve`, `keygate keys …`). Enables `admin`, `console`, `gateway`, `grpc`, `sqlite` and `redis` | `clap`, `tracing-subscriber`, tokio's `rt-multi-thread` and `signal` |
 //!
 //! Without any feature, keygate is the core: the middleware ([`ApiKeyLayer`],
 //! [`RequireScopeLayer`]) for any `Service<http::Request<B>>`, key
@@ -137,6 +138,9 @@ mod grpc;
 
 #[cfg(feature = "admin")]
 pub mod admin;
+
+#[cfg(feature = "console")]
+pub mod console;
 
 #[cfg(feature = "cli")]
 #[doc(hidden)]

@@ -1,4 +1,5 @@
-//! `keygate serve`: the HTTP API (`keygate::admin::router`) on `--listen`,
+//! `keygate serve`: the HTTP API (`keygate::admin::router`) and the console
+//! (`keygate::console::router`, at `/console`) on `--listen`,
 //! and with `--upstream` the authenticating reverse proxy on
 //! `--proxy-listen`, both run by [`crate::listener`] with the bounds of `--header-timeout`,
 //! `--idle-timeout` and `--max-connections`; with `--grpc-listen`, Envoy's
@@ -168,11 +169,19 @@ pub(crate) async fn serve(database_url: &str, args: ServeArgs) -> Result<(), Str
             stopped(stop_rx.clone()),
         ))
     });
-    let app = crate::admin::router_with_gateway(gateway).merge(super::metrics::router(
-        metrics,
-        &keygate,
-        args.metrics_public,
-    )?);
+    let app = crate::admin::router_with_gateway(gateway)
+        .merge(super::metrics::router(
+            metrics,
+            &keygate,
+            args.metrics_public,
+        )?)
+        // The console: open routes (the page holds no data; its script
+        // sends the pasted key to /v1/*), with request ids like the API's.
+        .merge(
+            crate::console::router().layer(crate::gateway::RequestIdLayer::new(
+                keygate.trusted_proxies().to_vec(),
+            )),
+        );
     tracing::info!(address = %api_address, "API listening");
     let api = crate::listener::serve_router(api_listener, limits, app, stopped(stop_rx));
     let signal = async move {

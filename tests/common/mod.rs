@@ -14,10 +14,13 @@
 //! - [`proxies`]: nginx/Traefik processes in front of `keygate serve`.
 //! - [`faults`]: creates cut by SIGKILL, and what must survive them.
 //! - [`pg_server`]: a PostgreSQL server of a test's own, to stop and start.
+//! - [`browser`]: headless Chromium driven through chromedriver.
 //! - [`conformance`], [`counting`], [`postgres`]: store tests.
 
 #![allow(dead_code, unused_imports)]
 
+#[cfg(feature = "cli")]
+pub mod browser;
 pub mod conformance;
 pub mod counting;
 pub mod faults;
