@@ -421,16 +421,11 @@ pub(crate) async fn rotate_key(
 ) -> Result<Response, ApiError> {
     need(&state, &caller, "create")?;
     let id = visible_key(&state, &caller, &id).await?;
-    let grace = match body.grace {
-        None => Span::ZERO,
-        Some(Grace::Seconds(secs)) => i64::try_from(secs)
-            .ok()
-            .filter(|s| *s <= 1000 * 365 * 86_400)
-            .map(Span::Seconds)
-            .ok_or_else(|| ApiError::bad_request(Some("grace"), "grace is too large"))?,
-        Some(Grace::Text(text)) => parse_span(&text)
-            .map_err(|m| ApiError::bad_request(Some("grace"), format!("grace: {m}")))?,
-    };
+    let grace = body
+        .grace
+        .map(grace_span)
+        .transpose()?
+        .unwrap_or(Span::ZERO);
     let context = audit.context(&caller);
     let key = state
         .keygate
@@ -439,6 +434,20 @@ pub(crate) async fn rotate_key(
         .rotate_within(&id, grace, Some(&Ceiling::of(&caller)))
         .await?;
     Ok(created(key))
+}
+
+/// A rotation's grace period: whole seconds (at most 1000 years) or a
+/// duration text.
+pub(super) fn grace_span(grace: Grace) -> Result<Span, ApiError> {
+    match grace {
+        Grace::Seconds(secs) => i64::try_from(secs)
+            .ok()
+            .filter(|s| *s <= 1000 * 365 * 86_400)
+            .map(Span::Seconds)
+            .ok_or_else(|| ApiError::bad_request(Some("grace"), "grace is too large")),
+        Grace::Text(text) => parse_span(&text)
+            .map_err(|m| ApiError::bad_request(Some("grace"), format!("grace: {m}"))),
+    }
 }
 
 /// Delete a key's record.
