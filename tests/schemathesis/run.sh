@@ -41,11 +41,23 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 base="http://127.0.0.1:$port"
 "$keygate" serve --database-url "$db" --listen "127.0.0.1:$port" >"$work/serve.log" 2>&1 &
 server_pid=$!
+# Plain Python for HTTP: CI has no curl for certain.
+get() {
+  python3 - "$@" <<'PY'
+import sys, urllib.request, urllib.error
+request = urllib.request.Request(sys.argv[1], headers=dict(h.split(": ", 1) for h in sys.argv[2:]))
+try:
+    body = urllib.request.urlopen(request, timeout=5).read()
+except urllib.error.HTTPError as error:
+    body = error.read()
+sys.stdout.write(body.decode())
+PY
+}
 for _ in $(seq 1 100); do
-  curl -fsS "$base/healthz" >/dev/null 2>&1 && break
+  get "$base/healthz" >/dev/null 2>&1 && break
   sleep 0.1
 done
-curl -fsS "$base/healthz" >/dev/null
+get "$base/healthz" >/dev/null
 
 export KEYGATE_SCHEMATHESIS_ADMIN_ID=$admin_id
 export SCHEMATHESIS_HOOKS=hooks
@@ -65,7 +77,7 @@ status=0
 ) || status=$?
 
 # The admin key must have come through untouched.
-answer=$(curl -sS -H "Authorization: Bearer $token" "$base/v1/keys/$admin_id")
+answer=$(get "$base/v1/keys/$admin_id" "Authorization: Bearer $token")
 if ! python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin).get("status") == "active" else 1)' <<<"$answer"; then
   echo "the run's admin key is no longer active: $(python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("status"), d.get("error"))' <<<"$answer")" >&2
   echo "its audit trail:" >&2
