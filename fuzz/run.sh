@@ -31,6 +31,13 @@ fi
 
 export RUSTC_BOOTSTRAP=1
 build=(--sanitizer none --debug-assertions)
+# KEYGATE_FUZZ_DEV=1: an unoptimized build (cargo fuzz --dev), in
+# fuzz/target/.../debug. Runs are about ten times slower, the build skips
+# optimizing every dependency: what CI's smoke uses, which only proves that
+# every target builds and runs.
+if [[ ${KEYGATE_FUZZ_DEV:-0} == 1 ]]; then
+  build+=(--dev)
+fi
 cargo fuzz build "${build[@]}"
 for target in "${selected[@]}"; do
   if [[ ! -d seeds/$target ]]; then
