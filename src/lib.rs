@@ -146,6 +146,11 @@ pub mod console;
 #[doc(hidden)]
 pub mod cli;
 
+// The fuzz targets' entry points (fuzz/): not public API.
+#[cfg(feature = "__fuzz")]
+#[doc(hidden)]
+pub mod fuzz;
+
 pub use crate::audit::{
     Actor, AuditAction, AuditContext, AuditCursor, AuditPage, AuditQuery, AuditRecord, AuditTarget,
     FieldChange, InvalidAuditCursor, MAX_REQUEST_ID_LEN, UnknownAuditAction, valid_request_id,

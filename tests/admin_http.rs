@@ -4266,10 +4266,82 @@ async fn openapi_documents_credits_and_their_bounds() {
     let body = &doc["paths"]["/v1/keys/{id}/credits"]["post"];
     let reference = &body["requestBody"]["content"]["application/json"]["schema"]["$ref"];
     assert_eq!(reference, "#/components/schemas/CreditsBody", "{body}");
-    let props = &schemas["CreditsBody"]["properties"];
+    // A `oneOf` of `{"add"}` and `{"set"}` (exactly one of them).
+    let variants = schemas["CreditsBody"]["oneOf"].as_array().expect("oneOf");
     for op in ["add", "set"] {
+        let props = &variants
+            .iter()
+            .find(|v| v["properties"].get(op).is_some())
+            .unwrap_or_else(|| panic!("a variant with {op}: {variants:?}"))["properties"];
         assert_eq!(props[op]["minimum"], 0, "{props}");
         assert_eq!(props[op]["maximum"], 1_000_000_000_000u64, "{props}");
     }
     assert!(body["responses"]["200"].is_object(), "{body}");
+}
+
+/// What schemathesis (tests/schemathesis/run.sh) found wrong in the
+/// document: audit changes are any JSON value, not objects; a credits body
+/// is exactly one of `add` and `set`; revoke and rotate bodies are
+/// optional; the audit `action` filter is one of the actions.
+#[tokio::test]
+async fn openapi_document_states_what_the_api_accepts_and_answers() {
+    let doc = serde_json::to_value(keygate::admin::openapi()).expect("serialize");
+    let schemas = &doc["components"]["schemas"];
+
+    let change = &schemas["FieldChange"]["properties"];
+    for side in ["from", "to"] {
+        assert!(
+            change[side].get("type").is_none(),
+            "FieldChange.{side} is any JSON value: {}",
+            change[side]
+        );
+    }
+
+    let credits = schemas["CreditsBody"]["oneOf"]
+        .as_array()
+        .unwrap_or_else(|| panic!("CreditsBody is a oneOf: {}", schemas["CreditsBody"]));
+    let required: BTreeSet<String> = credits
+        .iter()
+        .map(|variant| {
+            let names = variant["required"].as_array().expect("required");
+            assert_eq!(names.len(), 1, "{variant}");
+            names[0].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(required, BTreeSet::from(["add".into(), "set".into()]));
+
+    for path in ["/v1/keys/{id}/revoke", "/v1/keys/{id}/rotate"] {
+        let body = &doc["paths"][path]["post"]["requestBody"];
+        assert_ne!(
+            body["required"],
+            json!(true),
+            "{path}: the body is optional"
+        );
+    }
+
+    let action = doc["paths"]["/v1/audit"]["get"]["parameters"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "action"))
+        .expect("an action parameter");
+    let reference = action["schema"]["$ref"]
+        .as_str()
+        .or_else(|| action["schema"]["oneOf"][0]["$ref"].as_str())
+        .unwrap_or_else(|| panic!("action names its enum: {action}"));
+    let name = reference.rsplit('/').next().unwrap();
+    let listed: BTreeSet<&str> = schemas[name]["enum"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{name} is an enum: {}", schemas[name]))
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for action in [
+        "key.create",
+        "key.update",
+        "key.revoke",
+        "key.rotate",
+        "key.delete",
+        "key.credits",
+    ] {
+        assert!(listed.contains(action), "{action} in {listed:?}");
+    }
 }

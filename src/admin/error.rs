@@ -72,18 +72,23 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// The shortest token of any configured prefix: a one-character prefix,
-/// `_`, a four-letter environment, `_` and 54 base62 characters.
-const SHORTEST_TOKEN: usize = 61;
+/// How many token characters after an environment marker (`_live_`,
+/// `_test_`) are public: the key id. One more is a piece of the secret.
+const PUBLIC_AFTER_MARKER: usize = crate::token::ID_LEN;
 
-/// `message` with every run of token characters (base62 and `_`) long
-/// enough to be a token, and holding an environment marker, replaced by
-/// `[redacted]`: error messages echo bits of the request (a bad value, a
-/// serde complaint), and a token sent in the wrong field must not come back.
+/// `message` with every run of token characters (base62 and `_`) that
+/// holds an environment marker followed by more than the key id — a whole
+/// token, or one cut short — replaced by `[redacted]`: error messages echo
+/// bits of the request (a bad value, a serde complaint), often cut to a
+/// few dozen characters, and no piece of a token's secret sent in the
+/// wrong field may come back.
 fn redact_tokens(message: &str) -> std::borrow::Cow<'_, str> {
     let is_token_char = |c: char| c.is_ascii_alphanumeric() || c == '_';
     let suspicious = |run: &str| {
-        run.len() >= SHORTEST_TOKEN && (run.contains("_live_") || run.contains("_test_"))
+        ["_live_", "_test_"].iter().any(|marker| {
+            run.match_indices(marker)
+                .any(|(at, _)| run.len() - (at + marker.len()) > PUBLIC_AFTER_MARKER)
+        })
     };
     if !message.split(|c: char| !is_token_char(c)).any(suspicious) {
         return std::borrow::Cow::Borrowed(message);
@@ -208,6 +213,22 @@ mod tests {
         );
         let quoted = format!("\"{token}\" is not an IPv4/IPv6 address");
         assert!(!redact_tokens(&quoted).contains("a1B2a1B2"));
+        // Found by fuzz/fuzz_targets/admin_body.rs: `grace` echoes 32
+        // characters of a bad duration, and a token cut there
+        // (`kg_live_` + the id + 8 characters of secret) was short of a
+        // whole token, so it came back.
+        let cut = &token[..32];
+        let message = format!("grace: \"{cut}\" is not a duration");
+        let redacted = redact_tokens(&message);
+        assert_eq!(redacted, "grace: \"[redacted]\" is not a duration");
+        let secret = &token[24..];
+        for fragment in secret.as_bytes().windows(8) {
+            let fragment = std::str::from_utf8(fragment).unwrap();
+            assert!(!redacted.contains(fragment), "{redacted}");
+        }
+        // The display prefix alone (the public id) is not a secret.
+        let display = &token[..24];
+        assert_eq!(redact_tokens(display), display);
         for harmless in [
             "name: name must not be empty",
             "scope workspaces:write is not within the calling key's own scopes",

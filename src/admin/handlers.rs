@@ -361,7 +361,7 @@ pub(crate) async fn adjust_credits(
 }
 
 /// Revoke a key; it is refused from the next request on.
-#[utoipa::path(post, path = "/v1/keys/{id}/revoke", tag = "keys", request_body(content = RevokeBody, description = "Optional"),
+#[utoipa::path(post, path = "/v1/keys/{id}/revoke", tag = "keys", request_body(content = RevokeBody, description = "Optional: no body is `{}`"),
     params(("id" = String, Path, min_length = 16, max_length = 16, pattern = "^[0-9A-Za-z]{16}$", description = "Key id")),
     responses(
         (status = 200, description = "The revoked key", body = ApiKey),
@@ -398,7 +398,7 @@ pub(crate) async fn revoke_key(
 /// seconds). The key must be within the caller's own limits (403
 /// `forbidden` naming the field otherwise), and the new key never outlives
 /// a caller without `admin:keys`.
-#[utoipa::path(post, path = "/v1/keys/{id}/rotate", tag = "keys", request_body(content = RotateBody, description = "Optional"),
+#[utoipa::path(post, path = "/v1/keys/{id}/rotate", tag = "keys", request_body(content = RotateBody, description = "Optional: no body is `{}`"),
     params(("id" = String, Path, min_length = 16, max_length = 16, pattern = "^[0-9A-Za-z]{16}$", description = "Key id")),
     responses(
         (status = 201, description = "The new key; its token is shown once", body = CreatedBody),
@@ -421,16 +421,11 @@ pub(crate) async fn rotate_key(
 ) -> Result<Response, ApiError> {
     need(&state, &caller, "create")?;
     let id = visible_key(&state, &caller, &id).await?;
-    let grace = match body.grace {
-        None => Span::ZERO,
-        Some(Grace::Seconds(secs)) => i64::try_from(secs)
-            .ok()
-            .filter(|s| *s <= 1000 * 365 * 86_400)
-            .map(Span::Seconds)
-            .ok_or_else(|| ApiError::bad_request(Some("grace"), "grace is too large"))?,
-        Some(Grace::Text(text)) => parse_span(&text)
-            .map_err(|m| ApiError::bad_request(Some("grace"), format!("grace: {m}")))?,
-    };
+    let grace = body
+        .grace
+        .map(grace_span)
+        .transpose()?
+        .unwrap_or(Span::ZERO);
     let context = audit.context(&caller);
     let key = state
         .keygate
@@ -439,6 +434,20 @@ pub(crate) async fn rotate_key(
         .rotate_within(&id, grace, Some(&Ceiling::of(&caller)))
         .await?;
     Ok(created(key))
+}
+
+/// A rotation's grace period: whole seconds (at most 1000 years) or a
+/// duration text.
+pub(super) fn grace_span(grace: Grace) -> Result<Span, ApiError> {
+    match grace {
+        Grace::Seconds(secs) => i64::try_from(secs)
+            .ok()
+            .filter(|s| *s <= 1000 * 365 * 86_400)
+            .map(Span::Seconds)
+            .ok_or_else(|| ApiError::bad_request(Some("grace"), "grace is too large")),
+        Grace::Text(text) => parse_span(&text)
+            .map_err(|m| ApiError::bad_request(Some("grace"), format!("grace: {m}"))),
+    }
 }
 
 /// Delete a key's record.
@@ -489,7 +498,7 @@ fn timestamp(name: &'static str, value: &str) -> Result<time::OffsetDateTime, Ap
     params(
         ("owner" = Option<String>, Query, description = "Only records of this owner's keys (another owner needs admin:keys; admins see every owner by default)"),
         ("key_id" = Option<String>, Query, min_length = 16, max_length = 16, pattern = "^[0-9A-Za-z]{16}$", description = "Only records of this key"),
-        ("action" = Option<String>, Query, description = "Only records of this action: key.create, key.update, key.revoke, key.rotate, key.delete or key.credits"),
+        ("action" = Option<AuditAction>, Query, description = "Only records of this action: key.create, key.update, key.revoke, key.rotate, key.delete or key.credits"),
         ("since" = Option<String>, Query, format = DateTime, description = "Only records made at or after this RFC 3339 time"),
         ("until" = Option<String>, Query, format = DateTime, description = "Only records made before this RFC 3339 time"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size, 1 to 1000 (default 100)"),

@@ -35,8 +35,12 @@
 
 mod error;
 mod extract;
+#[cfg(feature = "__fuzz")]
+mod fuzz;
 mod handlers;
 mod routes;
 mod types;
 
+#[cfg(feature = "__fuzz")]
+pub(crate) use fuzz::fuzz_body;
 pub use routes::{openapi, router, router_with_gateway, router_with_rules};

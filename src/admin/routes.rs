@@ -109,7 +109,22 @@ struct ApiDoc;
 
 /// The OpenAPI 3 document of the API, generated from the handlers.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    // Revoke and rotate take an optional body, but when there is one it is
+    // an object (never `null`): utoipa can say "optional" only by making
+    // the schema nullable too, so the flag is set here.
+    for path in ["/v1/keys/{id}/revoke", "/v1/keys/{id}/rotate"] {
+        if let Some(body) = doc
+            .paths
+            .paths
+            .get_mut(path)
+            .and_then(|item| item.post.as_mut())
+            .and_then(|op| op.request_body.as_mut())
+        {
+            body.required = Some(utoipa::openapi::Required::False);
+        }
+    }
+    doc
 }
 
 /// This document.

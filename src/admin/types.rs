@@ -39,8 +39,12 @@ pub(crate) struct AuditListBody {
 #[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RevokeBody {
-    /// Why the key is revoked (kept in the record).
-    #[schema(max_length = 1024)]
+    /// Why the key is revoked (kept in the record): at most 1024
+    /// characters, no control character but newline and tab.
+    #[schema(
+        max_length = 1024,
+        pattern = "^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub reason: Option<String>,
 }
 
@@ -56,21 +60,29 @@ pub(crate) enum Grace {
 }
 
 /// `POST /v1/keys/{id}/credits` body: exactly one of `add` and `set`, e.g.
-/// `{"add": 1000}` or `{"set": 5000}`. Schema only: the handler reads the
-/// JSON object itself, so that a refusal names the field.
-#[derive(ToSchema)]
+/// `{"add": 1000}` or `{"set": 5000}` (so the schema is a `oneOf`). Schema
+/// only: the handler reads the JSON object itself, so that a refusal names
+/// the field.
+#[derive(ToSchema, Deserialize)]
+#[serde(untagged)]
 #[allow(dead_code)]
-pub(crate) struct CreditsBody {
-    /// Credits to add to the balance (the result at most 10^12). A key
-    /// without credits (unlimited) has no balance to add to: 400 naming
-    /// `credits`.
-    #[schema(minimum = 0, maximum = 1_000_000_000_000_u64, example = 1000)]
-    pub add: Option<u64>,
-    /// The new balance, keeping the refill; a key without credits gets
-    /// this balance and no refill. Credits reserved before and returned
-    /// after are dropped.
-    #[schema(minimum = 0, maximum = 1_000_000_000_000_u64, example = 5000)]
-    pub set: Option<u64>,
+pub(crate) enum CreditsBody {
+    /// Add to the balance.
+    Add {
+        /// Credits to add to the balance (the result at most 10^12). A key
+        /// without credits (unlimited) has no balance to add to: 400 naming
+        /// `credits`.
+        #[schema(minimum = 0, maximum = 1_000_000_000_000_u64, example = 1000)]
+        add: u64,
+    },
+    /// Set the balance.
+    Set {
+        /// The new balance, keeping the refill; a key without credits gets
+        /// this balance and no refill. Credits reserved before and returned
+        /// after are dropped.
+        #[schema(minimum = 0, maximum = 1_000_000_000_000_u64, example = 5000)]
+        set: u64,
+    },
 }
 
 /// `POST /v1/keys/{id}/rotate` body (optional).

@@ -170,11 +170,11 @@ impl AuditTarget {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
 pub struct FieldChange {
-    /// The value before.
-    #[cfg_attr(feature = "admin", schema(value_type = Object))]
+    /// The value before: any JSON value (`null` when there was none).
+    #[cfg_attr(feature = "admin", schema(value_type = Value))]
     pub from: serde_json::Value,
-    /// The value after.
-    #[cfg_attr(feature = "admin", schema(value_type = Object))]
+    /// The value after: any JSON value (`null` when there is none).
+    #[cfg_attr(feature = "admin", schema(value_type = Value))]
     pub to: serde_json::Value,
 }
 

@@ -12,7 +12,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri};
 
 use super::rules::{Access, NormalizedPath, Rules};
@@ -43,6 +43,9 @@ const NO_RULE_MESSAGE: &str = "no rule allows this request";
 const METHOD_NOT_ALLOWED_BODY: &str =
     r#"{"error":"method_not_allowed","message":"CONNECT and TRACE are not accepted."}"#;
 const METHOD_NOT_ALLOWED_MESSAGE: &str = "CONNECT and TRACE are not accepted.";
+/// The `Allow` header of that 405: every method but `CONNECT` and `TRACE`
+/// (extension methods are accepted too; `Allow` can only name the standard ones).
+const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS";
 
 /// What to do with a request.
 #[derive(Clone, Debug)]
@@ -329,6 +332,10 @@ impl Gateway {
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if matches!(decision, Decision::MethodNotAllowed) {
+            // RFC 9110 §15.5.6: a 405 lists the methods that are accepted.
+            headers.insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+        }
         Some(response)
     }
 
@@ -352,6 +359,27 @@ mod tests {
         assert_eq!(identity[1].1.as_bytes(), "José Müller".as_bytes());
         assert_eq!(identity[0].1, "0123456789abcdef");
         assert_eq!(identity[3].1, "live");
+    }
+
+    #[test]
+    fn a_405_lists_the_methods_accepted_and_only_a_405_does() {
+        // Found by schemathesis (allow_header_conformance): RFC 9110 wants
+        // `Allow` on every 405.
+        let keygate = crate::Keygate::builder(crate::MemoryStore::new())
+            .pepper(crate::Pepper::insecure_fixed_for_tests())
+            .build()
+            .unwrap();
+        let gateway = Gateway::new(keygate, Rules::default());
+        let response = gateway.refusal(&Decision::MethodNotAllowed).unwrap();
+        assert_eq!(response.status(), 405);
+        let allow = response.headers()[ALLOW].to_str().unwrap();
+        let methods: Vec<&str> = allow.split(", ").collect();
+        for method in ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+            assert!(methods.contains(&method), "{allow}");
+        }
+        assert!(!methods.contains(&"TRACE") && !methods.contains(&"CONNECT"));
+        let no_rule = gateway.refusal(&Decision::NoRule).unwrap();
+        assert!(!no_rule.headers().contains_key(ALLOW));
     }
 
     #[test]

@@ -66,8 +66,11 @@ fn from_headers(
         }
     };
     Some((|| {
+        // A `#` is refused: `Uri` would drop the fragment, judging
+        // `/public` for `/public#/../admin` (see `grpc::request`).
         let uri = single(uri_header)?
             .and_then(|u| u.to_str().ok())
+            .filter(|u| !u.contains('#'))
             .and_then(|u| u.parse::<Uri>().ok())
             .filter(|u| u.scheme().is_none() && u.path().starts_with('/'))
             .ok_or(Rejection::InvalidPath)?;
@@ -101,7 +104,7 @@ fn envoy(request: &Request) -> Result<((Method, Uri), bool), Rejection> {
 }
 
 /// The original method and URI, per `mode` (see the module docs).
-fn original(
+pub(crate) fn original(
     request: &Request,
     mode: ForwardAuthMode,
     trusted: bool,
@@ -212,5 +215,37 @@ fn refuse(gateway: &Gateway, decision: &Decision) -> Response {
         None => gateway
             .deny(&Rejection::InvalidPath)
             .map(axum::body::Body::from),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(headers: &[(&'static str, &str)]) -> Request {
+        let mut request = Request::new(axum::body::Body::empty());
+        *request.uri_mut() = Uri::from_static(PREFIX);
+        for (name, value) in headers {
+            request
+                .headers_mut()
+                .append(*name, value.parse().expect("a header value"));
+        }
+        request
+    }
+
+    #[test]
+    fn an_original_uri_with_a_fragment_is_refused() {
+        // The same defect fuzz/fuzz_targets/grpc_check.rs found in the gRPC
+        // Check request: `Uri` drops `#…`, so `/public` was judged.
+        for (mode, header) in [
+            (ForwardAuthMode::Nginx, "x-original-uri"),
+            (ForwardAuthMode::Traefik, "x-forwarded-uri"),
+            (ForwardAuthMode::Auto, "x-original-uri"),
+        ] {
+            let refused = original(&request(&[(header, "/public#/../admin")]), mode, true);
+            assert_eq!(refused.unwrap_err(), Rejection::InvalidPath, "{mode:?}");
+            let (_, uri) = original(&request(&[(header, "/public/x")]), mode, true).unwrap();
+            assert_eq!(uri, "/public/x");
+        }
     }
 }

@@ -27,3 +27,6 @@ pub use request_id::{
     REQUEST_ID_HEADER, RequestId, RequestIdFuture, RequestIdLayer, RequestIdService,
 };
 pub use rules::{Access, MAX_RULE_COST, Rules, RulesError};
+// The fuzz targets' entry (`crate::fuzz`).
+#[cfg(feature = "__fuzz")]
+pub(crate) use rules::NormalizedPath;

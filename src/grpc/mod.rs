@@ -60,3 +60,6 @@ mod server;
 pub use check::CheckService;
 pub use layer::{RulesFuture, RulesLayer, RulesService};
 pub use server::serve_check;
+// The fuzz targets' entry (`crate::fuzz`).
+#[cfg(feature = "__fuzz")]
+pub(crate) use request::{Original, client};

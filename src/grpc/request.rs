@@ -15,10 +15,10 @@ use crate::verify::Rejection;
 
 /// What a `CheckRequest` says about the request Envoy is asking about.
 #[derive(Debug)]
-pub(super) struct Original {
-    pub(super) method: Method,
-    pub(super) uri: Uri,
-    pub(super) headers: HeaderMap,
+pub(crate) struct Original {
+    pub(crate) method: Method,
+    pub(crate) uri: Uri,
+    pub(crate) headers: HeaderMap,
 }
 
 impl Original {
@@ -27,7 +27,7 @@ impl Original {
     /// does not parse, or a header that cannot be an HTTP header is
     /// refused (400 `invalid_request`); pseudo-headers (`:path`, …) are
     /// skipped, the method and path come from their own fields.
-    pub(super) fn parse(check: &CheckRequest) -> Result<Original, Rejection> {
+    pub(crate) fn parse(check: &CheckRequest) -> Result<Original, Rejection> {
         let http = check
             .attributes
             .as_ref()
@@ -36,10 +36,13 @@ impl Original {
             .ok_or(Rejection::InvalidPath)?;
         let method =
             Method::from_bytes(http.method.as_bytes()).map_err(|_| Rejection::InvalidPath)?;
-        let uri = http
-            .path
-            .parse::<Uri>()
-            .ok()
+        // `Uri` drops a `#fragment` silently: `/public#/../admin` would be
+        // judged as `/public`, while a server that reads `#` as a path
+        // character resolves it to `/admin`. No client sends a fragment, so
+        // a request target holding `#` is refused.
+        let uri = Some(http.path.as_str())
+            .filter(|path| !path.contains('#'))
+            .and_then(|path| path.parse::<Uri>().ok())
             .filter(|u| u.scheme().is_none() && u.path().starts_with('/'))
             .ok_or(Rejection::InvalidPath)?;
         Ok(Original {
@@ -92,7 +95,7 @@ fn headers(http: &HttpRequest) -> Result<HeaderMap, Rejection> {
 /// From a trusted caller, the source is the client unless it is itself a
 /// trusted proxy, in which case `X-Forwarded-For` is walked past trusted
 /// hops exactly as for forward auth.
-pub(super) fn client(
+pub(crate) fn client(
     check: &CheckRequest,
     headers: &HeaderMap,
     caller: Option<IpAddr>,
@@ -225,6 +228,10 @@ mod tests {
             ("GET", ""),
             ("GET", "relative"),
             ("GET", "http://h/x"),
+            // Found by fuzz/fuzz_targets/grpc_check.rs: the fragment was
+            // dropped, and `/public` judged in place of the whole target.
+            ("GET", "/public#/../admin"),
+            ("GET", "/a#"),
         ] {
             let error = Original::parse(&check(method, path, &[], "1.2.3.4")).unwrap_err();
             assert_eq!(error, Rejection::InvalidPath, "{method} {path}");

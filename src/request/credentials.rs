@@ -259,7 +259,9 @@ fn query(uri: &Uri, name: &str) -> Result<Option<Credential<'static>>, Credentia
         if key != name {
             continue;
         }
-        if found.is_some() || value.is_empty() {
+        // `Uri` lets bytes above 0x7f through in a query: such a value is
+        // no more a credential than a header value holding them.
+        if found.is_some() || value.is_empty() || !is_text(value.as_bytes()) {
             return Err(CredentialError::InvalidRequest);
         }
         found = Some(Credential::owned(value)?);
@@ -439,6 +441,22 @@ mod tests {
             ),
             Err(CredentialError::InvalidRequest)
         );
+    }
+
+    #[test]
+    fn a_query_credential_with_bytes_outside_visible_ascii_is_an_invalid_request() {
+        // Found by fuzz/fuzz_targets/credentials.rs: `Uri` accepts UTF-8 in
+        // a query, and the credential came out with it (a later 401
+        // instead of §3's 400, and a "visible ASCII" credential that was not).
+        let uri: Uri = "/p?api_key=ab\u{213}c"
+            .parse()
+            .expect("Uri takes UTF-8 in a query");
+        let sources = [CredentialSource::Query("api_key".into())];
+        let found = extract(&HeaderMap::new(), &uri, &sources).map(|c| c.as_str().to_owned());
+        assert_eq!(found, Err(CredentialError::InvalidRequest));
+        let uri: Uri = "/p?api_key=abc".parse().unwrap();
+        let found = extract(&HeaderMap::new(), &uri, &sources).map(|c| c.as_str().to_owned());
+        assert_eq!(found.as_deref(), Ok("abc"));
     }
 
     #[test]

@@ -8,10 +8,12 @@ mod credentials;
 mod reader;
 
 pub use client_ip::PeerAddr;
+#[cfg(any(feature = "grpc", feature = "__fuzz"))]
+pub(crate) use client_ip::forwarded_client;
+#[cfg(feature = "grpc")]
+pub(crate) use client_ip::is_trusted;
 #[cfg(feature = "gateway")]
 pub(crate) use client_ip::{client_ip, peer_ip};
-#[cfg(feature = "grpc")]
-pub(crate) use client_ip::{forwarded_client, is_trusted};
 pub use credentials::CredentialSource;
 pub(crate) use credentials::{Credential, CredentialError};
 pub(crate) use reader::Reader;

@@ -67,7 +67,7 @@ pub(crate) struct NormalizedPath {
     /// Canonically encoded, starting with `/`.
     path: String,
     /// The decoded segments, lowercased, for matching.
-    pub(super) lowercase: Vec<String>,
+    pub(crate) lowercase: Vec<String>,
 }
 
 impl NormalizedPath {
