@@ -134,7 +134,6 @@ impl RequestId {
     /// The tracing span a request with this id runs in: `request`, with
     /// the fields `request_id` and `key_id` (recorded once the gateway
     /// knows the key).
-
     pub fn span(&self) -> tracing::Span {
         tracing::info_span!(
             "request",
