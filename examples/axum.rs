@@ -1,12 +1,26 @@
-//! An axum service protected by keygate: the SPEC §7 snippet, runnable.
+//! An axum service protected by keygate: a key store, a key, a route that
+//! needs a scope, the management API nested under `/keygate`, and a route
+//! where the key is optional.
 //!
-//! Run it with `cargo run --example axum`, then use the token it prints:
+//! Run it with `cargo run --example axum`. It prints the token of a key it
+//! created, then the commands to try, with that token and its address
+//! filled in, each with the status it answers:
 //!
 //! ```text
-//! curl -i -H "Authorization: Bearer <token>" http://127.0.0.1:3000/workspaces   # 200
-//! curl -i http://127.0.0.1:3000/workspaces                                      # 401
-//! curl -i -H "Authorization: Bearer <token>" http://127.0.0.1:3000/keygate/v1/keys  # 403: alice lacks keys:read
+//! token (shown once): kg_live_…
+//! listening on http://127.0.0.1:3000
+//! try:
+//!   curl -i -H "Authorization: Bearer kg_live_…" http://127.0.0.1:3000/workspaces   # 200
+//!   curl -i http://127.0.0.1:3000/workspaces   # 401
+//!   curl -i -H "Authorization: Bearer kg_live_…" http://127.0.0.1:3000/workspaces/new   # 403
+//!   curl -i -H "Authorization: Bearer kg_live_…" http://127.0.0.1:3000/keygate/v1/keys   # 403
+//!   curl -i http://127.0.0.1:3000/whoami   # 200
 //! ```
+//!
+//! (`/workspaces/new` needs `workspaces:create` and the management API
+//! `keys:read`, which alice's key does not hold; `/whoami` answers
+//! "anonymous" without a key.) `.ci/examples` runs every printed `curl`
+//! line and checks its status.
 //!
 //! Keys live in an in-memory SQLite database and a random pepper, so they
 //! vanish when the example stops. `KEYGATE_EXAMPLE_ADDR` changes the address.
@@ -67,7 +81,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let addr = std::env::var("KEYGATE_EXAMPLE_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    println!("listening on http://{}", listener.local_addr()?);
+    let local = listener.local_addr()?;
+    let token = created.token.expose();
+    println!("listening on http://{local}");
+    println!("try:");
+    println!("  curl -i -H \"Authorization: Bearer {token}\" http://{local}/workspaces   # 200");
+    println!("  curl -i http://{local}/workspaces   # 401");
+    println!(
+        "  curl -i -H \"Authorization: Bearer {token}\" http://{local}/workspaces/new   # 403"
+    );
+    println!(
+        "  curl -i -H \"Authorization: Bearer {token}\" http://{local}/keygate/v1/keys   # 403"
+    );
+    println!("  curl -i http://{local}/whoami   # 200");
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -1,12 +1,20 @@
 //! A custom validator: keygate's middleware and cache in front of keys that
 //! live somewhere else (here, a fixed table standing in for a legacy system).
 //!
-//! Run it with `cargo run --example custom_validator`, then:
+//! Run it with `cargo run --example custom_validator`. It prints the
+//! commands to try:
 //!
 //! ```text
-//! curl -i -H "X-API-Key: legacy-secret-alice" http://127.0.0.1:3002/   # 200, "hello, alice"
-//! curl -i -H "X-API-Key: wrong" http://127.0.0.1:3002/                 # 401 invalid_token
+//! listening on http://127.0.0.1:3002
+//! try:
+//!   curl -i -H "X-API-Key: legacy-secret-alice" http://127.0.0.1:3002/   # 200
+//!   curl -i -H "X-API-Key: wrong" http://127.0.0.1:3002/   # 401
+//!   curl -i http://127.0.0.1:3002/   # 401
 //! ```
+//!
+//! (The first answers "hello, alice"; the second is `invalid_token`, the
+//! third `missing_token`.) `.ci/examples` runs every printed `curl` line
+//! and checks its status.
 //!
 //! The closure runs only on cache misses; its answers are cached by the
 //! token's MAC. `KEYGATE_EXAMPLE_ADDR` changes the address.
@@ -52,7 +60,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let addr = std::env::var("KEYGATE_EXAMPLE_ADDR").unwrap_or_else(|_| "127.0.0.1:3002".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    println!("listening on http://{}", listener.local_addr()?);
+    let local = listener.local_addr()?;
+    println!("listening on http://{local}");
+    println!("try:");
+    println!("  curl -i -H \"X-API-Key: legacy-secret-alice\" http://{local}/   # 200");
+    println!("  curl -i -H \"X-API-Key: wrong\" http://{local}/   # 401");
+    println!("  curl -i http://{local}/   # 401");
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -1,11 +1,17 @@
 //! A bare hyper 1 service protected by keygate, without axum.
 //!
-//! Run it with `cargo run --example hyper`, then use the token it prints:
+//! Run it with `cargo run --example hyper`. It prints the token of a key
+//! it created and the commands to try, with the token filled in:
 //!
 //! ```text
-//! curl -i -H "Authorization: Bearer <token>" http://127.0.0.1:3001/   # 200
-//! curl -i http://127.0.0.1:3001/                                      # 401
+//! token (shown once): kg_live_…
+//! listening on http://127.0.0.1:3001
+//! try:
+//!   curl -i -H "Authorization: Bearer kg_live_…" http://127.0.0.1:3001/   # 200
+//!   curl -i http://127.0.0.1:3001/   # 401
 //! ```
+//!
+//! `.ci/examples` runs every printed `curl` line and checks its status.
 //!
 //! Each connection's peer address goes into the request extensions as
 //! `keygate::PeerAddr`, so keys with IP lists work. `KEYGATE_EXAMPLE_ADDR`
@@ -45,7 +51,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let addr = std::env::var("KEYGATE_EXAMPLE_ADDR").unwrap_or_else(|_| "127.0.0.1:3001".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    println!("listening on http://{}", listener.local_addr()?);
+    let local = listener.local_addr()?;
+    let token = created.token.expose();
+    println!("listening on http://{local}");
+    println!("try:");
+    println!("  curl -i -H \"Authorization: Bearer {token}\" http://{local}/   # 200");
+    println!("  curl -i http://{local}/   # 401");
     loop {
         let (stream, peer) = listener.accept().await?;
         let service = ServiceBuilder::new()

@@ -3,13 +3,18 @@
 //!
 //! The service is written with tonic's codegen-free API (prost messages
 //! by hand, no protoc). Run the server with `cargo run --example tonic
-//! --features grpc`; it prints the address and a token. Then, with the
-//! same binary as the client:
+//! --features grpc`; it prints a token, its address and the command that
+//! calls it, the same binary as the client:
 //!
 //! ```text
-//! cargo run --example tonic --features grpc -- client 127.0.0.1:3002 <token>
-//! # valid key -> OK "hello, alice", no key -> Unauthenticated "An API key is required."
+//! token (shown once): kg_live_…
+//! listening on http://127.0.0.1:3003
+//! try:
+//!   cargo run --example tonic --features grpc -- client 127.0.0.1:3003 kg_live_…
 //! ```
+//!
+//! The client prints
+//! `valid key -> OK "hello, alice (you said \"keygate\")", no key -> Unauthenticated "An API key is required."`
 //!
 //! The client exits non-zero unless the call with the key succeeds and the
 //! one without it is refused with `UNAUTHENTICATED`. tonic records each
@@ -155,9 +160,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let created = keygate.keys().create(NewKey::new("alice", "tonic")).await?;
     println!("token (shown once): {}", created.token.expose());
 
-    let addr = std::env::var("KEYGATE_EXAMPLE_ADDR").unwrap_or_else(|_| "127.0.0.1:3002".into());
+    let addr = std::env::var("KEYGATE_EXAMPLE_ADDR").unwrap_or_else(|_| "127.0.0.1:3003".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    println!("listening on http://{}", listener.local_addr()?);
+    let local = listener.local_addr()?;
+    println!("listening on http://{local}");
+    println!("try:");
+    println!(
+        "  cargo run --example tonic --features grpc -- client {local} {}",
+        created.token.expose()
+    );
     tonic::transport::Server::builder()
         .layer(keygate.layer())
         .add_service(Greeter)

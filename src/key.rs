@@ -13,6 +13,12 @@ use crate::secret::TokenMac;
 use crate::token::{Environment, KeyId};
 
 /// Whether a key can be used now.
+///
+/// ```
+/// use keygate::KeyStatus;
+///
+/// assert_eq!(serde_json::to_string(&KeyStatus::Expired).unwrap(), r#""expired""#);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
@@ -27,6 +33,13 @@ pub enum KeyStatus {
 
 impl KeyStatus {
     /// The lowercase name used in JSON.
+    ///
+    /// ```
+    /// use keygate::KeyStatus;
+    ///
+    /// assert_eq!(KeyStatus::Revoked.as_str(), "revoked");
+    /// assert_eq!(serde_json::to_string(&KeyStatus::Active).unwrap(), r#""active""#);
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             KeyStatus::Active => "active",
@@ -125,6 +138,17 @@ impl ApiKey {
     /// `live` environment, no expiry, created now. For custom
     /// [`KeyValidator`](crate::KeyValidator)s, which then set the public
     /// fields they need.
+    ///
+    /// ```
+    /// use keygate::{ApiKey, KeyId, KeyStatus};
+    ///
+    /// let key = ApiKey::new(KeyId::parse("0000000000000001")?, "alice");
+    /// assert_eq!(key.id.as_str(), "0000000000000001");
+    /// assert_eq!(key.owner, "alice");
+    /// assert!(key.scopes.is_empty());
+    /// assert_eq!(key.status_at(time::OffsetDateTime::now_utc()), KeyStatus::Active);
+    /// # Ok::<(), keygate::TokenError>(())
+    /// ```
     pub fn new(id: KeyId, owner: impl Into<String>) -> ApiKey {
         let now = OffsetDateTime::now_utc();
         ApiKey {
@@ -153,6 +177,20 @@ impl ApiKey {
     }
 
     /// The key's status at `now`.
+    ///
+    /// ```
+    /// use keygate::{ApiKey, KeyId, KeyStatus};
+    /// use time::{Duration, OffsetDateTime};
+    ///
+    /// let now = OffsetDateTime::now_utc();
+    /// let mut key = ApiKey::new(KeyId::parse("0000000000000001")?, "alice");
+    /// key.expires_at = Some(now + Duration::hours(1));
+    /// assert_eq!(key.status_at(now), KeyStatus::Active);
+    /// assert_eq!(key.status_at(now + Duration::hours(1)), KeyStatus::Expired); // at the exact second
+    /// key.revoked_at = Some(now);
+    /// assert_eq!(key.status_at(now), KeyStatus::Revoked);
+    /// # Ok::<(), keygate::TokenError>(())
+    /// ```
     pub fn status_at(&self, now: OffsetDateTime) -> KeyStatus {
         if self.revoked_at.is_some() {
             KeyStatus::Revoked
@@ -165,6 +203,19 @@ impl ApiKey {
 
     /// Whether `ip` may use this key: not in a deny range, and inside an
     /// allow range when the allow list is not empty.
+    ///
+    /// ```
+    /// use keygate::{ApiKey, KeyId};
+    ///
+    /// let mut key = ApiKey::new(KeyId::parse("0000000000000001")?, "alice");
+    /// assert!(key.allows_ip("203.0.113.9".parse()?)); // no lists: everyone
+    /// key.ip_allow = vec!["10.0.0.0/8".parse()?];
+    /// key.ip_deny = vec!["10.0.0.13/32".parse()?];
+    /// assert!(key.allows_ip("10.1.2.3".parse()?));
+    /// assert!(!key.allows_ip("10.0.0.13".parse()?));
+    /// assert!(!key.allows_ip("203.0.113.9".parse()?));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn allows_ip(&self, ip: IpAddr) -> bool {
         let ip = canonical_ip(ip);
         if self.ip_deny.iter().any(|net| net.contains(&ip)) {
@@ -175,6 +226,17 @@ impl ApiKey {
 
     /// Whether the key counts against name uniqueness and the per-owner
     /// limit: active and not superseded by a rotation.
+    ///
+    /// ```
+    /// use keygate::{ApiKey, KeyId};
+    ///
+    /// let now = time::OffsetDateTime::now_utc();
+    /// let mut key = ApiKey::new(KeyId::parse("0000000000000001")?, "alice");
+    /// assert!(key.is_current(now));
+    /// key.superseded_by = Some(KeyId::parse("0000000000000002")?); // rotated
+    /// assert!(!key.is_current(now));
+    /// # Ok::<(), keygate::TokenError>(())
+    /// ```
     pub fn is_current(&self, now: OffsetDateTime) -> bool {
         self.status_at(now) == KeyStatus::Active && self.superseded_by.is_none()
     }

@@ -103,6 +103,53 @@ struct ReadmeDoctests;
 #[doc = include_str!("../docs/audit.md")]
 struct AuditDocDoctests;
 
+// The guide's code blocks (docs/), compiled as doc tests, and run unless
+// marked `no_run`; each page under the features its code uses.
+/// docs/quick-start-axum.md.
+#[cfg(all(doctest, feature = "sqlite", feature = "admin"))]
+#[doc = include_str!("../docs/quick-start-axum.md")]
+struct GuideAxumDoctests;
+
+/// docs/quick-start-hyper.md.
+#[cfg(all(doctest, feature = "sqlite"))]
+#[doc = include_str!("../docs/quick-start-hyper.md")]
+struct GuideHyperDoctests;
+
+/// docs/quick-start-tonic.md.
+#[cfg(all(doctest, feature = "sqlite", feature = "grpc"))]
+#[doc = include_str!("../docs/quick-start-tonic.md")]
+struct GuideTonicDoctests;
+
+/// docs/key-lifecycle.md.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/key-lifecycle.md")]
+struct GuideLifecycleDoctests;
+
+/// docs/limits-and-credits.md.
+#[cfg(all(doctest, feature = "axum"))]
+#[doc = include_str!("../docs/limits-and-credits.md")]
+struct GuideLimitsDoctests;
+
+/// docs/migrating.md.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/migrating.md")]
+struct GuideMigratingDoctests;
+
+/// docs/troubleshooting.md.
+#[cfg(all(doctest, feature = "sqlite", feature = "axum"))]
+#[doc = include_str!("../docs/troubleshooting.md")]
+struct GuideTroubleshootingDoctests;
+
+/// docs/grpc.md.
+#[cfg(all(doctest, feature = "grpc"))]
+#[doc = include_str!("../docs/grpc.md")]
+struct GrpcDocDoctests;
+
+/// docs/operations.md.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/operations.md")]
+struct OperationsDocDoctests;
+
 // Bottom to top: domain types, stores, verification, the request side,
 // the middleware, key management, the handle; then the optional surfaces.
 mod audit;

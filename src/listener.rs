@@ -103,6 +103,16 @@ impl Default for ListenerLimits {
 
 impl ListenerLimits {
     /// Sets [`header_timeout`](ListenerLimits::header_timeout).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use keygate::{DEFAULT_HEADER_TIMEOUT, ListenerLimits};
+    ///
+    /// assert_eq!(ListenerLimits::default().header_timeout, DEFAULT_HEADER_TIMEOUT);
+    /// let limits = ListenerLimits::default().header_timeout(Duration::from_secs(5));
+    /// assert_eq!(limits.header_timeout, Duration::from_secs(5));
+    /// ```
     #[must_use]
     pub fn header_timeout(mut self, timeout: Duration) -> ListenerLimits {
         self.header_timeout = timeout;
@@ -110,6 +120,14 @@ impl ListenerLimits {
     }
 
     /// Sets [`idle_timeout`](ListenerLimits::idle_timeout).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use keygate::ListenerLimits;
+    ///
+    /// assert_eq!(ListenerLimits::default().idle_timeout(Duration::from_secs(30)).idle_timeout, Duration::from_secs(30));
+    /// ```
     #[must_use]
     pub fn idle_timeout(mut self, timeout: Duration) -> ListenerLimits {
         self.idle_timeout = timeout;
@@ -117,6 +135,13 @@ impl ListenerLimits {
     }
 
     /// Sets [`max_connections`](ListenerLimits::max_connections).
+    ///
+    /// ```
+    /// use keygate::{DEFAULT_MAX_CONNECTIONS, ListenerLimits};
+    ///
+    /// assert_eq!(ListenerLimits::default().max_connections, DEFAULT_MAX_CONNECTIONS);
+    /// assert_eq!(ListenerLimits::default().max_connections(64).max_connections, 64);
+    /// ```
     #[must_use]
     pub fn max_connections(mut self, max: usize) -> ListenerLimits {
         self.max_connections = max;
@@ -144,6 +169,35 @@ impl Default for BodyTimeout {
 /// # Errors
 ///
 /// An I/O error when the listener's address cannot be read.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use keygate::{ListenerLimits, serve_router};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let addr = listener.local_addr()?;
+/// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+/// let server = tokio::spawn(serve_router(
+///     listener,
+///     ListenerLimits::default(),
+///     Router::new().route("/", get(|| async { "hello" })),
+///     async { let _ = stopped.await; },
+/// ));
+///
+/// let mut stream = tokio::net::TcpStream::connect(addr).await?;
+/// tokio::io::AsyncWriteExt::write_all(&mut stream, b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await?;
+/// let mut answer = String::new();
+/// tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut answer).await?;
+/// assert!(answer.starts_with("HTTP/1.1 200 OK"));
+/// assert!(answer.ends_with("hello"));
+///
+/// stop.send(()).ok();
+/// server.await??; // in-flight requests finish, then it returns
+/// # Ok(())
+/// # }
+/// ```
 pub async fn serve_router(
     listener: TcpListener,
     limits: ListenerLimits,

@@ -51,6 +51,13 @@ impl Pepper {
     /// # Errors
     ///
     /// [`PepperError::TooShort`] for fewer than 32 bytes.
+    ///
+    /// ```
+    /// use keygate::{Pepper, PepperError};
+    ///
+    /// assert!(Pepper::from_bytes(&[7; 32]).is_ok());
+    /// assert!(matches!(Pepper::from_bytes(&[7; 16]), Err(PepperError::TooShort)));
+    /// ```
     pub fn from_bytes(bytes: &[u8]) -> Result<Pepper, PepperError> {
         if bytes.len() < MIN_PEPPER_LEN {
             return Err(PepperError::TooShort);
@@ -73,6 +80,15 @@ impl Pepper {
     ///
     /// [`PepperError::Encoding`] for bad hex, [`PepperError::TooShort`] for
     /// fewer than 32 bytes.
+    ///
+    /// ```
+    /// use keygate::Pepper;
+    ///
+    /// let hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    /// let pepper = Pepper::from_hex(hex)?;
+    /// assert_eq!(pepper.mac("t"), Pepper::from_bytes(&hex::decode(hex).unwrap())?.mac("t"));
+    /// # Ok::<(), keygate::PepperError>(())
+    /// ```
     pub fn from_hex(text: &str) -> Result<Pepper, PepperError> {
         let bytes = hex::decode(text.trim()).map_err(|_| PepperError::Encoding)?;
         Pepper::from_bytes(&bytes)
@@ -84,6 +100,16 @@ impl Pepper {
     ///
     /// [`PepperError::Encoding`] when the text is neither, [`PepperError::TooShort`]
     /// for fewer than 32 bytes.
+    ///
+    /// ```
+    /// use keygate::{Pepper, PepperError};
+    ///
+    /// let hex = Pepper::parse(&"ab".repeat(32))?;
+    /// let base64 = Pepper::parse("q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=")?; // the same 32 bytes
+    /// assert_eq!(hex.mac("token"), base64.mac("token"));
+    /// assert!(matches!(Pepper::parse("not a pepper"), Err(PepperError::Encoding)));
+    /// # Ok::<(), PepperError>(())
+    /// ```
     pub fn parse(text: &str) -> Result<Pepper, PepperError> {
         let text = text.trim();
         if let Ok(bytes) = hex::decode(text) {
@@ -109,6 +135,14 @@ impl Pepper {
     ///
     /// [`PepperError::Missing`] when the variable is unset, or the errors of
     /// [`Pepper::parse`].
+    ///
+    /// ```
+    /// use keygate::{PEPPER_ENV, Pepper, PepperError};
+    ///
+    /// // Missing exactly when KEYGATE_PEPPER is unset.
+    /// let unset = std::env::var_os(PEPPER_ENV).is_none();
+    /// assert_eq!(matches!(Pepper::from_env(), Err(PepperError::Missing)), unset);
+    /// ```
     pub fn from_env() -> Result<Pepper, PepperError> {
         match std::env::var(PEPPER_ENV) {
             Ok(text) => Pepper::parse(&text),
@@ -129,6 +163,22 @@ impl Pepper {
     /// [`PepperError::Io`] on a file-system error, [`PepperError::TooShort`]
     /// for a truncated file, [`PepperError::Exposed`] for a file readable by
     /// others.
+    ///
+    /// ```
+    /// use keygate::Pepper;
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("keygate.pepper");
+    /// let created = Pepper::load_or_create(&path)?; // 32 random bytes, mode 0600
+    /// let again = Pepper::load_or_create(&path)?; // the same file, read back
+    /// assert_eq!(created.mac("token"), again.mac("token"));
+    /// # #[cfg(unix)]
+    /// # {
+    /// use std::os::unix::fs::PermissionsExt as _;
+    /// assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    /// # }
+    /// # Ok::<(), keygate::PepperError>(())
+    /// ```
     pub fn load_or_create(path: &Path) -> Result<Pepper, PepperError> {
         match Pepper::load(path) {
             Err(PepperError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -149,6 +199,17 @@ impl Pepper {
     /// [`PepperError::Io`] on a file-system error (`NotFound` when the file
     /// is missing), [`PepperError::TooShort`] for a truncated file,
     /// [`PepperError::Exposed`] for a file readable by others.
+    ///
+    /// ```
+    /// use keygate::{Pepper, PepperError};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("keygate.pepper");
+    /// assert!(matches!(Pepper::load(&path), Err(PepperError::Io(_)))); // never created
+    /// Pepper::load_or_create(&path)?;
+    /// assert!(Pepper::load(&path).is_ok());
+    /// # Ok::<(), PepperError>(())
+    /// ```
     pub fn load(path: &Path) -> Result<Pepper, PepperError> {
         let file = std::fs::File::open(path).map_err(PepperError::Io)?;
         #[cfg(unix)]
@@ -175,6 +236,15 @@ impl Pepper {
     /// # Errors
     ///
     /// [`PepperError::Random`] when the OS random number generator fails.
+    ///
+    /// ```
+    /// use keygate::Pepper;
+    ///
+    /// let (a, b) = (Pepper::random()?, Pepper::random()?);
+    /// assert_ne!(a.mac("token"), b.mac("token"));
+    /// assert_eq!(format!("{a:?}"), "Pepper([redacted])");
+    /// # Ok::<(), keygate::PepperError>(())
+    /// ```
     pub fn random() -> Result<Pepper, PepperError> {
         let mut bytes = [0u8; MIN_PEPPER_LEN];
         getrandom::fill(&mut bytes).map_err(|_| PepperError::Random)?;
@@ -182,6 +252,16 @@ impl Pepper {
     }
 
     /// A fixed, publicly known pepper. **Insecure: for tests only.**
+    ///
+    /// ```
+    /// use keygate::Pepper;
+    ///
+    /// // The same bytes every time: tests and examples only.
+    /// assert_eq!(
+    ///     Pepper::insecure_fixed_for_tests().mac("token"),
+    ///     Pepper::insecure_fixed_for_tests().mac("token")
+    /// );
+    /// ```
     pub fn insecure_fixed_for_tests() -> Pepper {
         Pepper::from_bytes(b"keygate-insecure-test-pepper-do-not-use-in-production")
             .unwrap_or_else(|_| unreachable!("the fixed test pepper is longer than 32 bytes"))
@@ -191,6 +271,16 @@ impl Pepper {
     /// noticed at start: HMAC-SHA256 of the fixed label
     /// [`PEPPER_CHECK_LABEL`] under this pepper. It reveals nothing of the
     /// pepper.
+    ///
+    /// ```
+    /// use keygate::Pepper;
+    ///
+    /// let pepper = Pepper::insecure_fixed_for_tests();
+    /// let stored = pepper.check_value(); // keep this beside the keys
+    /// assert!(pepper.matches_check(&stored));
+    /// assert!(!Pepper::random()?.matches_check(&stored));
+    /// # Ok::<(), keygate::PepperError>(())
+    /// ```
     pub fn check_value(&self) -> TokenMac {
         let mut mac = self.mac.clone();
         mac.update(PEPPER_CHECK_LABEL.as_bytes());
@@ -199,11 +289,27 @@ impl Pepper {
 
     /// Whether `stored` is this pepper's [check value](Pepper::check_value),
     /// compared in constant time.
+    ///
+    /// ```
+    /// use keygate::Pepper;
+    ///
+    /// let pepper = Pepper::insecure_fixed_for_tests();
+    /// assert!(pepper.matches_check(&pepper.check_value()));
+    /// assert!(!pepper.matches_check(b"short"));
+    /// ```
     pub fn matches_check(&self, stored: &[u8]) -> bool {
         stored.len() == MIN_PEPPER_LEN && bool::from(self.check_value().ct_eq(stored))
     }
 
     /// HMAC-SHA256 of `token` under this pepper.
+    ///
+    /// ```
+    /// use keygate::Pepper;
+    ///
+    /// let pepper = Pepper::insecure_fixed_for_tests();
+    /// assert_eq!(pepper.mac("kg_live_x").len(), 32);
+    /// assert_ne!(pepper.mac("kg_live_x"), pepper.mac("kg_live_y"));
+    /// ```
     pub fn mac(&self, token: &str) -> TokenMac {
         self.mac_bytes(token.as_bytes())
     }
@@ -216,6 +322,15 @@ impl Pepper {
     }
 
     /// Whether `token` has the MAC `expected`, compared in constant time.
+    ///
+    /// ```
+    /// use keygate::Pepper;
+    ///
+    /// let pepper = Pepper::insecure_fixed_for_tests();
+    /// let stored = pepper.mac("kg_live_x");
+    /// assert!(pepper.verify("kg_live_x", &stored));
+    /// assert!(!pepper.verify("kg_live_y", &stored));
+    /// ```
     pub fn verify(&self, token: &str, expected: &TokenMac) -> bool {
         self.mac(token).ct_eq(expected).into()
     }
@@ -252,6 +367,16 @@ fn write_new_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Why a pepper could not be obtained.
+///
+/// ```
+/// use keygate::{Pepper, PepperError};
+///
+/// assert!(matches!(Pepper::parse("abcd"), Err(PepperError::TooShort)));
+/// // Messages never contain the pepper.
+/// let error = Pepper::parse(&"!".repeat(64)).unwrap_err();
+/// assert!(matches!(error, PepperError::Encoding));
+/// assert!(!error.to_string().contains("!!!!"));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PepperError {
@@ -300,12 +425,29 @@ impl SecretToken {
     }
 
     /// The token itself. Show it to its owner once; never log it.
+    ///
+    /// ```
+    /// use keygate::{Environment, TokenFormat};
+    ///
+    /// let token = TokenFormat::default().generate(Environment::Live);
+    /// assert!(token.expose().starts_with("kg_live_"));
+    /// assert!(!format!("{token:?}").contains(token.expose()));
+    /// ```
     pub fn expose(&self) -> &str {
         &self.0
     }
 
     /// Whether `other` is this token, compared in constant time (only the
     /// length may show).
+    ///
+    /// ```
+    /// use keygate::{Environment, TokenFormat};
+    ///
+    /// let token = TokenFormat::default().generate(Environment::Live);
+    /// let copy = token.expose().to_owned();
+    /// assert!(token.ct_eq(&copy));
+    /// assert!(!token.ct_eq("kg_live_other"));
+    /// ```
     pub fn ct_eq(&self, other: &str) -> bool {
         self.0.as_bytes().ct_eq(other.as_bytes()).into()
     }

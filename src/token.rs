@@ -24,6 +24,14 @@ const BODY_LEN: usize = ID_LEN + SECRET_LEN + CHECKSUM_LEN;
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// The environment a key belongs to: `live` or `test`.
+///
+/// ```
+/// use keygate::Environment;
+///
+/// assert_eq!(Environment::default(), Environment::Live);
+/// assert_eq!("test".parse::<Environment>(), Ok(Environment::Test));
+/// assert!("prod".parse::<Environment>().is_err());
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
@@ -37,6 +45,13 @@ pub enum Environment {
 
 impl Environment {
     /// The lowercase name used in tokens and JSON.
+    ///
+    /// ```
+    /// use keygate::Environment;
+    ///
+    /// assert_eq!(Environment::Test.as_str(), "test");
+    /// assert_eq!("live".parse::<Environment>(), Ok(Environment::Live));
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             Environment::Live => "live",
@@ -66,6 +81,15 @@ impl FromStr for Environment {
 /// The public, unique identifier of a key: 16 base62 characters.
 ///
 /// It is the lookup key in every store and safe to log.
+///
+/// ```
+/// use keygate::KeyId;
+///
+/// let id: KeyId = "a1B2c3D4e5F6g7H8".parse()?;
+/// assert_eq!(format!("{id}"), "a1B2c3D4e5F6g7H8"); // public: safe to log
+/// assert!("a1B2c3D4e5F6g7H!".parse::<KeyId>().is_err());
+/// # Ok::<(), keygate::TokenError>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyId([u8; ID_LEN]);
 
@@ -75,6 +99,15 @@ impl KeyId {
     /// # Errors
     ///
     /// [`TokenError::Malformed`] when the input is not a key id.
+    ///
+    /// ```
+    /// use keygate::KeyId;
+    ///
+    /// let id = KeyId::parse("a1B2c3D4e5F6g7H8")?;
+    /// assert_eq!(id.as_str(), "a1B2c3D4e5F6g7H8");
+    /// assert!(KeyId::parse("too-short").is_err());
+    /// # Ok::<(), keygate::TokenError>(())
+    /// ```
     pub fn parse(s: &str) -> Result<KeyId, TokenError> {
         let bytes = s.as_bytes();
         if bytes.len() != ID_LEN || !bytes.iter().all(|b| b.is_ascii_alphanumeric()) {
@@ -98,6 +131,15 @@ impl KeyId {
     }
 
     /// The id as a string slice.
+    ///
+    /// ```
+    /// use keygate::KeyId;
+    ///
+    /// let id: KeyId = "0123456789abcdef".parse()?;
+    /// assert_eq!(id.as_str(), "0123456789abcdef");
+    /// assert_eq!(id.to_string(), id.as_str());
+    /// # Ok::<(), keygate::TokenError>(())
+    /// ```
     pub fn as_str(&self) -> &str {
         // Constructed only from base62 ASCII, so always valid UTF-8.
         std::str::from_utf8(&self.0).unwrap_or_default()
@@ -138,6 +180,16 @@ impl<'de> Deserialize<'de> for KeyId {
 }
 
 /// Why a string is not a token. Deliberately coarse: the token is never echoed.
+///
+/// ```
+/// use keygate::{TokenError, TokenFormat};
+///
+/// let format = TokenFormat::default();
+/// assert_eq!(format.parse(&"a".repeat(300)).unwrap_err(), TokenError::TooLong);
+/// assert_eq!(format.parse("kg_prod_0123456789abcdef0123456789abcdef0123456789abcdef012345").unwrap_err(), TokenError::UnknownEnvironment);
+/// // The message never repeats the token.
+/// assert_eq!(TokenError::BadChecksum.to_string(), "token checksum does not match");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TokenError {
@@ -162,6 +214,16 @@ pub enum TokenError {
 ///
 /// Parsing copies nothing but the id; the token keeps the lifetime of the
 /// string it was parsed from.
+///
+/// ```
+/// use keygate::{Environment, TokenFormat};
+///
+/// let format = TokenFormat::default();
+/// let secret = format.generate(Environment::Live);
+/// let token = format.parse(secret.expose())?; // offline checks only
+/// assert_eq!(token.environment(), Environment::Live);
+/// # Ok::<(), keygate::TokenError>(())
+/// ```
 #[derive(Clone, Copy)]
 pub struct Token<'a> {
     environment: Environment,
@@ -172,11 +234,30 @@ pub struct Token<'a> {
 
 impl<'a> Token<'a> {
     /// The public key id.
+    ///
+    /// ```
+    /// use keygate::{Environment, TokenFormat};
+    ///
+    /// let format = TokenFormat::default();
+    /// let secret = format.generate(Environment::Live);
+    /// let token = format.parse(secret.expose())?;
+    /// assert_eq!(token.id().as_str(), &secret.expose()[8..24]); // after `kg_live_`
+    /// # Ok::<(), keygate::TokenError>(())
+    /// ```
     pub fn id(&self) -> KeyId {
         self.id
     }
 
     /// The environment named in the token.
+    ///
+    /// ```
+    /// use keygate::{Environment, TokenFormat};
+    ///
+    /// let format = TokenFormat::default();
+    /// let secret = format.generate(Environment::Test);
+    /// assert_eq!(format.parse(secret.expose())?.environment(), Environment::Test);
+    /// # Ok::<(), keygate::TokenError>(())
+    /// ```
     pub fn environment(&self) -> Environment {
         self.environment
     }
@@ -231,6 +312,16 @@ impl TokenFormat {
     /// # Errors
     ///
     /// [`InvalidPrefix`] when the prefix breaks that rule.
+    ///
+    /// ```
+    /// use keygate::{Environment, TokenFormat};
+    ///
+    /// let acme = TokenFormat::new("acme")?;
+    /// assert!(acme.generate(Environment::Live).expose().starts_with("acme_live_"));
+    /// assert!(TokenFormat::new("ACME").is_err());
+    /// assert!(TokenFormat::new("a_b").is_err());
+    /// # Ok::<(), keygate::InvalidPrefix>(())
+    /// ```
     pub fn new(prefix: &str) -> Result<TokenFormat, InvalidPrefix> {
         let ok = (1..=MAX_PREFIX_LEN).contains(&prefix.len())
             && prefix
@@ -246,16 +337,44 @@ impl TokenFormat {
     }
 
     /// The prefix, e.g. `kg`.
+    ///
+    /// ```
+    /// use keygate::TokenFormat;
+    ///
+    /// assert_eq!(TokenFormat::default().prefix(), "kg");
+    /// assert_eq!(TokenFormat::new("acme")?.prefix(), "acme");
+    /// # Ok::<(), keygate::InvalidPrefix>(())
+    /// ```
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
 
     /// The display prefix of a key, `kg_live_<id>`: safe to show and log.
+    ///
+    /// ```
+    /// use keygate::{Environment, KeyId, TokenFormat};
+    ///
+    /// let id = KeyId::parse("a1B2c3D4e5F6g7H8")?;
+    /// assert_eq!(TokenFormat::default().display_prefix(Environment::Live, id), "kg_live_a1B2c3D4e5F6g7H8");
+    /// # Ok::<(), keygate::TokenError>(())
+    /// ```
     pub fn display_prefix(&self, environment: Environment, id: KeyId) -> String {
         format!("{}_{}_{}", self.prefix, environment, id)
     }
 
     /// Generates a new token with a fresh random id.
+    ///
+    /// ```
+    /// use keygate::{Environment, TokenFormat};
+    ///
+    /// let format = TokenFormat::default();
+    /// let a = format.generate(Environment::Live);
+    /// let b = format.generate(Environment::Live);
+    /// assert_eq!(a.expose().len(), 62);
+    /// assert!(format.parse(a.expose()).is_ok()); // the checksum holds
+    /// assert_ne!(a.expose(), b.expose());
+    /// assert_eq!(format!("{a:?}"), "SecretToken([redacted])");
+    /// ```
     pub fn generate(&self, environment: Environment) -> SecretToken {
         self.generate_with_id(environment, KeyId::generate())
     }
@@ -283,6 +402,22 @@ impl TokenFormat {
     /// # Errors
     ///
     /// A [`TokenError`] naming the first check that failed.
+    ///
+    /// ```
+    /// use keygate::{Environment, TokenError, TokenFormat};
+    ///
+    /// let format = TokenFormat::default();
+    /// let token = format.generate(Environment::Live);
+    /// assert!(format.parse(token.expose()).is_ok());
+    ///
+    /// // One character changed: the checksum catches it, no store is asked.
+    /// let mut typo = token.expose().to_owned();
+    /// let last = typo.pop().unwrap();
+    /// typo.push(if last == 'a' { 'b' } else { 'a' });
+    /// assert_eq!(format.parse(&typo).unwrap_err(), TokenError::BadChecksum);
+    /// assert_eq!(format.parse("kg_live_short").unwrap_err(), TokenError::Malformed);
+    /// assert_eq!(TokenFormat::new("acme").unwrap().parse(token.expose()).unwrap_err(), TokenError::UnknownPrefix);
+    /// ```
     pub fn parse<'a>(&self, raw: &'a str) -> Result<Token<'a>, TokenError> {
         if let Some(token) = self.parse_expected_shape(raw) {
             return token;
@@ -363,6 +498,13 @@ impl TokenFormat {
 }
 
 /// A prefix outside `[a-z0-9]{1,16}`.
+///
+/// ```
+/// use keygate::TokenFormat;
+///
+/// assert!(TokenFormat::new("").is_err());
+/// assert!(TokenFormat::new(&"a".repeat(17)).is_err());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("token prefix must be 1 to 16 characters of a-z and 0-9")]
 pub struct InvalidPrefix;

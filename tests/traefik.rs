@@ -49,40 +49,21 @@ fn traefik_binary() -> &'static Path {
 
 type Traefik = EdgeProxy;
 
-/// The dynamic configuration: every path goes through the keygate
+/// The dynamic configuration of `tests/fixtures/traefik.toml.template`
+/// (docs/gateway-traefik.md shows it): every path goes through the keygate
 /// ForwardAuth middleware (identity headers copied from its answer), then
 /// loses the credential headers, then reaches the upstream. `/__ready`
 /// answers from Traefik itself once this file is loaded.
 fn dynamic_config(keygate: SocketAddr, upstream: SocketAddr) -> String {
-    format!(
-        r#"
-[http.routers.app]
-  rule = "PathPrefix(`/`)"
-  entryPoints = ["web"]
-  middlewares = ["keygate", "no-credentials"]
-  service = "app"
-
-[http.routers.ready]
-  rule = "Path(`/__ready`)"
-  priority = 1000
-  entryPoints = ["web"]
-  service = "ping@internal"
-
-[http.middlewares.keygate.forwardAuth]
-  address = "http://{keygate}/v1/forward-auth"
-  # Traefik is the edge: X-Forwarded-* sent by clients are replaced.
-  trustForwardHeader = false
-  authResponseHeaders = ["X-Keygate-Key-Id", "X-Keygate-Owner", "X-Keygate-Scopes", "X-Keygate-Environment"]
-
-# The service never sees the keygate token ("" removes a header).
-[http.middlewares.no-credentials.headers.customRequestHeaders]
-  Authorization = ""
-  X-API-Key = ""
-
-[[http.services.app.loadBalancer.servers]]
-  url = "http://{upstream}"
-"#
+    let template = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/traefik.toml.template"),
     )
+    .unwrap();
+    let config = template
+        .replace("{{KEYGATE}}", &keygate.to_string())
+        .replace("{{UPSTREAM}}", &upstream.to_string());
+    assert!(!config.contains("{{"), "every placeholder replaced");
+    config
 }
 
 fn start_traefik(dir: &Path, keygate: SocketAddr, upstream: SocketAddr) -> Traefik {

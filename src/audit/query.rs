@@ -7,6 +7,13 @@ use crate::store::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use crate::token::KeyId;
 
 /// Which records to read, newest first: every filter set must hold.
+///
+/// ```
+/// use keygate::{AuditAction, AuditQuery};
+///
+/// let revocations = AuditQuery { owner: Some("alice".into()), action: Some(AuditAction::Revoke), ..AuditQuery::default() };
+/// assert_eq!(revocations.limit, 0); // the default page size
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuditQuery {
     /// Only records whose target key belongs to this owner.
@@ -28,6 +35,13 @@ pub struct AuditQuery {
 impl AuditQuery {
     /// The effective page size: `limit`, or [`DEFAULT_PAGE_SIZE`] for 0,
     /// capped at [`MAX_PAGE_SIZE`].
+    ///
+    /// ```
+    /// use keygate::AuditQuery;
+    ///
+    /// assert!(AuditQuery::default().page_size() > 0); // 0 means the default size
+    /// assert_eq!(AuditQuery { limit: 10, ..AuditQuery::default() }.page_size(), 10);
+    /// ```
     pub fn page_size(&self) -> u32 {
         match self.limit {
             0 => DEFAULT_PAGE_SIZE,
@@ -36,6 +50,21 @@ impl AuditQuery {
     }
 
     /// Whether `record` passes every filter and lies after the cursor.
+    ///
+    /// ```
+    /// # use keygate::{Actor, AuditAction, AuditQuery, Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci")).await?;
+    /// let log = keygate.store().audit_log().expect("an audit log");
+    /// let record = &log.audit_records(&AuditQuery::default()).await?.records[0];
+    /// assert!(AuditQuery { action: Some(AuditAction::Create), ..AuditQuery::default() }.matches(record));
+    /// assert!(!AuditQuery { owner: Some("bob".into()), ..AuditQuery::default() }.matches(record));
+    /// # let _ = (created, Actor::default());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn matches(&self, record: &AuditRecord) -> bool {
         let at = record.at.unix_timestamp();
         self.owner
@@ -98,6 +127,23 @@ impl std::str::FromStr for AuditCursor {
 }
 
 /// One page of the audit log.
+///
+/// ```
+/// # use keygate::{AuditQuery, Keygate, MemoryStore, NewKey, Pepper};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+/// for name in ["a", "b", "c"] {
+///     keygate.keys().create(NewKey::new("alice", name)).await?;
+/// }
+/// let log = keygate.store().audit_log().expect("an audit log");
+/// let first = log.audit_records(&AuditQuery { limit: 2, ..AuditQuery::default() }).await?;
+/// assert_eq!(first.records.len(), 2);
+/// let rest = log.audit_records(&AuditQuery { limit: 2, cursor: first.next_cursor, ..AuditQuery::default() }).await?;
+/// assert_eq!(rest.records.len(), 1);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct AuditPage {
     /// Records, newest first.

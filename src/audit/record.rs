@@ -16,6 +16,12 @@ use crate::token::KeyId;
 /// `{"operator": "<name>"}` for code calling [`Keys`](crate::Keys)
 /// without naming anyone else (the default actor is the operator
 /// `"library"`; see [`KeygateBuilder::audit_actor`](crate::KeygateBuilder::audit_actor)).
+///
+/// ```
+/// use keygate::Actor;
+///
+/// assert_eq!(serde_json::to_value(Actor::operator("migration")).unwrap(), serde_json::json!({"operator": "migration"}));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
 #[serde(untagged)]
@@ -43,6 +49,14 @@ pub enum Actor {
 
 impl Actor {
     /// The calling key `key_id` of `owner`.
+    ///
+    /// ```
+    /// use keygate::{Actor, KeyId};
+    ///
+    /// let actor = Actor::key(KeyId::parse("0000000000000001")?, "alice");
+    /// assert_eq!(serde_json::to_value(&actor).unwrap(), serde_json::json!({"key_id": "0000000000000001", "owner": "alice"}));
+    /// # Ok::<(), keygate::TokenError>(())
+    /// ```
     pub fn key(key_id: KeyId, owner: impl Into<String>) -> Actor {
         Actor::Key {
             key_id,
@@ -51,11 +65,23 @@ impl Actor {
     }
 
     /// The command line, run by operating-system user `user`.
+    ///
+    /// ```
+    /// use keygate::Actor;
+    ///
+    /// assert_eq!(serde_json::to_value(Actor::cli("root")).unwrap(), serde_json::json!({"cli": "root"}));
+    /// ```
     pub fn cli(user: impl Into<String>) -> Actor {
         Actor::Cli { cli: user.into() }
     }
 
     /// Code acting as the operator `name`.
+    ///
+    /// ```
+    /// use keygate::Actor;
+    ///
+    /// assert_eq!(Actor::default(), Actor::operator("library"));
+    /// ```
     pub fn operator(name: impl Into<String>) -> Actor {
         Actor::Operator {
             operator: name.into(),
@@ -71,6 +97,12 @@ impl Default for Actor {
 }
 
 /// What a change did.
+///
+/// ```
+/// use keygate::AuditAction;
+///
+/// assert_eq!(serde_json::to_string(&AuditAction::Credits).unwrap(), r#""key.credits""#);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
 #[non_exhaustive]
@@ -107,6 +139,13 @@ impl AuditAction {
     ];
 
     /// The name written in records, e.g. `key.revoke`.
+    ///
+    /// ```
+    /// use keygate::AuditAction;
+    ///
+    /// assert_eq!(AuditAction::Revoke.as_str(), "key.revoke");
+    /// assert_eq!("key.rotate".parse::<AuditAction>(), Ok(AuditAction::Rotate));
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             AuditAction::Create => "key.create",
@@ -144,6 +183,15 @@ impl std::str::FromStr for AuditAction {
 }
 
 /// The key a change was made to.
+///
+/// ```
+/// use keygate::{ApiKey, AuditTarget, KeyId};
+///
+/// let key = ApiKey::new(KeyId::parse("0000000000000001")?, "alice");
+/// let target = AuditTarget::of(&key);
+/// assert_eq!((target.key_id, target.owner.as_str()), (key.id, "alice"));
+/// # Ok::<(), keygate::TokenError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
 pub struct AuditTarget {
@@ -156,6 +204,14 @@ pub struct AuditTarget {
 
 impl AuditTarget {
     /// The target `key`.
+    ///
+    /// ```
+    /// use keygate::{ApiKey, AuditTarget, KeyId};
+    ///
+    /// let key = ApiKey::new(KeyId::parse("0000000000000001")?, "alice");
+    /// assert_eq!(AuditTarget::of(&key).owner, "alice");
+    /// # Ok::<(), keygate::TokenError>(())
+    /// ```
     pub fn of(key: &ApiKey) -> AuditTarget {
         AuditTarget {
             key_id: key.id,
@@ -183,6 +239,14 @@ pub const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// Whether `id` is a request id keygate takes as it is: 1 to
 /// [`MAX_REQUEST_ID_LEN`] bytes of visible ASCII (`!` to `~`).
+///
+/// ```
+/// use keygate::valid_request_id;
+///
+/// assert!(valid_request_id("01a24268-8c4f-70ad-8b91-1f0ee0060551"));
+/// assert!(!valid_request_id("has a space"));
+/// assert!(!valid_request_id(""));
+/// ```
 pub fn valid_request_id(id: &str) -> bool {
     (1..=MAX_REQUEST_ID_LEN).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
 }
@@ -212,6 +276,13 @@ pub struct AuditContext {
 
 impl AuditContext {
     /// `actor`, with no address and no request id.
+    ///
+    /// ```
+    /// use keygate::{Actor, AuditContext};
+    ///
+    /// let context = AuditContext::new(Actor::cli("root"));
+    /// assert_eq!((context.client_ip, context.request_id), (None, None));
+    /// ```
     pub fn new(actor: Actor) -> AuditContext {
         AuditContext {
             actor,
@@ -221,6 +292,13 @@ impl AuditContext {
     }
 
     /// With the client's address.
+    ///
+    /// ```
+    /// use keygate::{Actor, AuditContext};
+    ///
+    /// let context = AuditContext::new(Actor::cli("root")).client_ip("10.0.0.7".parse().unwrap());
+    /// assert_eq!(context.client_ip, Some("10.0.0.7".parse().unwrap()));
+    /// ```
     #[must_use]
     pub fn client_ip(mut self, ip: IpAddr) -> AuditContext {
         self.client_ip = Some(ip);
@@ -229,6 +307,13 @@ impl AuditContext {
 
     /// With the request id `id`, when it is [valid](valid_request_id)
     /// (otherwise none is recorded).
+    ///
+    /// ```
+    /// use keygate::{Actor, AuditContext};
+    ///
+    /// let context = AuditContext::new(Actor::cli("root")).request_id("req-1");
+    /// assert_eq!(context.request_id.as_deref(), Some("req-1"));
+    /// ```
     #[must_use]
     pub fn request_id(mut self, id: impl Into<String>) -> AuditContext {
         let id = id.into();
@@ -263,6 +348,22 @@ impl AuditContext {
 /// As JSON: `id` (a UUID v7), `at` (RFC 3339 UTC), `actor`, `action`,
 /// `target`, `changes` (field name → `{"from", "to"}`), `client_ip` and
 /// `request_id` (each `null` when unknown).
+///
+/// ```
+/// # use keygate::{AuditAction, AuditQuery, Keygate, MemoryStore, NewKey, Pepper};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+/// let created = keygate.keys().create(NewKey::new("alice", "ci")).await?;
+/// keygate.keys().revoke(&created.key.id, Some("leaked")).await?;
+/// let log = keygate.store().audit_log().expect("an audit log");
+/// let records = log.audit_records(&AuditQuery::default()).await?.records; // newest first
+/// assert_eq!(records[0].action, AuditAction::Revoke);
+/// assert_eq!(records[0].target.key_id, created.key.id);
+/// assert_eq!(records[0].changes["revoked_reason"].to, serde_json::json!("leaked"));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
 #[non_exhaustive]

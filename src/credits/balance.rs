@@ -34,6 +34,17 @@ pub const MAX_CREDITS: u64 = 1_000_000_000_000;
 /// assert_eq!(too_many.field(), "remaining");
 /// # Ok::<(), keygate::CreditsError>(())
 /// ```
+///
+/// ```
+/// use keygate::{Credits, Refill, RefillEvery};
+///
+/// let credits = Credits::new(5000)?.with_refill(Refill::new(5000, RefillEvery::Month)?);
+/// assert_eq!(
+///     serde_json::to_value(credits).unwrap(),
+///     serde_json::json!({"remaining": 5000, "refill": {"amount": 5000, "every": "month"}})
+/// );
+/// # Ok::<(), keygate::CreditsError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
 #[serde(try_from = "RawCredits")]
@@ -65,6 +76,13 @@ pub struct Credits {
 /// assert_eq!(Refill::new(0, RefillEvery::Day).unwrap_err().field(), "refill.amount");
 /// # Ok::<(), keygate::CreditsError>(())
 /// ```
+///
+/// ```
+/// use keygate::{Refill, RefillEvery};
+///
+/// let refill: Refill = serde_json::from_str(r#"{"amount": 100, "every": "week"}"#).unwrap();
+/// assert_eq!((refill.amount(), refill.every()), (100, RefillEvery::Week));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
 #[serde(try_from = "RawRefill")]
@@ -81,6 +99,13 @@ pub struct Refill {
 }
 
 /// A value out of the bounds of [`Credits`] or [`Refill`].
+///
+/// ```
+/// use keygate::{Credits, MAX_CREDITS, Refill, RefillEvery};
+///
+/// assert_eq!(Credits::new(MAX_CREDITS + 1).unwrap_err().field(), "remaining");
+/// assert!(Refill::new(0, RefillEvery::Day).is_err());
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CreditsError {
@@ -95,6 +120,12 @@ pub enum CreditsError {
 impl CreditsError {
     /// The field at fault, relative to the credits object: `remaining` or
     /// `refill.amount`.
+    ///
+    /// ```
+    /// use keygate::{Credits, MAX_CREDITS};
+    ///
+    /// assert_eq!(Credits::new(MAX_CREDITS + 1).unwrap_err().field(), "remaining");
+    /// ```
     pub fn field(&self) -> &'static str {
         match self {
             CreditsError::RemainingTooLarge(_) => "remaining",
@@ -109,6 +140,14 @@ impl Credits {
     /// # Errors
     ///
     /// [`CreditsError::RemainingTooLarge`] above [`MAX_CREDITS`].
+    ///
+    /// ```
+    /// use keygate::{Credits, MAX_CREDITS};
+    ///
+    /// assert_eq!(Credits::new(5000)?.remaining(), 5000);
+    /// assert!(Credits::new(MAX_CREDITS + 1).is_err());
+    /// # Ok::<(), keygate::CreditsError>(())
+    /// ```
     pub fn new(remaining: u64) -> Result<Credits, CreditsError> {
         if remaining > MAX_CREDITS {
             return Err(CreditsError::RemainingTooLarge(remaining));
@@ -120,6 +159,15 @@ impl Credits {
     }
 
     /// The same balance, refilled by `refill` (`None`: never).
+    ///
+    /// ```
+    /// use keygate::{Credits, Refill, RefillEvery};
+    ///
+    /// let monthly = Credits::new(100)?.with_refill(Refill::new(100, RefillEvery::Month)?);
+    /// assert_eq!(monthly.refill().map(|r| r.every()), Some(RefillEvery::Month));
+    /// assert_eq!(monthly.with_refill(None).refill(), None);
+    /// # Ok::<(), keygate::CreditsError>(())
+    /// ```
     #[must_use]
     pub fn with_refill(self, refill: impl Into<Option<Refill>>) -> Credits {
         Credits {
@@ -129,11 +177,27 @@ impl Credits {
     }
 
     /// Credits left.
+    ///
+    /// ```
+    /// use keygate::Credits;
+    ///
+    /// assert_eq!(Credits::new(7)?.remaining(), 7);
+    /// # Ok::<(), keygate::CreditsError>(())
+    /// ```
     pub fn remaining(&self) -> u64 {
         self.remaining
     }
 
     /// The refill, if any.
+    ///
+    /// ```
+    /// use keygate::{Credits, Refill, RefillEvery};
+    ///
+    /// assert_eq!(Credits::new(7)?.refill(), None);
+    /// let daily = Credits::new(7)?.with_refill(Refill::new(50, RefillEvery::Day)?);
+    /// assert_eq!(daily.refill().map(|r| r.amount()), Some(50));
+    /// # Ok::<(), keygate::CreditsError>(())
+    /// ```
     pub fn refill(&self) -> Option<Refill> {
         self.refill
     }
@@ -153,6 +217,15 @@ impl Refill {
     /// # Errors
     ///
     /// [`CreditsError::AmountOutOfRange`] for 0 or above [`MAX_CREDITS`].
+    ///
+    /// ```
+    /// use keygate::{Refill, RefillEvery};
+    ///
+    /// let weekly = Refill::new(500, RefillEvery::Week)?;
+    /// assert_eq!((weekly.amount(), weekly.every()), (500, RefillEvery::Week));
+    /// assert!(Refill::new(0, RefillEvery::Week).is_err()); // at least 1
+    /// # Ok::<(), keygate::CreditsError>(())
+    /// ```
     pub fn new(amount: u64, every: RefillEvery) -> Result<Refill, CreditsError> {
         if amount == 0 || amount > MAX_CREDITS {
             return Err(CreditsError::AmountOutOfRange(amount));
@@ -161,11 +234,25 @@ impl Refill {
     }
 
     /// The balance after each refill.
+    ///
+    /// ```
+    /// use keygate::{Refill, RefillEvery};
+    ///
+    /// assert_eq!(Refill::new(500, RefillEvery::Day)?.amount(), 500);
+    /// # Ok::<(), keygate::CreditsError>(())
+    /// ```
     pub fn amount(&self) -> u64 {
         self.amount
     }
 
     /// How often.
+    ///
+    /// ```
+    /// use keygate::{Refill, RefillEvery};
+    ///
+    /// assert_eq!(Refill::new(500, RefillEvery::Month)?.every().as_str(), "month");
+    /// # Ok::<(), keygate::CreditsError>(())
+    /// ```
     pub fn every(&self) -> RefillEvery {
         self.every
     }
@@ -242,6 +329,19 @@ impl CreditGrant {
 
 /// A change to a key's credits, for
 /// [`CreditStore::adjust`](crate::CreditStore::adjust).
+///
+/// ```
+/// # use keygate::{CreditChange, Credits, Keygate, MemoryStore, NewKey, Pepper};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+/// let id = keygate.keys().create(NewKey::new("alice", "ci")).await?.key.id; // unlimited
+/// assert!(keygate.keys().adjust_credits(&id, CreditChange::Add(5)).await.is_err()); // nothing to add to
+/// let key = keygate.keys().adjust_credits(&id, CreditChange::Replace(Some(Credits::new(5)?))).await?;
+/// assert_eq!(key.credits.map(|c| c.remaining()), Some(5));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CreditChange {

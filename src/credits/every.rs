@@ -36,6 +36,13 @@ pub enum RefillEvery {
 }
 
 /// A refill period other than `day`, `week` or `month`.
+///
+/// ```
+/// use keygate::RefillEvery;
+///
+/// let error = "hourly".parse::<RefillEvery>().unwrap_err();
+/// assert_eq!(error.0, "hourly");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0:?} is not a refill period: use day, week or month")]
 pub struct InvalidRefillEvery(pub String);
@@ -69,6 +76,13 @@ fn first_of_month(date: Date) -> Date {
 
 impl RefillEvery {
     /// The lowercase name used in JSON: `day`, `week` or `month`.
+    ///
+    /// ```
+    /// use keygate::RefillEvery;
+    ///
+    /// assert_eq!(RefillEvery::Week.as_str(), "week");
+    /// assert_eq!("month".parse::<RefillEvery>().map(RefillEvery::as_str), Ok("month"));
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             RefillEvery::Day => "day",
@@ -83,6 +97,16 @@ impl RefillEvery {
     /// For the first days of the earliest date `time` represents (year
     /// -9999), where the Monday before does not exist, the start of `t`'s
     /// day.
+    ///
+    /// ```
+    /// use keygate::RefillEvery;
+    /// use time::macros::datetime;
+    ///
+    /// let t = datetime!(2026-12-04 18:30 UTC); // a Friday
+    /// assert_eq!(RefillEvery::Day.latest_boundary_at_or_before(t), datetime!(2026-12-04 0:00 UTC));
+    /// assert_eq!(RefillEvery::Week.latest_boundary_at_or_before(t), datetime!(2026-11-30 0:00 UTC)); // Monday
+    /// assert_eq!(RefillEvery::Month.latest_boundary_at_or_before(t), datetime!(2026-12-01 0:00 UTC));
+    /// ```
     pub fn latest_boundary_at_or_before(self, t: OffsetDateTime) -> OffsetDateTime {
         let date = t.to_offset(UtcOffset::UTC).date();
         let boundary = match self {
@@ -98,6 +122,15 @@ impl RefillEvery {
 
     /// The first refill boundary strictly after `t`; `None` past the last
     /// date `time` represents (year 9999).
+    ///
+    /// ```
+    /// use keygate::RefillEvery;
+    /// use time::macros::datetime;
+    ///
+    /// let t = datetime!(2026-12-04 18:30 UTC);
+    /// assert_eq!(RefillEvery::Month.next_boundary_after(t), Some(datetime!(2027-01-01 0:00 UTC)));
+    /// assert_eq!(RefillEvery::Day.next_boundary_after(t), Some(datetime!(2026-12-05 0:00 UTC)));
+    /// ```
     pub fn next_boundary_after(self, t: OffsetDateTime) -> Option<OffsetDateTime> {
         let latest = self.latest_boundary_at_or_before(t).date();
         let next = match self {
@@ -119,6 +152,15 @@ impl RefillEvery {
     }
 
     /// Whether `t` is a refill boundary.
+    ///
+    /// ```
+    /// use keygate::RefillEvery;
+    /// use time::macros::datetime;
+    ///
+    /// assert!(RefillEvery::Month.is_boundary(datetime!(2026-12-01 0:00 UTC)));
+    /// assert!(!RefillEvery::Month.is_boundary(datetime!(2026-12-02 0:00 UTC)));
+    /// assert!(RefillEvery::Week.is_boundary(datetime!(2026-11-30 0:00 UTC))); // a Monday
+    /// ```
     pub fn is_boundary(self, t: OffsetDateTime) -> bool {
         self.latest_boundary_at_or_before(t) == t
     }

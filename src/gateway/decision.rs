@@ -86,6 +86,14 @@ pub enum ForwardAuthMode {
 
 impl ForwardAuthMode {
     /// `nginx`, `traefik`, `envoy` or `auto`.
+    ///
+    /// ```
+    /// use keygate::gateway::ForwardAuthMode;
+    ///
+    /// assert_eq!(ForwardAuthMode::Envoy.as_str(), "envoy");
+    /// assert_eq!("nginx".parse::<ForwardAuthMode>().map(ForwardAuthMode::as_str), Ok("nginx"));
+    /// assert!("haproxy".parse::<ForwardAuthMode>().is_err());
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             ForwardAuthMode::Nginx => "nginx",
@@ -128,6 +136,12 @@ impl Decision {
     /// Where the key's tightest rate limit stands, when the request was
     /// allowed and counted: what the `RateLimit-Policy` and `RateLimit`
     /// headers of the answer describe.
+    ///
+    /// ```
+    /// use keygate::gateway::Decision;
+    ///
+    /// assert!(Decision::Allow(None).rate_limit().is_none()); // nothing was counted
+    /// ```
     pub fn rate_limit(&self) -> Option<&LimitState> {
         match self {
             Decision::Allow(Some(key)) => key.rate_limit(),
@@ -147,6 +161,15 @@ impl Decision {
     /// `None` for [`Decision::Allow`]. A rejection maps as
     /// [`Rejection::grpc_status`] says; a request no rule allows and a
     /// `CONNECT`/`TRACE` are 7 `PERMISSION_DENIED`.
+    ///
+    /// ```
+    /// use keygate::gateway::Decision;
+    /// use keygate::Rejection;
+    ///
+    /// assert_eq!(Decision::Deny(Rejection::MissingToken).grpc_status().map(|(code, _)| code), Some(16));
+    /// assert_eq!(Decision::NoRule.grpc_status().map(|(code, _)| code), Some(7));
+    /// assert_eq!(Decision::Allow(None).grpc_status(), None);
+    /// ```
     pub fn grpc_status(&self) -> Option<(u8, &'static str)> {
         match self {
             Decision::Allow(_) => None,
@@ -158,6 +181,15 @@ impl Decision {
 
     /// The identity headers for an allowed request (empty values for a
     /// public rule); `None` for a denial.
+    ///
+    /// ```
+    /// use keygate::gateway::Decision;
+    ///
+    /// let public = Decision::Allow(None).identity().expect("allowed");
+    /// assert_eq!(public[1].0, "x-keygate-owner");
+    /// assert!(public.iter().all(|(_, value)| value.is_empty())); // a public rule: empty values
+    /// assert!(Decision::NoRule.identity().is_none());
+    /// ```
     pub fn identity(&self) -> Option<[(HeaderName, HeaderValue); 4]> {
         let Decision::Allow(key) = self else {
             return None;
@@ -200,6 +232,17 @@ pub struct Gateway {
 impl Gateway {
     /// A gateway applying `rules` with `keygate`; forward auth in
     /// [`ForwardAuthMode::Auto`].
+    ///
+    /// ```
+    /// use keygate::gateway::{ForwardAuthMode, Gateway, Rules};
+    /// use keygate::{Keygate, MemoryStore, Pepper};
+    ///
+    /// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let gateway = Gateway::new(keygate, Rules::parse_toml("[[rule]]\npath = \"/**\"\n")?);
+    /// assert_eq!(gateway.forward_auth(), ForwardAuthMode::Auto);
+    /// assert_eq!(gateway.rules().len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(keygate: Keygate, rules: Rules) -> Gateway {
         Gateway {
             keygate,
@@ -211,6 +254,16 @@ impl Gateway {
     /// Where forward auth reads the original request (default
     /// [`ForwardAuthMode::Auto`]). Name the proxy in front when you know
     /// it: then no other convention's headers are even looked at.
+    ///
+    /// ```
+    /// use keygate::gateway::{ForwardAuthMode, Gateway, Rules};
+    /// use keygate::{Keygate, MemoryStore, Pepper};
+    ///
+    /// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let gateway = Gateway::new(keygate, Rules::default()).with_forward_auth(ForwardAuthMode::Nginx);
+    /// assert_eq!(gateway.forward_auth(), ForwardAuthMode::Nginx);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn with_forward_auth(mut self, mode: ForwardAuthMode) -> Gateway {
         self.forward_auth = mode;
@@ -218,16 +271,45 @@ impl Gateway {
     }
 
     /// The forward-auth mode.
+    ///
+    /// ```
+    /// use keygate::gateway::{ForwardAuthMode, Gateway, Rules};
+    /// use keygate::{Keygate, MemoryStore, Pepper};
+    ///
+    /// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let gateway = Gateway::new(keygate, Rules::default()).with_forward_auth("traefik".parse()?);
+    /// assert_eq!(gateway.forward_auth().as_str(), "traefik");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn forward_auth(&self) -> ForwardAuthMode {
         self.forward_auth
     }
 
     /// The keygate.
+    ///
+    /// ```
+    /// use keygate::gateway::{Gateway, Rules};
+    /// use keygate::{Keygate, MemoryStore, Pepper};
+    ///
+    /// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).prefix("acme").build()?;
+    /// let gateway = Gateway::new(keygate, Rules::default());
+    /// assert_eq!(gateway.keygate().token_format().prefix(), "acme");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn keygate(&self) -> &Keygate {
         &self.keygate
     }
 
     /// The rules.
+    ///
+    /// ```
+    /// use keygate::gateway::{Gateway, Rules};
+    /// use keygate::{Keygate, MemoryStore, Pepper};
+    ///
+    /// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// assert!(Gateway::new(keygate, Rules::default()).rules().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn rules(&self) -> &Rules {
         &self.rules
     }
@@ -235,6 +317,31 @@ impl Gateway {
     /// Decides a request for `method` and `uri` (path and query of the
     /// original request) carrying `headers`, from `client`, in the order
     /// given on [`Gateway`].
+    ///
+    /// ```
+    /// use http::{HeaderMap, Method, Uri};
+    /// use keygate::gateway::{Decision, Gateway, Rules};
+    /// use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let token = keygate.keys().create(NewKey::new("alice", "ci").scopes(["api:read"])).await?.token;
+    /// let rules = Rules::parse_toml("[[rule]]\npath = \"/api/**\"\nrequire = \"api:read\"\n")?;
+    /// let gateway = Gateway::new(keygate, rules);
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("authorization", format!("Bearer {}", token.expose()).parse()?);
+    /// let client = Some("192.0.2.1".parse()?);
+    /// let allowed = gateway.decide(&Method::GET, &Uri::from_static("/api/x"), &headers, client).await;
+    /// assert!(matches!(allowed, Decision::Allow(Some(ref key)) if key.owner() == "alice"));
+    /// let no_rule = gateway.decide(&Method::GET, &Uri::from_static("/other"), &headers, client).await;
+    /// assert!(matches!(no_rule, Decision::NoRule));
+    /// let trace = gateway.decide(&Method::TRACE, &Uri::from_static("/api/x"), &headers, client).await;
+    /// assert!(matches!(trace, Decision::MethodNotAllowed));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn decide(
         &self,
         method: &Method,
@@ -312,6 +419,18 @@ impl Gateway {
     }
 
     /// The response for a denial, from the keygate's responder.
+    ///
+    /// ```
+    /// use keygate::gateway::{Gateway, Rules};
+    /// use keygate::{Keygate, MemoryStore, Pepper, Rejection};
+    ///
+    /// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let gateway = Gateway::new(keygate, Rules::default());
+    /// let response = gateway.deny(&Rejection::MissingToken);
+    /// assert_eq!(response.status(), 401);
+    /// assert_eq!(response.headers()["cache-control"], "no-store");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn deny(&self, rejection: &Rejection) -> Response<Bytes> {
         self.keygate.responder().respond(rejection)
     }
@@ -320,6 +439,18 @@ impl Gateway {
     /// [`Gateway::deny`] for a rejection; for [`Decision::NoRule`] and
     /// [`Decision::MethodNotAllowed`] a JSON error with
     /// `Cache-Control: no-store`.
+    ///
+    /// ```
+    /// use keygate::gateway::{Decision, Gateway, Rules};
+    /// use keygate::{Keygate, MemoryStore, Pepper};
+    ///
+    /// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let gateway = Gateway::new(keygate, Rules::default());
+    /// assert_eq!(gateway.refusal(&Decision::NoRule).map(|r| r.status()), Some(http::StatusCode::FORBIDDEN));
+    /// assert_eq!(gateway.refusal(&Decision::MethodNotAllowed).map(|r| r.status().as_u16()), Some(405));
+    /// assert!(gateway.refusal(&Decision::Allow(None)).is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn refusal(&self, decision: &Decision) -> Option<Response<Bytes>> {
         let (status, body) = match decision {
             Decision::Allow(_) => return None,
@@ -340,6 +471,18 @@ impl Gateway {
     }
 
     /// The proxies whose forwarding headers are believed.
+    ///
+    /// ```
+    /// use keygate::gateway::{Gateway, Rules};
+    /// use keygate::{Keygate, MemoryStore, Pepper};
+    ///
+    /// let keygate = Keygate::builder(MemoryStore::new())
+    ///     .pepper(Pepper::insecure_fixed_for_tests())
+    ///     .trusted_proxies(["10.0.0.0/8".parse()?])
+    ///     .build()?;
+    /// assert_eq!(Gateway::new(keygate, Rules::default()).trusted_proxies().len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn trusted_proxies(&self) -> &[ipnet::IpNet] {
         self.keygate.trusted_proxies()
     }

@@ -51,6 +51,15 @@ pub struct RequestId(HeaderValue);
 impl RequestId {
     /// A fresh id: a UUID v7 (time-ordered), e.g.
     /// `0193a7c4-5b1e-7cc0-9d2e-3f4a5b6c7d8e`.
+    ///
+    /// ```
+    /// use keygate::gateway::RequestId;
+    ///
+    /// let (a, b) = (RequestId::generate(), RequestId::generate());
+    /// assert_eq!(a.as_str().len(), 36); // a UUID
+    /// assert_eq!(&a.as_str()[14..15], "7"); // version 7: time-ordered
+    /// assert_ne!(a.as_str(), b.as_str());
+    /// ```
     pub fn generate() -> RequestId {
         let text = uuid::Uuid::now_v7().hyphenated().to_string();
         // A hyphenated UUID is always a valid header value.
@@ -59,6 +68,14 @@ impl RequestId {
 
     /// `text` as an id, when it is an acceptable one (see
     /// [`valid_request_id`](crate::valid_request_id)).
+    ///
+    /// ```
+    /// use keygate::gateway::RequestId;
+    ///
+    /// assert_eq!(RequestId::parse("req-42").map(|id| id.as_str().to_owned()).as_deref(), Some("req-42"));
+    /// assert!(RequestId::parse("two words").is_none());
+    /// assert!(RequestId::parse(&"x".repeat(129)).is_none());
+    /// ```
     pub fn parse(text: &str) -> Option<RequestId> {
         if !valid_request_id(text) {
             return None;
@@ -69,6 +86,16 @@ impl RequestId {
     /// The id of a request whose headers are `headers`: the one
     /// `X-Request-Id` sent when `from_trusted_proxy` and it is acceptable
     /// (exactly one header, visible ASCII, bounded), otherwise a fresh one.
+    ///
+    /// ```
+    /// use http::HeaderMap;
+    /// use keygate::gateway::RequestId;
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("x-request-id", "from-nginx".parse().unwrap());
+    /// assert_eq!(RequestId::for_request(&headers, true).as_str(), "from-nginx");
+    /// assert_ne!(RequestId::for_request(&headers, false).as_str(), "from-nginx"); // a client's: replaced
+    /// ```
     pub fn for_request(headers: &HeaderMap, from_trusted_proxy: bool) -> RequestId {
         if from_trusted_proxy {
             let mut values = headers.get_all(REQUEST_ID_HEADER).iter();
@@ -82,12 +109,24 @@ impl RequestId {
     }
 
     /// The id as text.
+    ///
+    /// ```
+    /// use keygate::gateway::RequestId;
+    ///
+    /// assert_eq!(RequestId::parse("abc").unwrap().as_str(), "abc");
+    /// ```
     pub fn as_str(&self) -> &str {
         // Only visible ASCII gets in.
         self.0.to_str().unwrap_or_default()
     }
 
     /// The id as a header value.
+    ///
+    /// ```
+    /// use keygate::gateway::RequestId;
+    ///
+    /// assert_eq!(RequestId::parse("abc").unwrap().header_value(), "abc");
+    /// ```
     pub fn header_value(&self) -> &HeaderValue {
         &self.0
     }
@@ -149,6 +188,14 @@ pub struct RequestIdLayer {
 
 impl RequestIdLayer {
     /// A layer trusting the request ids of peers in `trusted_proxies`.
+    ///
+    /// ```
+    /// use keygate::gateway::RequestIdLayer;
+    ///
+    /// let layer = RequestIdLayer::new(vec!["10.0.0.0/8".parse::<ipnet::IpNet>().unwrap()]);
+    /// let _ = layer.clone(); // a layer is cheap to clone
+    /// assert!(format!("{layer:?}").contains("10.0.0.0/8"));
+    /// ```
     pub fn new(trusted_proxies: impl Into<Vec<IpNet>>) -> RequestIdLayer {
         RequestIdLayer {
             trusted: trusted_proxies.into().into(),

@@ -109,11 +109,32 @@ fn rfc3339(at: OffsetDateTime) -> String {
 
 impl<'a> Ceiling<'a> {
     /// The ceiling of the key that made the request.
+    ///
+    /// ```
+    /// # use keygate::{Ceiling, Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci").scopes(["keys:create"])).await?;
+    /// let caller = keygate.verify(created.token.expose()).await?;
+    /// assert!(!Ceiling::of(&caller).is_admin());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn of(caller: &'a AuthenticatedKey) -> Ceiling<'a> {
         Ceiling::of_record(caller.record())
     }
 
     /// The ceiling of a key, from its record.
+    ///
+    /// ```
+    /// use keygate::{ApiKey, Ceiling, KeyId, ScopeSet};
+    ///
+    /// let mut record = ApiKey::new(KeyId::parse("0000000000000001")?, "root");
+    /// record.scopes = ScopeSet::parse(["admin:keys"])?;
+    /// assert!(Ceiling::of_record(&record).is_admin());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn of_record(caller: &'a ApiKey) -> Ceiling<'a> {
         Ceiling {
             caller,
@@ -123,6 +144,17 @@ impl<'a> Ceiling<'a> {
 
     /// Whether the caller holds `admin:keys`: every owner, and no limit but
     /// its scopes.
+    ///
+    /// ```
+    /// use keygate::{ApiKey, Ceiling, KeyId, ScopeSet};
+    ///
+    /// let mut record = ApiKey::new(KeyId::parse("0000000000000001")?, "ops");
+    /// record.scopes = ScopeSet::parse(["keys:*"])?;
+    /// assert!(!Ceiling::of_record(&record).is_admin()); // keys:* is own-owner only
+    /// record.scopes = ScopeSet::parse(["*:*"])?;
+    /// assert!(Ceiling::of_record(&record).is_admin());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_admin(&self) -> bool {
         self.admin
     }

@@ -4,6 +4,18 @@ use crate::store::StoreError;
 
 /// Why a key-management call was refused or failed. Nothing is written when
 /// an error is returned.
+///
+/// ```
+/// # use keygate::{KeyError, Keygate, MemoryStore, NewKey, Pepper};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+/// let error = keygate.keys().create(NewKey::new("alice", "x").scopes(["bad scope"])).await.unwrap_err();
+/// assert!(matches!(error, KeyError::Invalid { field: "scopes", .. }));
+/// assert!(error.to_string().starts_with("scopes: "));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyError {
@@ -65,6 +77,17 @@ impl KeyError {
     }
 
     /// The JSON field this error is about, when it is about one.
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let error = keygate.keys().create(NewKey::new("", "ci")).await.unwrap_err();
+    /// assert_eq!(error.field(), Some("owner"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn field(&self) -> Option<&'static str> {
         match self {
             KeyError::Invalid { field, .. }
@@ -77,6 +100,19 @@ impl KeyError {
     /// The machine-readable code, the `error` field of the HTTP API's
     /// error object: `bad_request`, `forbidden`,
     /// `conflict`, `key_limit_reached`, `not_found` or `unavailable`.
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// keygate.keys().create(NewKey::new("alice", "ci")).await?;
+    /// let duplicate = keygate.keys().create(NewKey::new("alice", "ci")).await.unwrap_err();
+    /// assert_eq!(duplicate.code(), "conflict");
+    /// assert_eq!(keygate.keys().create(NewKey::new("", "x")).await.unwrap_err().code(), "bad_request");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn code(&self) -> &'static str {
         match self {
             KeyError::Invalid { .. } => "bad_request",

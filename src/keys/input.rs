@@ -87,6 +87,13 @@ pub struct NewKey {
 impl NewKey {
     /// A key named `name` for `owner`, with no scopes, the `live`
     /// environment and the default lifetime (90 days unless configured).
+    ///
+    /// ```
+    /// use keygate::NewKey;
+    ///
+    /// let new = NewKey::new("alice", "ci");
+    /// assert_eq!(new.owner_name(), Some("alice"));
+    /// ```
     pub fn new(owner: impl Into<String>, name: impl Into<String>) -> NewKey {
         NewKey {
             owner: Some(owner.into()),
@@ -96,40 +103,110 @@ impl NewKey {
     }
 
     /// Sets the owner (the HTTP API defaults it to the caller's owner).
+    ///
+    /// ```
+    /// use keygate::NewKey;
+    ///
+    /// assert_eq!(NewKey::new("alice", "ci").owner("bob").owner_name(), Some("bob"));
+    /// ```
     pub fn owner(mut self, owner: impl Into<String>) -> NewKey {
         self.owner = Some(owner.into());
         self
     }
 
     /// Whether an owner was given.
+    ///
+    /// ```
+    /// use keygate::NewKey;
+    ///
+    /// assert!(NewKey::new("alice", "ci").has_owner());
+    /// // A create body of the HTTP API may leave the owner out (the caller's is used).
+    /// let body: NewKey = serde_json::from_str(r#"{"name": "ci"}"#)?;
+    /// assert!(!body.has_owner());
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
     pub fn has_owner(&self) -> bool {
         self.owner.is_some()
     }
 
     /// The owner given, if any.
+    ///
+    /// ```
+    /// use keygate::NewKey;
+    ///
+    /// assert_eq!(NewKey::new("alice", "ci").owner_name(), Some("alice"));
+    /// ```
     pub fn owner_name(&self) -> Option<&str> {
         self.owner.as_deref()
     }
 
     /// Free text, at most 1024 characters.
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let new = NewKey::new("alice", "ci").description("the CI runner");
+    /// let key = keygate.keys().create(new).await?.key;
+    /// assert_eq!(key.description.as_deref(), Some("the CI runner"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn description(mut self, description: impl Into<String>) -> NewKey {
         self.description = Some(description.into());
         self
     }
 
     /// The owner's organization.
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let key = keygate.keys().create(NewKey::new("alice", "ci").organization("acme")).await?.key;
+    /// assert_eq!(key.organization.as_deref(), Some("acme"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn organization(mut self, organization: impl Into<String>) -> NewKey {
         self.organization = Some(organization.into());
         self
     }
 
     /// `live` (default) or `test`.
+    ///
+    /// ```
+    /// # use keygate::{Environment, Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci").environment(Environment::Test)).await?;
+    /// assert!(created.token.expose().starts_with("kg_test_"));
+    /// assert_eq!(created.key.environment, Environment::Test);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn environment(mut self, environment: Environment) -> NewKey {
         self.environment = Some(environment);
         self
     }
 
     /// Replaces the scopes (at most 64, `resource:action`).
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let key = keygate.keys().create(NewKey::new("alice", "ci").scopes(["b:read", "a:*"])).await?.key;
+    /// assert_eq!(key.scopes.to_string(), "a:* b:read"); // sorted
+    /// let bad = keygate.keys().create(NewKey::new("alice", "bad").scopes(["no-colon"])).await;
+    /// assert_eq!(bad.unwrap_err().field(), Some("scopes"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn scopes<I, S>(mut self, scopes: I) -> NewKey
     where
         I: IntoIterator<Item = S>,
@@ -142,6 +219,19 @@ impl NewKey {
     /// Lifetime from now: `90s`, `30min`, `12h`, `30d`, `1w`, `3mo`, `1y`
     /// or `never` (`mo` and `y` are calendar months and years; a bare `m`
     /// is refused as ambiguous).
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let key = keygate.keys().create(NewKey::new("alice", "day").expires_in("24h")).await?.key;
+    /// assert_eq!((key.expires_at.unwrap() - key.created_at).whole_hours(), 24);
+    /// let never = keygate.keys().create(NewKey::new("alice", "forever").expires_in("never")).await?.key;
+    /// assert_eq!(never.expires_at, None);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn expires_in(mut self, lifetime: impl Into<String>) -> NewKey {
         self.expires_in = Some(lifetime.into());
         self.expires_at = None;
@@ -149,6 +239,20 @@ impl NewKey {
     }
 
     /// Absolute expiry; must be in the future.
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let at = time::OffsetDateTime::now_utc() + time::Duration::days(7);
+    /// let key = keygate.keys().create(NewKey::new("alice", "week").expires_at(at)).await?.key;
+    /// assert_eq!(key.expires_at.map(|t| t.unix_timestamp()), Some(at.unix_timestamp()));
+    /// let past = NewKey::new("alice", "past").expires_at(time::OffsetDateTime::UNIX_EPOCH);
+    /// assert_eq!(keygate.keys().create(past).await.unwrap_err().field(), Some("expires_at"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn expires_at(mut self, at: OffsetDateTime) -> NewKey {
         self.expires_at = at.format(&Rfc3339).ok();
         self.expires_in = None;
@@ -156,6 +260,19 @@ impl NewKey {
     }
 
     /// Absolute expiry as RFC 3339 text (checked at creation).
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let key = keygate.keys().create(NewKey::new("alice", "ci").expires_at_text("2999-01-01T00:00:00Z")).await?.key;
+    /// assert_eq!(key.expires_at.unwrap().year(), 2999);
+    /// let bad = keygate.keys().create(NewKey::new("alice", "bad").expires_at_text("tomorrow")).await;
+    /// assert_eq!(bad.unwrap_err().field(), Some("expires_at"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn expires_at_text(mut self, at: impl Into<String>) -> NewKey {
         self.expires_at = Some(at.into());
         self.expires_in = None;
@@ -163,6 +280,18 @@ impl NewKey {
     }
 
     /// Addresses or CIDR ranges allowed to use the key (at most 64).
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let key = keygate.keys().create(NewKey::new("alice", "office").ip_allow(["192.0.2.0/24", "2001:db8::1"])).await?.key;
+    /// assert!(key.allows_ip("192.0.2.9".parse()?));
+    /// assert!(!key.allows_ip("198.51.100.1".parse()?));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn ip_allow<I, S>(mut self, nets: I) -> NewKey
     where
         I: IntoIterator<Item = S>,
@@ -173,6 +302,19 @@ impl NewKey {
     }
 
     /// Addresses or CIDR ranges refused (at most 64); deny wins over allow.
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let new = NewKey::new("alice", "ci").ip_allow(["10.0.0.0/8"]).ip_deny(["10.0.0.13"]);
+    /// let key = keygate.keys().create(new).await?.key;
+    /// assert!(key.allows_ip("10.0.0.12".parse()?));
+    /// assert!(!key.allows_ip("10.0.0.13".parse()?)); // deny wins
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn ip_deny<I, S>(mut self, nets: I) -> NewKey
     where
         I: IntoIterator<Item = S>,
@@ -183,12 +325,37 @@ impl NewKey {
     }
 
     /// A JSON object of at most 4 KiB.
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let key = keygate.keys().create(NewKey::new("alice", "ci").metadata(serde_json::json!({"team": "web"}))).await?.key;
+    /// assert_eq!(key.metadata["team"], "web");
+    /// let array = keygate.keys().create(NewKey::new("alice", "x").metadata(serde_json::json!([1]))).await;
+    /// assert_eq!(array.unwrap_err().field(), Some("metadata")); // an object only
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn metadata(mut self, metadata: serde_json::Value) -> NewKey {
         self.metadata = Some(metadata);
         self
     }
 
     /// The key's rate limits (at most 8, names unique); none by default.
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Pepper, Period, RateLimit, RateLimits};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let burst = RateLimit::new("burst".parse()?, 20, Period::parse("1s")?)?;
+    /// let key = keygate.keys().create(NewKey::new("alice", "ci").rate_limits(RateLimits::new(vec![burst])?)).await?.key;
+    /// assert_eq!(key.rate_limits.as_slice(), [burst]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn rate_limits(mut self, limits: RateLimits) -> NewKey {
         self.rate_limits = Some(LimitsInput::Checked(limits));
         self
@@ -264,24 +431,74 @@ pub struct KeyUpdate {
 
 impl KeyUpdate {
     /// A new name (unique per owner among active keys).
+    ///
+    /// ```
+    /// # use keygate::{KeyUpdate, Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let id = keygate.keys().create(NewKey::new("alice", "ci")).await?.key.id;
+    /// let key = keygate.keys().update(&id, KeyUpdate::default().name("ci-2")).await?;
+    /// assert_eq!(key.name, "ci-2");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn name(mut self, name: impl Into<String>) -> KeyUpdate {
         self.name = Some(name.into());
         self
     }
 
     /// A new description; an empty string clears it.
+    ///
+    /// ```
+    /// # use keygate::{KeyUpdate, Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let id = keygate.keys().create(NewKey::new("alice", "ci")).await?.key.id;
+    /// let key = keygate.keys().update(&id, KeyUpdate::default().description("rotated monthly")).await?;
+    /// assert_eq!(key.description.as_deref(), Some("rotated monthly"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn description(mut self, description: impl Into<String>) -> KeyUpdate {
         self.description = Some(description.into());
         self
     }
 
     /// New metadata, replacing the old object.
+    ///
+    /// ```
+    /// # use keygate::{KeyUpdate, Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let id = keygate.keys().create(NewKey::new("alice", "ci")).await?.key.id;
+    /// let key = keygate.keys().update(&id, KeyUpdate::default().metadata(serde_json::json!({"tier": 2}))).await?;
+    /// assert_eq!(key.metadata["tier"], 2);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn metadata(mut self, metadata: serde_json::Value) -> KeyUpdate {
         self.metadata = Some(metadata);
         self
     }
 
     /// A new allow list, replacing the old one.
+    ///
+    /// ```
+    /// # use keygate::{KeyUpdate, Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let id = keygate.keys().create(NewKey::new("alice", "ci")).await?.key.id;
+    /// let key = keygate.keys().update(&id, KeyUpdate::default().ip_allow(["10.0.0.0/8"])).await?;
+    /// assert!(!key.allows_ip("192.0.2.1".parse()?));
+    /// let open = keygate.keys().update(&id, KeyUpdate::default().ip_allow(Vec::<String>::new())).await?;
+    /// assert!(open.allows_ip("192.0.2.1".parse()?)); // an empty list allows everyone
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn ip_allow<I, S>(mut self, nets: I) -> KeyUpdate
     where
         I: IntoIterator<Item = S>,
@@ -292,6 +509,19 @@ impl KeyUpdate {
     }
 
     /// A new deny list, replacing the old one.
+    ///
+    /// ```
+    /// # use keygate::{KeyUpdate, Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let id = keygate.keys().create(NewKey::new("alice", "ci")).await?.key.id;
+    /// let key = keygate.keys().update(&id, KeyUpdate::default().ip_deny(["192.0.2.0/24"])).await?;
+    /// assert!(!key.allows_ip("192.0.2.1".parse()?));
+    /// assert!(key.allows_ip("198.51.100.1".parse()?));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn ip_deny<I, S>(mut self, nets: I) -> KeyUpdate
     where
         I: IntoIterator<Item = S>,
@@ -302,6 +532,20 @@ impl KeyUpdate {
     }
 
     /// Narrower scopes: each must be allowed by the key's current scopes.
+    ///
+    /// ```
+    /// # use keygate::{KeyUpdate, Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let id = keygate.keys().create(NewKey::new("alice", "ci").scopes(["reports:*"])).await?.key.id;
+    /// let key = keygate.keys().update(&id, KeyUpdate::default().scopes(["reports:read"])).await?;
+    /// assert_eq!(key.scopes.to_string(), "reports:read");
+    /// let wider = keygate.keys().update(&id, KeyUpdate::default().scopes(["reports:*"])).await;
+    /// assert_eq!(wider.unwrap_err().field(), Some("scopes")); // scopes only narrow
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn scopes<I, S>(mut self, scopes: I) -> KeyUpdate
     where
         I: IntoIterator<Item = S>,
@@ -313,6 +557,19 @@ impl KeyUpdate {
 
     /// New rate limits, replacing the whole list; an empty list removes
     /// them.
+    ///
+    /// ```
+    /// # use keygate::{KeyUpdate, Keygate, MemoryStore, NewKey, Pepper, RateLimits};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let id = keygate.keys().create(NewKey::new("alice", "ci")).await?.key.id;
+    /// let limits: RateLimits = serde_json::from_str(r#"[{"name": "burst", "limit": 5, "period": "1s"}]"#)?;
+    /// let key = keygate.keys().update(&id, KeyUpdate::default().rate_limits(limits)).await?;
+    /// assert_eq!(key.rate_limits.len(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn rate_limits(mut self, limits: RateLimits) -> KeyUpdate {
         self.rate_limits = Some(LimitsInput::Checked(limits));
         self
@@ -322,6 +579,20 @@ impl KeyUpdate {
     /// them (unlimited). Credits reserved before and returned after are
     /// dropped. To add to the balance or set it while keeping the refill,
     /// use [`Keys::adjust_credits`](crate::Keys::adjust_credits).
+    ///
+    /// ```
+    /// # use keygate::{Credits, KeyUpdate, Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let id = keygate.keys().create(NewKey::new("alice", "ci")).await?.key.id;
+    /// let key = keygate.keys().update(&id, KeyUpdate::default().credits(Some(Credits::new(100)?))).await?;
+    /// assert_eq!(key.credits.map(|c| c.remaining()), Some(100));
+    /// let unlimited = keygate.keys().update(&id, KeyUpdate::default().credits(None)).await?;
+    /// assert_eq!(unlimited.credits, None);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn credits(mut self, credits: Option<Credits>) -> KeyUpdate {
         self.credits = Some(CreditsInput::Checked(credits));
         self

@@ -23,6 +23,19 @@ use crate::verify::Verifier;
 const MAX_ATTEMPTS: usize = 8;
 
 /// A key just created or rotated, with its token — shown this once.
+///
+/// ```
+/// # use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+/// let created = keygate.keys().create(NewKey::new("alice", "ci")).await?;
+/// assert!(created.token.expose().starts_with(&created.key.display_prefix));
+/// // The record serializes without the token.
+/// assert!(!serde_json::to_string(&created.key)?.contains(created.token.expose()));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct CreatedKey {
     /// The full token. Hand it to the user; it cannot be recovered later.
@@ -32,6 +45,19 @@ pub struct CreatedKey {
 }
 
 /// One page of [`Keys::list`].
+///
+/// ```
+/// # use keygate::{Keygate, ListQuery, MemoryStore, NewKey, Pepper};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+/// keygate.keys().create(NewKey::new("alice", "ci")).await?;
+/// let page = keygate.keys().list(&ListQuery::default()).await?;
+/// assert_eq!(page.keys[0].name, "ci");
+/// assert!(page.next_cursor.is_none());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct KeyPage {
     /// Keys in creation order.
@@ -186,6 +212,19 @@ impl<'a> Keys<'a> {
     /// bounds documented on [`NewKey`]'s setters),
     /// [`KeyError::Conflict`] for a duplicate name,
     /// [`KeyError::KeyLimitReached`], or [`KeyError::Store`].
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci").scopes(["workspaces:read"])).await?;
+    /// assert_eq!(created.token.expose().len(), 62); // kg_live_ + 54 characters
+    /// assert_eq!(created.key.owner, "alice");
+    /// assert!(keygate.verify(created.token.expose()).await.is_ok());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn create(&self, new: NewKey) -> Result<CreatedKey, KeyError> {
         self.create_within(new, None).await
     }
@@ -203,6 +242,25 @@ impl<'a> Keys<'a> {
     ///
     /// As [`Keys::create`]; anything beyond the ceiling is
     /// [`KeyError::Forbidden`] naming the field.
+    ///
+    /// ```
+    /// # use keygate::{Ceiling, KeyError, Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let caller = keygate.keys().create(NewKey::new("alice", "ci").scopes(["keys:create", "reports:read"])).await?;
+    /// let caller = keygate.verify(caller.token.expose()).await?;
+    /// let ceiling = Ceiling::of(&caller);
+    /// let within = NewKey::new("alice", "child").scopes(["reports:read"]);
+    /// assert!(keygate.keys().create_as(&ceiling, within).await.is_ok());
+    /// let beyond = NewKey::new("alice", "wider").scopes(["reports:*"]);
+    /// assert!(matches!(
+    ///     keygate.keys().create_as(&ceiling, beyond).await,
+    ///     Err(KeyError::Forbidden { field: "scopes", .. })
+    /// ));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn create_as(
         &self,
         ceiling: &Ceiling<'_>,
@@ -365,6 +423,19 @@ impl<'a> Keys<'a> {
     /// # Errors
     ///
     /// [`KeyError::NotFound`] or [`KeyError::Store`].
+    ///
+    /// ```
+    /// # use keygate::{KeyError, KeyId, Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let id = keygate.keys().create(NewKey::new("alice", "ci")).await?.key.id;
+    /// assert_eq!(keygate.keys().get(&id).await?.name, "ci");
+    /// let absent = KeyId::parse("0000000000000000")?;
+    /// assert!(matches!(keygate.keys().get(&absent).await, Err(KeyError::NotFound)));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn get(&self, id: &KeyId) -> Result<ApiKey, KeyError> {
         Ok(self.load(id).await?.key)
     }
@@ -374,6 +445,25 @@ impl<'a> Keys<'a> {
     /// # Errors
     ///
     /// [`KeyError::Store`].
+    ///
+    /// ```
+    /// # use keygate::{Keygate, ListQuery, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// for name in ["a", "b", "c"] {
+    ///     keygate.keys().create(NewKey::new("alice", name)).await?;
+    /// }
+    /// keygate.keys().create(NewKey::new("bob", "a")).await?;
+    /// let first = keygate.keys().list(&ListQuery { owner: Some("alice".into()), limit: 2, ..ListQuery::default() }).await?;
+    /// assert_eq!(first.keys.len(), 2);
+    /// let cursor = first.next_cursor.expect("a second page");
+    /// let rest = keygate.keys().list(&ListQuery { owner: Some("alice".into()), limit: 2, cursor: Some(cursor), ..ListQuery::default() }).await?;
+    /// assert_eq!(rest.keys.len(), 1);
+    /// assert!(rest.next_cursor.is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn list(&self, query: &ListQuery) -> Result<KeyPage, KeyError> {
         let page = self
             .verifier
@@ -443,6 +533,19 @@ impl<'a> Keys<'a> {
     /// [`KeyError::Invalid`] naming the field (a scope the key does not
     /// already hold is refused), [`KeyError::Conflict`] for a duplicate
     /// name, [`KeyError::NotFound`], or [`KeyError::Store`].
+    ///
+    /// ```
+    /// # use keygate::{KeyUpdate, Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci")).await?;
+    /// let updated = keygate.keys().update(&created.key.id, KeyUpdate::default().ip_allow(["10.0.0.0/8"])).await?;
+    /// assert_eq!(updated.ip_allow, ["10.0.0.0/8".parse::<ipnet::IpNet>()?]);
+    /// assert_eq!(updated.name, "ci"); // what the update leaves out is unchanged
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn update(&self, id: &KeyId, update: KeyUpdate) -> Result<ApiKey, KeyError> {
         self.update_within(id, update, None).await
     }
@@ -458,6 +561,23 @@ impl<'a> Keys<'a> {
     ///
     /// As [`Keys::update`]; a value beyond the ceiling is
     /// [`KeyError::Forbidden`] naming the field.
+    ///
+    /// ```
+    /// # use keygate::{Ceiling, KeyError, KeyUpdate, Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let caller = keygate.keys().create(NewKey::new("alice", "admin").scopes(["keys:update"]).ip_allow(["10.0.0.0/8"])).await?;
+    /// let caller = keygate.verify(caller.token.expose()).await?;
+    /// let id = keygate.keys().create(NewKey::new("alice", "ci").ip_allow(["10.1.0.0/16"])).await?.key.id;
+    /// let wider = KeyUpdate::default().ip_allow(["0.0.0.0/0"]);
+    /// assert!(matches!(
+    ///     keygate.keys().update_as(&Ceiling::of(&caller), &id, wider).await,
+    ///     Err(KeyError::Forbidden { field: "ip_allow", .. })
+    /// ));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn update_as(
         &self,
         ceiling: &Ceiling<'_>,
@@ -609,6 +729,20 @@ impl<'a> Keys<'a> {
     ///
     /// [`KeyError::Invalid`] on `reason` (over 1024 characters or control
     /// characters), [`KeyError::NotFound`], or [`KeyError::Store`].
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci")).await?;
+    /// let revoked = keygate.keys().revoke(&created.key.id, Some("leaked")).await?;
+    /// assert!(revoked.revoked_at.is_some());
+    /// assert_eq!(revoked.revoked_reason.as_deref(), Some("leaked"));
+    /// assert!(keygate.verify(created.token.expose()).await.is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn revoke(&self, id: &KeyId, reason: Option<&str>) -> Result<ApiKey, KeyError> {
         let reason = reason
             .map(|r| rules::text("reason", r))
@@ -646,6 +780,20 @@ impl<'a> Keys<'a> {
     /// [`KeyError::Conflict`] on `id` when the key is revoked, expired or
     /// already rotated; [`KeyError::Invalid`] on `grace` when negative;
     /// [`KeyError::NotFound`]; [`KeyError::Store`].
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let old = keygate.keys().create(NewKey::new("alice", "ci")).await?;
+    /// let new = keygate.keys().rotate(&old.key.id, time::Duration::ZERO).await?;
+    /// assert!(keygate.verify(new.token.expose()).await.is_ok());
+    /// assert!(keygate.verify(old.token.expose()).await.is_err()); // no grace
+    /// assert_eq!(keygate.keys().get(&old.key.id).await?.superseded_by, Some(new.key.id));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn rotate(&self, id: &KeyId, grace: Duration) -> Result<CreatedKey, KeyError> {
         self.rotate_within(id, Span::from(grace), None).await
     }
@@ -659,6 +807,20 @@ impl<'a> Keys<'a> {
     ///
     /// As [`Keys::rotate`]; a key beyond the ceiling is
     /// [`KeyError::Forbidden`] naming the field.
+    ///
+    /// ```
+    /// # use keygate::{Ceiling, Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let caller = keygate.keys().create(NewKey::new("alice", "admin").scopes(["keys:create"]).expires_in("1d")).await?;
+    /// let caller = keygate.verify(caller.token.expose()).await?;
+    /// let id = keygate.keys().create(NewKey::new("alice", "ci").expires_in("1h")).await?.key.id;
+    /// let rotated = keygate.keys().rotate_as(&Ceiling::of(&caller), &id, time::Duration::ZERO).await?;
+    /// assert!(rotated.key.expires_at <= caller.expires_at()); // never outlives the caller
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn rotate_as(
         &self,
         ceiling: &Ceiling<'_>,
@@ -798,6 +960,20 @@ impl<'a> Keys<'a> {
     /// [`MAX_CREDITS`](crate::MAX_CREDITS), on `set` above it, or on
     /// `credits` when the store keeps no credits; [`KeyError::Conflict`] on
     /// `id` for a rotated key; [`KeyError::NotFound`]; [`KeyError::Store`].
+    ///
+    /// ```
+    /// # use keygate::{CreditChange, Credits, Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let id = keygate.keys().create(NewKey::new("alice", "ci").credits(Credits::new(10)?)).await?.key.id;
+    /// let key = keygate.keys().adjust_credits(&id, CreditChange::Add(5)).await?;
+    /// assert_eq!(key.credits.map(|c| c.remaining()), Some(15));
+    /// let key = keygate.keys().adjust_credits(&id, CreditChange::Set(1)).await?;
+    /// assert_eq!(key.credits.map(|c| c.remaining()), Some(1));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn adjust_credits(
         &self,
         id: &KeyId,
@@ -814,6 +990,24 @@ impl<'a> Keys<'a> {
     ///
     /// As [`Keys::adjust_credits`]; beyond the ceiling,
     /// [`KeyError::Forbidden`] on `credits`.
+    ///
+    /// ```
+    /// # use keygate::{Ceiling, CreditChange, Credits, KeyError, Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let caller = keygate.keys().create(NewKey::new("alice", "admin").scopes(["keys:update"]).credits(Credits::new(50)?)).await?;
+    /// let caller = keygate.verify(caller.token.expose()).await?;
+    /// let id = keygate.keys().create(NewKey::new("alice", "ci").credits(Credits::new(10)?)).await?.key.id;
+    /// let ceiling = Ceiling::of(&caller);
+    /// assert!(keygate.keys().adjust_credits_as(&ceiling, &id, CreditChange::Set(50)).await.is_ok());
+    /// assert!(matches!(
+    ///     keygate.keys().adjust_credits_as(&ceiling, &id, CreditChange::Set(51)).await,
+    ///     Err(KeyError::Forbidden { field: "credits", .. })
+    /// ));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn adjust_credits_as(
         &self,
         ceiling: &Ceiling<'_>,
@@ -868,6 +1062,19 @@ impl<'a> Keys<'a> {
     /// # Errors
     ///
     /// [`KeyError::NotFound`] or [`KeyError::Store`].
+    ///
+    /// ```
+    /// # use keygate::{KeyError, Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci")).await?;
+    /// keygate.keys().delete(&created.key.id).await?;
+    /// assert!(matches!(keygate.keys().get(&created.key.id).await, Err(KeyError::NotFound)));
+    /// assert!(keygate.verify(created.token.expose()).await.is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn delete(&self, id: &KeyId) -> Result<(), KeyError> {
         let before = match self.load(id).await {
             Ok(stored) => stored.key,
@@ -901,6 +1108,19 @@ impl<'a> Keys<'a> {
     /// # Errors
     ///
     /// [`KeyError::Store`].
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let a = keygate.keys().create(NewKey::new("alice", "a")).await?;
+    /// keygate.keys().create(NewKey::new("alice", "b")).await?;
+    /// keygate.keys().revoke(&a.key.id, None).await?;
+    /// assert_eq!(keygate.keys().count_active("alice").await?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn count_active(&self, owner: &str) -> Result<u64, KeyError> {
         self.verifier
             .core()

@@ -28,6 +28,17 @@ pub enum Limiter {
 impl Limiter {
     /// The synchronous path: the outcome when the buckets are in process,
     /// `None` when the check needs a round trip ([`Limiter::check`]).
+    ///
+    /// ```
+    /// use keygate::{KeyId, LimitRequest, Limiter, LocalLimiter, RateLimits};
+    ///
+    /// let limiter = Limiter::from(LocalLimiter::new());
+    /// let limits: RateLimits = serde_json::from_str(r#"[{"name": "burst", "limit": 3, "period": "1s"}]"#)?;
+    /// let request = LimitRequest::new(KeyId::parse("AAAAAAAAAAAAAAAA")?, "alice", &limits);
+    /// let outcome = limiter.check_local(&request, std::time::Instant::now());
+    /// assert!(outcome.is_some_and(|o| o.is_allowed())); // in process: no round trip
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn check_local(&self, request: &LimitRequest<'_>, now: Instant) -> Option<LimitOutcome> {
         match self {
             Limiter::Local(local) => Some(local.check(request, now)),
@@ -43,6 +54,20 @@ impl Limiter {
     /// [`LimiterError`] when the buckets cannot be reached (only Redis's
     /// can fail). Whether to admit the request then (fail open) or not is
     /// the caller's decision.
+    ///
+    /// ```
+    /// use keygate::{KeyId, LimitRequest, Limiter, LocalLimiter, RateLimits};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let limiter = Limiter::from(LocalLimiter::new());
+    /// let limits: RateLimits = serde_json::from_str(r#"[{"name": "burst", "limit": 1, "period": "1h"}]"#)?;
+    /// let request = LimitRequest::new(KeyId::parse("AAAAAAAAAAAAAAAA")?, "alice", &limits);
+    /// assert!(limiter.check(&request).await?.is_allowed());
+    /// assert!(!limiter.check(&request).await?.is_allowed());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn check(&self, request: &LimitRequest<'_>) -> Result<LimitOutcome, LimiterError> {
         match self {
             Limiter::Local(local) => Ok(local.check(request, Instant::now())),

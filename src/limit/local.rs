@@ -44,6 +44,16 @@ const NANOS_PER_SEC: u64 = 1_000_000_000;
 /// task.
 ///
 /// Cloning is cheap and clones share the buckets.
+///
+/// ```
+/// use keygate::{Keygate, LocalLimiter, MemoryStore, Pepper};
+///
+/// let keygate = Keygate::builder(MemoryStore::new())
+///     .pepper(Pepper::insecure_fixed_for_tests())
+///     .limiter(LocalLimiter::new()) // the default
+///     .build();
+/// assert!(keygate.is_ok());
+/// ```
 #[derive(Clone)]
 pub struct LocalLimiter {
     inner: Arc<Inner>,
@@ -130,12 +140,29 @@ struct Bucket {
 
 impl LocalLimiter {
     /// A limiter keeping at most [`DEFAULT_MAX_BUCKETS`] buckets.
+    ///
+    /// ```
+    /// use keygate::{DEFAULT_MAX_BUCKETS, LocalLimiter};
+    ///
+    /// let limiter = LocalLimiter::new();
+    /// assert_eq!(limiter.max_buckets(), DEFAULT_MAX_BUCKETS);
+    /// assert!(limiter.is_empty());
+    /// ```
     pub fn new() -> LocalLimiter {
         LocalLimiter::with_max_buckets(DEFAULT_MAX_BUCKETS)
     }
 
     /// A limiter keeping at most `max_buckets` buckets (at least 1) between
     /// requests.
+    ///
+    /// ```
+    /// use keygate::LocalLimiter;
+    ///
+    /// // Split evenly between shards: at most the number asked for.
+    /// let limiter = LocalLimiter::with_max_buckets(100);
+    /// assert!(limiter.max_buckets() <= 100 && limiter.max_buckets() >= 90);
+    /// assert_eq!(LocalLimiter::with_max_buckets(0).max_buckets(), 1); // at least one
+    /// ```
     pub fn with_max_buckets(max_buckets: usize) -> LocalLimiter {
         let max_buckets = max_buckets.max(1);
         let shards = (max_buckets / 8).clamp(1, MAX_SHARDS);
@@ -158,6 +185,23 @@ impl LocalLimiter {
     ///
     /// `now` is normally `Instant::now()`; instants before the limiter was
     /// created count as its creation.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    ///
+    /// use keygate::{KeyId, LimitOutcome, LimitRequest, LocalLimiter, RateLimits};
+    ///
+    /// let key = KeyId::parse("AAAAAAAAAAAAAAAA")?;
+    /// let limits: RateLimits = serde_json::from_str(r#"[{"name": "burst", "limit": 2, "period": "1h"}]"#)?;
+    /// let limiter = LocalLimiter::new();
+    /// let now = Instant::now();
+    /// let request = LimitRequest::new(key, "alice", &limits);
+    /// assert!(limiter.check(&request, now).is_allowed());
+    /// assert!(limiter.check(&request, now).is_allowed());
+    /// assert!(matches!(limiter.check(&request, now), LimitOutcome::Refused { .. }));
+    /// assert!(matches!(limiter.check(&request.cost(0), now), LimitOutcome::NotCounted));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn check(&self, request: &LimitRequest<'_>, now: Instant) -> LimitOutcome {
         if !request.is_counted() {
             return LimitOutcome::NotCounted;
@@ -247,6 +291,22 @@ impl LocalLimiter {
 
     /// Removes every idle bucket (one whose TAT has passed at `now`: it is
     /// equal to a fresh one). Returns how many were removed.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    ///
+    /// use keygate::{KeyId, LimitRequest, LocalLimiter, RateLimits};
+    ///
+    /// let key = KeyId::parse("AAAAAAAAAAAAAAAA")?;
+    /// let limits: RateLimits = serde_json::from_str(r#"[{"name": "burst", "limit": 10, "period": "1s"}]"#)?;
+    /// let limiter = LocalLimiter::new();
+    /// let now = Instant::now();
+    /// limiter.check(&LimitRequest::new(key, "alice", &limits), now);
+    /// assert_eq!(limiter.len(), 1);
+    /// assert_eq!(limiter.sweep(now + Duration::from_secs(2)), 1); // refilled: idle
+    /// assert!(limiter.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn sweep(&self, now: Instant) -> usize {
         let now = self.inner.units(now);
         let mut removed = 0;
@@ -260,6 +320,16 @@ impl LocalLimiter {
     }
 
     /// How many buckets are held.
+    ///
+    /// ```
+    /// use keygate::{KeyId, LimitRequest, LocalLimiter, RateLimits};
+    ///
+    /// let limits: RateLimits = serde_json::from_str(r#"[{"name": "a", "limit": 5, "period": "60s"}, {"name": "b", "limit": 50, "period": "1h"}]"#)?;
+    /// let limiter = LocalLimiter::new();
+    /// limiter.check(&LimitRequest::new(KeyId::parse("AAAAAAAAAAAAAAAA")?, "alice", &limits), std::time::Instant::now());
+    /// assert_eq!(limiter.len(), 2); // one bucket per limit
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.inner
             .shards
@@ -269,11 +339,24 @@ impl LocalLimiter {
     }
 
     /// Whether no bucket is held.
+    ///
+    /// ```
+    /// use keygate::LocalLimiter;
+    ///
+    /// assert!(LocalLimiter::new().is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The most buckets held between requests.
+    ///
+    /// ```
+    /// use keygate::LocalLimiter;
+    ///
+    /// let max = LocalLimiter::with_max_buckets(10_000).max_buckets();
+    /// assert!((9_900..=10_000).contains(&max)); // a whole number per shard
+    /// ```
     pub fn max_buckets(&self) -> usize {
         self.inner.per_shard * self.inner.shards.len()
     }

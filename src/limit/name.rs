@@ -45,6 +45,15 @@ impl LimitName {
     ///
     /// [`LimitNameError`] when `text` is empty, longer than 32 bytes or
     /// holds a character outside `a-z0-9_-`.
+    ///
+    /// ```
+    /// use keygate::LimitName;
+    ///
+    /// assert_eq!(LimitName::parse("burst-1")?.as_str(), "burst-1");
+    /// assert!(LimitName::parse("Burst").is_err());
+    /// assert!(LimitName::parse(&"a".repeat(33)).is_err());
+    /// # Ok::<(), keygate::LimitNameError>(())
+    /// ```
     pub fn parse(text: &str) -> Result<LimitName, LimitNameError> {
         let raw = text.as_bytes();
         let allowed =
@@ -64,6 +73,14 @@ impl LimitName {
     }
 
     /// The name as a string slice.
+    ///
+    /// ```
+    /// use keygate::LimitName;
+    ///
+    /// let name: LimitName = "hourly".parse()?;
+    /// assert_eq!(name.as_str(), "hourly");
+    /// # Ok::<(), keygate::LimitNameError>(())
+    /// ```
     pub fn as_str(&self) -> &str {
         // Built only from ASCII, so always valid UTF-8.
         std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
@@ -122,6 +139,13 @@ impl<'de> Deserialize<'de> for LimitName {
 }
 
 /// Why a text is not a [`LimitName`]; names the text, cut to 32 characters.
+///
+/// ```
+/// use keygate::LimitName;
+///
+/// let error = LimitName::parse("Hourly").unwrap_err();
+/// assert!(error.to_string().contains("Hourly"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{shown:?} is not a limit name (1 to 32 characters of a-z, 0-9, _ and -)")]
 pub struct LimitNameError {

@@ -54,6 +54,16 @@ impl LimitState {
     }
 
     /// The `RateLimit` header value for this limit, e.g. `"burst";r=7;t=1`.
+    ///
+    /// ```
+    /// use keygate::{KeyId, LimitRequest, LocalLimiter, RateLimits};
+    ///
+    /// let limits: RateLimits = serde_json::from_str(r#"[{"name": "burst", "limit": 20, "period": "1s"}]"#)?;
+    /// let request = LimitRequest::new(KeyId::parse("AAAAAAAAAAAAAAAA")?, "alice", &limits);
+    /// let outcome = LocalLimiter::new().check(&request, std::time::Instant::now());
+    /// assert_eq!(outcome.header_state().unwrap().header(), r#""burst";r=19;t=1"#);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn header(&self) -> String {
         format!(
             "\"{}\";r={};t={}",
@@ -190,6 +200,22 @@ impl LimitStates {
     }
 
     /// The states, in the order of the key's limits.
+    ///
+    /// ```
+    /// use keygate::{KeyId, LimitOutcome, LimitRequest, LocalLimiter, RateLimits};
+    ///
+    /// let limits: RateLimits = serde_json::from_str(r#"[{"name": "a", "limit": 5, "period": "1s"}, {"name": "b", "limit": 9, "period": "1h"}]"#)?;
+    /// let request = LimitRequest::new(KeyId::parse("AAAAAAAAAAAAAAAA")?, "alice", &limits);
+    /// let LimitOutcome::Admitted { states, .. } = LocalLimiter::new().check(&request, std::time::Instant::now()) else {
+    ///     panic!("a fresh bucket admits")
+    /// };
+    /// let names: Vec<&str> = states.as_slice().iter().map(|s| s.name.as_str()).collect();
+    /// assert_eq!(names, ["a", "b"]);
+    /// assert_eq!(states.len(), 2);
+    /// assert!(!states.is_empty());
+    /// assert_eq!(states.iter().map(|s| s.remaining).sum::<u64>(), 4 + 8);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn as_slice(&self) -> &[LimitState] {
         match &self.0 {
             Repr::Empty => &[],
@@ -199,16 +225,46 @@ impl LimitStates {
     }
 
     /// The states, in the order of the key's limits.
+    ///
+    /// ```
+    /// use keygate::{KeyId, LimitOutcome, LimitRequest, LocalLimiter, RateLimits};
+    ///
+    /// let limits: RateLimits = serde_json::from_str(r#"[{"name": "a", "limit": 5, "period": "1s"}, {"name": "b", "limit": 9, "period": "1h"}]"#)?;
+    /// let request = LimitRequest::new(KeyId::parse("AAAAAAAAAAAAAAAA")?, "alice", &limits);
+    /// let LimitOutcome::Admitted { states, .. } = LocalLimiter::new().check(&request, std::time::Instant::now()) else { panic!() };
+    /// assert_eq!(states.iter().map(|s| s.limit).collect::<Vec<_>>(), [5, 9]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn iter(&self) -> std::slice::Iter<'_, LimitState> {
         self.as_slice().iter()
     }
 
     /// How many states there are.
+    ///
+    /// ```
+    /// use keygate::{KeyId, LimitOutcome, LimitRequest, LocalLimiter, RateLimits};
+    ///
+    /// let limits: RateLimits = serde_json::from_str(r#"[{"name": "a", "limit": 5, "period": "1s"}]"#)?;
+    /// let request = LimitRequest::new(KeyId::parse("AAAAAAAAAAAAAAAA")?, "alice", &limits);
+    /// let LimitOutcome::Admitted { states, .. } = LocalLimiter::new().check(&request, std::time::Instant::now()) else { panic!() };
+    /// assert_eq!(states.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.as_slice().len()
     }
 
     /// Whether there are none.
+    ///
+    /// ```
+    /// use keygate::{KeyId, LimitOutcome, LimitRequest, LocalLimiter, RateLimits};
+    ///
+    /// let limits: RateLimits = serde_json::from_str(r#"[{"name": "a", "limit": 5, "period": "1s"}]"#)?;
+    /// let request = LimitRequest::new(KeyId::parse("AAAAAAAAAAAAAAAA")?, "alice", &limits);
+    /// let LimitOutcome::Admitted { states, .. } = LocalLimiter::new().check(&request, std::time::Instant::now()) else { panic!() };
+    /// assert!(!states.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.as_slice().is_empty()
     }
@@ -284,12 +340,35 @@ pub enum LimitOutcome {
 
 impl LimitOutcome {
     /// Whether the request may go on (admitted or not counted).
+    ///
+    /// ```
+    /// use keygate::{KeyId, LimitRequest, LocalLimiter, RateLimits};
+    ///
+    /// let limits: RateLimits = serde_json::from_str(r#"[{"name": "once", "limit": 1, "period": "1h"}]"#)?;
+    /// let request = LimitRequest::new(KeyId::parse("AAAAAAAAAAAAAAAA")?, "alice", &limits);
+    /// let limiter = LocalLimiter::new();
+    /// let now = std::time::Instant::now();
+    /// assert!(limiter.check(&request, now).is_allowed());
+    /// assert!(!limiter.check(&request, now).is_allowed());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_allowed(&self) -> bool {
         !matches!(self, LimitOutcome::Refused { .. })
     }
 
     /// The state the response headers describe: the tightest limit when
     /// admitted, the refusing one when refused; `None` when not counted.
+    ///
+    /// ```
+    /// use keygate::{KeyId, LimitRequest, LocalLimiter, RateLimits};
+    ///
+    /// let limits: RateLimits = serde_json::from_str(r#"[{"name": "hourly", "limit": 100, "period": "1h"}, {"name": "burst", "limit": 2, "period": "1s"}]"#)?;
+    /// let request = LimitRequest::new(KeyId::parse("AAAAAAAAAAAAAAAA")?, "alice", &limits);
+    /// let outcome = LocalLimiter::new().check(&request, std::time::Instant::now());
+    /// assert_eq!(outcome.header_state().unwrap().name.as_str(), "burst"); // the fewest remaining
+    /// assert!(LocalLimiter::new().check(&request.cost(0), std::time::Instant::now()).header_state().is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn header_state(&self) -> Option<&LimitState> {
         match self {
             LimitOutcome::NotCounted => None,
@@ -303,6 +382,17 @@ impl LimitOutcome {
     }
 
     /// Every limit's state (empty when not counted).
+    ///
+    /// ```
+    /// use keygate::{KeyId, LimitRequest, LocalLimiter, RateLimits};
+    ///
+    /// let limits: RateLimits = serde_json::from_str(r#"[{"name": "burst", "limit": 3, "period": "1s"}]"#)?;
+    /// let request = LimitRequest::new(KeyId::parse("AAAAAAAAAAAAAAAA")?, "alice", &limits);
+    /// let outcome = LocalLimiter::new().check(&request, std::time::Instant::now());
+    /// assert_eq!(outcome.states()[0].limit, 3);
+    /// assert_eq!(outcome.states()[0].remaining, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn states(&self) -> &[LimitState] {
         match self {
             LimitOutcome::NotCounted => &[],

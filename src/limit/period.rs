@@ -42,6 +42,15 @@ impl Period {
     /// # Errors
     ///
     /// [`PeriodError`] unless `1 <= secs <= 86_400`.
+    ///
+    /// ```
+    /// use keygate::Period;
+    ///
+    /// assert_eq!(Period::from_secs(3600)?, Period::parse("1h")?);
+    /// assert!(Period::from_secs(0).is_err());
+    /// assert!(Period::from_secs(86_401).is_err()); // longer than a day
+    /// # Ok::<(), keygate::PeriodError>(())
+    /// ```
     pub fn from_secs(secs: u64) -> Result<Period, PeriodError> {
         match u32::try_from(secs) {
             Ok(secs @ 1..=MAX_PERIOD_SECS) => Ok(Period(secs)),
@@ -56,6 +65,16 @@ impl Period {
     /// [`PeriodError`], naming the text, when it is not a number and one of
     /// those units, when the unit is a bare `m`, or when the period is
     /// outside `1s..=1d`.
+    ///
+    /// ```
+    /// use keygate::Period;
+    ///
+    /// assert_eq!(Period::parse("90s")?.as_secs(), 90);
+    /// assert_eq!(Period::parse("1d")?.as_secs(), 86_400);
+    /// assert!(Period::parse("2d").is_err());
+    /// assert!(Period::parse("1m").is_err()); // ambiguous: write 1min
+    /// # Ok::<(), keygate::PeriodError>(())
+    /// ```
     pub fn parse(text: &str) -> Result<Period, PeriodError> {
         let digits = text.bytes().take_while(u8::is_ascii_digit).count();
         let (number, unit) = text.split_at(digits);
@@ -92,11 +111,25 @@ impl Period {
     }
 
     /// The period in seconds, 1 to 86 400.
+    ///
+    /// ```
+    /// use keygate::Period;
+    ///
+    /// assert_eq!(Period::parse("30min")?.as_secs(), 1800);
+    /// # Ok::<(), keygate::PeriodError>(())
+    /// ```
     pub fn as_secs(self) -> u64 {
         u64::from(self.0)
     }
 
     /// The period as a [`Duration`].
+    ///
+    /// ```
+    /// use keygate::Period;
+    ///
+    /// assert_eq!(Period::parse("1h")?.as_duration(), std::time::Duration::from_secs(3600));
+    /// # Ok::<(), keygate::PeriodError>(())
+    /// ```
     pub fn as_duration(self) -> Duration {
         Duration::from_secs(self.as_secs())
     }
@@ -160,6 +193,13 @@ impl<'de> Deserialize<'de> for Period {
 /// Why a text or a number is not a [`Period`]. Its message names the text
 /// (cut to 32 characters) and the allowed range, e.g.
 /// `"2d" is longer than 1d`.
+///
+/// ```
+/// use keygate::Period;
+///
+/// assert!(Period::parse("1w").is_err()); // at most a day
+/// assert!(Period::parse("soon").is_err());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{shown:?} {problem}")]
 pub struct PeriodError {

@@ -44,6 +44,15 @@ impl RateLimit {
     /// # Errors
     ///
     /// [`RateLimitError::Limit`] unless `1 <= limit <= 1_000_000_000`.
+    ///
+    /// ```
+    /// use keygate::{Period, RateLimit};
+    ///
+    /// let burst = RateLimit::new("burst".parse()?, 20, Period::parse("1s")?)?;
+    /// assert_eq!((burst.limit(), burst.period().as_secs()), (20, 1));
+    /// assert!(RateLimit::new("zero".parse()?, 0, Period::parse("1s")?).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(name: LimitName, limit: u64, period: Period) -> Result<RateLimit, RateLimitError> {
         if !(1..=MAX_LIMIT_PER_PERIOD).contains(&limit) {
             return Err(RateLimitError::Limit(limit));
@@ -58,6 +67,14 @@ impl RateLimit {
 
     /// Makes the bucket the owner's (`true`) or the key's (`false`, the
     /// default).
+    ///
+    /// ```
+    /// use keygate::{Period, RateLimit};
+    ///
+    /// let per_owner = RateLimit::new("hourly".parse()?, 1000, Period::parse("1h")?)?.shared(true);
+    /// assert!(per_owner.is_shared());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn shared(mut self, shared: bool) -> RateLimit {
         self.shared = shared;
@@ -65,21 +82,52 @@ impl RateLimit {
     }
 
     /// The limit's name.
+    ///
+    /// ```
+    /// use keygate::{Period, RateLimit};
+    ///
+    /// let limit = RateLimit::new("burst".parse()?, 20, Period::parse("1s")?)?;
+    /// assert_eq!(limit.name().as_str(), "burst");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn name(&self) -> LimitName {
         self.name
     }
 
     /// The capacity: units of cost per period, 1 to 10⁹.
+    ///
+    /// ```
+    /// use keygate::{Period, RateLimit};
+    ///
+    /// assert_eq!(RateLimit::new("burst".parse()?, 20, Period::parse("1s")?)?.limit(), 20);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn limit(&self) -> u64 {
         self.limit
     }
 
     /// The period.
+    ///
+    /// ```
+    /// use keygate::{Period, RateLimit};
+    ///
+    /// let limit = RateLimit::new("daily".parse()?, 5000, Period::parse("1d")?)?;
+    /// assert_eq!(limit.period(), Period::parse("24h")?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn period(&self) -> Period {
         self.period
     }
 
     /// Whether the bucket is the owner's rather than the key's.
+    ///
+    /// ```
+    /// use keygate::{Period, RateLimit};
+    ///
+    /// let limit = RateLimit::new("burst".parse()?, 20, Period::parse("1s")?)?;
+    /// assert!(!limit.is_shared()); // per key unless asked
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_shared(&self) -> bool {
         self.shared
     }
@@ -152,6 +200,13 @@ pub struct RateLimits(Vec<RateLimit>);
 
 impl RateLimits {
     /// No rate limits.
+    ///
+    /// ```
+    /// use keygate::RateLimits;
+    ///
+    /// assert!(RateLimits::empty().is_empty());
+    /// assert_eq!(serde_json::to_string(&RateLimits::empty()).unwrap(), "[]");
+    /// ```
     pub fn empty() -> RateLimits {
         RateLimits(Vec::new())
     }
@@ -162,6 +217,15 @@ impl RateLimits {
     ///
     /// [`RateLimitsError::TooMany`] past 8 limits,
     /// [`RateLimitsError::DuplicateName`] when two limits share a name.
+    ///
+    /// ```
+    /// use keygate::{Period, RateLimit, RateLimits};
+    ///
+    /// let burst = RateLimit::new("burst".parse()?, 20, Period::parse("1s")?)?;
+    /// assert_eq!(RateLimits::new(vec![burst])?.len(), 1);
+    /// assert!(RateLimits::new(vec![burst, burst]).is_err()); // names are unique
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(limits: Vec<RateLimit>) -> Result<RateLimits, RateLimitsError> {
         if limits.len() > MAX_RATE_LIMITS {
             return Err(RateLimitsError::TooMany {
@@ -183,21 +247,51 @@ impl RateLimits {
     }
 
     /// The limits, in the order given.
+    ///
+    /// ```
+    /// use keygate::RateLimits;
+    ///
+    /// let limits: RateLimits = serde_json::from_str(r#"[{"name": "burst", "limit": 20, "period": "1s"}]"#)?;
+    /// assert_eq!(limits.as_slice()[0].limit(), 20);
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
     pub fn as_slice(&self) -> &[RateLimit] {
         &self.0
     }
 
     /// How many limits there are (0 to 8).
+    ///
+    /// ```
+    /// use keygate::RateLimits;
+    ///
+    /// let limits: RateLimits = serde_json::from_str(r#"[{"name": "a", "limit": 1, "period": "1s"}, {"name": "b", "limit": 9, "period": "1h"}]"#)?;
+    /// assert_eq!(limits.len(), 2);
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
     /// Whether there are none.
+    ///
+    /// ```
+    /// use keygate::RateLimits;
+    ///
+    /// assert!(RateLimits::default().is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
     /// The limits, in the order given.
+    ///
+    /// ```
+    /// use keygate::RateLimits;
+    ///
+    /// let limits: RateLimits = serde_json::from_str(r#"[{"name": "a", "limit": 1, "period": "1s"}, {"name": "b", "limit": 9, "period": "1h"}]"#)?;
+    /// assert_eq!(limits.iter().map(|l| l.limit()).sum::<u64>(), 10);
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
     pub fn iter(&self) -> std::slice::Iter<'_, RateLimit> {
         self.0.iter()
     }
@@ -256,6 +350,13 @@ pub enum RateLimitError {
 
 impl RateLimitError {
     /// The offending field, as named in JSON: `name`, `limit` or `period`.
+    ///
+    /// ```
+    /// use keygate::{Period, RateLimit};
+    ///
+    /// let error = RateLimit::new("burst".parse().unwrap(), 0, Period::parse("1s").unwrap()).unwrap_err();
+    /// assert_eq!(error.field(), "limit");
+    /// ```
     pub fn field(&self) -> &'static str {
         match self {
             RateLimitError::Name(_) => "name",

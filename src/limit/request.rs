@@ -20,6 +20,16 @@ pub struct LimitRequest<'a> {
 
 impl<'a> LimitRequest<'a> {
     /// A request of cost 1 by `key`, owned by `owner`, against `limits`.
+    ///
+    /// ```
+    /// use keygate::{KeyId, LimitRequest, LocalLimiter, RateLimits};
+    ///
+    /// let limits: RateLimits = serde_json::from_str(r#"[{"name": "burst", "limit": 5, "period": "1s"}]"#)?;
+    /// let request = LimitRequest::new(KeyId::parse("AAAAAAAAAAAAAAAA")?, "alice", &limits);
+    /// let outcome = LocalLimiter::new().check(&request, std::time::Instant::now());
+    /// assert_eq!(outcome.states()[0].remaining, 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(key: KeyId, owner: &'a str, limits: &'a RateLimits) -> LimitRequest<'a> {
         LimitRequest {
             key,
@@ -32,6 +42,16 @@ impl<'a> LimitRequest<'a> {
     /// Sets the cost (default 1). A cost of 0 is not counted: no bucket is
     /// checked or touched, and the outcome is
     /// [`LimitOutcome::NotCounted`](crate::LimitOutcome::NotCounted).
+    ///
+    /// ```
+    /// use keygate::{KeyId, LimitRequest, LocalLimiter, RateLimits};
+    ///
+    /// let limits: RateLimits = serde_json::from_str(r#"[{"name": "burst", "limit": 5, "period": "1s"}]"#)?;
+    /// let request = LimitRequest::new(KeyId::parse("AAAAAAAAAAAAAAAA")?, "alice", &limits).cost(3);
+    /// let outcome = LocalLimiter::new().check(&request, std::time::Instant::now());
+    /// assert_eq!(outcome.states()[0].remaining, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn cost(mut self, cost: u64) -> LimitRequest<'a> {
         self.cost = cost;

@@ -123,6 +123,25 @@ impl ApiKeyLayer {
     /// # Errors
     ///
     /// [`RequirementError`] when `expr` is not a valid requirement.
+    ///
+    /// ```
+    /// use axum::{Router, body::Body, routing::get};
+    /// use http::{Request, StatusCode};
+    /// use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+    /// use tower::ServiceExt as _;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let token = keygate.keys().create(NewKey::new("alice", "ci").scopes(["reports:read"])).await?.token;
+    /// let app = Router::new()
+    ///     .route("/reports", get(|| async { "ok" }))
+    ///     .layer(keygate.layer().require("reports:write")?);
+    /// let request = Request::get("/reports").header("x-api-key", token.expose()).body(Body::empty())?;
+    /// assert_eq!(app.oneshot(request).await?.status(), StatusCode::FORBIDDEN);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn require(mut self, expr: &str) -> Result<ApiKeyLayer, RequirementError> {
         self.requirement = Some(Arc::new(Requirement::parse(expr)?));
         Ok(self)
@@ -131,6 +150,24 @@ impl ApiKeyLayer {
     /// What one request costs against the key's rate limits: taken from
     /// every limit, all or nothing. Default: 1; 0 does not count the
     /// request at all (no bucket touched, no rate-limit headers).
+    ///
+    /// ```
+    /// use axum::{Router, body::Body, routing::get};
+    /// use http::{Request, StatusCode};
+    /// use keygate::{Credits, Keygate, MemoryStore, NewKey, Pepper};
+    /// use tower::ServiceExt as _;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci").credits(Credits::new(5)?)).await?;
+    /// let app = Router::new().route("/export", get(|| async { "ok" })).layer(keygate.layer().cost(5));
+    /// let call = || Request::get("/export").header("x-api-key", created.token.expose()).body(Body::empty());
+    /// assert_eq!(app.clone().oneshot(call()?).await?.status(), StatusCode::OK);
+    /// assert_eq!(app.oneshot(call()?).await?.status(), StatusCode::TOO_MANY_REQUESTS);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn cost(mut self, cost: u64) -> ApiKeyLayer {
         self.cost = cost;
         self
@@ -139,6 +176,27 @@ impl ApiKeyLayer {
     /// Lets requests without any credential through, unauthenticated (use
     /// `Option<AuthenticatedKey>` in handlers). A credential that is
     /// present but invalid is still refused.
+    ///
+    /// ```
+    /// use axum::{Router, body::Body, routing::get};
+    /// use http::{Request, StatusCode};
+    /// use keygate::{AuthenticatedKey, Keygate, MemoryStore, Pepper};
+    /// use tower::ServiceExt as _;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let app = Router::new()
+    ///     .route("/", get(|key: Option<AuthenticatedKey>| async move { key.map_or("anonymous", |_| "known") }))
+    ///     .layer(keygate.layer().optional());
+    /// let anonymous = app.clone().oneshot(Request::get("/").body(Body::empty())?).await?;
+    /// assert_eq!(anonymous.status(), StatusCode::OK);
+    /// // A credential that is there but bad is still refused.
+    /// let bad = app.oneshot(Request::get("/").header("x-api-key", "kg_live_bad").body(Body::empty())?).await?;
+    /// assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn optional(mut self) -> ApiKeyLayer {
         self.optional = true;
         self

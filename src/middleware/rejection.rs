@@ -32,6 +32,20 @@ use crate::verify::{InvalidReason, Rejection};
 /// ```
 pub trait RejectionResponder: Send + Sync + 'static {
     /// The response for `rejection`.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http::Response;
+    /// use keygate::{Rejection, RejectionResponder};
+    ///
+    /// // Any `Fn(&Rejection) -> Response<Bytes>` is a responder.
+    /// let plain = |rejection: &Rejection| {
+    ///     Response::builder().status(rejection.status()).body(Bytes::from(rejection.code())).unwrap()
+    /// };
+    /// let response = plain.respond(&Rejection::IpNotAllowed);
+    /// assert_eq!(response.status(), 403);
+    /// assert_eq!(response.body(), "ip_not_allowed");
+    /// ```
     fn respond(&self, rejection: &Rejection) -> Response<Bytes>;
 }
 
@@ -113,6 +127,18 @@ pub(crate) struct ResponderHandle(pub(crate) Arc<dyn RejectionResponder>);
 
 /// The default responses: a JSON body `{"error", "message"}`, `Cache-Control: no-store`,
 /// and `WWW-Authenticate` on 401s and the scope 403.
+///
+/// ```
+/// use keygate::{DefaultResponder, InvalidReason, Rejection, RejectionResponder as _};
+///
+/// let responder = DefaultResponder::new("keygate")?;
+/// let revoked = responder.respond(&Rejection::InvalidToken(InvalidReason::Revoked));
+/// let unknown = responder.respond(&Rejection::InvalidToken(InvalidReason::UnknownId));
+/// // Every invalid_token answer is the same, byte for byte.
+/// assert_eq!(revoked.body(), unknown.body());
+/// assert_eq!(revoked.headers(), unknown.headers());
+/// # Ok::<(), keygate::InvalidRealm>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct DefaultResponder {
     expose_reason: bool,
@@ -126,6 +152,13 @@ pub struct DefaultResponder {
 }
 
 /// A realm that cannot sit in a quoted-string.
+///
+/// ```
+/// use keygate::DefaultResponder;
+///
+/// assert!(DefaultResponder::new("bad\nrealm").is_err());
+/// assert!(DefaultResponder::new("my app").is_ok());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the realm must be 1 to 128 visible ASCII characters without '\"' or '\\'")]
 pub struct InvalidRealm;
@@ -137,6 +170,17 @@ impl DefaultResponder {
     ///
     /// [`InvalidRealm`] unless the realm is 1–128 visible ASCII characters
     /// (spaces allowed) without `"` or `\`.
+    ///
+    /// ```
+    /// use keygate::{DefaultResponder, Rejection, RejectionResponder as _};
+    ///
+    /// let responder = DefaultResponder::new("acme")?;
+    /// let response = responder.respond(&Rejection::MissingToken);
+    /// assert_eq!(response.status(), 401);
+    /// assert_eq!(response.headers()["www-authenticate"], r#"Bearer realm="acme""#);
+    /// assert!(DefaultResponder::new("a\"b").is_err());
+    /// # Ok::<(), keygate::InvalidRealm>(())
+    /// ```
     pub fn new(realm: &str) -> Result<DefaultResponder, InvalidRealm> {
         let ok = (1..=128).contains(&realm.len())
             && realm
@@ -174,6 +218,16 @@ impl DefaultResponder {
 
     /// Adds `"reason"` (e.g. `expired`) to `invalid_token` bodies.
     /// **For development only**: it tells an attacker which ids exist.
+    ///
+    /// ```
+    /// use keygate::{DefaultResponder, InvalidReason, Rejection, RejectionResponder as _};
+    ///
+    /// let responder = DefaultResponder::new("keygate")?.expose_reason(true); // development only
+    /// let response = responder.respond(&Rejection::InvalidToken(InvalidReason::Expired));
+    /// let json: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+    /// assert_eq!(json["reason"], "expired");
+    /// # Ok::<(), keygate::InvalidRealm>(())
+    /// ```
     pub fn expose_reason(mut self, expose: bool) -> DefaultResponder {
         self.expose_reason = expose;
         self

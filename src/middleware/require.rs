@@ -48,6 +48,15 @@ impl RequireScopeLayer {
     }
 
     /// The requirement enforced.
+    ///
+    /// ```
+    /// use keygate::{Keygate, MemoryStore, Pepper, Scope, ScopeSet};
+    ///
+    /// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let layer = keygate.require("reports:read or reports:*")?;
+    /// assert!(layer.requirement().is_satisfied_by(&ScopeSet::new([Scope::parse("reports:read")?])));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn requirement(&self) -> &Requirement {
         &self.requirement
     }

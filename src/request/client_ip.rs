@@ -21,6 +21,27 @@ use crate::key::canonical_ip;
 /// `ConnectInfo<SocketAddr>` (with `into_make_service_with_connect_info`),
 /// tonic's `TcpConnectInfo` (with the `grpc` feature), or [`PeerAddr`],
 /// which a bare hyper server inserts itself.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http::{Request, Response, StatusCode};
+/// use http_body_util::Full;
+/// use keygate::{Keygate, MemoryStore, NewKey, PeerAddr, Pepper};
+/// use tower::{ServiceBuilder, ServiceExt as _};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+/// let token = keygate.keys().create(NewKey::new("alice", "lan").ip_allow(["10.0.0.0/8"])).await?.token;
+/// let service = ServiceBuilder::new()
+///     .layer(keygate.layer())
+///     .service_fn(|_: Request<Full<Bytes>>| async { Ok::<_, std::convert::Infallible>(Response::new(Full::<Bytes>::default())) });
+/// let mut request = Request::get("/").header("x-api-key", token.expose()).body(Full::default())?;
+/// request.extensions_mut().insert(PeerAddr("10.1.2.3:40000".parse()?)); // from accept()
+/// assert_eq!(service.oneshot(request).await?.status(), StatusCode::OK);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
 

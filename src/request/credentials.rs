@@ -14,6 +14,29 @@ use http::{HeaderMap, HeaderValue, Uri};
 /// whitespace or with bytes outside visible ASCII are `invalid_request`;
 /// no credential at all (or only a non-Bearer `Authorization` scheme) is
 /// `missing_token`. Nothing here touches a store.
+///
+/// ```
+/// use axum::{Router, body::Body, routing::get};
+/// use http::{HeaderName, Request, StatusCode};
+/// use keygate::{CredentialSource, Keygate, MemoryStore, NewKey, Pepper};
+/// use tower::ServiceExt as _;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let keygate = Keygate::builder(MemoryStore::new())
+///     .pepper(Pepper::insecure_fixed_for_tests())
+///     .credential_sources([CredentialSource::Bearer, CredentialSource::Cookie("session".into())])
+///     .build()?;
+/// let token = keygate.keys().create(NewKey::new("alice", "web")).await?.token;
+/// let app = Router::new().route("/", get(|| async { "hi" })).layer(keygate.layer());
+/// let cookie = Request::get("/").header("cookie", format!("session={}", token.expose())).body(Body::empty())?;
+/// assert_eq!(app.clone().oneshot(cookie).await?.status(), StatusCode::OK);
+/// let header = Request::get("/").header("x-api-key", token.expose()).body(Body::empty())?;
+/// assert_eq!(app.oneshot(header).await?.status(), StatusCode::UNAUTHORIZED); // not a source here
+/// # let _ = HeaderName::from_static("x");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CredentialSource {
@@ -29,6 +52,16 @@ pub enum CredentialSource {
 
 impl CredentialSource {
     /// The default sources: Bearer, then `X-API-Key`.
+    ///
+    /// ```
+    /// use http::HeaderName;
+    /// use keygate::CredentialSource;
+    ///
+    /// assert_eq!(
+    ///     CredentialSource::defaults(),
+    ///     [CredentialSource::Bearer, CredentialSource::Header(HeaderName::from_static("x-api-key"))]
+    /// );
+    /// ```
     pub fn defaults() -> Vec<CredentialSource> {
         vec![
             CredentialSource::Bearer,

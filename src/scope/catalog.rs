@@ -59,6 +59,16 @@ pub struct ScopeCatalog {
 impl ScopeCatalog {
     /// A catalog containing only keygate's built-in scopes (`keys:*`, `admin:keys`,
     /// `audit:read`, `metrics:read`).
+    ///
+    /// ```
+    /// use keygate::{Scope, ScopeCatalog};
+    ///
+    /// let catalog = ScopeCatalog::new();
+    /// // keygate's own scopes are always there.
+    /// assert!(catalog.check(&Scope::parse("keys:read")?).is_ok());
+    /// assert!(catalog.check(&Scope::parse("reports:read")?).is_err());
+    /// # Ok::<(), keygate::ScopeError>(())
+    /// ```
     pub fn new() -> ScopeCatalog {
         let entries = BUILTIN_SCOPES
             .iter()
@@ -78,6 +88,16 @@ impl ScopeCatalog {
     ///
     /// Returns the parse error if `scope` is invalid, or [`ScopeError::WildcardInCatalog`] if it
     /// contains a wildcard.
+    ///
+    /// ```
+    /// use keygate::{Scope, ScopeCatalog};
+    ///
+    /// let catalog = ScopeCatalog::new().with("reports:read", "Read reports")?;
+    /// assert!(catalog.check(&Scope::parse("reports:read")?).is_ok());
+    /// assert!(catalog.check(&Scope::parse("reports:*")?).is_ok()); // its resource is known
+    /// assert!(ScopeCatalog::new().with("not a scope", "…").is_err());
+    /// # Ok::<(), keygate::ScopeError>(())
+    /// ```
     pub fn with(mut self, scope: &str, description: &str) -> Result<ScopeCatalog, ScopeError> {
         let scope = Scope::parse(scope)?;
         if scope.is_wildcard() {
@@ -90,6 +110,15 @@ impl ScopeCatalog {
     }
 
     /// The entries with their descriptions, sorted by scope, built-in scopes included.
+    ///
+    /// ```
+    /// use keygate::ScopeCatalog;
+    ///
+    /// let catalog = ScopeCatalog::new().with("reports:read", "Read reports")?;
+    /// let entry = catalog.entries().find(|(scope, _)| scope.as_str() == "reports:read");
+    /// assert_eq!(entry.map(|(_, description)| description), Some("Read reports"));
+    /// # Ok::<(), keygate::ScopeError>(())
+    /// ```
     pub fn entries(&self) -> impl Iterator<Item = (&Scope, &str)> {
         self.entries
             .iter()
@@ -102,6 +131,16 @@ impl ScopeCatalog {
     ///
     /// Returns [`ScopeError::NotInCatalog`] if the scope (or, for a wildcard, its concrete part)
     /// is not defined in the catalog.
+    ///
+    /// ```
+    /// use keygate::{Scope, ScopeCatalog};
+    ///
+    /// let catalog = ScopeCatalog::new().with("reports:read", "Read reports")?;
+    /// assert!(catalog.check(&Scope::parse("reports:read")?).is_ok());
+    /// assert!(catalog.check(&Scope::parse("billing:read")?).is_err());
+    /// assert!(catalog.check(&Scope::parse("*:*")?).is_ok());
+    /// # Ok::<(), keygate::ScopeError>(())
+    /// ```
     pub fn check(&self, scope: &Scope) -> Result<(), ScopeError> {
         let known = match (scope.resource(), scope.action()) {
             (WILDCARD, WILDCARD) => true,

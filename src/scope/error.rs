@@ -7,6 +7,13 @@ const MAX_ECHO_CHARS: usize = 64;
 ///
 /// Messages name the offending scope text; echoed input is cut to 64 characters so that error
 /// messages stay bounded.
+///
+/// ```
+/// use keygate::Scope;
+///
+/// let error = Scope::parse("workspaces").unwrap_err();
+/// assert!(error.to_string().contains("workspaces"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ScopeError {
@@ -103,6 +110,14 @@ pub enum ScopeError {
 }
 
 /// Why a requirement expression was rejected.
+///
+/// ```
+/// use keygate::Requirement;
+///
+/// let error = Requirement::parse("a:read and").unwrap_err();
+/// assert!(!error.to_string().is_empty());
+/// assert!(Requirement::parse("(a:read").is_err());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid requirement at position {position}: {message}")]
 #[non_exhaustive]

@@ -76,6 +76,16 @@ impl Scope {
     ///
     /// Returns a [`ScopeError`] describing the first problem found if `s` does not follow the
     /// scope syntax described on [`Scope`](crate::Scope).
+    ///
+    /// ```
+    /// use keygate::Scope;
+    ///
+    /// let scope = Scope::parse("workspaces:read")?;
+    /// assert_eq!((scope.resource(), scope.action()), ("workspaces", "read"));
+    /// assert!(Scope::parse("workspaces").is_err()); // no action
+    /// assert!(Scope::parse("Workspaces:read").is_err()); // upper case
+    /// # Ok::<(), keygate::ScopeError>(())
+    /// ```
     pub fn parse(s: &str) -> Result<Scope, ScopeError> {
         let colon = validate_scope(s)?;
         Ok(Scope {
@@ -85,21 +95,51 @@ impl Scope {
     }
 
     /// The scope as a string, e.g. `"workspaces:read"`.
+    ///
+    /// ```
+    /// use keygate::Scope;
+    ///
+    /// assert_eq!(Scope::parse("reports:*")?.as_str(), "reports:*");
+    /// # Ok::<(), keygate::ScopeError>(())
+    /// ```
     pub fn as_str(&self) -> &str {
         &self.text
     }
 
     /// The resource part (before the `:`), possibly `"*"`.
+    ///
+    /// ```
+    /// use keygate::Scope;
+    ///
+    /// assert_eq!(Scope::parse("reports:read")?.resource(), "reports");
+    /// # Ok::<(), keygate::ScopeError>(())
+    /// ```
     pub fn resource(&self) -> &str {
         &self.text[..self.colon]
     }
 
     /// The action part (after the `:`), possibly `"*"`.
+    ///
+    /// ```
+    /// use keygate::Scope;
+    ///
+    /// assert_eq!(Scope::parse("reports:read")?.action(), "read");
+    /// # Ok::<(), keygate::ScopeError>(())
+    /// ```
     pub fn action(&self) -> &str {
         &self.text[self.colon + 1..]
     }
 
     /// Whether the resource or the action is the wildcard `*`.
+    ///
+    /// ```
+    /// use keygate::Scope;
+    ///
+    /// assert!(Scope::parse("reports:*")?.is_wildcard());
+    /// assert!(Scope::parse("*:read")?.is_wildcard());
+    /// assert!(!Scope::parse("reports:read")?.is_wildcard());
+    /// # Ok::<(), keygate::ScopeError>(())
+    /// ```
     pub fn is_wildcard(&self) -> bool {
         self.resource() == WILDCARD || self.action() == WILDCARD
     }

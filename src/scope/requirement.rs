@@ -38,6 +38,15 @@ use super::tree::Node;
 /// [`Requirement::scope`], [`Requirement::all`] or [`Requirement::any`], so every one is
 /// an expression `parse` could have produced (no empty `and`, which would grant anything, nor
 /// empty `or`), within the limits.
+///
+/// ```
+/// use keygate::{Requirement, ScopeSet};
+///
+/// let requirement: Requirement = "a:read AND (b:use OR b:*)".parse()?; // operators in any case
+/// assert_eq!(requirement.to_string(), "a:read and (b:use or b:*)");
+/// assert!(requirement.is_satisfied_by(&ScopeSet::parse(["a:read", "b:*"])?));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Requirement {
     node: Node,
@@ -67,6 +76,14 @@ impl Requirement {
     }
 
     /// The requirement of one scope.
+    ///
+    /// ```
+    /// use keygate::{Requirement, Scope, ScopeSet};
+    ///
+    /// let requirement = Requirement::scope(Scope::parse("reports:read")?);
+    /// assert!(requirement.is_satisfied_by(&ScopeSet::parse(["reports:*"])?));
+    /// # Ok::<(), keygate::ScopeError>(())
+    /// ```
     pub fn scope(scope: Scope) -> Requirement {
         Requirement {
             node: Node::Scope(scope),
@@ -80,6 +97,16 @@ impl Requirement {
     ///
     /// A [`RequirementError`] when there is no operand (an empty conjunction would be
     /// satisfied by anything) or the result exceeds the limits of [`Requirement::parse`].
+    ///
+    /// ```
+    /// use keygate::{Requirement, ScopeSet};
+    ///
+    /// let both = Requirement::all([Requirement::parse("a:read")?, Requirement::parse("b:read")?])?;
+    /// assert_eq!(both.to_string(), "a:read and b:read");
+    /// assert!(!both.is_satisfied_by(&ScopeSet::parse(["a:read"])?));
+    /// assert!(Requirement::all([]).is_err()); // an empty conjunction would allow anything
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn all(
         operands: impl IntoIterator<Item = Requirement>,
     ) -> Result<Requirement, RequirementError> {
@@ -93,6 +120,15 @@ impl Requirement {
     ///
     /// A [`RequirementError`] when there is no operand or the result exceeds the limits of
     /// [`Requirement::parse`].
+    ///
+    /// ```
+    /// use keygate::{Requirement, ScopeSet};
+    ///
+    /// let either = Requirement::any([Requirement::parse("a:read")?, Requirement::parse("b:read")?])?;
+    /// assert_eq!(either.to_string(), "a:read or b:read");
+    /// assert!(either.is_satisfied_by(&ScopeSet::parse(["b:read"])?));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn any(
         operands: impl IntoIterator<Item = Requirement>,
     ) -> Result<Requirement, RequirementError> {
@@ -130,12 +166,30 @@ impl Requirement {
     }
 
     /// Whether `grants` satisfy this requirement.
+    ///
+    /// ```
+    /// use keygate::{Requirement, ScopeSet};
+    ///
+    /// let requirement = Requirement::parse("workspaces:read and (templates:use or templates:*)")?;
+    /// assert!(requirement.is_satisfied_by(&ScopeSet::parse(["workspaces:read", "templates:use"])?));
+    /// assert!(!requirement.is_satisfied_by(&ScopeSet::parse(["workspaces:read"])?));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_satisfied_by(&self, grants: &ScopeSet) -> bool {
         self.node.is_satisfied_by(grants)
     }
 
     /// Every scope in the expression, in order of first appearance, without duplicates (e.g.
     /// for the `scope="..."` parameter of a `WWW-Authenticate` header).
+    ///
+    /// ```
+    /// use keygate::Requirement;
+    ///
+    /// let requirement = Requirement::parse("a:read and (b:use or a:read)")?;
+    /// let scopes: Vec<&str> = requirement.scopes().iter().map(|s| s.as_str()).collect();
+    /// assert_eq!(scopes, ["a:read", "b:use"]);
+    /// # Ok::<(), keygate::RequirementError>(())
+    /// ```
     pub fn scopes(&self) -> Vec<&Scope> {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
@@ -149,6 +203,15 @@ impl Requirement {
 impl ScopeSet {
     /// Whether these grants satisfy the requirement; same as
     /// [`req.is_satisfied_by(self)`](Requirement::is_satisfied_by).
+    ///
+    /// ```
+    /// use keygate::{Requirement, ScopeSet};
+    ///
+    /// let grants = ScopeSet::parse(["reports:read"])?;
+    /// assert!(grants.satisfies(&Requirement::parse("reports:read or audit:read")?));
+    /// assert!(!grants.satisfies(&Requirement::parse("reports:read and audit:read")?));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn satisfies(&self, req: &Requirement) -> bool {
         req.is_satisfied_by(self)
     }

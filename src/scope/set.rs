@@ -12,6 +12,15 @@ use super::name::Scope;
 ///
 /// Serializes as a JSON array of scope strings; displays as the scopes separated by single
 /// spaces (the format of the `X-Keygate-Scopes` header).
+///
+/// ```
+/// use keygate::{Requirement, ScopeSet};
+///
+/// let grants = ScopeSet::parse(["workspaces:read", "templates:*"])?;
+/// assert!(grants.satisfies(&Requirement::parse("workspaces:read and templates:use")?));
+/// assert_eq!(serde_json::to_string(&grants)?, r#"["templates:*","workspaces:read"]"#);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScopeSet {
     /// Sorted, deduplicated.
@@ -20,6 +29,14 @@ pub struct ScopeSet {
 
 impl ScopeSet {
     /// Builds a set from scopes, sorting them and dropping duplicates.
+    ///
+    /// ```
+    /// use keygate::{Scope, ScopeSet};
+    ///
+    /// let set = ScopeSet::new([Scope::parse("b:read")?, Scope::parse("a:read")?, Scope::parse("a:read")?]);
+    /// assert_eq!(set.to_string(), "a:read b:read"); // sorted, without duplicates
+    /// # Ok::<(), keygate::ScopeError>(())
+    /// ```
     pub fn new(scopes: impl IntoIterator<Item = Scope>) -> ScopeSet {
         let mut scopes: Vec<Scope> = scopes.into_iter().collect();
         scopes.sort_unstable();
@@ -32,6 +49,15 @@ impl ScopeSet {
     /// # Errors
     ///
     /// Returns the error of the first string that is not a valid scope.
+    ///
+    /// ```
+    /// use keygate::ScopeSet;
+    ///
+    /// let set = ScopeSet::parse(["workspaces:read", "templates:*"])?;
+    /// assert_eq!(set.len(), 2);
+    /// assert!(ScopeSet::parse(["workspaces:read", "nope"]).is_err());
+    /// # Ok::<(), keygate::ScopeError>(())
+    /// ```
     pub fn parse<I, S>(scopes: I) -> Result<ScopeSet, ScopeError>
     where
         I: IntoIterator<Item = S>,
@@ -45,6 +71,15 @@ impl ScopeSet {
     }
 
     /// Whether some granted scope satisfies `required` (see [`Scope::satisfies`]).
+    ///
+    /// ```
+    /// use keygate::{Scope, ScopeSet};
+    ///
+    /// let grants = ScopeSet::parse(["templates:*"])?;
+    /// assert!(grants.allows(&Scope::parse("templates:use")?));
+    /// assert!(!grants.allows(&Scope::parse("workspaces:read")?));
+    /// # Ok::<(), keygate::ScopeError>(())
+    /// ```
     pub fn allows(&self, required: &Scope) -> bool {
         self.scopes.iter().any(|grant| grant.satisfies(required))
     }
@@ -57,6 +92,16 @@ impl ScopeSet {
     /// # Errors
     ///
     /// Returns the first requested scope (in set order) that these grants do not allow.
+    ///
+    /// ```
+    /// use keygate::ScopeSet;
+    ///
+    /// let caller = ScopeSet::parse(["reports:read", "keys:create"])?;
+    /// assert!(caller.check_can_mint(&ScopeSet::parse(["reports:read"])?).is_ok());
+    /// let wider = ScopeSet::parse(["reports:*"])?;
+    /// assert_eq!(caller.check_can_mint(&wider).unwrap_err().as_str(), "reports:*");
+    /// # Ok::<(), keygate::ScopeError>(())
+    /// ```
     pub fn check_can_mint<'a>(&self, requested: &'a ScopeSet) -> Result<(), &'a Scope> {
         match requested.iter().find(|scope| !self.allows(scope)) {
             Some(scope) => Err(scope),
@@ -66,27 +111,70 @@ impl ScopeSet {
 
     /// Narrowing for updates: true if every scope in `other` is allowed by these grants (the
     /// same rule as [`check_can_mint`](ScopeSet::check_can_mint)).
+    ///
+    /// ```
+    /// use keygate::ScopeSet;
+    ///
+    /// let grants = ScopeSet::parse(["reports:*"])?;
+    /// assert!(grants.covers(&ScopeSet::parse(["reports:read", "reports:write"])?));
+    /// assert!(!grants.covers(&ScopeSet::parse(["audit:read"])?));
+    /// # Ok::<(), keygate::ScopeError>(())
+    /// ```
     pub fn covers(&self, other: &ScopeSet) -> bool {
         self.check_can_mint(other).is_ok()
     }
 
     /// The scopes, in sorted order.
+    ///
+    /// ```
+    /// use keygate::ScopeSet;
+    ///
+    /// let set = ScopeSet::parse(["b:read", "a:read"])?;
+    /// let names: Vec<&str> = set.iter().map(|s| s.as_str()).collect();
+    /// assert_eq!(names, ["a:read", "b:read"]);
+    /// # Ok::<(), keygate::ScopeError>(())
+    /// ```
     pub fn iter(&self) -> impl Iterator<Item = &Scope> {
         self.scopes.iter()
     }
 
     /// Number of scopes in the set.
+    ///
+    /// ```
+    /// use keygate::ScopeSet;
+    ///
+    /// assert_eq!(ScopeSet::parse(["a:read", "a:read", "b:read"])?.len(), 2);
+    /// # Ok::<(), keygate::ScopeError>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.scopes.len()
     }
 
     /// Whether the set has no scopes.
+    ///
+    /// ```
+    /// use keygate::ScopeSet;
+    ///
+    /// assert!(ScopeSet::default().is_empty());
+    /// assert!(!ScopeSet::parse(["a:read"])?.is_empty());
+    /// # Ok::<(), keygate::ScopeError>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.scopes.is_empty()
     }
 
     /// Whether exactly this scope is in the set (no wildcard matching; see
     /// [`allows`](ScopeSet::allows) for that).
+    ///
+    /// ```
+    /// use keygate::{Scope, ScopeSet};
+    ///
+    /// let set = ScopeSet::parse(["reports:*"])?;
+    /// assert!(set.contains(&Scope::parse("reports:*")?));
+    /// assert!(!set.contains(&Scope::parse("reports:read")?)); // allowed, but not in the set
+    /// assert!(set.allows(&Scope::parse("reports:read")?));
+    /// # Ok::<(), keygate::ScopeError>(())
+    /// ```
     pub fn contains(&self, s: &Scope) -> bool {
         self.scopes.binary_search(s).is_ok()
     }

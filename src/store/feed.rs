@@ -11,6 +11,14 @@ use tokio::sync::mpsc;
 use crate::token::KeyId;
 
 /// One event of a [`ChangeFeed`](super::ChangeFeed).
+///
+/// ```
+/// use keygate::{Change, KeyId};
+///
+/// let id = KeyId::parse("0000000000000001")?;
+/// assert_ne!(Change::Key(id), Change::Resync);
+/// # Ok::<(), keygate::TokenError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Change {
@@ -72,6 +80,21 @@ impl Changes {
     /// A new subscription and the sender that feeds it, buffering at most
     /// `buffer` changes (at least 1) before [`ChangeSender::send`] waits.
     /// For implementing [`ChangeFeed`](super::ChangeFeed).
+    ///
+    /// ```
+    /// use keygate::{Change, Changes, KeyId};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (sender, mut changes) = Changes::channel(16);
+    /// let id = KeyId::parse("0000000000000001")?;
+    /// assert!(sender.send(Change::Key(id)).await);
+    /// assert_eq!(changes.next().await, Some(Change::Key(id)));
+    /// drop(sender);
+    /// assert_eq!(changes.next().await, None); // the feed ended
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn channel(buffer: usize) -> (ChangeSender, Changes) {
         let (sender, receiver) = mpsc::channel(buffer.max(1));
         (ChangeSender { sender }, Changes { receiver })
@@ -79,12 +102,32 @@ impl Changes {
 
     /// A subscription that has already ended: [`next`](Changes::next)
     /// answers `None` at once.
+    ///
+    /// ```
+    /// use keygate::Changes;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// assert_eq!(Changes::ended().next().await, None);
+    /// # }
+    /// ```
     pub fn ended() -> Changes {
         Changes::channel(1).1
     }
 
     /// The next change, waiting for it; `None` once the feed has ended (its
     /// sender is gone), after which nothing more will be heard.
+    ///
+    /// ```
+    /// use keygate::{Change, Changes};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let (sender, mut changes) = Changes::channel(1);
+    /// sender.send(Change::Resync).await;
+    /// assert_eq!(changes.next().await, Some(Change::Resync));
+    /// # }
+    /// ```
     pub async fn next(&mut self) -> Option<Change> {
         self.receiver.recv().await
     }
@@ -107,16 +150,48 @@ pub struct ChangeSender {
 impl ChangeSender {
     /// Delivers `change`, waiting while the subscription's buffer is full.
     /// Returns `false` once the subscription was dropped: stop then.
+    ///
+    /// ```
+    /// use keygate::{Change, Changes};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let (sender, changes) = Changes::channel(1);
+    /// drop(changes);
+    /// assert!(!sender.send(Change::Resync).await); // nobody listens any more
+    /// # }
+    /// ```
     pub async fn send(&self, change: Change) -> bool {
         self.sender.send(change).await.is_ok()
     }
 
     /// Completes once the subscription was dropped.
+    ///
+    /// ```
+    /// use keygate::Changes;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let (sender, changes) = Changes::channel(1);
+    /// drop(changes);
+    /// sender.closed().await; // returns once the subscriber is gone
+    /// assert!(sender.is_closed());
+    /// # }
+    /// ```
     pub async fn closed(&self) {
         self.sender.closed().await;
     }
 
     /// Whether the subscription was dropped.
+    ///
+    /// ```
+    /// use keygate::Changes;
+    ///
+    /// let (sender, changes) = Changes::channel(1);
+    /// assert!(!sender.is_closed());
+    /// drop(changes);
+    /// assert!(sender.is_closed());
+    /// ```
     pub fn is_closed(&self) -> bool {
         self.sender.is_closed()
     }

@@ -26,6 +26,18 @@ use crate::token::KeyId;
 /// [`CreditStore`]: credits are reserved under the same lock. It is an
 /// [`AuditLog`]: each change and its record are written under the same
 /// lock too (the records live as long as the store).
+///
+/// ```
+/// use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+/// let created = keygate.keys().create(NewKey::new("alice", "ci")).await?;
+/// assert!(keygate.verify(created.token.expose()).await.is_ok());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
@@ -64,6 +76,18 @@ impl Entry {
 
 impl MemoryStore {
     /// An empty store.
+    ///
+    /// ```
+    /// use keygate::{KeyStore as _, ListQuery, MemoryStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = MemoryStore::new();
+    /// assert!(store.list(&ListQuery::default()).await?.keys.is_empty());
+    /// assert!(store.audit_log().is_some()); // it keeps an audit log, in memory
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new() -> MemoryStore {
         MemoryStore::default()
     }

@@ -19,6 +19,18 @@ pub trait StoreMeta: KeyStore {
     /// # Errors
     ///
     /// [`StoreError`] when the store fails.
+    ///
+    /// ```
+    /// use keygate::{SqliteStore, StoreMeta as _};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = SqliteStore::open("sqlite::memory:").await?;
+    /// assert_eq!(store.meta_get_or_insert("schema_owner", b"team-a").await?, b"team-a");
+    /// assert_eq!(store.meta_get_or_insert("schema_owner", b"team-b").await?, b"team-a"); // the first wins
+    /// # Ok(())
+    /// # }
+    /// ```
     async fn meta_get_or_insert(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError>;
 
     /// The value stored under `name`, if any.
@@ -26,5 +38,18 @@ pub trait StoreMeta: KeyStore {
     /// # Errors
     ///
     /// [`StoreError`] when the store fails.
+    ///
+    /// ```
+    /// use keygate::{SqliteStore, StoreMeta as _};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = SqliteStore::open("sqlite::memory:").await?;
+    /// assert_eq!(store.meta_get("absent").await?, None);
+    /// store.meta_get_or_insert("present", b"1").await?;
+    /// assert_eq!(store.meta_get("present").await?, Some(b"1".to_vec()));
+    /// # Ok(())
+    /// # }
+    /// ```
     async fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
 }

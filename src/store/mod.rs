@@ -34,6 +34,21 @@ use crate::key::StoredKey;
 use crate::token::KeyId;
 
 /// Why a store refused or failed an operation.
+///
+/// ```
+/// use keygate::{KeyError, Keygate, MemoryStore, NewKey, Pepper, StoreError};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+/// keygate.keys().create(NewKey::new("alice", "ci")).await?;
+/// // The store's NameConflict reaches the caller as a KeyError naming the field.
+/// let again = keygate.keys().create(NewKey::new("alice", "ci")).await.unwrap_err();
+/// assert!(matches!(again, KeyError::Conflict { field: "name", .. }));
+/// assert_eq!(StoreError::NameConflict.to_string(), "the owner already has an active key with this name");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -90,6 +105,14 @@ impl std::fmt::Display for Causes<'_> {
 }
 
 /// What to list: one owner's keys, or an organization's, or every key.
+///
+/// ```
+/// use keygate::ListQuery;
+///
+/// let query = ListQuery { owner: Some("alice".into()), limit: 50, ..ListQuery::default() };
+/// assert_eq!(query.page_size(), 50);
+/// assert!(!query.include_revoked);
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ListQuery {
     /// Only keys of this owner.
@@ -112,6 +135,13 @@ pub const DEFAULT_PAGE_SIZE: u32 = 100;
 impl ListQuery {
     /// The effective page size: `limit`, or [`DEFAULT_PAGE_SIZE`] for 0,
     /// capped at [`MAX_PAGE_SIZE`].
+    ///
+    /// ```
+    /// use keygate::{DEFAULT_PAGE_SIZE, ListQuery, MAX_PAGE_SIZE};
+    ///
+    /// assert_eq!(ListQuery::default().page_size(), DEFAULT_PAGE_SIZE);
+    /// assert_eq!(ListQuery { limit: 1_000_000, ..ListQuery::default() }.page_size(), MAX_PAGE_SIZE);
+    /// ```
     pub fn page_size(&self) -> u32 {
         match self.limit {
             0 => DEFAULT_PAGE_SIZE,
@@ -120,6 +150,15 @@ impl ListQuery {
     }
 
     /// Whether `key` belongs in this listing (ignoring the cursor).
+    ///
+    /// ```
+    /// use keygate::{ApiKey, KeyId, ListQuery};
+    ///
+    /// let key = ApiKey::new(KeyId::parse("0000000000000001")?, "alice");
+    /// assert!(ListQuery { owner: Some("alice".into()), ..ListQuery::default() }.matches(&key));
+    /// assert!(!ListQuery { owner: Some("bob".into()), ..ListQuery::default() }.matches(&key));
+    /// # Ok::<(), keygate::TokenError>(())
+    /// ```
     pub fn matches(&self, key: &crate::ApiKey) -> bool {
         self.owner.as_ref().is_none_or(|o| *o == key.owner)
             && self
@@ -142,6 +181,16 @@ pub struct Cursor {
 
 impl Cursor {
     /// The cursor just after `key`.
+    ///
+    /// ```
+    /// use keygate::{ApiKey, Cursor, KeyId};
+    ///
+    /// let key = ApiKey::new(KeyId::parse("0000000000000001")?, "alice");
+    /// let cursor = Cursor::after(&key);
+    /// assert_eq!(cursor.to_string(), format!("{}.0000000000000001", key.created_at.unix_timestamp()));
+    /// assert_eq!(cursor.to_string().parse::<Cursor>().ok().map(|c| c.to_string()), Some(cursor.to_string()));
+    /// # Ok::<(), keygate::TokenError>(())
+    /// ```
     pub fn after(key: &crate::ApiKey) -> Cursor {
         Cursor {
             created_at: key.created_at.unix_timestamp(),
@@ -174,6 +223,20 @@ impl std::str::FromStr for Cursor {
 pub struct InvalidCursor;
 
 /// One page of a listing.
+///
+/// ```
+/// use keygate::{KeyStore as _, Keygate, ListQuery, MemoryStore, NewKey, Pepper};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+/// keygate.keys().create(NewKey::new("alice", "ci")).await?;
+/// let page = keygate.store().list(&ListQuery::default()).await?;
+/// assert_eq!(page.keys[0].key.owner, "alice"); // stored records: the MAC too
+/// assert!(page.next_cursor.is_none());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct Page {
     /// Keys in creation order (then id).
@@ -262,6 +325,17 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn insert(&self, key: &StoredKey, rules: InsertRules) -> Result<(), StoreError>;
 
     /// The key with this id, if any.
+    ///
+    /// ```
+    /// use keygate::{KeyId, KeyStore as _, MemoryStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = MemoryStore::new();
+    /// assert!(store.get(&KeyId::parse("0000000000000001")?).await?.is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
     async fn get(&self, id: &KeyId) -> Result<Option<StoredKey>, StoreError>;
 
     /// A page of keys in creation order.
@@ -303,6 +377,18 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError>;
 
     /// Number of current keys of `owner` at `now`.
+    ///
+    /// ```
+    /// use keygate::{KeyStore as _, Keygate, MemoryStore, NewKey, Pepper};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// keygate.keys().create(NewKey::new("alice", "ci")).await?;
+    /// assert_eq!(keygate.store().count_current("alice", time::OffsetDateTime::now_utc()).await?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     async fn count_current(&self, owner: &str, now: OffsetDateTime) -> Result<u64, StoreError>;
 
     /// Writes `last_used_at` / `last_used_ip` for a batch of uses, keeping
@@ -310,6 +396,17 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn record_usage(&self, batch: &[Usage]) -> Result<(), StoreError>;
 
     /// Whether the backend answers.
+    ///
+    /// ```
+    /// use keygate::{KeyStore as _, SqliteStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = SqliteStore::open("sqlite::memory:").await?;
+    /// assert!(store.ping().await.is_ok()); // what /readyz asks
+    /// # Ok(())
+    /// # }
+    /// ```
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// This store's [`ChangeFeed`], when it has one: how

@@ -16,6 +16,26 @@ use crate::token::{Environment, KeyId};
 /// The middleware puts it in the request extensions. When the request was
 /// counted against the key's rate limits, [`rate_limit`](Self::rate_limit)
 /// tells where the tightest one stands.
+///
+/// ```
+/// use axum::{Router, body::Body, routing::get};
+/// use http::Request;
+/// use keygate::{AuthenticatedKey, Keygate, MemoryStore, NewKey, Pepper};
+/// use tower::ServiceExt as _;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+/// let token = keygate.keys().create(NewKey::new("alice", "ci")).await?.token;
+/// let app = Router::new()
+///     .route("/", get(|key: AuthenticatedKey| async move { key.owner().to_owned() }))
+///     .layer(keygate.layer());
+/// let request = Request::get("/").header("x-api-key", token.expose()).body(Body::empty())?;
+/// let body = axum::body::to_bytes(app.oneshot(request).await?.into_body(), 64).await?;
+/// assert_eq!(&body[..], b"alice");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct AuthenticatedKey {
     record: Arc<Record>,
@@ -60,46 +80,149 @@ impl AuthenticatedKey {
     }
 
     /// The key's public id.
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci")).await?;
+    /// let key = keygate.verify(created.token.expose()).await?;
+    /// assert_eq!(key.id(), created.key.id);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn id(&self) -> KeyId {
         self.record.key.id
     }
 
     /// `kg_live_<id>`: safe to log.
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci")).await?;
+    /// let key = keygate.verify(created.token.expose()).await?;
+    /// assert_eq!(key.display_prefix(), &created.token.expose()[..24]); // kg_live_<id>, never the secret
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn display_prefix(&self) -> &str {
         &self.record.key.display_prefix
     }
 
     /// The owner.
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci")).await?;
+    /// assert_eq!(keygate.verify(created.token.expose()).await?.owner(), "alice");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn owner(&self) -> &str {
         &self.record.key.owner
     }
 
     /// The owner's organization.
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci").organization("acme")).await?;
+    /// assert_eq!(keygate.verify(created.token.expose()).await?.organization(), Some("acme"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn organization(&self) -> Option<&str> {
         self.record.key.organization.as_deref()
     }
 
     /// `live` or `test`.
+    ///
+    /// ```
+    /// # use keygate::{Environment, Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci")).await?;
+    /// assert_eq!(keygate.verify(created.token.expose()).await?.environment(), Environment::Live);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn environment(&self) -> Environment {
         self.record.key.environment
     }
 
     /// The granted scopes.
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Pepper, Requirement};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci").scopes(["reports:*"])).await?;
+    /// let key = keygate.verify(created.token.expose()).await?;
+    /// assert!(key.scopes().satisfies(&Requirement::parse("reports:read")?));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn scopes(&self) -> &ScopeSet {
         &self.record.key.scopes
     }
 
     /// The key's metadata object.
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci").metadata(serde_json::json!({"plan": "pro"}))).await?;
+    /// assert_eq!(keygate.verify(created.token.expose()).await?.metadata()["plan"], "pro");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn metadata(&self) -> &serde_json::Map<String, serde_json::Value> {
         &self.record.key.metadata
     }
 
     /// When the key expires, if ever.
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci").expires_in("never")).await?;
+    /// assert_eq!(keygate.verify(created.token.expose()).await?.expires_at(), None);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn expires_at(&self) -> Option<OffsetDateTime> {
         self.record.key.expires_at
     }
 
     /// The whole record as it was when the key was validated.
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci").description("CI")).await?;
+    /// let key = keygate.verify(created.token.expose()).await?;
+    /// assert_eq!(key.record().description.as_deref(), Some("CI"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn record(&self) -> &ApiKey {
         &self.record.key
     }
@@ -129,6 +252,21 @@ impl AuthenticatedKey {
     /// one the `RateLimit-Policy` and `RateLimit` headers describe); `None`
     /// when the request was not counted: the key has no rate limits, the
     /// cost was 0, or the check was an inspection.
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Origin, Pepper, Period, RateLimit, RateLimits};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let limit = RateLimit::new("burst".parse()?, 10, Period::parse("1h")?)?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci").rate_limits(RateLimits::new(vec![limit])?)).await?;
+    /// let client = Origin::Client("192.0.2.1".parse()?);
+    /// let key = keygate.verifier().authorize(created.token.expose(), client, None).await?;
+    /// assert_eq!(key.rate_limit().map(|s| s.remaining), Some(9));
+    /// assert!(keygate.verify(created.token.expose()).await?.rate_limit().is_none()); // not counted
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn rate_limit(&self) -> Option<&LimitState> {
         self.limit.as_ref()
     }

@@ -58,11 +58,35 @@ impl Authorized {
     }
 
     /// The key.
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Origin, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci")).await?;
+    /// let authorized = keygate.verifier().authorize_charged(created.token.expose(), Origin::Inspection, None, 1).await?;
+    /// assert_eq!(authorized.key().owner(), "alice");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn key(&self) -> &AuthenticatedKey {
         &self.key
     }
 
     /// The key, without the limits' states.
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Origin, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci")).await?;
+    /// let authorized = keygate.verifier().authorize_charged(created.token.expose(), Origin::Inspection, None, 1).await?;
+    /// assert_eq!(authorized.into_key().id(), created.key.id);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn into_key(self) -> AuthenticatedKey {
         self.key
     }
@@ -71,6 +95,19 @@ impl Authorized {
     /// [`LimitOutcome::Admitted`] with every limit's state, or
     /// [`LimitOutcome::NotCounted`] (no limits, cost 0, an inspection, or a
     /// limiter that could not be reached while failing open).
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Origin, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci")).await?; // no rate limits
+    /// let authorized = keygate.verifier().authorize_charged(created.token.expose(), Origin::Inspection, None, 1).await?;
+    /// assert!(authorized.limits().is_allowed());
+    /// assert!(authorized.limits().states().is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn limits(&self) -> &LimitOutcome {
         &self.limits
     }
@@ -79,6 +116,19 @@ impl Authorized {
     /// them (the store's balance plus what this process holds); `None` when
     /// the request spent none (the key has no credits, cost 0, an
     /// inspection).
+    ///
+    /// ```
+    /// # use keygate::{Credits, Keygate, MemoryStore, NewKey, Origin, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci").credits(Credits::new(10)?)).await?;
+    /// let client = Origin::Client("192.0.2.1".parse()?);
+    /// let authorized = keygate.verifier().authorize_charged(created.token.expose(), client, None, 3).await?;
+    /// assert_eq!(authorized.credits_remaining(), Some(7));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn credits_remaining(&self) -> Option<u64> {
         self.credits_remaining
     }

@@ -6,6 +6,21 @@ use crate::token::TokenError;
 
 /// Why a token was refused. All of these are one `invalid_token` to the
 /// client; the distinction is for logs and, opt-in, for development.
+///
+/// ```
+/// use keygate::{InvalidReason, Keygate, MemoryStore, Pepper, VerifyError};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+/// let unknown = keygate.token_format().generate(keygate::Environment::Live);
+/// assert!(matches!(
+///     keygate.verify(unknown.expose()).await,
+///     Err(VerifyError::Invalid(InvalidReason::UnknownId))
+/// ));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum InvalidReason {
@@ -33,6 +48,13 @@ pub enum InvalidReason {
 
 impl InvalidReason {
     /// A stable snake_case name, for logs and the opt-in `reason` field.
+    ///
+    /// ```
+    /// use keygate::InvalidReason;
+    ///
+    /// assert_eq!(InvalidReason::WrongSecret.as_str(), "wrong_secret");
+    /// assert_eq!(InvalidReason::BadChecksum.as_str(), "bad_checksum");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             InvalidReason::TooLong => "too_long",
@@ -62,6 +84,19 @@ impl From<TokenError> for InvalidReason {
 }
 
 /// Why verification did not produce a key.
+///
+/// ```
+/// use keygate::{Keygate, MemoryStore, Pepper, VerifyError};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+/// let error = keygate.verify("garbage").await.unwrap_err();
+/// assert!(matches!(error, VerifyError::Invalid(_)));
+/// assert_eq!(error.to_string(), "invalid token"); // the reason is for logs only
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum VerifyError {

@@ -33,6 +33,15 @@ pub enum Origin {
 
 impl Origin {
     /// The client address, when there is one.
+    ///
+    /// ```
+    /// use keygate::Origin;
+    ///
+    /// let client = Origin::Client("192.0.2.1".parse()?);
+    /// assert_eq!(client.ip(), Some("192.0.2.1".parse()?));
+    /// assert_eq!(Origin::Unknown.ip(), None);
+    /// # Ok::<(), std::net::AddrParseError>(())
+    /// ```
     pub fn ip(self) -> Option<IpAddr> {
         match self {
             Origin::Client(ip) => Some(ip),

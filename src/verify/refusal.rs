@@ -81,22 +81,74 @@ impl Refusal {
     }
 
     /// The rejection to answer with.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Origin, Pepper, Rejection, Requirement};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci")).await?;
+    /// let needs = Arc::new(Requirement::parse("reports:read")?);
+    /// let refusal = keygate.verifier().authorize(created.token.expose(), Origin::Inspection, Some(&needs)).await.unwrap_err();
+    /// assert!(matches!(refusal.rejection(), Rejection::InsufficientScope(_)));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn rejection(&self) -> &Rejection {
         &self.rejection
     }
 
     /// The rejection, dropping the rest.
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, Origin, Pepper, Rejection};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let refusal = keygate.verifier().authorize("kg_live_garbage", Origin::Inspection, None).await.unwrap_err();
+    /// assert!(matches!(refusal.into_rejection(), Rejection::InvalidToken(_)));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn into_rejection(self) -> Rejection {
         self.rejection
     }
 
     /// The key, when its token was valid but it may not be used here
     /// (`ip_not_allowed`, `insufficient_scope`, `rate_limited`).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Origin, Pepper, Requirement};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci")).await?;
+    /// let needs = Arc::new(Requirement::parse("reports:read")?);
+    /// let refusal = keygate.verifier().authorize(created.token.expose(), Origin::Inspection, Some(&needs)).await.unwrap_err();
+    /// assert_eq!(refusal.key().map(|k| k.owner()), Some("alice")); // a valid key, short of a scope
+    /// let invalid = keygate.verifier().authorize("kg_live_garbage", Origin::Inspection, None).await.unwrap_err();
+    /// assert!(invalid.key().is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn key(&self) -> Option<&AuthenticatedKey> {
         self.key.as_ref()
     }
 
     /// The store's error behind an `unavailable`.
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, Origin, Pepper};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let refusal = keygate.verifier().authorize("kg_live_garbage", Origin::Inspection, None).await.unwrap_err();
+    /// assert!(refusal.store_error().is_none()); // refused before any store was asked
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn store_error(&self) -> Option<&StoreError> {
         self.cause.as_deref()
     }
@@ -104,6 +156,21 @@ impl Refusal {
     /// Every one of the key's rate limits as it stands (unchanged: a
     /// refused request takes nothing), when one of them refused; empty
     /// otherwise.
+    ///
+    /// ```
+    /// # use keygate::{Keygate, MemoryStore, NewKey, Origin, Pepper, Period, RateLimit, RateLimits};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let limit = RateLimit::new("hourly".parse()?, 1, Period::parse("1h")?)?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci").rate_limits(RateLimits::new(vec![limit])?)).await?;
+    /// let client = Origin::Client("192.0.2.1".parse()?);
+    /// keygate.verifier().authorize_charged(created.token.expose(), client, None, 1).await?;
+    /// let refusal = keygate.verifier().authorize_charged(created.token.expose(), client, None, 1).await.unwrap_err();
+    /// assert_eq!(refusal.limits()[0].remaining, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn limits(&self) -> &[LimitState] {
         self.limits.as_deref().map_or(&[], LimitStates::as_slice)
     }

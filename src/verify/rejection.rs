@@ -66,6 +66,15 @@ pub enum Rejection {
 
 impl Rejection {
     /// The HTTP status.
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use keygate::Rejection;
+    ///
+    /// assert_eq!(Rejection::MissingToken.status(), StatusCode::UNAUTHORIZED);
+    /// assert_eq!(Rejection::IpNotAllowed.status(), StatusCode::FORBIDDEN);
+    /// assert_eq!(Rejection::Unavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
+    /// ```
     pub fn status(&self) -> StatusCode {
         match self {
             Rejection::MissingToken | Rejection::InvalidToken(_) => StatusCode::UNAUTHORIZED,
@@ -91,6 +100,14 @@ impl Rejection {
     /// assert_eq!(Rejection::IpNotAllowed.grpc_status(), 7);
     /// assert_eq!(Rejection::Unavailable.grpc_status(), 14);
     /// ```
+    ///
+    /// ```
+    /// use keygate::Rejection;
+    ///
+    /// assert_eq!(Rejection::MissingToken.grpc_status(), 16); // UNAUTHENTICATED
+    /// assert_eq!(Rejection::IpNotAllowed.grpc_status(), 7); // PERMISSION_DENIED
+    /// assert_eq!(Rejection::Unavailable.grpc_status(), 14); // UNAVAILABLE
+    /// ```
     pub fn grpc_status(&self) -> u8 {
         match self {
             Rejection::MissingToken
@@ -104,6 +121,15 @@ impl Rejection {
     }
 
     /// The `error` code of the body.
+    ///
+    /// ```
+    /// use keygate::{InvalidReason, Rejection};
+    ///
+    /// assert_eq!(Rejection::MissingToken.code(), "missing_token");
+    /// // Every invalid token has one code, whatever the reason.
+    /// assert_eq!(Rejection::InvalidToken(InvalidReason::Revoked).code(), "invalid_token");
+    /// assert_eq!(Rejection::InvalidToken(InvalidReason::UnknownId).code(), "invalid_token");
+    /// ```
     pub fn code(&self) -> &'static str {
         match self {
             Rejection::MissingToken => "missing_token",
@@ -118,6 +144,12 @@ impl Rejection {
     }
 
     /// The one-sentence `message` of the body.
+    ///
+    /// ```
+    /// use keygate::Rejection;
+    ///
+    /// assert_eq!(Rejection::MissingToken.message(), "An API key is required.");
+    /// ```
     pub fn message(&self) -> &'static str {
         match self {
             Rejection::MissingToken => "An API key is required.",

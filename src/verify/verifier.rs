@@ -209,11 +209,30 @@ impl Verifier {
     }
 
     /// The store behind this verifier.
+    ///
+    /// ```
+    /// use keygate::{Keygate, MemoryStore, Pepper};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// keygate.verifier().store().ping().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn store(&self) -> &Arc<dyn KeyStore> {
         &self.core.store
     }
 
     /// The token format (prefix) in use.
+    ///
+    /// ```
+    /// use keygate::{Keygate, MemoryStore, Pepper};
+    ///
+    /// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// assert_eq!(keygate.verifier().token_format().prefix(), "kg");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn token_format(&self) -> &TokenFormat {
         &self.core.format
     }
@@ -227,6 +246,25 @@ impl Verifier {
     /// `invalid_token` (with the precise reason for logs),
     /// `ip_not_allowed`, `insufficient_scope` (both with the key), or
     /// `unavailable` when the store fails and the key is not cached.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    ///
+    /// use keygate::{Keygate, MemoryStore, NewKey, Origin, Pepper, Requirement};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci").scopes(["reports:read"]).ip_allow(["192.0.2.0/24"])).await?;
+    /// let token = created.token.expose();
+    /// let read = Arc::new(Requirement::parse("reports:read")?);
+    /// let inside = Origin::Client("192.0.2.7".parse()?);
+    /// assert_eq!(keygate.verifier().authorize(token, inside, Some(&read)).await?.owner(), "alice");
+    /// let refused = keygate.verifier().authorize(token, Origin::Unknown, Some(&read)).await.unwrap_err();
+    /// assert_eq!(refused.rejection().code(), "ip_not_allowed"); // no address: fails closed
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn authorize(
         &self,
         token: &str,
@@ -248,6 +286,22 @@ impl Verifier {
     /// (429) when a limit lacks budget for it, and `unavailable` when the
     /// credits cannot be reserved (a store error) or the limiter cannot be
     /// reached and the verifier fails closed.
+    ///
+    /// ```
+    /// use keygate::{Credits, Keygate, MemoryStore, NewKey, Origin, Pepper};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci").credits(Credits::new(10)?)).await?;
+    /// let client = Origin::Client("192.0.2.1".parse()?);
+    /// let answer = keygate.verifier().authorize_charged(created.token.expose(), client, None, 8).await?;
+    /// assert_eq!(answer.credits_remaining(), Some(2));
+    /// let short = keygate.verifier().authorize_charged(created.token.expose(), client, None, 8).await.unwrap_err();
+    /// assert_eq!(short.rejection().code(), "credits_exhausted");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn authorize_charged(
         &self,
         token: &str,
@@ -406,6 +460,19 @@ impl Verifier {
     /// [`VerifyError::Invalid`] with the precise reason, or
     /// [`VerifyError::Unavailable`] when the store fails and the key is not
     /// cached.
+    ///
+    /// ```
+    /// use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci").ip_allow(["192.0.2.0/24"])).await?;
+    /// // No IP lists, scopes or usage: the token alone.
+    /// assert!(keygate.verifier().verify(created.token.expose()).await.is_ok());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn verify(&self, token: &str) -> Result<AuthenticatedKey, VerifyError> {
         let presented = self.present(token).map_err(VerifyError::Invalid)?;
         // This thread's memo or moka, before anything that may wait.
@@ -597,6 +664,25 @@ impl Verifier {
     /// how many were returned. Until then, each process holds at most one
     /// block per key (the request's cost plus up to a sixteenth of the
     /// balance left, at most 100): what a crash may forfeit.
+    ///
+    /// ```
+    /// use keygate::{Credits, Keygate, MemoryStore, NewKey, Origin, Pepper};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci").credits(Credits::new(1000)?)).await?;
+    /// let client = Origin::Client("192.0.2.1".parse()?);
+    /// keygate.verifier().authorize_charged(created.token.expose(), client, None, 1).await?;
+    /// // What this instance reserved beyond that request goes back to the
+    /// // store (at most one block: 100 beyond the request's cost).
+    /// let returned = keygate.verifier().release_credits().await;
+    /// assert!(returned <= 100);
+    /// let record = keygate.keys().get(&created.key.id).await?;
+    /// assert_eq!(record.credits.map(|c| c.remaining()), Some(999));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn release_credits(&self) -> u64 {
         let Some(store) = self.core.store.credits() else {
             return 0;
@@ -640,22 +726,69 @@ impl Verifier {
     /// Requests the rate limiter could not count since the verifier was
     /// built: admitted uncounted, or refused `unavailable` when failing
     /// closed (always 0 for the in-process limiter).
+    ///
+    /// ```
+    /// use keygate::{Keygate, MemoryStore, Pepper};
+    ///
+    /// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// assert_eq!(keygate.verifier().limiter_failures(), 0); // the local limiter never fails
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn limiter_failures(&self) -> u64 {
         self.core.charger.failures()
     }
 
     /// Drops the cached entries of key `id` at once.
+    ///
+    /// ```
+    /// use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci")).await?;
+    /// keygate.verify(created.token.expose()).await?;
+    /// keygate.verifier().invalidate(created.key.id);
+    /// assert_eq!(keygate.verifier().cached_entries(), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn invalidate(&self, id: KeyId) {
         self.core.cache.invalidate(id);
     }
 
     /// Distrusts every cached entry (see
     /// [`Keygate::invalidate_all`](crate::Keygate::invalidate_all)).
+    ///
+    /// ```
+    /// use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci")).await?;
+    /// keygate.verify(created.token.expose()).await?;
+    /// keygate.verifier().invalidate_all(); // distrusted: read again on next use
+    /// assert!(keygate.verify(created.token.expose()).await.is_ok());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn invalidate_all(&self) {
         self.core.cache.clear();
     }
 
     /// Writes pending usage now; returns how many keys were written.
+    ///
+    /// ```
+    /// use keygate::{Keygate, MemoryStore, Pepper};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// assert_eq!(keygate.verifier().flush_usage().await, 0); // nothing used yet
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn flush_usage(&self) -> usize {
         match &self.core.usage {
             Some(usage) => usage.flush().await,
@@ -664,6 +797,19 @@ impl Verifier {
     }
 
     /// Entries in the validation cache (after pending maintenance).
+    ///
+    /// ```
+    /// use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let keygate = Keygate::builder(MemoryStore::new()).pepper(Pepper::insecure_fixed_for_tests()).build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci")).await?;
+    /// keygate.verify(created.token.expose()).await?;
+    /// assert_eq!(keygate.verifier().cached_entries(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn cached_entries(&self) -> u64 {
         self.core.cache.run_pending_tasks();
         self.core.cache.entry_count()

@@ -113,11 +113,24 @@ impl Default for Rules {
 
 impl Rules {
     /// Number of rules.
+    ///
+    /// ```
+    /// use keygate::gateway::Rules;
+    ///
+    /// assert_eq!(Rules::parse_toml("[[rule]]\npath = \"/a\"\n[[rule]]\npath = \"/b\"\n")?.len(), 2);
+    /// # Ok::<(), keygate::gateway::RulesError>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.rules.len()
     }
 
     /// Whether there are no rules.
+    ///
+    /// ```
+    /// use keygate::gateway::Rules;
+    ///
+    /// assert!(Rules::default().is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
@@ -126,6 +139,29 @@ impl Rules {
     /// query allowed and ignored) needs: [`Access::InvalidPath`] when the
     /// path is refused (see [`Rules`]), else per the first
     /// matching rule, else per the file's default.
+    ///
+    /// ```
+    /// use http::Method;
+    /// use keygate::gateway::{Access, Rules};
+    ///
+    /// let rules = Rules::parse_toml(r#"
+    ///     [[rule]]
+    ///     path = "/api/workspaces/**"
+    ///     methods = ["GET"]
+    ///     require = "workspaces:read"
+    ///     cost = 2
+    /// "#)?;
+    /// match rules.evaluate(&Method::GET, "/API/workspaces/1?full=1") { // case-insensitive, query ignored
+    ///     Access::Key { requirement, cost } => {
+    ///         assert_eq!(requirement.map(|r| r.to_string()).as_deref(), Some("workspaces:read"));
+    ///         assert_eq!(cost, 2);
+    ///     }
+    ///     _ => panic!("the rule matches"),
+    /// }
+    /// assert!(matches!(rules.evaluate(&Method::POST, "/api/workspaces/1"), Access::NoRule));
+    /// assert!(matches!(rules.evaluate(&Method::GET, "/api/%2e%2e%2fadmin"), Access::InvalidPath));
+    /// # Ok::<(), keygate::gateway::RulesError>(())
+    /// ```
     pub fn evaluate(&self, method: &Method, path: &str) -> Access<'_> {
         let path = path.split('?').next().unwrap_or_default();
         match NormalizedPath::parse(path) {

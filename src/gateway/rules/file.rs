@@ -69,6 +69,24 @@ impl Rules {
     /// [`RulesError::Rule`] for a bad path (one no normalized path could
     /// match included), method or requirement, or a public rule that also
     /// requires scopes.
+    ///
+    /// ```
+    /// use keygate::gateway::{Access, Rules};
+    ///
+    /// let rules = Rules::parse_toml(r#"
+    ///     [[rule]]
+    ///     path = "/public/**"
+    ///     public = true
+    ///
+    ///     [[rule]]
+    ///     path = "/api/**"
+    ///     require = "api:read"
+    /// "#)?;
+    /// assert_eq!(rules.len(), 2);
+    /// assert!(matches!(rules.evaluate(&http::Method::GET, "/public/logo.png"), Access::Public));
+    /// assert!(Rules::parse_toml("[[rule]]\npublic = true").is_err()); // no path
+    /// # Ok::<(), keygate::gateway::RulesError>(())
+    /// ```
     pub fn parse_toml(text: &str) -> Result<Rules, RulesError> {
         let file: File = toml::from_str(text).map_err(|e| RulesError::Toml(e.to_string()))?;
         let fallback = match file.default.as_deref() {
@@ -151,6 +169,17 @@ impl Rules {
     /// # Errors
     ///
     /// As [`Rules::parse_toml`], plus [`RulesError::Io`].
+    ///
+    /// ```
+    /// use keygate::gateway::Rules;
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("rules.toml");
+    /// std::fs::write(&path, "[[rule]]\npath = \"/**\"\n").unwrap();
+    /// assert_eq!(Rules::load(&path)?.len(), 1);
+    /// assert!(Rules::load(&dir.path().join("missing.toml")).is_err());
+    /// # Ok::<(), keygate::gateway::RulesError>(())
+    /// ```
     pub fn load(path: &Path) -> Result<Rules, RulesError> {
         let text = std::fs::read_to_string(path).map_err(RulesError::Io)?;
         Rules::parse_toml(&text)

@@ -87,6 +87,20 @@ impl SqliteStore {
     ///
     /// [`StoreError::Unavailable`] when the file cannot be opened or created,
     /// [`StoreError::Backend`] for a bad URL or a failed migration.
+    ///
+    /// ```
+    /// use keygate::{KeyStore as _, SqliteStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let url = format!("sqlite://{}", dir.path().join("keygate.db").display());
+    /// let store = SqliteStore::open(&url).await?; // created, with its schema
+    /// store.ping().await?;
+    /// assert!(dir.path().join("keygate.db").exists());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
         SqliteStore::open_with(url, true).await
     }
@@ -98,6 +112,21 @@ impl SqliteStore {
     ///
     /// [`StoreError::Unavailable`] when the file does not exist or cannot
     /// be opened, [`StoreError::Backend`] for a bad URL or a failed migration.
+    ///
+    /// ```
+    /// use keygate::SqliteStore;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let url = format!("sqlite://{}", dir.path().join("keygate.db").display());
+    /// assert!(SqliteStore::open_existing(&url).await.is_err()); // nothing created
+    /// assert!(!dir.path().join("keygate.db").exists());
+    /// SqliteStore::open(&url).await?;
+    /// assert!(SqliteStore::open_existing(&url).await.is_ok());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn open_existing(url: &str) -> Result<SqliteStore, StoreError> {
         SqliteStore::open_with(url, false).await
     }
@@ -135,6 +164,18 @@ impl SqliteStore {
     /// # Errors
     ///
     /// [`StoreError::Backend`] when a migration fails.
+    ///
+    /// ```
+    /// use keygate::{KeyStore as _, SqliteStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = sqlx::SqlitePool::connect("sqlite::memory:").await?;
+    /// let store = SqliteStore::from_pool(pool).await?; // migrated
+    /// store.ping().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn from_pool(pool: SqlitePool) -> Result<SqliteStore, StoreError> {
         MIGRATOR
             .run(&pool)
@@ -151,6 +192,20 @@ impl SqliteStore {
     }
 
     /// The underlying pool.
+    ///
+    /// ```
+    /// use keygate::SqliteStore;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = SqliteStore::open("sqlite::memory:").await?;
+    /// let (tables,): (i64,) = sqlx::query_as("SELECT count(*) FROM sqlite_master WHERE name = 'keygate_keys'")
+    ///     .fetch_one(store.pool())
+    ///     .await?;
+    /// assert_eq!(tables, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
