@@ -77,6 +77,13 @@ pub(crate) async fn serve(database_url: &str, args: ServeArgs) -> Result<(), Str
         args.trusted_proxies.clone()
     };
     let limits = args.limits();
+    let github_keys = match &args.github_keys {
+        Some(path) => Some(
+            crate::secret_scanning::GithubKeys::load(path)
+                .map_err(|e| format!("--github-keys {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
     let retention = super::audit::retention(args.audit_retention.as_deref())?;
     // Before the database: a Redis that does not answer stops the start
     // with nothing created.
@@ -168,11 +175,15 @@ pub(crate) async fn serve(database_url: &str, args: ServeArgs) -> Result<(), Str
             stopped(stop_rx.clone()),
         ))
     });
-    let app = crate::admin::router_with_gateway(gateway).merge(super::metrics::router(
+    let mut app = crate::admin::router_with_gateway(gateway).merge(super::metrics::router(
         metrics,
         &keygate,
         args.metrics_public,
     )?);
+    if let Some(keys) = github_keys {
+        tracing::info!(path = crate::secret_scanning::PATH, "GitHub secret scanning endpoint mounted");
+        app = app.merge(crate::secret_scanning::router(keygate.clone(), keys));
+    }
     tracing::info!(address = %api_address, "API listening");
     let api = crate::listener::serve_router(api_listener, limits, app, stopped(stop_rx));
     let signal = async move {
