@@ -71,7 +71,11 @@ impl Liveness {
 }
 
 /// Runs `keygate scan`.
-pub(crate) async fn scan(database_url: &str, args: ScanArgs, json: bool) -> Result<Outcome, String> {
+pub(crate) async fn scan(
+    database_url: &str,
+    args: ScanArgs,
+    json: bool,
+) -> Result<Outcome, String> {
     let format = TokenFormat::new(&args.prefix)
         .map_err(|_| "--prefix: 1 to 16 characters of a-z and 0-9".to_owned())?;
     let output = if json { "json" } else { args.format.as_str() };
@@ -143,8 +147,16 @@ pub(crate) async fn scan(database_url: &str, args: ScanArgs, json: bool) -> Resu
         stats.files,
         if args.git { "blobs" } else { "files" },
         stats.bytes,
-        if stats.binary > 0 { format!(", {} binary skipped", stats.binary) } else { String::new() },
-        if args.git { format!(", {}", plural(stats.commits, "commit")) } else { String::new() },
+        if stats.binary > 0 {
+            format!(", {} binary skipped", stats.binary)
+        } else {
+            String::new()
+        },
+        if args.git {
+            format!(", {}", plural(stats.commits, "commit"))
+        } else {
+            String::new()
+        },
     ));
     Ok(if !findings.is_empty() {
         Outcome::Found
@@ -187,12 +199,19 @@ async fn judge(gate: &Keygate, finding: &Finding, args: &ScanArgs) -> Result<Liv
             Some(reason) => reason.clone(),
             None => format!("leaked: found by keygate scan at {}", finding.location),
         };
-        return Ok(match gate.keys().revoke_leaked(token, &reason).await.map_err(failed)? {
-            Leaked::Revoked(_) => Liveness::RevokedNow,
-            Leaked::AlreadyRevoked(_) => Liveness::Revoked,
-            Leaked::Expired(_) => Liveness::Expired,
-            _ => Liveness::Unknown,
-        });
+        return Ok(
+            match gate
+                .keys()
+                .revoke_leaked(token, &reason)
+                .await
+                .map_err(failed)?
+            {
+                Leaked::Revoked(_) => Liveness::RevokedNow,
+                Leaked::AlreadyRevoked(_) => Liveness::Revoked,
+                Leaked::Expired(_) => Liveness::Expired,
+                _ => Liveness::Unknown,
+            },
+        );
     }
     let key = gate.keys().find_token(token).await.map_err(failed)?;
     Ok(match key.map(|k| k.status_at(crate::key::now())) {

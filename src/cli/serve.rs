@@ -181,7 +181,10 @@ pub(crate) async fn serve(database_url: &str, args: ServeArgs) -> Result<(), Str
         args.metrics_public,
     )?);
     if let Some(keys) = github_keys {
-        tracing::info!(path = crate::secret_scanning::PATH, "GitHub secret scanning endpoint mounted");
+        tracing::info!(
+            path = crate::secret_scanning::PATH,
+            "GitHub secret scanning endpoint mounted"
+        );
         app = app.merge(crate::secret_scanning::router(keygate.clone(), keys));
     }
     tracing::info!(address = %api_address, "API listening");

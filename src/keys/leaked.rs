@@ -1,10 +1,10 @@
 //! Leaked tokens: which key a token found in the wild belongs to, and its
 //! revocation ([`Keys::find_token`], [`Keys::revoke_leaked`]).
 
+use super::KeyError;
 use super::manager::Keys;
 use super::rules::MAX_DESCRIPTION_CHARS;
-use super::KeyError;
-use crate::key::{now, ApiKey, KeyStatus};
+use crate::key::{ApiKey, KeyStatus, now};
 
 /// What [`Keys::revoke_leaked`] did with a token.
 #[derive(Clone, Debug)]

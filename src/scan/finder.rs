@@ -238,7 +238,11 @@ mod tests {
             (format!("x={t}&y=1"), 2),
             (format!("é {t}"), 3),
         ] {
-            assert_eq!(scanner().offsets(text.as_bytes()).collect::<Vec<_>>(), [at], "{text:?}");
+            assert_eq!(
+                scanner().offsets(text.as_bytes()).collect::<Vec<_>>(),
+                [at],
+                "{text:?}"
+            );
         }
     }
 
@@ -286,7 +290,11 @@ mod tests {
         let whole: Vec<_> = scanner().offsets(text.as_bytes()).collect();
         assert_eq!(whole.len(), 3);
         for block in [63, 64, 65, 70, 100, 128, 1000] {
-            assert_eq!(streamed(&scanner(), text.as_bytes(), block), whole, "block {block}");
+            assert_eq!(
+                streamed(&scanner(), text.as_bytes(), block),
+                whole,
+                "block {block}"
+            );
         }
     }
 
@@ -295,7 +303,10 @@ mod tests {
         let data = "ab\ncdé f\n\nxyz".as_bytes();
         let f = data.iter().position(|&b| b == b'f').unwrap();
         let x = data.iter().position(|&b| b == b'x').unwrap();
-        assert_eq!(locate(data, &[0, 3, f, x]), [(1, 1), (2, 1), (2, 5), (4, 1)]);
+        assert_eq!(
+            locate(data, &[0, 3, f, x]),
+            [(1, 1), (2, 1), (2, 5), (4, 1)]
+        );
         let mut locator = Locator::new();
         locator.feed(b"ab\nc");
         locator.feed(b"d");
