@@ -185,7 +185,8 @@ pub(crate) async fn serve(database_url: &str, args: ServeArgs) -> Result<(), Str
             path = crate::secret_scanning::PATH,
             "GitHub secret scanning endpoint mounted"
         );
-        app = app.merge(crate::secret_scanning::router(keygate.clone(), keys));
+        let request_ids = crate::gateway::RequestIdLayer::new(keygate.trusted_proxies().to_vec());
+        app = app.merge(crate::secret_scanning::router(keygate.clone(), keys).layer(request_ids));
     }
     tracing::info!(address = %api_address, "API listening");
     let api = crate::listener::serve_router(api_listener, limits, app, stopped(stop_rx));
