@@ -155,6 +155,7 @@ fn a_signed_report_revokes_the_key_and_a_forged_one_revokes_nothing() {
     ];
     let answer = post(&server, &headers, &body);
     assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(answer.header("x-request-id").is_some(), "{answer:?}");
     let labels = json!([
         {"token_raw": token, "token_type": "keygate_api_key", "label": "true_positive"},
         {"token_raw": "kg_live_not-a-token-at-all", "token_type": "keygate_api_key", "label": "false_positive"},

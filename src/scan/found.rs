@@ -107,7 +107,9 @@ pub struct ScanStats {
 }
 
 impl ScanStats {
-    pub(crate) fn add(&mut self, other: ScanStats) {
+    /// Adds the figures of another scan to these (several paths, several
+    /// repositories).
+    pub fn add(&mut self, other: ScanStats) {
         self.files += other.files;
         self.bytes += other.bytes;
         self.binary += other.binary;
