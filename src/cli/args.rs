@@ -170,7 +170,7 @@ pub struct ScanArgs {
     #[arg(long)]
     pub revoke: bool,
     /// The revocation reason (default: "leaked: found by keygate scan at
-    /// <location>").
+    /// LOCATION").
     #[arg(long, requires = "revoke")]
     pub reason: Option<String>,
     /// The token prefix searched for (1 to 16 of a-z, 0-9).
@@ -432,7 +432,7 @@ pub struct ServeArgs {
     /// Serve GitHub's secret scanning partner endpoint, POST
     /// /v1/secret-scanning/github, verifying reports with the public keys
     /// in FILE (the JSON of
-    /// https://api.github.com/meta/public_keys/secret_scanning); reported
+    /// <https://api.github.com/meta/public_keys/secret_scanning>); reported
     /// live keys are revoked. Without it the route does not exist.
     #[arg(long, env = "KEYGATE_GITHUB_KEYS", value_name = "FILE")]
     pub github_keys: Option<std::path::PathBuf>,
