@@ -83,7 +83,9 @@
 //! | `console`  | no (yes through `cli`) | [`console`]: the web page of `/console` for managing keys through the HTTP API, its files compiled in. Enables `admin` | nothing more |
 //! | `redis`    | no (yes through `cli`) | `RedisLimiter`: rate-limit buckets shared exactly by every instance through Redis | `redis` (its `tokio-comp`, `connection-manager` and `script` features) |
 //! | `grpc`     | no (yes through `cli`) | gRPC: [`RulesLayer`] (route rules per gRPC method), [`CheckService`] and [`serve_check`] (Envoy's `envoy.service.auth.v3.Authorization/Check` with `grpc.health.v1`), tonic's peer address for the layer. Enables `gateway`. (Without it the layer already refuses gRPC requests with gRPC statuses.) | `tonic` (server and channel), `tonic-health`, `envoy-types` (with `prost`) |
-//! | `cli`      | yes | the `keygate` binary (`keygate serve`, `keygate keys …`). Enables `admin`, `console`, `gateway`, `grpc`, `sqlite` and `redis` | `clap`, `tracing-subscriber`, tokio's `rt-multi-thread` and `signal` |
+//! | `scan`     | no (yes through `cli`) | [`scan`]: checksum-valid tokens in files and in a git repository's history (`keygate scan`) | `memchr`, `gix` (without its defaults: history only) |
+//! | `secret-scanning` | no (yes through `cli`) | [`secret_scanning`]: GitHub's secret scanning partner endpoint, revoking reported keys. Enables `axum` | `p256` (ECDSA, PEM) |
+//! | `cli`      | yes | the `keygate` binary (`keygate serve`, `keygate keys …`, `keygate scan`). Enables `admin`, `console`, `gateway`, `grpc`, `sqlite`, `redis`, `scan` and `secret-scanning` | `clap`, `tracing-subscriber`, tokio's `rt-multi-thread` and `signal` |
 //!
 //! Without any feature, keygate is the core: the middleware ([`ApiKeyLayer`],
 //! [`RequireScopeLayer`]) for any `Service<http::Request<B>>`, key
@@ -189,6 +191,12 @@ pub mod admin;
 #[cfg(feature = "console")]
 pub mod console;
 
+#[cfg(feature = "scan")]
+pub mod scan;
+
+#[cfg(feature = "secret-scanning")]
+pub mod secret_scanning;
+
 #[cfg(feature = "cli")]
 #[doc(hidden)]
 pub mod cli;
@@ -211,8 +219,8 @@ pub use crate::grpc::{CheckService, RulesFuture, RulesLayer, RulesService, serve
 pub use crate::key::{ApiKey, KeyStatus, StoredKey};
 pub use crate::keygate::{ConfigError, Keygate, KeygateBuilder};
 pub use crate::keys::{
-    Ceiling, CreatedKey, KeyError, KeyPage, KeyUpdate, Keys, MAX_DESCRIPTION_CHARS, MAX_IP_ENTRIES,
-    MAX_METADATA_BYTES, MAX_NAME_CHARS, MAX_SCOPES, NewKey,
+    Ceiling, CreatedKey, KeyError, KeyPage, KeyUpdate, Keys, Leaked, MAX_DESCRIPTION_CHARS,
+    MAX_IP_ENTRIES, MAX_METADATA_BYTES, MAX_NAME_CHARS, MAX_SCOPES, NewKey,
 };
 pub use crate::limit::{
     DEFAULT_MAX_BUCKETS, LimitName, LimitNameError, LimitOutcome, LimitRequest, LimitState,

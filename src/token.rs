@@ -20,7 +20,7 @@ pub const MAX_PREFIX_LEN: usize = 16;
 /// The default prefix, `kg`.
 pub const DEFAULT_PREFIX: &str = "kg";
 
-const BODY_LEN: usize = ID_LEN + SECRET_LEN + CHECKSUM_LEN;
+pub(crate) const BODY_LEN: usize = ID_LEN + SECRET_LEN + CHECKSUM_LEN;
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// The environment a key belongs to: `live` or `test`.

@@ -58,6 +58,11 @@ const SAMPLES: &[(&str, &str, &[&str])] = &[
     ("grpc-listen", "\"127.0.0.1:9090\"", &["127.0.0.1:9090"]),
     ("audit-retention", "\"90d\"", &["90d"]),
     ("metrics-public", "true", &["true"]),
+    (
+        "github-keys",
+        "\"/etc/keygate/github-keys.json\"",
+        &["/etc/keygate/github-keys.json"],
+    ),
 ];
 
 /// `contrib/keygate.toml`.

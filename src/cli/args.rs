@@ -57,6 +57,11 @@ pub enum Command {
         #[arg(long)]
         require: Option<String>,
     },
+    /// Find leaked keys: checksum-valid tokens in files (or, with --git,
+    /// in a repository's history), shown by display prefix, never whole.
+    /// Exit 0 when none is found, 1 when any is, 2 on bad usage or when
+    /// something could not be read.
+    Scan(Box<ScanArgs>),
     /// Print a shell completion script on stdout, e.g.
     /// `keygate completions bash > /etc/bash_completion.d/keygate`.
     Completions {
@@ -144,6 +149,33 @@ pub enum KeysCommand {
         /// The key: its id, its display prefix or the whole token.
         id: String,
     },
+}
+
+/// `keygate scan …`
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Files and directories to scan (default: the current directory);
+    /// with --git, git repositories (or paths inside them).
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<std::path::PathBuf>,
+    /// Scan the history of the git repositories instead of the files:
+    /// every blob of every commit reachable from HEAD and every reference.
+    #[arg(long)]
+    pub git: bool,
+    /// Output: text (one line per finding), json, or sarif (SARIF 2.1.0,
+    /// for GitHub code scanning). --json means --format json.
+    #[arg(long, value_parser = ["text", "json", "sarif"], default_value = "text")]
+    pub format: String,
+    /// Revoke every token found that is a live key of the database.
+    #[arg(long)]
+    pub revoke: bool,
+    /// The revocation reason (default: "leaked: found by keygate scan at
+    /// LOCATION").
+    #[arg(long, requires = "revoke")]
+    pub reason: Option<String>,
+    /// The token prefix searched for (1 to 16 of a-z, 0-9).
+    #[arg(long, env = "KEYGATE_PREFIX", default_value = "kg")]
+    pub prefix: String,
 }
 
 /// `keygate audit …`
@@ -397,6 +429,13 @@ pub struct ServeArgs {
     /// Default: never (every record is kept).
     #[arg(long, env = "KEYGATE_AUDIT_RETENTION", value_name = "DURATION")]
     pub audit_retention: Option<String>,
+    /// Serve GitHub's secret scanning partner endpoint, POST
+    /// /v1/secret-scanning/github, verifying reports with the public keys
+    /// in FILE (the JSON of
+    /// <https://api.github.com/meta/public_keys/secret_scanning>); reported
+    /// live keys are revoked. Without it the route does not exist.
+    #[arg(long, env = "KEYGATE_GITHUB_KEYS", value_name = "FILE")]
+    pub github_keys: Option<std::path::PathBuf>,
 }
 
 impl ServeArgs {

@@ -26,10 +26,11 @@ mod output;
 mod redis;
 mod remote;
 mod run;
+mod scan;
 mod serve;
 
 pub use args::ServeArgs;
-pub use args::{AuditArgs, Cli, Command, CreateArgs, KeysCommand, UpdateArgs};
+pub use args::{AuditArgs, Cli, Command, CreateArgs, KeysCommand, ScanArgs, UpdateArgs};
 pub use config::{config_keys, matches_from, parse, parse_from};
 pub use database::{Create, Opened, PEPPER_FILE, SetupError, open};
 pub use run::{run, usage_error};

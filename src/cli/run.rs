@@ -359,6 +359,15 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                 .transpose()?;
             Ok(super::audit::audit(&gate, *args, key, json).await?)
         }
+        Command::Scan(args) => match super::scan::scan(&cli.database_url, *args, json).await {
+            Ok(super::scan::Outcome::Clean) => Ok(()),
+            // Reported already: a quiet exit status.
+            Ok(super::scan::Outcome::Found) => Err(Failure::refused("found", String::new())),
+            Ok(super::scan::Outcome::Incomplete) => {
+                Err(Failure::refused("incomplete", String::new()).with_status(2))
+            }
+            Err(message) => Err(Failure::refused("unavailable", message).with_status(2)),
+        },
         Command::Serve(args) => super::serve::serve(&cli.database_url, *args)
             .await
             .map_err(|e| Failure::refused("unavailable", e)),

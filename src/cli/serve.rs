@@ -78,6 +78,13 @@ pub(crate) async fn serve(database_url: &str, args: ServeArgs) -> Result<(), Str
         args.trusted_proxies.clone()
     };
     let limits = args.limits();
+    let github_keys = match &args.github_keys {
+        Some(path) => Some(
+            crate::secret_scanning::GithubKeys::load(path)
+                .map_err(|e| format!("--github-keys {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
     let retention = super::audit::retention(args.audit_retention.as_deref())?;
     // Before the database: a Redis that does not answer stops the start
     // with nothing created.
@@ -169,7 +176,7 @@ pub(crate) async fn serve(database_url: &str, args: ServeArgs) -> Result<(), Str
             stopped(stop_rx.clone()),
         ))
     });
-    let app = crate::admin::router_with_gateway(gateway)
+    let mut app = crate::admin::router_with_gateway(gateway)
         .merge(super::metrics::router(
             metrics,
             &keygate,
@@ -182,6 +189,14 @@ pub(crate) async fn serve(database_url: &str, args: ServeArgs) -> Result<(), Str
                 keygate.trusted_proxies().to_vec(),
             )),
         );
+    if let Some(keys) = github_keys {
+        tracing::info!(
+            path = crate::secret_scanning::PATH,
+            "GitHub secret scanning endpoint mounted"
+        );
+        let request_ids = crate::gateway::RequestIdLayer::new(keygate.trusted_proxies().to_vec());
+        app = app.merge(crate::secret_scanning::router(keygate.clone(), keys).layer(request_ids));
+    }
     tracing::info!(address = %api_address, "API listening");
     let api = crate::listener::serve_router(api_listener, limits, app, stopped(stop_rx));
     let signal = async move {

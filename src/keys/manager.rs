@@ -107,7 +107,7 @@ pub struct KeyPage {
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct Keys<'a> {
-    verifier: &'a Verifier,
+    pub(super) verifier: &'a Verifier,
     policy: &'a KeyPolicy,
     context: &'a AuditContext,
 }

@@ -7,6 +7,7 @@ mod ceiling;
 mod credits;
 mod error;
 mod input;
+mod leaked;
 mod lifetime;
 mod limits;
 mod manager;
@@ -19,6 +20,7 @@ pub(crate) use ceiling::holds_admin_keys;
 pub(crate) use credits::change as parse_credit_change;
 pub use error::KeyError;
 pub use input::{KeyUpdate, NewKey};
+pub use leaked::Leaked;
 #[cfg(feature = "cli")]
 pub(crate) use lifetime::parse_duration;
 #[cfg(feature = "admin")]
