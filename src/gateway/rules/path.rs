@@ -115,6 +115,12 @@ impl NormalizedPath {
         if path.is_empty() || trailing_slash {
             path.push('/');
         }
+        // Encoding can lengthen a path (`}` becomes `%7D`): the path judged
+        // and forwarded stays within the bound, and a normalized path is
+        // always accepted again as it is (found by fuzzing).
+        if path.len() > MAX_PATH_BYTES {
+            return Err(PathError::TooLong);
+        }
         let lowercase = segments.iter().map(|s| s.to_lowercase()).collect();
         Ok(NormalizedPath { path, lowercase })
     }
@@ -191,6 +197,14 @@ mod tests {
             norm(&format!("{}/a", "/.".repeat(MAX_SEGMENTS))),
             Err(PathError::TooManySegments)
         );
+        // Short enough raw, too long once encoded: refused, not forwarded
+        // longer than the bound.
+        let braces = format!("/{}", "}".repeat(2000));
+        assert_eq!(norm(&braces), Err(PathError::TooLong));
+        let fits = format!("/{}", "}".repeat(1000));
+        let normalized = norm(&fits).unwrap();
+        assert!(normalized.len() <= MAX_PATH_BYTES);
+        assert_eq!(norm(&normalized), Ok(normalized.clone()));
         let long = format!("/{}", "a".repeat(MAX_PATH_BYTES - 1));
         assert!(norm(&long).is_ok());
         assert_eq!(norm(&format!("{long}a")), Err(PathError::TooLong));
