@@ -250,8 +250,9 @@ fn a_postgres_restart_under_load_is_503_for_uncached_keys_and_recovers_by_itself
             .max()
             .unwrap_or_default()
     };
+    let in_outage = calls.iter().filter(outage).filter(|c| c.cached).count();
     eprintln!(
-        "PostgreSQL restart: cached key 200 x{} (slowest answer in the outage {:?}), uncached 503 x{} (slowest {:?}) then 200 x{}; recovered {:?} after the server was back",
+        "PostgreSQL restart: cached key 200 x{} ({in_outage} asked during the outage, slowest answer {:?}), uncached 503 x{} (slowest {:?}) then 200 x{}; recovered {:?} after the server was back",
         by(true, 200),
         slowest(true),
         by(false, 503),

@@ -16,9 +16,9 @@ use super::flight::{Boarding, Flight, Flights, LoadError};
 use super::front::Front;
 use super::invalidation::Invalidations;
 
-/// How long a request waits for the reload of an entry loaded before a
-/// [`clear`](KeyCache::clear) before it is served that entry (as when the
-/// store is unreachable). The reload goes on for later requests.
+/// How long a request waits for a reload already in flight of an entry
+/// loaded before a [`clear`](KeyCache::clear) before it is served that
+/// entry (as when the store is unreachable). The reload goes on.
 pub(crate) const STALE_RELOAD_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// A reload after a clear that took longer than [`STALE_RELOAD_WAIT`].
@@ -154,11 +154,12 @@ impl KeyCache {
     /// the cache, or produced by a shared load that started before the
     /// invalidation — is dropped and loaded again. An entry loaded before a
     /// [`clear`](KeyCache::clear) is loaded again too, but when that load
-    /// fails (the store is unreachable) or takes longer than
-    /// [`STALE_RELOAD_WAIT`], it is still served until its TTL runs out: a
-    /// key that was valid a moment ago keeps working through an outage, at
-    /// once and for at most the TTL, while anything the store can answer
-    /// in time is answered fresh.
+    /// fails (the store is unreachable) it is still served until its TTL
+    /// runs out, and so it is to the requests that find that reload in
+    /// flight for longer than [`STALE_RELOAD_WAIT`]: a key that was valid a
+    /// moment ago keeps working through an outage for at most the TTL, with
+    /// one request at a time waiting for the store, while anything the
+    /// store can answer is answered fresh.
     pub(crate) async fn get_or_load<F, Fut, E>(
         &self,
         key: CacheKey,
@@ -183,21 +184,21 @@ impl KeyCache {
                 return Ok(entry);
             }
             // A reload after a clear is a miss like any other: one load for
-            // every concurrent request. With an entry to fall back on, it is
-            // waited for at most `STALE_RELOAD_WAIT`: a store that cannot be
-            // reached may take its whole connect timeout (5 s for
-            // PostgreSQL) to say so, and a key that was valid a moment ago
-            // must not wait that long on every request of an outage.
-            let loaded = match &cleared {
-                None => self.load_shared(key, &load).await,
-                Some(_) => {
-                    match tokio::time::timeout(STALE_RELOAD_WAIT, self.load_shared(key, &load))
-                        .await
-                    {
-                        Ok(loaded) => loaded,
-                        Err(_) => Err(Arc::new(ReloadTimedOut) as LoadError),
-                    }
+            // every concurrent request. With an entry to fall back on, a
+            // request that finds the reload already in flight waits for it
+            // at most `STALE_RELOAD_WAIT`: a store that cannot be reached
+            // may take its whole connect timeout (5 s for PostgreSQL) to say
+            // so, and the requests of a key that was valid a moment ago must
+            // not all wait that long. The request that started the reload
+            // waits for it (giving up would cancel it for everyone).
+            let joining = cleared.is_some() && self.flights().contains_key(&key);
+            let loaded = if joining {
+                match tokio::time::timeout(STALE_RELOAD_WAIT, self.load_shared(key, &load)).await {
+                    Ok(loaded) => loaded,
+                    Err(_) => Err(Arc::new(ReloadTimedOut) as LoadError),
                 }
+            } else {
+                self.load_shared(key, &load).await
             };
             let entry = match (loaded, cleared) {
                 (Ok(entry), _) => entry,
@@ -752,9 +753,25 @@ mod tests {
         let id = KeyId::parse("aaaaaaaaaaaaaac6").unwrap();
         let key = served_twice(&cache, id).await;
         cache.clear();
-        let loads = AtomicUsize::new(0);
-        // A store that never answers (a server gone without a reset):
-        // without the bounded wait this would never return.
+        let cache = Arc::new(cache);
+        let loads = Arc::new(AtomicUsize::new(0));
+        // A store that never answers (a server gone without a reset): the
+        // first request's reload hangs...
+        let first = {
+            let (cache, loads) = (cache.clone(), loads.clone());
+            tokio::spawn(async move {
+                cache
+                    .get_or_load(key, || {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        std::future::pending::<Result<Option<Arc<Record>>, Down>>()
+                    })
+                    .await
+                    .map(|_| ())
+            })
+        };
+        until_a_load_is_in_flight(&cache).await;
+        // ...and the next one, finding it in flight, does not wait for it
+        // (without the bounded wait this would never return).
         let served = cache.get_or_load(key, || {
             loads.fetch_add(1, Ordering::SeqCst);
             std::future::pending::<Result<Option<Arc<Record>>, Down>>()
@@ -764,7 +781,13 @@ mod tests {
             .expect("the request waited for a store that never answers")
             .expect("the cleared entry is served");
         assert!(entry.record.is_some());
-        assert_eq!(loads.load(Ordering::SeqCst), 1, "the reload was tried");
+        assert_eq!(
+            loads.load(Ordering::SeqCst),
+            1,
+            "one reload, still in flight"
+        );
+        first.abort();
+        assert!(first.await.unwrap_err().is_cancelled());
         // A store that answers in time is believed: a key gone is gone.
         let entry = cache
             .get_or_load(key, || async { Ok::<_, Down>(None) })
