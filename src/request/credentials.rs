@@ -480,7 +480,7 @@ mod tests {
     fn a_query_credential_with_bytes_outside_visible_ascii_is_an_invalid_request() {
         // Found by fuzz/fuzz_targets/credentials.rs: `Uri` accepts UTF-8 in
         // a query, and the credential came out with it (a later 401
-        // instead of §3's 400, and a "visible ASCII" credential that was not).
+        // instead of the 400 for a malformed credential, and a "visible ASCII" credential that was not).
         let uri: Uri = "/p?api_key=ab\u{213}c"
             .parse()
             .expect("Uri takes UTF-8 in a query");

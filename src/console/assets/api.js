@@ -1,4 +1,4 @@
-// The keygate HTTP API (§9), called with the signed-in key.
+// The keygate HTTP API, called with the signed-in key.
 //
 // The key lives in this module's variable only: never in a cookie, in
 // local or session storage, or in the URL. Closing or reloading the
