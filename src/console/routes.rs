@@ -33,6 +33,22 @@ require-trusted-types-for 'script'; trusted-types 'none'";
 ///
 /// Merge it at the root, beside [`admin::router`](crate::admin::router):
 /// the page loads `/console/…` and calls `/v1/…` on its own origin.
+///
+/// ```
+/// use tower::ServiceExt;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let request = http::Request::get("/console").body(axum::body::Body::empty()).unwrap();
+/// let response = keygate::console::router().oneshot(request).await.unwrap();
+/// assert_eq!(response.status(), 200);
+/// assert_eq!(response.headers()["x-frame-options"], "DENY");
+/// assert_eq!(
+///     response.headers()["content-security-policy"],
+///     keygate::console::CONTENT_SECURITY_POLICY
+/// );
+/// # }
+/// ```
 pub fn router() -> Router {
     Router::new()
         .route("/console", get(page))

@@ -7,6 +7,29 @@ use super::rules::MAX_DESCRIPTION_CHARS;
 use crate::key::{ApiKey, KeyStatus, now};
 
 /// What [`Keys::revoke_leaked`] did with a token.
+///
+/// ```
+/// use keygate::{Keygate, Leaked, MemoryStore, NewKey, Pepper};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let keygate = Keygate::builder(MemoryStore::new())
+///     .pepper(Pepper::insecure_fixed_for_tests())
+///     .build()?;
+/// let created = keygate.keys().create(NewKey::new("alice", "ci")).await?;
+/// let token = created.token.expose();
+///
+/// let first = keygate.keys().revoke_leaked(token, "leaked: https://example.test/1").await?;
+/// assert!(matches!(first, Leaked::Revoked(_)));
+/// assert_eq!(first.key().map(|k| k.id), Some(created.key.id));
+/// // Reported again: nothing more is written.
+/// let again = keygate.keys().revoke_leaked(token, "leaked: https://example.test/1").await?;
+/// assert!(matches!(again, Leaked::AlreadyRevoked(_)) && again.is_key());
+/// let noise = keygate.keys().revoke_leaked("kg_live_not-a-token", "leaked").await?;
+/// assert!(!noise.is_key() && noise.key().is_none());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Leaked {
@@ -25,11 +48,23 @@ pub enum Leaked {
 
 impl Leaked {
     /// Whether the token is a key of this store (in any state).
+    ///
+    /// ```
+    /// use keygate::Leaked;
+    ///
+    /// assert!(!Leaked::NotAKey.is_key());
+    /// ```
     pub fn is_key(&self) -> bool {
         !matches!(self, Leaked::NotAKey)
     }
 
     /// The key's record, when the token is a key of this store.
+    ///
+    /// ```
+    /// use keygate::Leaked;
+    ///
+    /// assert!(Leaked::NotAKey.key().is_none());
+    /// ```
     pub fn key(&self) -> Option<&ApiKey> {
         match self {
             Leaked::NotAKey => None,
@@ -67,6 +102,28 @@ impl Keys<'_> {
     /// # Errors
     ///
     /// [`KeyError::Store`] when the store cannot be read.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use keygate::{Keygate, MemoryStore, NewKey, Pepper};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let keygate = Keygate::builder(MemoryStore::new())
+    ///     .pepper(Pepper::insecure_fixed_for_tests())
+    ///     .build()?;
+    /// let created = keygate.keys().create(NewKey::new("alice", "ci")).await?;
+    /// let found = keygate.keys().find_token(created.token.expose()).await?;
+    /// assert_eq!(found.map(|k| k.id), Some(created.key.id));
+    /// // The right id with a made-up secret is no key.
+    /// let mut forged = created.token.expose().to_owned();
+    /// let last = forged.pop().unwrap();
+    /// forged.push(if last == 'A' { 'B' } else { 'A' });
+    /// assert!(keygate.keys().find_token(&forged).await?.is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn find_token(&self, token: &str) -> Result<Option<ApiKey>, KeyError> {
         let core = self.verifier.core();
         let Ok(parsed) = core.format.parse(token) else {

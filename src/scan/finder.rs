@@ -44,6 +44,20 @@ pub struct Scanner {
 
 impl Scanner {
     /// A scanner for the tokens of `format`.
+    ///
+    /// ```
+    /// use keygate::scan::Scanner;
+    /// use keygate::{Environment, TokenFormat};
+    ///
+    /// let ours = TokenFormat::new("acme")?;
+    /// let token = ours.generate(Environment::Live);
+    /// let theirs = TokenFormat::default().generate(Environment::Live);
+    /// let text = format!("{} {}", theirs.expose(), token.expose());
+    /// // Only the tokens of the scanner's own prefix.
+    /// let found: Vec<usize> = Scanner::new(ours).offsets(text.as_bytes()).collect();
+    /// assert_eq!(found, [theirs.expose().len() + 1]);
+    /// # Ok::<(), keygate::InvalidPrefix>(())
+    /// ```
     pub fn new(format: TokenFormat) -> Scanner {
         let needle = format!("{}_", format.prefix());
         let token_len = needle.len() + "live_".len() + BODY_LEN;
@@ -55,6 +69,15 @@ impl Scanner {
     }
 
     /// The token format searched for.
+    ///
+    /// ```
+    /// use keygate::scan::Scanner;
+    /// use keygate::TokenFormat;
+    ///
+    /// let scanner = Scanner::new(TokenFormat::new("acme")?);
+    /// assert_eq!(scanner.format().prefix(), "acme");
+    /// # Ok::<(), keygate::InvalidPrefix>(())
+    /// ```
     pub fn format(&self) -> &TokenFormat {
         &self.format
     }

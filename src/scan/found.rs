@@ -7,6 +7,24 @@ use crate::secret::SecretToken;
 use crate::token::{Environment, KeyId, TokenFormat};
 
 /// Where a token was found.
+///
+/// ```
+/// use keygate::scan::Scanner;
+/// use keygate::{Environment, TokenFormat};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let token = TokenFormat::default().generate(Environment::Live);
+/// std::fs::write(dir.path().join("a.env"), format!("\nKEY={}\n", token.expose()))?;
+/// let mut found = Vec::new();
+/// Scanner::new(TokenFormat::default()).scan_paths([dir.path()], |f| found.push(f))?;
+/// let location = &found[0].location;
+/// assert_eq!((location.line, location.column), (2, 5));
+/// assert!(location.commit.is_none());
+/// assert!(location.to_string().ends_with("a.env:2:5"));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Location {
     /// The file: its path as found under the scanned path (a leading
@@ -34,6 +52,23 @@ impl fmt::Display for Location {
 /// A checksum-valid token of the scanned format, and where it was.
 ///
 /// Its `Debug` shows the key id, never the token.
+///
+/// ```
+/// use keygate::scan::Scanner;
+/// use keygate::{Environment, TokenFormat};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let token = TokenFormat::default().generate(Environment::Test);
+/// std::fs::write(dir.path().join("ci.yml"), format!("token: {}\n", token.expose()))?;
+/// let mut found = Vec::new();
+/// Scanner::new(TokenFormat::default()).scan_paths([dir.path()], |f| found.push(f))?;
+/// let finding = &found[0];
+/// assert!(!format!("{finding:?}").contains(token.expose()));
+/// assert!(format!("{finding:?}").contains(finding.display_prefix()));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Finding {
     /// Where it was.
@@ -59,21 +94,87 @@ impl Finding {
     }
 
     /// The whole token: to check or revoke it, never to print.
+    ///
+    /// ```
+    /// use keygate::scan::Scanner;
+    /// use keygate::{Environment, TokenFormat};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let token = TokenFormat::default().generate(Environment::Test);
+    /// std::fs::write(dir.path().join("ci.yml"), format!("token: {}\n", token.expose()))?;
+    /// let mut found = Vec::new();
+    /// Scanner::new(TokenFormat::default()).scan_paths([dir.path()], |f| found.push(f))?;
+    /// let finding = &found[0];
+    /// assert_eq!(finding.token().expose(), token.expose());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn token(&self) -> &SecretToken {
         &self.token
     }
 
     /// The key id the token names.
+    ///
+    /// ```
+    /// use keygate::scan::Scanner;
+    /// use keygate::{Environment, TokenFormat};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let token = TokenFormat::default().generate(Environment::Test);
+    /// std::fs::write(dir.path().join("ci.yml"), format!("token: {}\n", token.expose()))?;
+    /// let mut found = Vec::new();
+    /// Scanner::new(TokenFormat::default()).scan_paths([dir.path()], |f| found.push(f))?;
+    /// let finding = &found[0];
+    /// let id = TokenFormat::default().parse(token.expose())?.id();
+    /// assert_eq!(finding.key_id(), id);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn key_id(&self) -> KeyId {
         self.id
     }
 
     /// The environment the token names.
+    ///
+    /// ```
+    /// use keygate::scan::Scanner;
+    /// use keygate::{Environment, TokenFormat};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let token = TokenFormat::default().generate(Environment::Test);
+    /// std::fs::write(dir.path().join("ci.yml"), format!("token: {}\n", token.expose()))?;
+    /// let mut found = Vec::new();
+    /// Scanner::new(TokenFormat::default()).scan_paths([dir.path()], |f| found.push(f))?;
+    /// let finding = &found[0];
+    /// assert_eq!(finding.environment(), Environment::Test);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn environment(&self) -> Environment {
         self.environment
     }
 
     /// What may be shown of the token: `kg_live_<id>`.
+    ///
+    /// ```
+    /// use keygate::scan::Scanner;
+    /// use keygate::{Environment, TokenFormat};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let token = TokenFormat::default().generate(Environment::Test);
+    /// std::fs::write(dir.path().join("ci.yml"), format!("token: {}\n", token.expose()))?;
+    /// let mut found = Vec::new();
+    /// Scanner::new(TokenFormat::default()).scan_paths([dir.path()], |f| found.push(f))?;
+    /// let finding = &found[0];
+    /// assert_eq!(finding.display_prefix(), format!("kg_test_{}", finding.key_id()));
+    /// assert!(token.expose().starts_with(finding.display_prefix()));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn display_prefix(&self) -> &str {
         &self.display_prefix
     }
@@ -90,6 +191,21 @@ impl fmt::Debug for Finding {
 }
 
 /// What a scan went through.
+///
+/// ```
+/// use keygate::scan::Scanner;
+/// use keygate::TokenFormat;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// std::fs::write(dir.path().join("a.txt"), "no token here\n")?;
+/// std::fs::write(dir.path().join("b.bin"), b"\0\x01\x02")?;
+/// let stats = Scanner::new(TokenFormat::default()).scan_paths([dir.path()], |_| {})?;
+/// assert_eq!((stats.files, stats.binary), (1, 1));
+/// assert!(stats.unreadable.is_empty());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ScanStats {
@@ -109,6 +225,24 @@ pub struct ScanStats {
 impl ScanStats {
     /// Adds the figures of another scan to these (several paths, several
     /// repositories).
+    ///
+    /// ```
+    /// use keygate::scan::{ScanStats, Scanner};
+    /// use keygate::TokenFormat;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (a, b) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    /// std::fs::write(a.path().join("x"), "12345")?;
+    /// std::fs::write(b.path().join("y"), "123")?;
+    /// let scanner = Scanner::new(TokenFormat::default());
+    /// let mut total = ScanStats::default();
+    /// for dir in [&a, &b] {
+    ///     total.add(scanner.scan_paths([dir.path()], |_| {})?);
+    /// }
+    /// assert_eq!((total.files, total.bytes), (2, 8));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn add(&mut self, other: ScanStats) {
         self.files += other.files;
         self.bytes += other.bytes;
@@ -119,6 +253,18 @@ impl ScanStats {
 }
 
 /// Why a scan could not be made.
+///
+/// ```
+/// use keygate::scan::{ScanError, Scanner};
+/// use keygate::TokenFormat;
+///
+/// let scanner = Scanner::new(TokenFormat::default());
+/// let error = scanner
+///     .scan_paths(["/nonexistent/keygate-scan"], |_| {})
+///     .unwrap_err();
+/// assert!(matches!(error, ScanError::Io { .. }));
+/// assert!(error.to_string().starts_with("/nonexistent/keygate-scan: "));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ScanError {
