@@ -48,17 +48,7 @@ fn kill_9_during_a_thousand_creates_loses_no_answered_key_on_sqlite() {
     let mut serve = Serve::start(dir.path(), ServeOptions::new());
     let admin = serve.bootstrap_token();
 
-    let cut = faults::creates_cut_by_kill_9(&serve, &admin, 1000, 300);
-    let status = serve.wait();
-    assert!(!status.success(), "serve was killed, not stopped: {status}");
-    assert!(
-        !cut.answered.is_empty(),
-        "no create answered 201 before the kill"
-    );
-    assert!(
-        cut.unanswered > 0,
-        "the kill came after every create had answered; it proved nothing"
-    );
+    let cut = faults::creates_cut_by_kill_9(&mut serve, &admin, 1000, 300);
 
     let mut again = Serve::start(dir.path(), ServeOptions::new());
     faults::assert_answered_creates_survived(&again, &admin, &cut);

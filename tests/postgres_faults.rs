@@ -47,22 +47,12 @@ async fn kill_9_during_a_thousand_creates_loses_no_answered_key_on_postgres() {
         tokio::task::spawn_blocking(move || {
             let mut serve = serve_on(&url, &dir);
             let admin = serve.bootstrap_token();
-            let cut = faults::creates_cut_by_kill_9(&serve, &admin, 1000, 300);
-            let status = serve.wait();
-            assert!(!status.success(), "serve was killed, not stopped: {status}");
+            let cut = faults::creates_cut_by_kill_9(&mut serve, &admin, 1000, 300);
             (admin, cut)
         })
         .await
         .unwrap()
     };
-    assert!(
-        !cut.answered.is_empty(),
-        "no create answered 201 before the kill"
-    );
-    assert!(
-        cut.unanswered > 0,
-        "the kill came after every create had answered; it proved nothing"
-    );
     let dir = dir.path().to_owned();
     tokio::task::spawn_blocking(move || {
         let again = serve_on(&url, &dir);

@@ -50,8 +50,15 @@ pub struct Cut {
 /// Starts `total` creates at once against `serve` (one thread and one
 /// connection each, released together by a barrier) and sends SIGKILL to
 /// the server as soon as `kill_after` of them have answered (201, or 503
-/// when the store is too busy: the pool's acquire timeout).
-pub fn creates_cut_by_kill_9(serve: &Serve, admin: &str, total: usize, kill_after: usize) -> Cut {
+/// when the store is too busy: the pool's acquire timeout). Waits for the
+/// server to be gone, and checks that the cut proves something: some
+/// creates answered 201 before it and some got no answer.
+pub fn creates_cut_by_kill_9(
+    serve: &mut Serve,
+    admin: &str,
+    total: usize,
+    kill_after: usize,
+) -> Cut {
     assert!(kill_after < total, "the kill must come before the end");
     let addr = serve.addr;
     let pid = serve.pid();
@@ -135,15 +142,23 @@ pub fn creates_cut_by_kill_9(serve: &Serve, admin: &str, total: usize, kill_afte
         answers.load(Ordering::SeqCst),
         created.load(Ordering::SeqCst)
     );
-    let answered = std::mem::take(&mut *answered.lock().unwrap());
-    let unexpected = std::mem::take(&mut *unexpected.lock().unwrap());
-    let refused = std::mem::take(&mut *refused.lock().unwrap());
-    Cut {
-        answered,
-        refused,
+    let status = serve.wait();
+    assert!(!status.success(), "serve was killed, not stopped: {status}");
+    let cut = Cut {
+        answered: std::mem::take(&mut *answered.lock().unwrap()),
+        refused: std::mem::take(&mut *refused.lock().unwrap()),
         unanswered: unanswered.load(Ordering::SeqCst),
-        unexpected,
-    }
+        unexpected: std::mem::take(&mut *unexpected.lock().unwrap()),
+    };
+    assert!(
+        !cut.answered.is_empty(),
+        "no create answered 201 before the kill"
+    );
+    assert!(
+        cut.unanswered > 0,
+        "the kill came after every create had answered; it proved nothing"
+    );
+    cut
 }
 
 /// Every key of [`OWNER`] in the store, by id, read page by page.
