@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -116,6 +116,8 @@ enum State {
 
 struct PoolKey {
     token: String,
+    /// Its key id, to revoke or rotate it.
+    id: String,
     state: State,
 }
 
@@ -128,10 +130,11 @@ struct Pool {
 }
 
 impl Pool {
-    fn add(&mut self, token: String) {
+    fn add(&mut self, (token, id): (String, String)) {
         self.live.push(self.keys.len());
         self.keys.push(PoolKey {
             token,
+            id,
             state: State::Live,
         });
     }
@@ -244,12 +247,7 @@ async fn admin_call(
 }
 
 /// Changes keys until `stop`: creates, revocations and rotations in turn.
-async fn mutate(
-    pool: Arc<RwLock<Pool>>,
-    ids: Arc<Mutex<Vec<String>>>,
-    admin: Admin,
-    stop: Arc<AtomicBool>,
-) -> [u64; 3] {
+async fn mutate(pool: Arc<RwLock<Pool>>, admin: Admin, stop: Arc<AtomicBool>) -> [u64; 3] {
     let mut counts = [0u64; 3];
     let mut n = INITIAL_KEYS;
     let mut tick = tokio::time::interval(MUTATION_EVERY);
@@ -258,16 +256,14 @@ async fn mutate(
         tick.tick().await;
         let op = counts.iter().sum::<u64>() % 3;
         if op == 0 {
-            let (token, id) = admin.create(n).await;
+            let created = admin.create(n).await;
             n += 1;
-            let mut pool = pool.write().unwrap();
-            pool.add(token);
-            ids.lock().unwrap().push(id);
+            pool.write().unwrap().add(created);
             counts[0] += 1;
             continue;
         }
         // Take a live key out of the live set before changing it.
-        let index = {
+        let (index, id) = {
             let mut pool = pool.write().unwrap();
             if pool.live.len() < 10 {
                 continue;
@@ -275,18 +271,15 @@ async fn mutate(
             let at = (next(&mut rng) as usize) % pool.live.len();
             let index = pool.live.swap_remove(at);
             pool.keys[index].state = State::Changing;
-            index
+            (index, pool.keys[index].id.clone())
         };
-        let id = ids.lock().unwrap()[index].clone();
         if op == 1 {
             admin.revoke(&id).await;
             counts[1] += 1;
         } else {
-            let (token, new_id) = admin.rotate(&id).await;
+            let created = admin.rotate(&id).await;
             n += 1;
-            let mut pool = pool.write().unwrap();
-            pool.add(token);
-            ids.lock().unwrap().push(new_id);
+            pool.write().unwrap().add(created);
             counts[2] += 1;
         }
         let mut pool = pool.write().unwrap();
@@ -528,16 +521,14 @@ async fn run_surface(
     measured: &'static str,
 ) -> Report {
     let pool = Arc::new(RwLock::new(Pool::default()));
-    let ids = Arc::new(Mutex::new(Vec::new()));
     for n in 0..INITIAL_KEYS {
-        let (token, id) = admin.create(n).await;
-        pool.write().unwrap().add(token);
-        ids.lock().unwrap().push(id);
+        let created = admin.create(n).await;
+        pool.write().unwrap().add(created);
     }
     let rss_before = rss_kb(pid);
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let mutator = tokio::spawn(mutate(pool.clone(), ids, admin, stop.clone()));
+    let mutator = tokio::spawn(mutate(pool.clone(), admin, stop.clone()));
     let seed = AtomicU64::new(0x5eed);
     let clients: Vec<_> = (0..options.connections)
         .map(|_| {
