@@ -332,8 +332,25 @@ impl Pepper {
     /// assert!(!pepper.verify("kg_live_y", &stored));
     /// ```
     pub fn verify(&self, token: &str, expected: &TokenMac) -> bool {
-        self.mac(token).ct_eq(expected).into()
+        macs_equal(&self.mac(token), expected)
     }
+}
+
+/// Whether two MACs are equal, in constant time: the differences of all
+/// 32 bytes are folded together eight bytes at a time, with no branch on
+/// any of them, and the folded word is compared by `subtle` (behind its
+/// optimization barrier). Equivalent to `a.ct_eq(b)` on the bytes, which
+/// costs a barrier per byte.
+fn macs_equal(a: &TokenMac, b: &TokenMac) -> bool {
+    let diff = a
+        .chunks_exact(8)
+        .zip(b.chunks_exact(8))
+        .fold(0u64, |diff, (x, y)| {
+            let x = u64::from_ne_bytes(x.try_into().unwrap_or_default());
+            let y = u64::from_ne_bytes(y.try_into().unwrap_or_default());
+            diff | (x ^ y)
+        });
+    std::hint::black_box(diff).ct_eq(&0).into()
 }
 
 impl fmt::Debug for Pepper {
@@ -467,6 +484,21 @@ impl fmt::Display for SecretToken {
 
 #[cfg(test)]
 mod tests {
+
+    proptest::proptest! {
+        #[test]
+        fn macs_are_equal_exactly_when_every_byte_is(
+            a in proptest::array::uniform32(proptest::prelude::any::<u8>()),
+            flip in proptest::option::of((0usize..32, 0u8..8)),
+        ) {
+            let mut b = a;
+            if let Some((byte, bit)) = flip {
+                b[byte] ^= 1 << bit;
+            }
+            proptest::prop_assert_eq!(macs_equal(&a, &b), a == b);
+            proptest::prop_assert!(macs_equal(&a, &a));
+        }
+    }
     use super::*;
 
     #[test]

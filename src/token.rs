@@ -464,12 +464,14 @@ impl TokenFormat {
     /// time.
     fn parse_expected_shape<'a>(&self, raw: &'a str) -> Option<Result<Token<'a>, TokenError>> {
         let rest = raw.strip_prefix(&*self.prefix)?.strip_prefix('_')?;
-        let (env, body) = rest.split_once('_')?;
-        let environment = Environment::from_str(env).ok()?;
-        let alphanumeric = body
-            .bytes()
-            .fold(true, |ok, b| ok & b.is_ascii_alphanumeric());
-        if body.len() != BODY_LEN || !alphanumeric {
+        // No environment holds a `_`, so this is where the full parse
+        // splits too.
+        let (environment, body) = if let Some(body) = rest.strip_prefix("live_") {
+            (Environment::Live, body)
+        } else {
+            (Environment::Test, rest.strip_prefix("test_")?)
+        };
+        if body.len() != BODY_LEN || !all_alphanumeric(body.as_bytes()) {
             return None;
         }
         Some(Self::checked(raw, environment))
@@ -495,6 +497,35 @@ impl TokenFormat {
             raw: std::marker::PhantomData,
         })
     }
+}
+
+/// Whether every byte is an ASCII letter or digit, eight bytes at a time.
+/// For a word whose bytes are all below 0x80, `at_least(word, n)` sets the
+/// high bit of exactly the bytes ≥ `n` (no carry crosses a byte); a
+/// letter's byte with 0x20 set is its lower case, and no other byte
+/// becomes a letter that way.
+fn all_alphanumeric(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    fn at_least(word: u64, n: u8) -> u64 {
+        word.wrapping_add(ONES * u64::from(0x80 - n)) & HIGH
+    }
+    let chunks = bytes.chunks_exact(8);
+    let rest = chunks.remainder();
+    let words_ok = chunks.fold(true, |ok, chunk| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        let ascii = word & HIGH == 0;
+        let digit = at_least(word, b'0') & !at_least(word, b'9' + 1);
+        let lower = word | (ONES * 0x20);
+        let letter = at_least(lower, b'a') & !at_least(lower, b'z' + 1);
+        ok & ascii & ((digit | letter) == HIGH)
+    });
+    words_ok
+        & rest
+            .iter()
+            .fold(true, |ok, b| ok & b.is_ascii_alphanumeric())
 }
 
 /// A prefix outside `[a-z0-9]{1,16}`.
@@ -659,6 +690,17 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn alphanumerics_are_told_eight_at_a_time_as_one_at_a_time(
+            bytes in proptest::collection::vec(
+                prop_oneof![any::<u8>(), b'0'..=b'9', b'A'..=b'Z', b'a'..=b'z',
+                    Just(b'/'), Just(b':'), Just(b'@'), Just(b'['), Just(b'`'), Just(b'{'), Just(0x7f), Just(0xc1)],
+                0..60,
+            ),
+        ) {
+            prop_assert_eq!(all_alphanumeric(&bytes), bytes.iter().all(u8::is_ascii_alphanumeric));
+        }
+
         #[test]
         fn every_generated_token_parses_back(test_env in any::<bool>(), prefix in "[a-z0-9]{1,16}") {
             let env = if test_env { Environment::Test } else { Environment::Live };

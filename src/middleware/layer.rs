@@ -241,8 +241,9 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let guard = &*self.guard;
-        // A gRPC request is refused in the gRPC trailers-only form.
-        let grpc = is_grpc(request.headers());
+        // A gRPC request is refused in the gRPC trailers-only form: asked
+        // only when refusing, or before the request moves into a miss.
+        let grpc = |request: &Request<ReqBody>| is_grpc(request.headers());
         let credential = match guard.reader.credential(request.headers(), request.uri()) {
             Ok(credential) => credential,
             Err(CredentialError::Missing) if self.optional => {
@@ -258,7 +259,7 @@ where
                 return ResponseFuture::rejected(refuse(
                     &*guard.responder,
                     &Rejection::MissingToken,
-                    grpc,
+                    grpc(&request),
                 ));
             }
             Err(CredentialError::InvalidRequest) => {
@@ -266,16 +267,23 @@ where
                 return ResponseFuture::rejected(refuse(
                     &*guard.responder,
                     &Rejection::InvalidRequest,
-                    grpc,
+                    grpc(&request),
                 ));
             }
         };
         let origin = guard.reader.origin(request.headers(), request.extensions());
-        let span = tracing::info_span!(
-            "keygate.authenticate",
-            key = tracing::field::Empty,
-            outcome = tracing::field::Empty,
-        );
+        // No span at all when no subscriber wants INFO: even a disabled
+        // span is recorded into and logged on drop (with `tracing`'s `log`
+        // feature, which a dependency may turn on).
+        let span = if tracing::level_enabled!(tracing::Level::INFO) {
+            tracing::info_span!(
+                "keygate.authenticate",
+                key = tracing::field::Empty,
+                outcome = tracing::field::Empty,
+            )
+        } else {
+            tracing::Span::none()
+        };
         // The token's one parse. A cached key, or a token refused offline,
         // is answered right here: no future, no allocation, nothing copied
         // from the request, and the ready inner service is called directly.
@@ -312,6 +320,7 @@ where
                         // https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
                         let clone = self.inner.clone();
                         let ready = std::mem::replace(&mut self.inner, clone);
+                        let grpc = grpc(&request);
                         return ResponseFuture::authenticating(
                             auth,
                             request,
@@ -336,9 +345,11 @@ where
                 request.extensions_mut().insert(key);
                 ResponseFuture::inner(self.inner.call(request), limit)
             }
-            Err(refusal) => {
-                ResponseFuture::rejected(refuse(&*guard.responder, refusal.rejection(), grpc))
-            }
+            Err(refusal) => ResponseFuture::rejected(refuse(
+                &*guard.responder,
+                refusal.rejection(),
+                grpc(&request),
+            )),
         }
     }
 }

@@ -161,6 +161,16 @@ fn is_text(bytes: &[u8]) -> bool {
     outside == 0 && rest.iter().all(|&b| (0x20..0x7f).contains(&b))
 }
 
+/// Every byte visible ASCII (`!` to `~`): a token as it should be sent,
+/// with nothing to trim and nothing to refuse.
+fn is_visible(bytes: &[u8]) -> bool {
+    let (words, rest) = words(bytes);
+    let outside = words.fold(0, |found, word| {
+        found | (word & HIGH) | below(word, 0x21) | equal(word, 0x7f)
+    });
+    outside == 0 && rest.iter().all(|&b| (0x21..0x7f).contains(&b))
+}
+
 /// Whether `bytes` holds a space or a tab.
 fn has_ows(bytes: &[u8]) -> bool {
     let (words, rest) = words(bytes);
@@ -221,6 +231,28 @@ fn bearer(headers: &HeaderMap) -> Result<Option<Credential<'_>>, CredentialError
     let Some(value) = single(headers, &AUTHORIZATION)? else {
         return Ok(None);
     };
+    // The usual form, `Bearer <token>` with one space and a token of
+    // visible ASCII, is read in one pass over the token; the general rules
+    // below find the same range for it (a proptest compares them).
+    let bytes = value.as_bytes();
+    if bytes.len() > BEARER_SP.len()
+        && bytes[..BEARER_SP.len()].eq_ignore_ascii_case(BEARER_SP)
+        && is_visible(&bytes[BEARER_SP.len()..])
+    {
+        return Ok(Some(Credential::header(
+            value,
+            BEARER_SP.len(),
+            bytes.len(),
+        )));
+    }
+    bearer_value(value)
+}
+
+/// `Bearer` and the one space after it, in any case.
+const BEARER_SP: &[u8] = b"bearer ";
+
+/// The general rules for an `Authorization` value.
+fn bearer_value(value: &HeaderValue) -> Result<Option<Credential<'_>>, CredentialError> {
     let bytes = value.as_bytes();
     if !is_text(bytes) {
         return Err(CredentialError::InvalidRequest);
@@ -241,6 +273,17 @@ fn header<'a>(
     let Some(value) = single(headers, name)? else {
         return Ok(None);
     };
+    // A bare token of visible ASCII: nothing to trim (the general rules
+    // below agree; a proptest compares them).
+    let bytes = value.as_bytes();
+    if !bytes.is_empty() && is_visible(bytes) {
+        return Ok(Some(Credential::header(value, 0, bytes.len())));
+    }
+    header_value(value)
+}
+
+/// The general rules for a header holding the bare token.
+fn header_value(value: &HeaderValue) -> Result<Option<Credential<'_>>, CredentialError> {
     let bytes = value.as_bytes();
     if !is_text(bytes) {
         return Err(CredentialError::InvalidRequest);
@@ -519,6 +562,30 @@ mod tests {
         }
 
         #[test]
+        fn the_usual_forms_read_as_the_general_rules_read_them(
+            scheme in prop_oneof![Just("Bearer "), Just("bearer "), Just("BEARER "), Just("Bearer  "), Just("Bearer\t"), Just("Basic "), Just("Bearer"), Just("")],
+            token in proptest::collection::vec(
+                prop_oneof![0x21u8..0x7f, Just(b' '), Just(b'\t'), Just(0x7f), Just(0x80), Just(0x1f)],
+                0..70,
+            ),
+        ) {
+            let range = |c: Result<Option<Credential<'_>>, CredentialError>| {
+                c.map(|c| c.map(|c| (c.start, c.end)))
+            };
+            let mut bytes = scheme.as_bytes().to_vec();
+            bytes.extend_from_slice(&token);
+            if let Ok(value) = HeaderValue::from_bytes(&bytes) {
+                let mut map = HeaderMap::new();
+                map.insert(AUTHORIZATION, value.clone());
+                prop_assert_eq!(range(bearer(&map)), range(bearer_value(&value)));
+                let mut map = HeaderMap::new();
+                map.insert("x-api-key", value.clone());
+                let name = HeaderName::from_static("x-api-key");
+                prop_assert_eq!(range(header(&map, &name)), range(header_value(&value)));
+            }
+        }
+
+        #[test]
         fn word_at_a_time_checks_agree_with_byte_at_a_time(
             bytes in proptest::collection::vec(
                 prop_oneof![any::<u8>(), Just(b' '), Just(b'\t'), Just(0x1f), Just(0x7f), 0x20u8..0x7f],
@@ -527,6 +594,7 @@ mod tests {
         ) {
             prop_assert_eq!(is_text(&bytes), bytes.iter().all(|&b| (0x20..0x7f).contains(&b)));
             prop_assert_eq!(has_ows(&bytes), bytes.iter().any(|&b| b == b' ' || b == b'\t'));
+            prop_assert_eq!(is_visible(&bytes), bytes.iter().all(|&b| (0x21..0x7f).contains(&b)));
         }
 
         #[test]
