@@ -1059,11 +1059,18 @@ mod tests {
 
     /// A keygate whose clock the test moves, and a key of alice's with
     /// `credits` refilled to 5 daily and a `burst` limit of 3 per hour.
+    /// 23:59:58 UTC of the day after today.
+    fn before_next_midnight() -> time::OffsetDateTime {
+        let tomorrow = time::OffsetDateTime::now_utc().date().next_day().unwrap();
+        tomorrow.with_hms(23, 59, 58).unwrap().assume_utc()
+    }
+
     async fn paid(credits: u64) -> (Keygate, String, Arc<std::sync::Mutex<time::OffsetDateTime>>) {
         use crate::credits::{Credits, Refill, RefillEvery};
-        let clock = Arc::new(std::sync::Mutex::new(
-            time::macros::datetime!(2026-12-03 23:59:58 UTC),
-        ));
+        // Two seconds before a midnight that is still ahead: records are
+        // stamped with the system clock, so a mocked time before it would
+        // put the refill schedule behind the key's own creation.
+        let clock = Arc::new(std::sync::Mutex::new(before_next_midnight()));
         let read = clock.clone();
         let keygate = Keygate::builder(MemoryStore::new())
             .pepper(Pepper::insecure_fixed_for_tests())
@@ -1128,7 +1135,9 @@ mod tests {
         // Midnight UTC: the balance is set to 5. The burst limit has one
         // unit left; a request of 2 is refused by it, and the credits it
         // took go back.
-        *clock.lock().unwrap() = time::macros::datetime!(2026-12-04 00:00:00 UTC);
+        let midnight = *clock.lock().unwrap() + time::Duration::seconds(2);
+        assert_eq!(midnight.time(), time::Time::MIDNIGHT);
+        *clock.lock().unwrap() = midnight;
         let refusal = verifier
             .authorize_charged(&token, origin, None, 2)
             .await
