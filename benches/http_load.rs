@@ -3,12 +3,15 @@
 //!
 //! One process serves four variants of the same axum app (`GET /` answering
 //! a short fixed body), each on its own `127.0.0.1` port, in one tokio
-//! multi-thread runtime with 2 workers:
+//! multi-thread runtime with 2 workers (`--runtime current`: one
+//! current-thread runtime on a thread of its own):
 //!
 //! 1. `no_auth` — no middleware;
-//! 2. `keygate` — `.layer(keygate.layer())` over an [`SqliteStore`] (temporary
-//!    file) holding one valid key, the cache warmed first so every request is
-//!    a cache hit, usage tracking on (the default): production configuration;
+//! 2. `keygate` — `.route_layer(keygate.layer().require("workspaces:read"))`
+//!    over an [`SqliteStore`] (temporary file) holding one valid key with
+//!    that scope, the cache warmed first so every request is a cache hit,
+//!    usage tracking on (the default): production configuration, a scope
+//!    requirement on the route as an application would set it;
 //! 3. `tower_http_bearer` — tower-http's `ValidateRequestHeaderLayer::bearer`
 //!    (a plain `==` on the header; the usual baseline);
 //! 4. `sqlite_per_request` — what people write without keygate: a
@@ -38,6 +41,7 @@
 //!
 //! ```sh
 //! cargo bench --bench http_load -- --seconds 5 --rounds 3
+//! cargo bench --bench http_load -- --seconds 5 --rounds 3 --runtime current
 //! ```
 //!
 //! `-- --only keygate` loads one variant alone (to profile the server, e.g.
@@ -120,6 +124,9 @@ struct Args {
     /// `--no-usage`: the keygate variant without usage tracking (to see
     /// what tracking costs; not the production configuration).
     no_usage: bool,
+    /// `--runtime current`: serve on tokio's current-thread runtime (one
+    /// thread) instead of the multi-thread runtime with 2 workers.
+    current_thread: bool,
 }
 
 impl Args {
@@ -129,6 +136,7 @@ impl Args {
             rounds: 3,
             only: None,
             no_usage: false,
+            current_thread: false,
         };
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
@@ -142,6 +150,11 @@ impl Args {
                 "--seconds" => args.seconds = value("--seconds"),
                 "--rounds" => args.rounds = value("--rounds"),
                 "--no-usage" => args.no_usage = true,
+                "--runtime" => match it.next().as_deref() {
+                    Some("current") => args.current_thread = true,
+                    Some("multi") => args.current_thread = false,
+                    other => panic!("--runtime current|multi, not {other:?}"),
+                },
                 "--only" => {
                     let name = it.next().unwrap_or_default();
                     let v = VARIANTS.iter().position(|v| *v == name);
@@ -150,7 +163,7 @@ impl Args {
                 // `cargo bench` passes `--bench` to every bench binary.
                 "--bench" => {}
                 other => panic!(
-                    "unknown argument {other:?}; use --seconds N --rounds N [--only VARIANT] [--no-usage]"
+                    "unknown argument {other:?}; use --seconds N --rounds N [--only VARIANT] [--no-usage] [--runtime current|multi]"
                 ),
             }
         }
@@ -354,7 +367,7 @@ async fn start(dir: &std::path::Path, no_usage: bool) -> (String, Vec<u16>) {
     let bearer = tower_http::validate_request::ValidateRequestHeaderLayer::bearer(&token);
     let ports = vec![
         serve(app()).await,
-        serve(app().layer(keygate.layer())).await,
+        serve(app().route_layer(keygate.layer().require("workspaces:read").unwrap())).await,
         serve(app().layer(bearer)).await,
         serve(app().layer(from_fn_with_state(pool, sqlite_auth))).await,
     ];
@@ -505,6 +518,11 @@ fn main() {
             .map(|v| format!(" --only {}", VARIANTS[v]))
             .unwrap_or_default()
             + if args.no_usage { " --no-usage" } else { "" }
+            + if args.current_thread {
+                " --runtime current"
+            } else {
+                ""
+            }
     );
     println!(
         "machine: nproc {}, kernel {}, {}, {}",
@@ -521,19 +539,46 @@ fn main() {
     );
     println!("load average before: {}", loadavg());
     println!(
-        "server: one process, tokio multi-thread runtime with 2 workers; \
+        "server: one process, tokio {}; \
          wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} --latency, {}s per run, {} rounds, \
          1 s warm-up per variant",
-        args.seconds, args.rounds
+        if args.current_thread {
+            "current-thread runtime (one thread)"
+        } else {
+            "multi-thread runtime with 2 workers"
+        },
+        args.seconds,
+        args.rounds
     );
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (token, ports) = runtime.block_on(start(dir.path(), args.no_usage));
+    let (token, ports, runtime) = if args.current_thread {
+        // A current-thread runtime runs its tasks only inside `block_on`:
+        // it gets a thread of its own, serving until the process ends.
+        let (sender, started) = std::sync::mpsc::channel();
+        let path = dir.path().to_owned();
+        let no_usage = args.no_usage;
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                sender.send(start(&path, no_usage).await).unwrap();
+                std::future::pending::<()>().await;
+            });
+        });
+        let (token, ports) = started.recv().unwrap();
+        (token, ports, None)
+    } else {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (token, ports) = runtime.block_on(start(dir.path(), args.no_usage));
+        (token, ports, Some(runtime))
+    };
     println!(
         "wrk command per variant: wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{}s --latency \
          -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:<port>/",
