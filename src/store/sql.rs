@@ -371,8 +371,14 @@ where
     const GET: &'static str;
     /// `same_name` and `current` (in that order): among the current keys
     /// of owner `1` other than id `3` at Unix time `4`, how many are named
-    /// `2`, and how many there are.
+    /// `2`, and how many there are. Asked only when the per-owner limit is
+    /// on (it reads every current key of the owner).
     const CHECK_CURRENT: &'static str;
+    /// A row (two `BIGINT`s, `1` and `0`: the shape of [`CHECK_CURRENT`](Dialect::CHECK_CURRENT))
+    /// when a current key of owner `1` other than id `3` at Unix time `4`
+    /// is named `2`: found through the `(owner, name)` index,
+    /// so an owner with many keys costs no more than one with a few.
+    const NAME_TAKEN: &'static str;
     /// `INSERT` of every column, bound in table order (`id` … `revision`,
     /// then `rate_limits` and the five credit columns, added by later
     /// migrations).
@@ -748,6 +754,20 @@ where
         if !key.key.is_current(now) {
             return Ok(());
         }
+        if max_keys_per_owner == 0 {
+            let taken: Option<(i64, i64)> = sqlx::query_as(Self::NAME_TAKEN)
+                .bind(key.key.owner.as_str())
+                .bind(key.key.name.as_str())
+                .bind(ignore)
+                .bind(now.unix_timestamp())
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(Self::error)?;
+            return match taken {
+                Some(_) => Err(StoreError::NameConflict),
+                None => Ok(()),
+            };
+        }
         let (same_name, current): (i64, i64) = sqlx::query_as(Self::CHECK_CURRENT)
             .bind(key.key.owner.as_str())
             .bind(key.key.name.as_str())
@@ -759,7 +779,7 @@ where
         if same_name > 0 {
             return Err(StoreError::NameConflict);
         }
-        if max_keys_per_owner > 0 && current >= i64::from(max_keys_per_owner) {
+        if current >= i64::from(max_keys_per_owner) {
             return Err(StoreError::KeyLimitReached);
         }
         Ok(())

@@ -213,6 +213,9 @@ impl Dialect for PostgresStore {
          FROM keygate_keys \
          WHERE owner = $1 AND id <> $3 AND revoked_at IS NULL AND superseded_by IS NULL \
            AND (expires_at IS NULL OR expires_at > $4)";
+    const NAME_TAKEN: &'static str = "SELECT CAST(1 AS BIGINT), CAST(0 AS BIGINT) FROM keygate_keys \
+         WHERE owner = $1 AND name = $2 AND id <> $3 AND revoked_at IS NULL AND superseded_by IS NULL \
+           AND (expires_at IS NULL OR expires_at > $4) LIMIT 1";
     const INSERT: &'static str = "INSERT INTO keygate_keys (id, mac, display_prefix, name, \
          description, owner, organization, environment, scopes, ip_allow, ip_deny, metadata, \
          created_at, updated_at, expires_at, last_used_at, last_used_ip, revoked_at, \

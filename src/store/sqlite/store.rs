@@ -219,6 +219,9 @@ impl Dialect for SqliteStore {
          FROM keygate_keys \
          WHERE owner = ?1 AND id <> ?3 AND revoked_at IS NULL AND superseded_by IS NULL \
            AND (expires_at IS NULL OR expires_at > ?4)";
+    const NAME_TAKEN: &'static str = "SELECT CAST(1 AS BIGINT), CAST(0 AS BIGINT) FROM keygate_keys \
+         WHERE owner = ?1 AND name = ?2 AND id <> ?3 AND revoked_at IS NULL AND superseded_by IS NULL \
+           AND (expires_at IS NULL OR expires_at > ?4) LIMIT 1";
     const INSERT: &'static str = "INSERT INTO keygate_keys (id, mac, display_prefix, name, \
          description, owner, organization, environment, scopes, ip_allow, ip_deny, metadata, \
          created_at, updated_at, expires_at, last_used_at, last_used_ip, revoked_at, \
@@ -518,5 +521,35 @@ impl StoreMeta for SqliteStore {
 
     async fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Dialect::meta_get(self, name).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Name uniqueness is checked on every insert: through the `(owner,
+    /// name)` index, so one owner's thousands of keys are not all read.
+    #[tokio::test]
+    async fn the_name_check_uses_the_owner_and_name_index() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {}",
+            SqliteStore::NAME_TAKEN
+        )))
+        .bind("alice")
+        .bind("ci")
+        .bind("0123456789abcdef")
+        .bind(0i64)
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        let detail: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+        assert!(
+            detail
+                .iter()
+                .any(|d| d.contains("USING INDEX keygate_keys_owner_name")),
+            "{detail:?}"
+        );
     }
 }
