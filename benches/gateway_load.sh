@@ -22,10 +22,11 @@
 #                 upstream, a second nginx (own process) answering `200 ok`.
 # Rules (benches/gateway/rules.toml): GET /bench/** needs bench:read; the
 # keys are created with that scope through POST /v1/keys (pipelined, over
-# 4 keep-alive connections), 100 keys per owner: creating a key counts its
-# owner's current keys, so 100 000 keys under one owner would take
-# quadratic time (26 611 keys in ~3.7 min on this machine, slowing). Every
-# request goes through the HMAC check as in production; nothing is skipped.
+# 4 keep-alive connections), 100 keys per owner (until bccd226 creating a
+# key read all of its owner's current keys, so one owner's 100 000 keys took
+# quadratic time: 26 611 keys in ~3.7 min, slowing; now the name check uses
+# an (owner, name) index). Every request goes through the HMAC check as in
+# production; nothing is skipped.
 #
 # Per variant: requests/s, RPS per core (requests per CPU-second of the
 # server process: utime + stime from /proc/PID/stat over the round; for

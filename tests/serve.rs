@@ -215,6 +215,15 @@ fn sigterm_lets_an_in_flight_request_finish_and_exits_zero() {
         "exit 0 on SIGTERM; {}",
         serve.stderr()
     );
+    // Log lines are written by a thread of their own: the last one, logged
+    // just before exiting, is there too.
+    assert!(
+        serve
+            .stderr()
+            .contains("usage flushed, unused credits returned; stopped"),
+        "the queued log lines are written at exit:\n{}",
+        serve.stderr()
+    );
 
     // The key really was written.
     let id = created["api_key"]["id"].as_str().unwrap();
