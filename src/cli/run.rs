@@ -169,50 +169,27 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// Sets up logging on stderr: `RUST_LOG`, else `info` for `serve` and
 /// `warn` for the other commands; JSON lines with `serve --log-format json`.
-///
-/// `serve` logs a line per request, so its lines go to stderr from a
-/// thread of their own, in batches (a write per batch rather than per
-/// line: the write was most of what a line cost a request). Nothing is
-/// dropped: a full queue makes the logging request wait. The returned
-/// guard writes what is queued when dropped, at the end of [`run`]; a
-/// process killed outright loses the lines still queued (milliseconds'
-/// worth).
-fn init_logging(cli: &Cli) -> Option<tracing_appender::non_blocking::WorkerGuard> {
-    let (default, json, serve) = match &cli.command {
-        Command::Serve(args) => ("info", args.log_format == "json", true),
-        _ => ("warn", false, false),
+fn init_logging(cli: &Cli) {
+    let (default, json) = match &cli.command {
+        Command::Serve(args) => ("info", args.log_format == "json"),
+        _ => ("warn", false),
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if !serve {
-        let builder = builder.with_writer(std::io::stderr);
-        let _ = if json {
-            builder.json().try_init()
-        } else {
-            builder.try_init()
-        };
-        return None;
-    }
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("keygate-log")
-        .finish(std::io::BufWriter::new(std::io::stderr()));
-    let builder = builder.with_writer(writer);
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
     let _ = if json {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
-    Some(guard)
 }
 
 /// Runs the command line and returns the process exit status.
 pub async fn run(cli: Cli) -> ExitCode {
-    // Held to the end: dropping it writes the queued log lines.
-    let _log = init_logging(&cli);
+    init_logging(&cli);
     let json = cli.json;
     match dispatch(cli).await {
         Ok(()) => ExitCode::SUCCESS,
