@@ -1737,8 +1737,23 @@ async fn with_a_redis_limiter_cached_keys_are_counted_through_the_round_trip() {
 #[tokio::test]
 async fn credits_run_out_and_refill_at_midnight_utc_on_the_injected_clock() {
     use keygate::{Credits, Refill, RefillEvery};
+    // 1.5 s before the first of the month after next: ahead of the system
+    // clock, which stamps the key's records (a fixed date would break once
+    // it has passed).
+    let next_month = |date: time::Date| {
+        let (year, month) = (date.year(), date.month());
+        let year = if month == time::Month::December {
+            year + 1
+        } else {
+            year
+        };
+        time::Date::from_calendar_date(year, month.next(), 1).unwrap()
+    };
+    let today = time::OffsetDateTime::now_utc().date();
+    let refill_day = next_month(next_month(today));
+    let midnight = refill_day.midnight().assume_utc();
     let clock = Arc::new(std::sync::Mutex::new(
-        time::macros::datetime!(2026-12-31 23:59:58.5 UTC),
+        midnight - time::Duration::milliseconds(1_500),
     ));
     let read = clock.clone();
     let gate = builder()
@@ -1775,12 +1790,16 @@ async fn credits_run_out_and_refill_at_midnight_utc_on_the_injected_clock() {
     assert_ok(&get_bearer(addr, "/free", &token).await);
 
     // 00:00 UTC on the 1st: the balance is set to 3.
-    *clock.lock().unwrap() = time::macros::datetime!(2027-01-01 00:00:00 UTC);
+    *clock.lock().unwrap() = midnight;
     assert_ok(&get_bearer(addr, "/three", &token).await);
     let r = get_bearer(addr, "/one", &token).await;
     assert_eq!(r.status, 429, "{r}");
-    // The next refill is on February 1st.
-    assert_eq!(r.header("retry-after"), Some(&*(31 * 86_400).to_string()));
+    // The next refill is on the 1st of the month after.
+    let days = time::util::days_in_month(refill_day.month(), refill_day.year());
+    assert_eq!(
+        r.header("retry-after"),
+        Some(&*(u64::from(days) * 86_400).to_string())
+    );
     let stored = gate
         .store()
         .get(&keygate::KeyId::parse(&token[8..24]).unwrap())
