@@ -484,6 +484,7 @@ impl fmt::Display for SecretToken {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     proptest::proptest! {
         #[test]
@@ -499,7 +500,6 @@ mod tests {
             proptest::prop_assert!(macs_equal(&a, &a));
         }
     }
-    use super::*;
 
     #[test]
     fn pepper_accepts_hex_and_base64_of_32_bytes() {
