@@ -754,32 +754,26 @@ where
         if !key.key.is_current(now) {
             return Ok(());
         }
-        if max_keys_per_owner == 0 {
-            let taken: Option<(i64, i64)> = sqlx::query_as(Self::NAME_TAKEN)
-                .bind(key.key.owner.as_str())
-                .bind(key.key.name.as_str())
-                .bind(ignore)
-                .bind(now.unix_timestamp())
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(Self::error)?;
-            return match taken {
-                Some(_) => Err(StoreError::NameConflict),
-                None => Ok(()),
-            };
-        }
-        let (same_name, current): (i64, i64) = sqlx::query_as(Self::CHECK_CURRENT)
+        // Without a limit only the name is checked, through its index; no
+        // row means neither a name taken nor a key counted.
+        let query = if max_keys_per_owner == 0 {
+            Self::NAME_TAKEN
+        } else {
+            Self::CHECK_CURRENT
+        };
+        let (same_name, current): (i64, i64) = sqlx::query_as(query)
             .bind(key.key.owner.as_str())
             .bind(key.key.name.as_str())
             .bind(ignore)
             .bind(now.unix_timestamp())
-            .fetch_one(&mut *conn)
+            .fetch_optional(&mut *conn)
             .await
-            .map_err(Self::error)?;
+            .map_err(Self::error)?
+            .unwrap_or((0, 0));
         if same_name > 0 {
             return Err(StoreError::NameConflict);
         }
-        if current >= i64::from(max_keys_per_owner) {
+        if max_keys_per_owner > 0 && current >= i64::from(max_keys_per_owner) {
             return Err(StoreError::KeyLimitReached);
         }
         Ok(())
